@@ -1,0 +1,78 @@
+"""The fitted-model file (``.rpol``): w*, the running sums it came from, and the metadata record.
+
+A plain ``torch.save`` dict of tensors and one JSON string, so it loads with ``weights_only=True``;
+written to a temporary file and renamed so an interrupted write never leaves a half file behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rpol_edge.metadata import MetadataError, ModelMeta
+
+MAGIC = "rpol-edge-model"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def array_sha256(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
+
+
+@dataclass
+class ModelArtifact:
+    meta: ModelMeta
+    w: np.ndarray  # (n_heads, C) float64, unit rows
+    v_sum: np.ndarray
+    u_sum: np.ndarray
+    count: np.ndarray
+
+    def save(self, path: Path) -> None:
+        payload = {
+            "magic": MAGIC,
+            "meta": self.meta.to_json(),
+            "w": torch.from_numpy(np.asarray(self.w, np.float64)),
+            "v_sum": torch.from_numpy(np.asarray(self.v_sum, np.float64)),
+            "u_sum": torch.from_numpy(np.asarray(self.u_sum, np.float64)),
+            "count": torch.from_numpy(np.asarray(self.count, np.int64)),
+        }
+        atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+    @classmethod
+    def load(cls, path: Path) -> ModelArtifact:
+        path = Path(path)
+        if not path.is_file():
+            raise MetadataError(f"{path}: no such model file")
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise MetadataError(f"{path}: not an rpol-edge model file ({exc.__class__.__name__})") from None
+        if not isinstance(obj, dict) or obj.get("magic") != MAGIC:
+            raise MetadataError(f"{path}: not an rpol-edge model file (no {MAGIC} header)")
+        meta = ModelMeta.from_json(obj["meta"], str(path))
+        w = obj["w"].numpy()
+        if w.shape != (meta.n_heads, meta.channels):
+            raise MetadataError(f"{path}: w* has shape {w.shape}, metadata says ({meta.n_heads}, {meta.channels})")
+        if array_sha256(w) != meta.w_sha256:
+            raise MetadataError(f"{path}: w* does not match its recorded hash (file edited or damaged)")
+        return cls(meta, w, obj["v_sum"].numpy(), obj["u_sum"].numpy(), obj["count"].numpy())

@@ -1,0 +1,190 @@
+"""Thin typer CLI: each command parses its options and calls one library function."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Unsupervised object localization for the edge.")
+err = Console(stderr=True)
+out = Console()
+
+Data = Annotated[str, typer.Option("--data", help="cub | wsol | voc | folder")]
+Root = Annotated[Path, typer.Option("--root", help="data-set root folder")]
+Split = Annotated[str, typer.Option("--split", help="split name (train, test, ...)")]
+RuntimeOpt = Annotated[str, typer.Option("--runtime", help="auto | torch | ort | trt")]
+Device = Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N")]
+Weights = Annotated[Path | None, typer.Option("--weights", help="backbone checkpoint file")]
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from rpol_edge.backbones import BackboneError
+    from rpol_edge.data import DatasetError
+    from rpol_edge.images import ImageError
+    from rpol_edge.metadata import MetadataError
+    from rpol_edge.runtimes import InferenceError
+
+    return (BackboneError, DatasetError, ImageError, MetadataError, InferenceError, FileNotFoundError, ValueError)
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Known failures end as one line on stderr and exit code 2, never a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
+    except _known_errors() as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=False, disable=not err.is_terminal and False) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _report_skips(skipped: list[tuple[Any, str]]) -> None:
+    if skipped:
+        err.print(f"[yellow]skipped {len(skipped)} unreadable image(s)[/], e.g. {skipped[0][1]}", highlight=False)
+
+
+@app.command()
+def fit(
+    data: Data = "folder",
+    root: Root = Path("."),
+    split: Split = "train",
+    output: Annotated[Path, typer.Option("-o", "--output", help="model file to write (.rpol)")] = Path("model.rpol"),
+    backbone: Annotated[str, typer.Option(help="preset (lite0, moco_r50, dino_vits16, dino_r50, sup_r50) or timm name")] = "lite0",
+    weights: Weights = None,
+    output_stride: Annotated[int, typer.Option(help="ResNet output stride 32/16/8")] = 32,
+    input_size: Annotated[int, typer.Option(help="network input K (square)")] = 448,
+    resize_size: Annotated[int | None, typer.Option(help="resize S before the K crop (default K*480/448)")] = None,
+    fit_size: Annotated[int | None, typer.Option(help="fit resolution (default: the input size)")] = None,
+    reference_fit: Annotated[bool, typer.Option(help="the reference's fit: 224x224 resize, no crop")] = False,
+    head: Annotated[str, typer.Option(help="rpol | caam (baseline)")] = "rpol",
+    classwise: Annotated[bool, typer.Option(help="one w* per class label")] = False,
+    sampling_ratio: Annotated[float, typer.Option(help="fit on this random fraction")] = 1.0,
+    seed: int = 0,
+    threshold: Annotated[float, typer.Option(help="initial operating threshold (eval --calibrate sets it)")] = 0.5,
+    batch_size: int = 16,
+    workers: Annotated[int, typer.Option(help="decoding worker processes")] = 2,
+    device: Device = "cpu",
+) -> None:
+    """Fit w* on unlabeled images (closed form, frozen backbone) and write the model file."""
+    from rpol_edge.fit import FitConfig
+    from rpol_edge.fit import fit as run_fit
+
+    with cli_errors():
+        cfg = FitConfig(
+            data, root, split, backbone, weights, output_stride, input_size, resize_size, fit_size, None,
+            reference_fit, head, classwise, sampling_ratio, seed, threshold, batch_size, workers, device,
+        )
+        with progress_bar("fit") as update:
+            result = run_fit(cfg, update)
+        result.artifact.save(output)
+        _report_skips(result.skipped)
+        m = result.artifact.meta
+        out.print(f"wrote {output}: {m.backbone} K={m.input_size} tau={m.tau:.4f} images={m.n_images} skipped={m.n_skipped}")
+
+
+@app.command()
+def info(model: Path) -> None:
+    """Print the metadata record of a model file, ONNX file or engine."""
+    from rpol_edge.inspect import read_meta
+
+    with cli_errors():
+        meta = read_meta(model)
+        table = Table(show_header=False, box=None)
+        for k, v in meta.to_dict().items():
+            table.add_row(k, str(v))
+        out.print(table)
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Path,
+    data: Data = "voc",
+    root: Root = Path("."),
+    split: Split = "test",
+    runtime: RuntimeOpt = "auto",
+    device: Device = "cpu",
+    weights: Weights = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the metrics here")] = None,
+    save_maps: Annotated[Path | None, typer.Option(help="one float32 .npy score map per image")] = None,
+    calibrate: Annotated[bool, typer.Option(help="store the best threshold as the model's operating one")] = False,
+    batch_size: int = 8,
+    workers: int = 2,
+) -> None:
+    """Localization accuracy (GT-known Loc, MaxBoxAcc, MaxBoxAccV2 both protocols)."""
+    from rpol_edge.artifact import atomic_write
+    from rpol_edge.evaluate import calibrate as write_threshold
+    from rpol_edge.evaluate import evaluate
+    from rpol_edge.runtimes import open_runtime
+
+    with cli_errors():
+        if calibrate and model.suffix != ".rpol":
+            raise ValueError("--calibrate writes into a fitted .rpol model; calibrate it, then re-export")
+        rt = open_runtime(model, runtime, device=device, weights=weights)
+        with rt, progress_bar("eval") as update:
+            result = evaluate(rt, data, root, split, save_maps, batch_size, workers, update)
+        _report_skips(result.skipped)
+        metrics = {"model": str(model), "runtime": result.runtime, **result.metrics}
+        table = Table("metric", "value")
+        for key in ("n_images", "gt_known_loc", "maxboxacc", "maxboxacc_v2", "maxboxacc_v2_rpol", "best_threshold"):
+            value = metrics[key]
+            table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
+        out.print(table)
+        if json_out:
+            atomic_write(json_out, lambda tmp: tmp.write_text(json.dumps(metrics, indent=1, default=str)))
+        if calibrate:
+            meta = write_threshold(model, metrics["best_threshold"])
+            out.print(f"operating threshold of {model} set to {meta.threshold}")
+
+
+@app.command()
+def predict(
+    model: Path,
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder for overlays and JSON")] = Path("predictions"),
+    runtime: RuntimeOpt = "auto",
+    device: Device = "cpu",
+    weights: Weights = None,
+) -> None:
+    """Box (original pixels, JSON) and overlay PNG for each image."""
+    from rpol_edge.predict import predict_files
+    from rpol_edge.runtimes import open_runtime
+
+    with cli_errors():
+        rt = open_runtime(model, runtime, device=device, weights=weights)
+        with rt:
+            records, skipped = predict_files(rt, images, output)
+        _report_skips(skipped)
+        for r in records:
+            out.print(f"{r['image']}: box={r['box']} score={r['score']:.3f}", highlight=False)
+        out.print(f"wrote {len(records)} overlay(s) and JSON file(s) to {output}")
+
+
+def main() -> None:
+    app(prog_name="rpol-edge")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

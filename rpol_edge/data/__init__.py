@@ -1,0 +1,155 @@
+"""Data-set readers: metadata in, a list of :class:`Sample` out.
+
+Readers only read annotation and split files (and at most list a folder or
+check that a file exists); they never decode images. Decoding happens later,
+in workers, through :func:`rpol_edge.images.load_rgb`, so a reader stays fast
+on 50k-image sets and a bad image costs one sample, not the whole run.
+
+Box convention for every reader: ``(M, 4)`` float64 rows ``x0, y0, x1, y1`` in
+0-based, inclusive pixel coordinates of the original (stored) image, i.e. the
+box covers columns ``x0..x1`` and its width is ``x1 - x0 + 1`` (the IoU
+convention in METHOD.md). Readers do not clip to the image: they do not know
+its size without decoding it, and the evaluation code clips after resizing, as
+the reference does.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "READERS",
+    "DatasetError",
+    "Sample",
+    "read_dataset",
+]
+
+
+class DatasetError(Exception):
+    """Metadata is missing or malformed; the one-line message names the file/line."""
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """One image of a data set, as its metadata describes it.
+
+    Attributes:
+        image_id: stable identifier, unique within a split (a file stem for VOC,
+            the relative image path for CUB, wsolevaluation and folders).
+        path: where the image file is expected; not opened by the reader.
+        boxes: ``(M, 4)`` float64, 0-based inclusive ``x0, y0, x1, y1`` in the
+            original image; ``(0, 4)`` when the image is unlabeled. Stored as a
+            read-only copy, so a sample really is immutable.
+        label: 0-based class index when the data set has one, else ``None``.
+        size: ``(width, height)`` the annotation claims, else ``None``; the
+            decoded image is the authority, this is for cross-checks.
+
+    Equality is identity (``eq=False``): comparing arrays field by field has no
+    single truth value, so compare the fields you care about explicitly.
+    """
+
+    image_id: str
+    path: Path
+    boxes: np.ndarray
+    label: int | None = None
+    size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        boxes = np.array(self.boxes, dtype=np.float64)
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"{self.image_id}: boxes must have shape (M, 4), got {boxes.shape}")
+        boxes.setflags(write=False)
+        object.__setattr__(self, "boxes", boxes)
+
+
+def no_boxes() -> np.ndarray:
+    """An empty ``(0, 4)`` float64 box array, for unlabeled samples."""
+    return np.zeros((0, 4), dtype=np.float64)
+
+
+def text_lines(path: Path) -> list[tuple[int, str]]:
+    """Non-blank lines of a UTF-8 text file as ``(1-based line number, text)``.
+
+    Surrounding whitespace (including ``\\r`` and a BOM) is stripped. A missing
+    or undecodable file raises :class:`DatasetError` naming it.
+    """
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{path}: file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read: {exc}") from exc
+    return [(number, line.strip()) for number, line in enumerate(raw.splitlines(), start=1) if line.strip()]
+
+
+def parse_float(text: str, where: str) -> float:
+    """Parse one finite number; ``where`` (``file:line``) goes into the error."""
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise DatasetError(f"{where}: not a number: {text!r}") from exc
+    if not np.isfinite(value):
+        raise DatasetError(f"{where}: not a finite number: {text!r}")
+    return value
+
+
+def parse_int(text: str, where: str) -> int:
+    """Parse one integer; ``where`` (``file:line``) goes into the error."""
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise DatasetError(f"{where}: not an integer: {text!r}") from exc
+
+
+def check_box(x0: float, y0: float, x1: float, y1: float, where: str) -> None:
+    """Reject boxes whose far corner lies before the near one."""
+    if x1 < x0 or y1 < y0:
+        raise DatasetError(f"{where}: box has x1 < x0 or y1 < y0: ({x0:g}, {y0:g}, {x1:g}, {y1:g})")
+
+
+# The readers import the helpers above, so they are imported after them.
+from rpol_edge.data import cub, folder, voc, wsol  # noqa: E402
+
+Reader = Callable[[Path, str], list[Sample]]
+
+#: Reader per data-set kind: ``reader(root, split) -> samples``, in a fixed,
+#: deterministic order. See each module's ``read`` for its layout and splits.
+READERS: dict[str, Reader] = {
+    "cub": cub.read,
+    "wsol": wsol.read,
+    "voc": voc.read,
+    "folder": folder.read,
+}
+
+
+def read_dataset(kind: str, root: Path, split: str) -> list[Sample]:
+    """Read the samples of ``split`` of a ``kind`` data set under ``root``.
+
+    Checks the things a user gets wrong first, each with a one-line
+    :class:`DatasetError`: an unknown ``kind`` (the message lists the valid
+    kinds and the closest match), a ``root`` that does not exist or is not a
+    folder, and a split that yields no images at all.
+    """
+    key = kind.strip().lower()
+    reader = READERS.get(key)
+    if reader is None:
+        choices = sorted(READERS)
+        close = difflib.get_close_matches(key, choices, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DatasetError(f"unknown dataset kind {kind!r}; choose one of: {', '.join(choices)}{hint}")
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DatasetError(f"{root}: dataset root does not exist")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset root is not a folder")
+    samples = reader(root, split)
+    if not samples:
+        raise DatasetError(f"no images found in {root} (kind {key}, split {split!r})")
+    return samples

@@ -1,0 +1,86 @@
+"""Localization accuracy of any runtime on a labelled split, both protocols, by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rpol_edge.artifact import ModelArtifact, atomic_write
+from rpol_edge.data import DatasetError, Sample, read_dataset
+from rpol_edge.loader import iterate_batches
+from rpol_edge.metadata import ModelMeta
+from rpol_edge.metrics import BoxAccuracy
+from rpol_edge.runtimes import Runtime, infer_all
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, Any]
+    skipped: list[tuple[Sample, str]] = field(default_factory=list)
+    runtime: str = ""
+
+
+def head_of(sample: Sample, meta: ModelMeta) -> int:
+    """Which head localizes this image: 0, or its class's row for a class-wise model (GT-known)."""
+    if meta.n_heads == 1:
+        return 0
+    classes = [int(c) for c in meta.extra.get("classes", "").split(",") if c]
+    if sample.label is None or sample.label not in classes:
+        raise DatasetError(f"{sample.image_id}: class-wise model has no head for label {sample.label}")
+    return classes.index(sample.label)
+
+
+def save_map(folder: Path, image_id: str, score: np.ndarray) -> None:
+    path = folder / (image_id.replace("/", "__") + ".npy")
+    atomic_write(path, lambda tmp: np.save(open(tmp, "wb"), score.astype(np.float32)))
+
+
+def evaluate(
+    runtime: Runtime,
+    data: str,
+    root: Path,
+    split: str,
+    save_maps: Path | None = None,
+    batch_size: int = 8,
+    workers: int = 2,
+    progress: Progress | None = None,
+) -> EvalResult:
+    """Run ``runtime`` (already entered) over the split and score it. GT boxes go through the same
+    resize/crop as the images, so both live in the K x K network frame."""
+    meta = runtime.meta
+    samples = read_dataset(data, root, split)
+    if not any(len(s.boxes) for s in samples):
+        raise DatasetError(f"{data} split {split!r} under {root} has no boxes to evaluate against")
+    acc = BoxAccuracy(operating_threshold=meta.threshold)
+    skipped: list[tuple[Sample, str]] = []
+    done = 0
+    for batch in iterate_batches(samples, meta.resize_size, meta.input_size, batch_size, workers):
+        skipped.extend(batch.skipped)
+        out = infer_all(runtime, batch.frames)
+        for i, (sample, t) in enumerate(zip(batch.samples, batch.transforms, strict=True)):
+            score = out.score[i, head_of(sample, meta)]
+            acc.add(score, t.boxes_to_input(sample.boxes))
+            if save_maps is not None:
+                save_map(save_maps, sample.image_id, score)
+        done += len(batch.frames) + len(batch.skipped)
+        if progress:
+            progress(done, len(samples))
+    metrics = acc.result()
+    metrics["n_skipped"] = len(skipped)
+    metrics["operating_threshold"] = meta.threshold
+    return EvalResult(metrics, skipped, runtime.description)
+
+
+def calibrate(model_path: Path, best_threshold: float) -> ModelMeta:
+    """Write the best threshold into a fitted model file as its operating threshold."""
+    artifact = ModelArtifact.load(model_path)
+    artifact.meta = artifact.meta.replace(threshold=float(best_threshold))
+    artifact.meta.validate(str(model_path))
+    artifact.save(model_path)
+    return artifact.meta

@@ -1,0 +1,140 @@
+"""Fitting w*: stream a data set through the frozen backbone, keep float64 sums, solve in closed form."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rpol_edge.artifact import ModelArtifact, array_sha256
+from rpol_edge.backbones import BackboneSpec, build_backbone
+from rpol_edge.data import DatasetError, Sample, read_dataset
+from rpol_edge.loader import iterate_batches
+from rpol_edge.metadata import ModelMeta
+from rpol_edge.model import Localizer
+from rpol_edge.wstar import FeatureSums, solve
+
+Progress = Callable[[int, int], None]
+"""Called with (images done, images total)."""
+
+
+def default_resize(input_size: int) -> int:
+    """The CUB protocol's resize-then-crop ratio (480 -> 448) carried to any input size."""
+    return int(round(input_size * 480 / 448))
+
+
+@dataclass
+class FitConfig:
+    data: str
+    root: Path
+    split: str = "train"
+    backbone: str = "lite0"
+    weights: Path | None = None
+    output_stride: int = 32
+    input_size: int = 448
+    resize_size: int | None = None
+    fit_size: int | None = None
+    """Fit resolution; defaults to the input size (the reference fixes 224: see ``reference_fit``)."""
+    fit_resize: int | None = None
+    reference_fit: bool = False
+    """The reference protocol: fit images resized to 224 x 224, no crop."""
+    head: str = "rpol"
+    classwise: bool = False
+    sampling_ratio: float = 1.0
+    seed: int = 0
+    threshold: float = 0.5
+    batch_size: int = 16
+    workers: int = 2
+    device: str = "cpu"
+
+
+@dataclass
+class FitResult:
+    artifact: ModelArtifact
+    skipped: list[tuple[Sample, str]] = field(default_factory=list)
+
+
+def sample_subset(samples: list[Sample], ratio: float, seed: int) -> list[Sample]:
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"sampling ratio {ratio} must be in (0, 1]")
+    if ratio == 1.0:
+        return samples
+    k = max(1, int(round(len(samples) * ratio)))
+    idx = sorted(random.Random(seed).sample(range(len(samples)), k))
+    return [samples[i] for i in idx]
+
+
+def class_index(samples: list[Sample]) -> dict[int, int]:
+    labels = sorted({s.label for s in samples if s.label is not None})
+    if not labels or any(s.label is None for s in samples):
+        raise DatasetError("--classwise needs a class label for every image (cub or wsol data)")
+    return {lab: i for i, lab in enumerate(labels)}
+
+
+def fit(cfg: FitConfig, progress: Progress | None = None) -> FitResult:
+    samples = sample_subset(read_dataset(cfg.data, cfg.root, cfg.split), cfg.sampling_ratio, cfg.seed)
+    classes = class_index(samples) if cfg.classwise else {}
+    n_heads = max(1, len(classes))
+    resize = cfg.resize_size or default_resize(cfg.input_size)
+    if cfg.reference_fit:
+        fit_size, fit_resize = 224, 224
+    else:
+        fit_size = cfg.fit_size or cfg.input_size
+        fit_resize = cfg.fit_resize or (resize if fit_size == cfg.input_size else default_resize(fit_size))
+
+    spec = BackboneSpec(cfg.backbone, str(cfg.weights or ""), cfg.output_stride)
+    bb = build_backbone(spec, cfg.input_size)
+    device = torch.device(cfg.device)
+    # A Localizer with an empty head gives the one shared normalization path.
+    extractor = Localizer(bb.module, torch.zeros(1, bb.channels), bb.mean, bb.std, fit_size, 0.5).to(device)
+
+    sums = FeatureSums.zeros(bb.channels, n_heads)
+    skipped: list[tuple[Sample, str]] = []
+    done = 0
+    with torch.inference_mode():
+        for batch in iterate_batches(samples, fit_resize, fit_size, cfg.batch_size, cfg.workers):
+            skipped.extend(batch.skipped)
+            if len(batch.frames):
+                f = extractor.features(torch.from_numpy(batch.frames).to(device))
+                heads = torch.tensor([classes[s.label] for s in batch.samples]) if classes else None  # type: ignore[index]
+                sums.add(f, heads)
+            done += len(batch.frames) + len(batch.skipped)
+            if progress:
+                progress(done, len(samples))
+    if int(sums.count.sum()) == 0:
+        raise DatasetError(f"none of the {len(samples)} images could be read ({skipped[0][1] if skipped else ''})")
+    if cfg.head == "caam":
+        w = np.full((1, bb.channels), 1.0 / np.sqrt(bb.channels))
+        taus = np.zeros(1)
+    else:
+        w, taus = solve(sums)
+    extra = {"weights": str(cfg.weights)} if cfg.weights else {}
+    if classes:
+        extra["classes"] = ",".join(str(c) for c in classes)
+    meta = ModelMeta(
+        backbone=cfg.backbone,
+        weights_sha256=bb.weights_sha256,
+        input_size=cfg.input_size,
+        resize_size=resize,
+        mean=bb.mean,
+        std=bb.std,
+        feature_stride=bb.stride,
+        channels=bb.channels,
+        output_stride=cfg.output_stride,
+        head=cfg.head,
+        n_heads=int(w.shape[0]),
+        tau=float(taus[0]),
+        threshold=cfg.threshold,
+        w_sha256=array_sha256(w),
+        n_images=int(sums.count.sum()),
+        n_skipped=len(skipped),
+        fit_size=fit_size,
+        fit_resize=fit_resize,
+        extra=extra,
+    )
+    meta.validate()
+    return FitResult(ModelArtifact(meta, w, sums.v_sum, sums.u_sum, sums.count), skipped)

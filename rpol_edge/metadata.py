@@ -1,0 +1,119 @@
+"""The one metadata record every artifact carries (model file, ONNX metadata_props, engine sidecar).
+
+Every runtime reads it back and checks it before use, so a map is never produced with the wrong
+preprocessing, input size or threshold. It is the only place where mean/std travel after fitting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from rpol_edge import __version__
+
+FORMAT_VERSION = 1
+
+
+class MetadataError(ValueError):
+    """An artifact's metadata is missing, malformed, or does not match what it is combined with."""
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    backbone: str
+    """Preset name or timm model name the features come from."""
+    weights_sha256: str
+    """sha256 of the checkpoint file, or ``timm:<name>`` for hub weights."""
+    input_size: int
+    """K: the square network input (crop) size, also the score-map size."""
+    resize_size: int
+    """S: images are resized to S x S, then center-cropped to K x K (the reference protocol)."""
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    feature_stride: int
+    channels: int
+    output_stride: int
+    """Requested backbone output stride (ResNets: 32/16/8); rebuilds the same backbone."""
+    head: str
+    """``rpol`` (w* over normalized features) or ``caam`` (channel sum, the baseline)."""
+    n_heads: int
+    """1 for class-agnostic; the number of classes for a class-wise fit."""
+    tau: float
+    threshold: float
+    """Operating threshold t in (0, 1): the mask keeps pixels above int(t * max)."""
+    w_sha256: str
+    n_images: int
+    n_skipped: int
+    fit_size: int
+    fit_resize: int
+    package_version: str = __version__
+    precision: str = "fp32"
+    opset: int = 0
+    """0 until the model is exported to ONNX."""
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> ModelMeta:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "artifact") -> ModelMeta:
+        names = {f.name for f in dataclasses.fields(cls)}
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        missing = sorted(required - set(data))
+        if missing:
+            raise MetadataError(f"{source}: metadata lacks {', '.join(missing)} (not an rpol-edge artifact?)")
+        version = int(data.get("format_version", FORMAT_VERSION))
+        if version > FORMAT_VERSION:
+            raise MetadataError(
+                f"{source}: metadata format {version} is newer than this rpol-edge ({__version__}) reads; upgrade"
+            )
+        kept = {k: v for k, v in data.items() if k in names}
+        for key in ("mean", "std"):
+            kept[key] = tuple(float(x) for x in kept[key])
+        try:
+            meta = cls(**kept)
+        except TypeError as exc:
+            raise MetadataError(f"{source}: malformed metadata ({exc})") from None
+        meta.validate(source)
+        return meta
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "artifact") -> ModelMeta:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MetadataError(f"{source}: metadata is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise MetadataError(f"{source}: metadata is not a JSON object")
+        return cls.from_dict(data, source)
+
+    def validate(self, source: str = "artifact") -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise MetadataError(f"{source}: operating threshold {self.threshold} is outside (0, 1)")
+        if self.input_size <= 0 or self.resize_size < self.input_size:
+            raise MetadataError(
+                f"{source}: input size {self.input_size} / resize {self.resize_size} are inconsistent"
+            )
+        if self.head not in ("rpol", "caam"):
+            raise MetadataError(f"{source}: unknown head {self.head!r} (expected rpol or caam)")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise MetadataError(f"{source}: mean/std must be three numbers, std > 0")
+
+
+def same_model(a: ModelMeta, b: ModelMeta) -> bool:
+    """Whether two records describe the same fitted localizer (ignoring export-time fields)."""
+    keys = ("backbone", "weights_sha256", "input_size", "resize_size", "mean", "std", "head", "w_sha256")
+    return all(getattr(a, k) == getattr(b, k) for k in keys)

@@ -1,0 +1,77 @@
+"""The localizer as one module: the PyTorch reference runtime and exactly what gets exported.
+
+uint8 NHWC frames in; normalization, backbone, w* folded into a 1x1 conv divided by the channel L2
+norm, clamp, per-image min-max, bilinear upsampling and the threshold all happen inside, with no
+data-dependent Python branch, so the ONNX/TensorRT graphs cannot disagree with the reference.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EPS = 1e-12
+
+
+class Localizer(nn.Module):
+    """frames (N, K, K, 3) uint8 -> score (N, M, K, K) float32 in [0, 1], mask (N, M, K, K) uint8 {0, 1}.
+
+    M is the number of heads: 1 for a class-agnostic w*, one per class for a class-wise fit.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        w: torch.Tensor,
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+        input_size: int,
+        threshold: float,
+        head: str = "rpol",
+    ) -> None:
+        super().__init__()
+        if head not in ("rpol", "caam"):
+            raise ValueError(f"unknown head {head!r}")
+        self.backbone = backbone
+        w = w.reshape(-1, w.shape[-1]).to(torch.float32)
+        self.head = nn.Conv2d(w.shape[1], w.shape[0], kernel_size=1, bias=False)
+        with torch.no_grad():
+            self.head.weight.copy_(w[:, :, None, None])
+        self.head.requires_grad_(False)
+        self.normalize_by_norm = head == "rpol"
+        # Scaled by 255 so the uint8 -> float conversion needs no separate division.
+        self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("threshold", torch.tensor(float(threshold), dtype=torch.float32))
+        self.input_size = int(input_size)
+        self.eval()
+
+    def features(self, frames: torch.Tensor) -> torch.Tensor:
+        x = frames.permute(0, 3, 1, 2).to(self.pixel_mean.dtype)
+        return self.backbone((x - self.pixel_mean) / self.pixel_std)
+
+    def activation(self, f: torch.Tensor) -> torch.Tensor:
+        """a_i = w*^T f_i / ||f_i|| (guarded: a zero feature gives 0), clamped at 0."""
+        f = f.float()
+        a = self.head(f)
+        if self.normalize_by_norm:
+            a = a / f.norm(dim=1, keepdim=True).clamp_min(EPS)
+        return a.clamp_min(0.0)
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.activation(self.features(frames))
+        lo = a.amin(dim=(2, 3), keepdim=True)
+        hi = a.amax(dim=(2, 3), keepdim=True)
+        # A constant map has hi == lo: the numerator is then 0 too, so the guard yields zeros, not NaN.
+        a = (a - lo) / (hi - lo).clamp_min(EPS)
+        score = F.interpolate(a, size=(self.input_size, self.input_size), mode="bilinear", align_corners=True)
+        score = score.float().clamp(0.0, 1.0)
+        return score, self.binarize(score)
+
+    def binarize(self, score: torch.Tensor) -> torch.Tensor:
+        """The reference threshold: u8 = int(score*255); keep u8 > int(t * max u8)."""
+        u8 = torch.floor(score * 255.0)
+        peak = u8.amax(dim=(2, 3), keepdim=True)
+        cut = torch.floor(self.threshold * peak)
+        return (u8 > cut).to(torch.uint8)

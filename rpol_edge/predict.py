@@ -1,0 +1,80 @@
+"""Per-image prediction: box in original pixels (JSON) and an overlay PNG, from any runtime."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from rpol_edge.artifact import atomic_write
+from rpol_edge.boxes import boxes_from_mask
+from rpol_edge.geometry import CropTransform, resize_crop
+from rpol_edge.images import ImageError, load_rgb
+from rpol_edge.overlay import render
+from rpol_edge.runtimes import Runtime, infer_all
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: tuple[int, int, int, int] | None
+    """x0, y0, x1, y1 in original-frame pixels (inclusive); None when the mask is empty."""
+    score: float
+    """Mean localization score inside the box (0 without a box)."""
+    input_box: tuple[int, int, int, int] | None
+
+
+def detect(score: np.ndarray, mask: np.ndarray, transform: CropTransform) -> Detection:
+    """The one post-processing step every runtime shares: largest contour of the mask -> box."""
+    if not mask.any():
+        return Detection(None, 0.0, None)
+    b = boxes_from_mask(mask, multi_contour=False)[0]
+    x0, y0, x1, y1 = (int(v) for v in b)
+    inside = float(score[y0 : y1 + 1, x0 : x1 + 1].mean())
+    orig = transform.boxes_to_original(b)[0]
+    return Detection(tuple(int(v) for v in orig), inside, (x0, y0, x1, y1))  # type: ignore[arg-type]
+
+
+def detection_record(d: Detection) -> dict[str, Any]:
+    return {"box": list(d.box) if d.box else None, "score": round(d.score, 6)}
+
+
+def predict_files(
+    runtime: Runtime, images: Sequence[Path], out_dir: Path, batch_size: int = 8
+) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+    """Write ``<stem>.png`` (overlay) and ``<stem>.json`` per image; returns the records and the skips."""
+    meta = runtime.meta
+    records: list[dict[str, Any]] = []
+    skipped: list[tuple[Path, str]] = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(images), batch_size):
+        loaded = []
+        for path in images[start : start + batch_size]:
+            try:
+                loaded.append((path, load_rgb(path)))
+            except ImageError as exc:
+                skipped.append((path, str(exc)))
+        if not loaded:
+            continue
+        prepped = [resize_crop(img, meta.resize_size, meta.input_size) for _, img in loaded]
+        out = infer_all(runtime, np.stack([f for f, _ in prepped]))
+        for i, ((path, image), (_, t)) in enumerate(zip(loaded, prepped, strict=True)):
+            d = detect(out.score[i, 0], out.mask[i, 0], t)
+            rec = {"image": str(path), "width": t.src_w, "height": t.src_h, **detection_record(d)}
+            stem = out_dir / path.stem
+            overlay = render(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), out.score[i, 0], t, d.box)
+            atomic_write(stem.with_suffix(".png"), lambda tmp, o=overlay: _write_png(tmp, o))
+            atomic_write(stem.with_suffix(".json"), lambda tmp, r=rec: tmp.write_text(json.dumps(r, indent=1)))
+            records.append(rec)
+    return records, skipped
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"could not encode {path}")
+    path.write_bytes(buf.tobytes())

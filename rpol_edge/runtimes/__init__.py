@@ -1,0 +1,96 @@
+"""Runtimes as a typed registry: name -> where it lives, what it runs, which extra it needs.
+
+Backends are imported only when chosen, so ``import rpol_edge.runtimes`` never needs onnxruntime,
+TensorRT or CUDA; a missing one is answered with the extra to install.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rpol_edge.runtimes.base import InferenceError, Output, Runtime, infer_all
+
+__all__ = ["RUNTIMES", "InferenceError", "Output", "Runtime", "RuntimeInfo", "infer_all", "open_runtime"]
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    name: str
+    module: str
+    cls: str
+    suffixes: tuple[str, ...]
+    """Model files it runs."""
+    requires: tuple[str, ...]
+    """Python modules that must import."""
+    extra: str
+    description: str
+
+
+RUNTIMES: dict[str, RuntimeInfo] = {
+    "torch": RuntimeInfo(
+        "torch", "rpol_edge.runtimes.torch_runtime", "TorchRuntime", (".rpol",), ("torch",), "",
+        "PyTorch reference (CPU/CUDA, FP32/FP16)",
+    ),
+    "ort": RuntimeInfo(
+        "ort", "rpol_edge.runtimes.ort_runtime", "OrtRuntime", (".onnx",), ("onnxruntime", "onnx"), "ort",
+        "ONNX Runtime (TensorRT EP, CUDA EP, CPU)",
+    ),
+    "trt": RuntimeInfo(
+        "trt", "rpol_edge.runtimes.trt_runtime", "TrtRuntime", (".engine", ".plan"), ("tensorrt", "cuda.bindings"),
+        "tensorrt", "native TensorRT engine through cuda-python",
+    ),
+}
+
+
+def missing_modules(info: RuntimeInfo) -> list[str]:
+    out = []
+    for mod in info.requires:
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            out.append(mod)
+    return out
+
+
+def available() -> list[str]:
+    return [name for name, info in RUNTIMES.items() if not missing_modules(info)]
+
+
+def choose(model: Path, runtime: str) -> RuntimeInfo:
+    suffix = Path(model).suffix.lower()
+    if runtime == "auto":
+        for info in RUNTIMES.values():
+            if suffix in info.suffixes:
+                return info
+        known = sorted(s for i in RUNTIMES.values() for s in i.suffixes)
+        raise InferenceError(f"{model}: unknown model file type {suffix!r}; expected one of {', '.join(known)}")
+    if runtime not in RUNTIMES:
+        close = difflib.get_close_matches(runtime, RUNTIMES, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise InferenceError(f"unknown runtime {runtime!r}{hint}; choose auto, {', '.join(RUNTIMES)}")
+    info = RUNTIMES[runtime]
+    if suffix not in info.suffixes:
+        raise InferenceError(
+            f"runtime {runtime} runs {'/'.join(info.suffixes)} files, not {Path(model).name}; "
+            "export it first: rpol-edge export MODEL --onnx [--trt] -o DIR"
+        )
+    return info
+
+
+def open_runtime(model: Path, runtime: str = "auto", **options: Any) -> Runtime:
+    """Create (not yet activate) the runtime for a model file; use it in a ``with`` block."""
+    info = choose(model, runtime)
+    gone = missing_modules(info)
+    if gone:
+        raise InferenceError(
+            f"runtime {info.name} needs {', '.join(gone)}: pip install 'rpol-edge[{info.extra}]'"
+            if info.extra
+            else f"runtime {info.name} needs {', '.join(gone)}"
+        )
+    cls = getattr(importlib.import_module(info.module), info.cls)
+    accepted = cls.__init__.__code__.co_varnames
+    return cls(Path(model), **{k: v for k, v in options.items() if k in accepted and v is not None})  # type: ignore[no-any-return]

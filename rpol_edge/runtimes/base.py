@@ -1,0 +1,104 @@
+"""The one runtime interface every backend implements.
+
+``infer`` validates a batch against the model's metadata, then hands it to the backend's
+``_infer``. Pre-processing (geometry) and box extraction (boxes) are shared, so backends only move
+tensors. Runtimes are context managers: resources live between ``__enter__`` and ``__exit__``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import TracebackType
+from typing import ClassVar
+
+import numpy as np
+
+from rpol_edge.metadata import ModelMeta
+
+
+class InferenceError(RuntimeError):
+    """A runtime that cannot be created or fed: missing extra, wrong model file, bad batch."""
+
+
+@dataclass(frozen=True)
+class Output:
+    score: np.ndarray
+    """(N, M, K, K) float32 in [0, 1]."""
+    mask: np.ndarray
+    """(N, M, K, K) uint8, nonzero above the model's operating threshold."""
+
+
+class Runtime(ABC):
+    name: ClassVar[str]
+
+    def __init__(self, meta: ModelMeta, min_batch: int = 1, max_batch: int | None = None) -> None:
+        self.meta = meta
+        self.min_batch = min_batch
+        self.max_batch = max_batch
+        self.active = False
+
+    @property
+    def description(self) -> str:
+        """Backend, device and precision in a few words, for logs and benchmark rows."""
+        return f"{self.name} {self.meta.precision}"
+
+    def __enter__(self) -> Runtime:
+        if not self.active:
+            self.activate()
+            self.active = True
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.active:
+            self.deactivate()
+            self.active = False
+
+    def activate(self) -> None:
+        """Allocate what the backend needs (sessions, buffers, streams)."""
+
+    def deactivate(self) -> None:
+        """Release what ``activate`` allocated."""
+
+    def infer(self, frames: np.ndarray) -> Output:
+        """frames: (N, K, K, 3) uint8 RGB, K = meta.input_size."""
+        if not self.active:
+            raise InferenceError(f"{self.name} runtime used outside its 'with' block")
+        k = self.meta.input_size
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (k, k, 3):
+            raise InferenceError(
+                f"expected uint8 frames of shape (N, {k}, {k}, 3), got {frames.dtype} {tuple(frames.shape)}"
+            )
+        n = frames.shape[0]
+        if n < self.min_batch or (self.max_batch is not None and n > self.max_batch):
+            raise InferenceError(f"batch {n} outside this model's range {self.min_batch}..{self.max_batch}")
+        out = self._infer(np.ascontiguousarray(frames))
+        m = self.meta.n_heads
+        if out.score.shape != (n, m, k, k) or out.mask.shape != (n, m, k, k):
+            raise InferenceError(f"{self.name} returned {out.score.shape}, expected {(n, m, k, k)}")
+        return out
+
+    @abstractmethod
+    def _infer(self, frames: np.ndarray) -> Output: ...
+
+
+def infer_all(runtime: Runtime, frames: np.ndarray) -> Output:
+    """Any number of frames through a runtime whose batch range may be fixed: chunk, pad, trim."""
+    n = len(frames)
+    hi = runtime.max_batch or max(n, 1)
+    scores, masks = [], []
+    for start in range(0, n, hi):
+        chunk = frames[start : start + hi]
+        real = len(chunk)
+        if real < runtime.min_batch:
+            pad = np.repeat(chunk[-1:], runtime.min_batch - real, axis=0)
+            chunk = np.concatenate([chunk, pad])
+        out = runtime.infer(chunk)
+        scores.append(out.score[:real])
+        masks.append(out.mask[:real])
+    if not scores:
+        k, m = runtime.meta.input_size, runtime.meta.n_heads
+        return Output(np.zeros((0, m, k, k), np.float32), np.zeros((0, m, k, k), np.uint8))
+    return Output(np.concatenate(scores), np.concatenate(masks))
