@@ -148,15 +148,18 @@ def _strip_moco(sd: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tens
 
 def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], path: Path, fmt: str) -> None:
     head_names = {"fc", "head", "classifier", "head_drop"}
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    missing = [k for k in missing if k.split(".")[0] not in head_names]
-    unexpected = [k for k in unexpected if k.split(".")[0] not in head_names]
-    if missing or unexpected:
-        sample = (missing or unexpected)[:3]
+    target = model.state_dict()
+    body = {k for k in target if k.split(".")[0] not in head_names}
+    missing = sorted(body - set(sd))
+    unexpected = sorted(k for k in set(sd) - set(target) if k.split(".")[0] not in head_names)
+    wrong = sorted(k for k in set(sd) & body if sd[k].shape != target[k].shape)
+    if missing or unexpected or wrong:
+        sample = (wrong or missing or unexpected)[:3]
         raise BackboneError(
-            f"{path}: key set does not match {fmt} format for this architecture "
-            f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {', '.join(sample)})"
+            f"{path}: key set does not match the {fmt} format for this architecture ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(wrong)} of another shape, e.g. {', '.join(sample)})"
         )
+    model.load_state_dict({k: v for k, v in sd.items() if k in body}, strict=False)
 
 
 def _set_output_stride(model: nn.Module, output_stride: int) -> None:

@@ -29,11 +29,12 @@ Weights = Annotated[Path | None, typer.Option("--weights", help="backbone checkp
 def _known_errors() -> tuple[type[BaseException], ...]:
     from rpol_edge.backbones import BackboneError
     from rpol_edge.data import DatasetError
+    from rpol_edge.export.onnx_export import ExportError
     from rpol_edge.images import ImageError
     from rpol_edge.metadata import MetadataError
     from rpol_edge.runtimes import InferenceError
 
-    return (BackboneError, DatasetError, ImageError, MetadataError, InferenceError, FileNotFoundError, ValueError)
+    return (BackboneError, DatasetError, ExportError, ImageError, MetadataError, InferenceError, FileNotFoundError, ValueError)
 
 
 @contextmanager
@@ -180,6 +181,69 @@ def predict(
         for r in records:
             out.print(f"{r['image']}: box={r['box']} score={r['score']:.3f}", highlight=False)
         out.print(f"wrote {len(records)} overlay(s) and JSON file(s) to {output}")
+
+
+@app.command()
+def export(
+    model: Path,
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder for the exported files")] = Path("export"),
+    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="fused ONNX graph (always written)")] = True,
+    trt: Annotated[bool, typer.Option("--trt", help="build a TensorRT engine (needs TensorRT + GPU)")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 backbone (ONNX fp16 graph / TensorRT)")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="INT8: ORT QDQ for CPU, or TensorRT INT8 where supported")] = False,
+    batch: Annotated[str, typer.Option(help="N (fixed) or MIN:OPT:MAX (dynamic)")] = "1",
+    opset: int = 17,
+    exporter: Annotated[str, typer.Option(help="legacy | dynamo (torch.onnx)")] = "legacy",
+    simplify: Annotated[bool, typer.Option(help="onnxslim graph simplification")] = False,
+    weights: Weights = None,
+    calib_data: Annotated[str, typer.Option(help="INT8 calibration data kind (cub|wsol|voc|folder)")] = "",
+    calib_root: Annotated[Path | None, typer.Option(help="INT8 calibration data root")] = None,
+    calib_split: str = "train",
+    workspace_mb: int = 1024,
+) -> None:
+    """Fold w* into the graph and export: ONNX, FP16 ONNX, INT8 (QDQ), TensorRT engine."""
+    from rpol_edge.export.pipeline import ExportRequest, parse_batch, run_export
+
+    with cli_errors():
+        req = ExportRequest(
+            model, output, onnx, trt, fp16, int8, parse_batch(batch), opset, exporter, simplify, weights,
+            calib_data, calib_root, calib_split, workspace_mb,
+        )
+        result = run_export(req)
+        for fmt, path in result.files.items():
+            out.print(f"{fmt:10s} {path}")
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder for the model, metrics, overlays")] = Path(
+        "out/demo"
+    ),
+    input_size: int = 448,
+    workers: int = 2,
+) -> None:
+    """Fit on the bundled sample photos, evaluate, and write overlays: the whole method in one go."""
+    from rpol_edge.demo import run_demo
+
+    with cli_errors():
+        with progress_bar("fit on bundled sample") as update:
+            result = run_demo(output, input_size, workers, update)
+        table = Table("metric (bundled test split)", "value")
+        for key in ("n_images", "gt_known_loc", "maxboxacc", "maxboxacc_v2", "maxboxacc_v2_rpol", "best_threshold"):
+            value = result.metrics[key]
+            table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
+        out.print(table)
+        out.print(f"model: {result.model}\noverlays: {result.n_overlays} PNG + JSON in {result.overlays}")
+
+
+def _register_optional_commands() -> None:
+    """Commands that live in their own modules (export, live run) are attached here."""
+    from rpol_edge.live.command import run_command
+
+    app.command("run")(run_command)
+
+
+_register_optional_commands()
 
 
 def main() -> None:

@@ -69,19 +69,21 @@ def load_rgb(path: Path) -> np.ndarray:
     * Every mode is converted explicitly:
 
       - ``RGB`` as is; ``L`` / ``1`` replicated to three channels;
-      - ``LA``, ``RGBA``, ``RGBa``, ``P`` / ``PA`` (palette, with or without
+      - ``LA``, ``RGBA``, ``RGBX``, ``P`` / ``PA`` (palette, with or without
         transparency): the colour channels are kept and alpha is dropped, not
         composited (transparent pixels keep their stored colour). This matches
         the reference's ``convert('RGB')``. Palette images go through RGBA so
         that palette transparency never triggers Pillow's conversion warning;
-      - ``CMYK`` (Adobe-inverted JPEGs are un-inverted by Pillow) and ``YCbCr``
-        etc. through Pillow's ``convert('RGB')``; ICC profiles are ignored;
+      - ``CMYK`` (Adobe-inverted JPEGs are un-inverted by Pillow), ``YCbCr``,
+        ``RGBa``, ``La``, ``HSV`` through Pillow's ``convert('RGB')``; ICC
+        profiles are ignored; a mode Pillow cannot convert raises ImageError;
       - 16/32-bit integer (``I;16``, ``I;16B``, ``I;16L``, ``I``) and float
         (``F``) single-channel images are scaled linearly by their actual range,
         ``[min(0, lo), hi] -> [0, 255]`` over the finite values, then replicated.
         Pillow's own ``convert`` clips these at 255, which turns a normal
-        16-bit photo into a white sheet. A constant image (or one without
-        finite values) becomes all zeros; NaN/inf pixels become 0.
+        16-bit photo into a white sheet. Non-finite pixels map to 0; an image
+        with no range (all equal and <= 0, or no finite value) is all zeros,
+        while an all-equal positive one is its own maximum, i.e. white.
 
     * Multi-frame files (GIF, multi-page TIFF) give their first frame.
 

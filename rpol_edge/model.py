@@ -69,6 +69,14 @@ class Localizer(nn.Module):
         score = score.float().clamp(0.0, 1.0)
         return score, self.binarize(score)
 
+    def half_backbone(self) -> Localizer:
+        """FP16 backbone (and input normalization); head, min-max, upsampling and threshold stay FP32,
+        so the map's normalization and the mask do not lose precision."""
+        self.backbone.half()
+        self.pixel_mean = self.pixel_mean.half()
+        self.pixel_std = self.pixel_std.half()
+        return self
+
     def binarize(self, score: torch.Tensor) -> torch.Tensor:
         """The reference threshold: u8 = int(score*255); keep u8 > int(t * max u8)."""
         u8 = torch.floor(score * 255.0)

@@ -252,3 +252,19 @@ def test_other_formats(tmp_path: Path, suffix: str) -> None:
     out = load_rgb(path)
     _check_rgb(out, 5, 7)
     assert int(out[2, 3, 1]) == 77
+
+
+def test_zero_size_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A header claiming zero width: Pillow refuses it, which must still be an ImageError.
+    path = tmp_path / "zero.pgm"
+    path.write_bytes(b"P5\n0 5\n255\n")
+    with pytest.raises(ImageError, match="zero.pgm"):
+        load_rgb(path)
+
+    # A decoder that does hand back an empty image is caught by load_rgb itself.
+    def fake_open(fp: object) -> Image.Image:
+        return Image.new("RGB", (0, 3))
+
+    monkeypatch.setattr(Image, "open", fake_open)
+    with pytest.raises(ImageError, match="zero size"):
+        load_rgb(tmp_path / "whatever.png")

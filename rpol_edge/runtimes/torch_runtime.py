@@ -46,11 +46,7 @@ class TorchRuntime(Runtime):
             torch.set_num_threads(self.threads)
         module = build_localizer(self.artifact, self.weights).to(self.device)
         if self.meta.precision == "fp16":
-            # Keep min-max, upsampling and the threshold in FP32: only the backbone runs in half.
-            module.backbone.half()
-            module.pixel_mean = module.pixel_mean.half()
-            module.pixel_std = module.pixel_std.half()
-            module.head.float()
+            module.half_backbone()
         self.module = module
 
     def deactivate(self) -> None:

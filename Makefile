@@ -1,0 +1,29 @@
+# One entry point for setup, the demo, the tests and the type checks (CI runs `make test`).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test typecheck lint bench
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[onnx,ort,cuda,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/rpol-edge demo --output out/demo
+
+typecheck: $(STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH bash scripts/typecheck.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rpol_edge tests benchmarks
+
+test: $(STAMP) typecheck
+	$(PY) -m pytest -q -rs -p no:cacheprovider
+
+bench: $(STAMP)
+	$(PY) benchmarks/latency.py --model out/demo/sample.rpol

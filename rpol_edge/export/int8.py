@@ -1,0 +1,79 @@
+"""INT8 for CPU edge devices: ONNX Runtime static quantization (QDQ), calibrated on fit images.
+
+Only the backbone's convolutions are quantized: the folded head, the norm division, min-max and the
+threshold stay FP32, since they are cheap and the map's shape depends on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rpol_edge.artifact import atomic_write
+from rpol_edge.data import read_dataset
+from rpol_edge.export.onnx_export import INPUT, ExportError, _set_metadata, read_onnx_meta
+from rpol_edge.fit import sample_subset
+from rpol_edge.loader import iterate_batches
+from rpol_edge.metadata import ModelMeta
+
+
+def calibration_frames(
+    data: str, root: Path, split: str, resize: int, crop: int, count: int = 64, seed: int = 0
+) -> Iterator[np.ndarray]:
+    samples = read_dataset(data, root, split)
+    ratio = min(1.0, count / max(len(samples), 1))
+    for batch in iterate_batches(sample_subset(samples, ratio, seed), resize, crop, batch_size=1, workers=0):
+        if len(batch.frames):
+            yield batch.frames
+
+
+def quantize_int8(
+    fp32_onnx: Path, out_path: Path, data: str, root: Path, split: str, count: int = 64
+) -> ModelMeta:
+    """Write a QDQ INT8 model next to the FP32 one, carrying the same metadata (precision int8)."""
+    try:
+        import onnx
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        raise ExportError("INT8 export needs onnxruntime: pip install 'rpol-edge[ort]'") from None
+    meta = read_onnx_meta(fp32_onnx)
+    frames = calibration_frames(data, root, split, meta.resize_size, meta.input_size, count)
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def get_next(self) -> dict[str, Any] | None:
+            batch = next(frames, None)
+            return None if batch is None else {INPUT: batch}
+
+    model = onnx.load(str(fp32_onnx))
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
+    head = convs[-1:]  # the folded w* conv is the last convolution of the graph
+
+    def write(tmp: Path) -> None:
+        pre = tmp.with_suffix(".pre.onnx")
+        try:
+            quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
+            quantize_static(
+                str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                op_types_to_quantize=["Conv"], nodes_to_exclude=head,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+        finally:
+            pre.unlink(missing_ok=True)
+        q = onnx.load(str(tmp))
+        written = meta.replace(precision="int8")
+        _set_metadata(q, written)
+        onnx.save(q, str(tmp))
+
+    atomic_write(out_path, write)
+    return meta.replace(precision="int8")

@@ -1,0 +1,150 @@
+"""Export the Localizer (normalization, backbone, folded head, min-max, upsampling, threshold) as
+one ONNX graph, with every metadata field in ``metadata_props``.
+
+Input ``frames`` uint8 NHWC (batch fixed or dynamic); outputs ``score`` float32 (N, M, K, K) and
+``mask`` uint8 (N, M, K, K). Host code is left with the contour step and the mapping to frame pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import torch
+
+from rpol_edge.artifact import ModelArtifact, atomic_write
+from rpol_edge.build import build_localizer
+from rpol_edge.metadata import MetadataError, ModelMeta
+
+META_KEY = "rpol_edge"
+INPUT = "frames"
+OUTPUTS = ("score", "mask")
+EXPORTERS = ("legacy", "dynamo")
+"""legacy (TorchScript) is the default while torch ships it: it writes opset 17 exactly, which TensorRT
+10.3 on JetPack 6 parses; dynamo (torch >= 2.9's default) writes opset 18 for this graph."""
+
+
+class ExportError(RuntimeError):
+    """The graph could not be exported, checked, or read back."""
+
+
+def _onnx():  # type: ignore[no-untyped-def]
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError("ONNX export needs onnx: pip install 'rpol-edge[onnx]'") from None
+    return onnx
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _trace(module: torch.nn.Module, dummy: torch.Tensor, path: Path, opset: int, dynamic: bool, exporter: str) -> None:
+    names = {"input_names": [INPUT], "output_names": list(OUTPUTS)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "legacy":
+            axes = {INPUT: {0: "batch"}, **{o: {0: "batch"} for o in OUTPUTS}} if dynamic else None
+            torch.onnx.export(
+                module, (dummy,), str(path), opset_version=opset, dynamic_axes=axes, dynamo=False, **names
+            )
+        else:
+            shapes = ({0: torch.export.Dim("batch", min=1, max=1024)},) if dynamic else None
+            program = torch.onnx.export(
+                module, (dummy,), dynamo=True, opset_version=opset, dynamic_shapes=shapes, optimize=True,
+                verbose=False, **names,
+            )
+            program.save(str(path))
+
+
+def export_onnx(
+    model_path: Path,
+    out_path: Path,
+    opset: int = 17,
+    batch: tuple[int, int, int] | None = None,
+    precision: str = "fp32",
+    exporter: str = "legacy",
+    simplify: bool = False,
+    weights: Path | None = None,
+) -> ModelMeta:
+    """Write the fused graph to ``out_path``; ``batch`` (min, opt, max) with min == max fixes the
+    batch dimension, anything else (or None) makes it dynamic. Returns the metadata written."""
+    onnx = _onnx()
+    if exporter not in EXPORTERS:
+        raise ExportError(f"unknown exporter {exporter!r}; choose {', '.join(EXPORTERS)}")
+    if precision not in ("fp32", "fp16"):
+        raise ExportError(f"ONNX precision {precision!r}: choose fp32 or fp16 (INT8 is a separate export)")
+    artifact = ModelArtifact.load(model_path)
+    meta = artifact.meta.replace(opset=opset, precision=precision)
+    if meta.n_heads != 1:
+        raise ExportError("class-wise models need the class at inference; export a class-agnostic fit")
+    module = build_localizer(artifact, weights).eval()
+    if precision == "fp16":
+        module.half_backbone()
+    lo, opt, hi = batch or (1, 1, 0)
+    dynamic = batch is None or lo != hi
+    k = meta.input_size
+    # torch.export specializes a dimension traced at size 1, so a dynamic batch is traced at 2.
+    dummy = torch.zeros((max(opt, 2) if dynamic else lo, k, k, 3), dtype=torch.uint8)
+    written = meta
+
+    def write(tmp: Path) -> None:
+        nonlocal written
+        _trace(module, dummy, tmp, opset, dynamic, exporter)
+        model = onnx.load(str(tmp))
+        if simplify:
+            model = _simplify(model)
+        # The dynamo exporter may keep a newer opset when it cannot down-convert (e.g. Pad to 17):
+        # record the opset the file really has.
+        actual = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        written = meta.replace(opset=int(actual))
+        _set_metadata(model, written)
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except Exception as exc:
+            raise ExportError(f"exported graph fails onnx.checker: {exc}") from None
+        onnx.save(model, str(tmp))
+
+    atomic_write(out_path, write)
+    return written
+
+
+def _simplify(model):  # type: ignore[no-untyped-def]
+    try:
+        import onnxslim
+    except ImportError:
+        raise ExportError("--simplify needs onnxslim: pip install 'rpol-edge[onnx]'") from None
+    return onnxslim.slim(model)
+
+
+def _set_metadata(model, meta: ModelMeta) -> None:  # type: ignore[no-untyped-def]
+    del model.metadata_props[:]
+    entries = {META_KEY: meta.to_json(), **{k: str(v) for k, v in meta.to_dict().items()}}
+    for key, value in entries.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    model.producer_name = "rpol-edge"
+    model.producer_version = meta.package_version
+
+
+def read_onnx_meta(path: Path) -> ModelMeta:
+    """The metadata record stored in an ONNX file (without loading its weights into a session)."""
+    onnx = _onnx()
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise MetadataError(f"{path}: not a readable ONNX file ({exc.__class__.__name__})") from None
+    props = {p.key: p.value for p in model.metadata_props}
+    if META_KEY not in props:
+        raise MetadataError(f"{path}: no rpol-edge metadata (not exported by rpol-edge export?)")
+    return ModelMeta.from_json(props[META_KEY], str(path))
+
+
+def onnx_batch_range(path: Path) -> tuple[int, int | None]:
+    """(min, max) batch the graph accepts: a fixed first dimension, or (1, None) when symbolic."""
+    onnx = _onnx()
+    model = onnx.load(str(path), load_external_data=False)
+    dim = next(i for i in model.graph.input if i.name == INPUT).type.tensor_type.shape.dim[0]
+    return (dim.dim_value, dim.dim_value) if dim.dim_value > 0 else (1, None)

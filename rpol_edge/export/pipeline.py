@@ -1,0 +1,81 @@
+"""`rpol-edge export`: model file -> ONNX (FP32, FP16, INT8) -> TensorRT, in one call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rpol_edge.export.formats import FORMATS
+from rpol_edge.export.onnx_export import ExportError, export_onnx
+
+
+@dataclass
+class ExportRequest:
+    model: Path
+    out_dir: Path
+    onnx: bool = True
+    trt: bool = False
+    fp16: bool = False
+    int8: bool = False
+    batch: tuple[int, int, int] = (1, 1, 1)
+    opset: int = 17
+    exporter: str = "legacy"
+    simplify: bool = False
+    weights: Path | None = None
+    calib_data: str = ""
+    calib_root: Path | None = None
+    calib_split: str = "train"
+    workspace_mb: int = 1024
+
+
+@dataclass
+class ExportResult:
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def parse_batch(text: str) -> tuple[int, int, int]:
+    """'4' -> (4, 4, 4) fixed; '1:4:8' -> min, opt, max (dynamic)."""
+    try:
+        parts = [int(p) for p in text.split(":")]
+    except ValueError:
+        raise ValueError(f"--batch {text!r}: give N or MIN:OPT:MAX") from None
+    if len(parts) == 1:
+        parts *= 3
+    if len(parts) != 3 or not 1 <= parts[0] <= parts[1] <= parts[2]:
+        raise ValueError(f"--batch {text!r}: need 1 <= MIN <= OPT <= MAX")
+    return parts[0], parts[1], parts[2]
+
+
+def run_export(req: ExportRequest) -> ExportResult:
+    if req.model.suffix != ".rpol":
+        raise ExportError(f"{req.model}: export starts from a fitted .rpol model")
+    res = ExportResult()
+    onnx_path = req.out_dir / FORMATS["onnx"].filename
+    export_onnx(req.model, onnx_path, req.opset, req.batch, "fp32", req.exporter, req.simplify, req.weights)
+    res.files["onnx"] = onnx_path
+    if req.int8 and not req.trt:
+        from rpol_edge.export.int8 import quantize_int8
+
+        if not (req.calib_data and req.calib_root):
+            raise ExportError("--int8 needs calibration images: --calib-data KIND --calib-root DIR")
+        path = req.out_dir / FORMATS["onnx-int8"].filename
+        quantize_int8(onnx_path, path, req.calib_data, req.calib_root, req.calib_split)
+        res.files["onnx-int8"] = path
+    if req.fp16:
+        path = req.out_dir / FORMATS["onnx-fp16"].filename
+        export_onnx(req.model, path, req.opset, req.batch, "fp16", req.exporter, req.simplify, req.weights)
+        res.files["onnx-fp16"] = path
+    if req.trt:
+        from rpol_edge.export.trt_build import build_engine, fp16_strategy, tensorrt_version
+
+        precision = "int8" if req.int8 else ("fp16" if req.fp16 else "fp32")
+        source = onnx_path
+        if precision == "fp16" and fp16_strategy(tensorrt_version()) == "strongly_typed":
+            source = res.files["onnx-fp16"]
+        engine = req.out_dir / FORMATS["trt"].filename
+        build_engine(
+            source, engine, precision=precision, batch=req.batch, workspace_mb=req.workspace_mb,
+            timing_cache=req.out_dir / "timing.cache",
+        )
+        res.files["trt"] = engine
+    return res

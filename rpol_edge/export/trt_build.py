@@ -1,0 +1,355 @@
+"""Build a TensorRT engine from the exported ONNX graph, with its metadata in a JSON sidecar.
+
+The engine is written as a plain serialized plan (``trtexec --loadEngine`` and any TensorRT tool
+open it unchanged) and ``<engine>.json`` beside it holds :class:`EngineMeta`: the model's
+metadata record plus what the plan is tied to (TensorRT version, GPU, batch profile). Runtimes
+read the sidecar and refuse a plan built for another TensorRT or GPU before deserializing it,
+since TensorRT would otherwise fail with an opaque message (or not at all).
+
+FP16 has two routes, chosen by :func:`fp16_strategy` from the TensorRT version: before 10.12 the
+FP32 graph is built with ``BuilderFlag.FP16`` (weak typing, the builder picks layer precisions);
+from 10.12 on (weak typing is deprecated there, gone in 11) a strongly typed network is built
+from the FP16-cast ONNX the exporter writes, so the graph's own types decide. :func:`choose_onnx`
+maps that onto the two files for the caller.
+
+TensorRT and cuda-python are imported only inside the functions that need them, so this module
+imports (and its pure functions test) anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from rpol_edge.artifact import atomic_write
+from rpol_edge.metadata import MetadataError, ModelMeta
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+INPUT = "frames"
+OUTPUTS = ("score", "mask")
+PRECISIONS = ("fp32", "fp16", "int8")
+SIDECAR_SUFFIX = ".json"
+REBUILD_HINT = "rebuild it on this device: rpol-edge export MODEL --onnx --trt -o DIR"
+INSTALL_HINT = (
+    "pip install 'rpol-edge[tensorrt]'; on Jetson use JetPack's python3-libnvinfer "
+    "through a venv made with --system-site-packages"
+)
+
+Fp16Strategy = Literal["builder_flag", "strongly_typed"]
+
+
+class TrtUnavailable(ImportError):
+    """TensorRT's Python package is not installed."""
+
+
+class EngineBuildError(RuntimeError):
+    """The ONNX graph could not be parsed or built into an engine, or the request is refused."""
+
+
+def require_tensorrt() -> None:
+    """Raise :class:`TrtUnavailable` with the install command unless ``import tensorrt`` works.
+
+    Callers then ``import tensorrt as trt`` themselves, so mypy checks their calls against the stubs.
+    """
+    try:
+        import tensorrt
+    except ImportError:
+        raise TrtUnavailable(f"TensorRT is not installed: {INSTALL_HINT}") from None
+    if not hasattr(tensorrt, "Builder"):  # e.g. tensorrt-stubs alone: an empty namespace package
+        where = ", ".join(getattr(tensorrt, "__path__", [])) or "?"
+        raise TrtUnavailable(f"'tensorrt' at {where} is not TensorRT (type stubs only?): {INSTALL_HINT}")
+
+
+def _version_tuple(version: str) -> tuple[int, int]:
+    m = re.match(r"^\s*(\d+)(?:\.(\d+))?", version)
+    if not m:
+        raise ValueError(f"not a TensorRT version: {version!r}")
+    return int(m.group(1)), int(m.group(2) or 0)
+
+
+def fp16_strategy(trt_version: str) -> Fp16Strategy:
+    """How FP16 is requested on this TensorRT: ``builder_flag`` (< 10.12: FP16 flag over the FP32
+    graph) or ``strongly_typed`` (>= 10.12 and 11.x: strongly typed network over the FP16 graph)."""
+    return "strongly_typed" if _version_tuple(trt_version) >= (10, 12) else "builder_flag"
+
+
+def choose_onnx(precision: str, trt_version: str, fp32_onnx: Path, fp16_onnx: Path | None) -> Path:
+    """The ONNX file ``build_engine`` must parse for ``precision`` on this TensorRT version."""
+    if precision == "fp16" and fp16_strategy(trt_version) == "strongly_typed":
+        if fp16_onnx is None:
+            raise EngineBuildError(
+                f"TensorRT {trt_version} builds FP16 from the FP16-cast ONNX (strongly typed); export it too"
+            )
+        return fp16_onnx
+    return fp32_onnx
+
+
+@dataclass(frozen=True)
+class EngineMeta:
+    """What an engine file is, and what it is tied to; stored as ``<engine>.json``."""
+
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    """"major.minor", e.g. "8.7" for Orin."""
+    precision: str
+    min_batch: int
+    opt_batch: int
+    max_batch: int
+    input_size: int
+    onnx_sha256: str
+    model: ModelMeta
+    engine_sha256: str = ""
+    """sha256 of the plan, so a sidecar left beside another engine is caught."""
+    fp16_strategy: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["model"] = self.model.to_dict()
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "engine sidecar") -> EngineMeta:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MetadataError(f"{source}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+            raise MetadataError(f"{source}: not an rpol-edge engine sidecar (no model record)")
+        names = {f.name for f in dataclasses.fields(cls)}
+        kept = {k: v for k, v in data.items() if k in names}
+        kept["model"] = ModelMeta.from_dict(data["model"], source)
+        try:
+            return cls(**kept)
+        except TypeError as exc:
+            raise MetadataError(f"{source}: malformed engine sidecar ({exc}); {REBUILD_HINT}") from None
+
+
+def sidecar_path(engine_path: Path) -> Path:
+    engine_path = Path(engine_path)
+    return engine_path.with_name(engine_path.name + SIDECAR_SUFFIX)
+
+
+def read_engine_meta(engine_path: Path) -> EngineMeta:
+    """The sidecar of an engine; a missing or unreadable one means the engine must be rebuilt."""
+    side = sidecar_path(engine_path)
+    if not side.is_file():
+        raise MetadataError(
+            f"{engine_path}: no metadata sidecar {side.name} (engine not built by rpol-edge, or the "
+            f"sidecar was not copied with it); {REBUILD_HINT}"
+        )
+    return EngineMeta.from_json(side.read_text(), str(side))
+
+
+def check_engine_compatible(
+    meta: EngineMeta, trt_version: str, gpu_name: str, cc: str, source: str = "engine"
+) -> None:
+    """Refuse a plan built by another TensorRT version or for another GPU (TensorRT plans are
+    neither forward/backward compatible nor portable across device models by default)."""
+    problems = []
+    if meta.tensorrt_version != trt_version:
+        problems.append(f"TensorRT {meta.tensorrt_version}, this machine has {trt_version}")
+    if meta.compute_capability != cc or meta.gpu_name != gpu_name:
+        problems.append(
+            f"GPU {meta.gpu_name} (sm {meta.compute_capability}), this machine has {gpu_name} (sm {cc})"
+        )
+    if problems:
+        raise MetadataError(f"{source} was built for {'; '.join(problems)}: {REBUILD_HINT}")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_LOGGER: trt.ILogger | None = None
+
+
+def trt_logger() -> trt.ILogger:
+    """One logger for the process (TensorRT expects builders and runtimes to share it)."""
+    global _LOGGER
+    require_tensorrt()
+    import tensorrt as trt
+
+    if _LOGGER is None:
+        _LOGGER = trt.Logger(trt.Logger.WARNING)
+    return _LOGGER
+
+
+def _parse_errors(parser: trt.OnnxParser) -> str:
+    lines = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        node = err.node()
+        where = f"node {node} {err.node_name()!r} ({err.node_operator()})" if node >= 0 else "graph"
+        lines.append(f"  {where}: {err.desc()}")
+    return "\n".join(lines)
+
+
+def dims(d: trt.Dims) -> tuple[int, ...]:
+    """A TensorRT shape as a tuple (-1 for a dynamic dimension)."""
+    return tuple(int(d[i]) for i in range(len(d)))
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    atomic_write(path, write)
+
+
+def _check_batch(batch: tuple[int, int, int]) -> tuple[int, int, int]:
+    lo, opt, hi = (int(b) for b in batch)
+    if not 1 <= lo <= opt <= hi:
+        raise EngineBuildError(f"batch (min, opt, max) = {batch}: need 1 <= min <= opt <= max")
+    return lo, opt, hi
+
+
+def _check_network(network: trt.INetworkDefinition, k: int, batch: tuple[int, int, int]) -> None:
+    """The ONNX contract: ``frames`` uint8 (N, K, K, 3); ``score`` float32 and ``mask`` uint8."""
+    import tensorrt as trt
+
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    outputs = {network.get_output(i).name: network.get_output(i) for i in range(network.num_outputs)}
+    if [t.name for t in inputs] != [INPUT] or set(outputs) != set(OUTPUTS):
+        raise EngineBuildError(
+            f"graph has inputs {[t.name for t in inputs]} and outputs {sorted(outputs)}; expected "
+            f"[{INPUT}] and {list(OUTPUTS)} (export it with rpol-edge export MODEL --onnx)"
+        )
+    frames = inputs[0]
+    shape = dims(frames.shape)
+    if frames.dtype != trt.DataType.UINT8 or len(shape) != 4 or shape[1:] != (k, k, 3):
+        raise EngineBuildError(f"input {INPUT} is {frames.dtype} {shape}, expected uint8 (N, {k}, {k}, 3)")
+    if shape[0] != -1 and not batch[0] == batch[2] == shape[0]:
+        raise EngineBuildError(f"the ONNX batch is fixed at {shape[0]}; build with batch=({shape[0]},) * 3")
+    expected = {"score": trt.DataType.FLOAT, "mask": trt.DataType.UINT8}
+    for name, dtype in expected.items():
+        if outputs[name].dtype != dtype:
+            raise EngineBuildError(f"output {name} is {outputs[name].dtype}, expected {dtype}")
+
+
+def build_engine(
+    onnx_path: Path,
+    engine_path: Path,
+    precision: str = "fp16",
+    batch: tuple[int, int, int] = (1, 1, 1),
+    workspace_mb: int = 1024,
+    timing_cache: Path | None = None,
+    int8_calibration: Path | None = None,
+) -> EngineMeta:
+    """Build ``engine_path`` (plan) and ``<engine_path>.json`` (:class:`EngineMeta`) on this GPU.
+
+    ``onnx_path`` must be the file :func:`choose_onnx` picks: the FP16-cast ONNX for FP16 on
+    TensorRT >= 10.12, the FP32 one otherwise (checked against the ONNX's own metadata).
+    ``batch`` is the (min, opt, max) optimization profile. ``timing_cache``, when given, is read
+    if it exists and rewritten after the build, which makes rebuilds much faster.
+
+    INT8 is refused: implicit (calibrated) INT8 is gone in TensorRT 11 and needs
+    ``platform_has_fast_int8``; even where both hold, calibration is not supported yet
+    (``int8_calibration``, a folder of images, is reserved for it). Use the ORT INT8 export on CPU.
+    """
+    require_tensorrt()
+    import tensorrt as trt
+
+    from rpol_edge.export.onnx_export import read_onnx_meta
+    from rpol_edge.runtimes import cuda_mem
+
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    if precision not in PRECISIONS:
+        raise EngineBuildError(f"precision {precision!r}: choose {', '.join(PRECISIONS)}")
+    lo, opt, hi = _check_batch(batch)
+    version = trt.__version__
+    strategy = fp16_strategy(version)
+    onnx_meta = read_onnx_meta(onnx_path)
+    if precision == "fp16" and strategy == "strongly_typed" and onnx_meta.precision != "fp16":
+        raise EngineBuildError(
+            f"TensorRT {version} builds FP16 as a strongly typed network: pass the FP16-cast ONNX "
+            f"(rpol-edge export --precision fp16), not {onnx_path.name} ({onnx_meta.precision})"
+        )
+    if precision == "fp32" and onnx_meta.precision != "fp32":
+        raise EngineBuildError(
+            f"an FP32 engine needs the FP32 ONNX; {onnx_path.name} is {onnx_meta.precision}"
+        )
+    if precision == "int8" and _version_tuple(version)[0] >= 11:
+        raise EngineBuildError(
+            f"TensorRT {version} has no implicit (calibrated) INT8; use the ORT INT8 export for CPU"
+        )
+
+    gpu_name, cc = cuda_mem.device_info(0)
+    logger = trt_logger()
+    builder = trt.Builder(logger)
+    if precision == "int8":
+        if not builder.platform_has_fast_int8:
+            raise EngineBuildError(f"{gpu_name} (sm {cc}) has no fast INT8; build fp16 instead")
+        raise EngineBuildError(
+            "INT8 engines are not supported yet (no calibrator"
+            + (f" for {int8_calibration}" if int8_calibration else "")
+            + "): use the ORT INT8 export for CPU, or fp16 here"
+        )
+    if precision == "fp16" and not builder.platform_has_fast_fp16:
+        warnings.warn(
+            f"{gpu_name} (sm {cc}) has no fast FP16; the fp16 engine may be slower than fp32", stacklevel=2
+        )
+
+    typed = precision == "fp16" and strategy == "strongly_typed"
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if typed else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        raise EngineBuildError(f"TensorRT {version} could not parse {onnx_path}:\n{_parse_errors(parser)}")
+    k = onnx_meta.input_size
+    _check_network(network, k, (lo, opt, hi))
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    if precision == "fp16" and not typed:
+        config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(INPUT, trt.Dims([lo, k, k, 3]), trt.Dims([opt, k, k, 3]), trt.Dims([hi, k, k, 3]))
+    config.add_optimization_profile(profile)
+    if timing_cache is not None:
+        data = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
+        cache = config.create_timing_cache(data)
+        config.set_timing_cache(cache, False)
+
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise EngineBuildError(f"TensorRT {version} failed to build {onnx_path.name} (see its log above)")
+    plan_bytes = bytes(memoryview(plan))
+    if timing_cache is not None:
+        serialized = bytes(memoryview(config.get_timing_cache().serialize()))
+        _write_bytes(Path(timing_cache), serialized)
+
+    meta = EngineMeta(
+        tensorrt_version=version,
+        gpu_name=gpu_name,
+        compute_capability=cc,
+        precision=precision,
+        min_batch=lo,
+        opt_batch=opt,
+        max_batch=hi,
+        input_size=k,
+        onnx_sha256=_file_sha256(onnx_path),
+        model=onnx_meta.replace(precision=precision),
+        engine_sha256=hashlib.sha256(plan_bytes).hexdigest(),
+        fp16_strategy=strategy if precision == "fp16" else "",
+    )
+    side = sidecar_path(engine_path)
+    side.unlink(missing_ok=True)  # never leave an old sidecar describing the new plan
+    _write_bytes(engine_path, plan_bytes)
+    _write_bytes(side, meta.to_json().encode())
+    return meta

@@ -1,0 +1,1 @@
+"""Live localization: sources (cameras, streams, files), the capture/infer/render pipeline."""

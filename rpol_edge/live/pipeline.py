@@ -1,0 +1,380 @@
+"""The live pipeline: capture, inference and output run concurrently and meet at bounded queues.
+
+Three threads, so that each stage only ever waits for its own work:
+
+* capture (worker thread) reads the source. For a live source it hands frames over through a
+  one-item slot that the next frame overwrites, so a slow consumer never makes the camera or the
+  socket back up; each overwrite is counted as a dropped frame. For files and folders the queue
+  blocks instead, and every frame is processed.
+* inference (worker thread) does the shared pre-processing (``geometry.resize_crop``), the
+  runtime call and the shared post-processing (``predict.detect``).
+* output (the calling thread, because GUI toolkits want the main thread and signals are delivered
+  there) draws the shared overlay (``overlay.render``) and writes every sink.
+
+Stopping: end of stream drains what is already queued; Ctrl-C, SIGTERM, ``max_frames`` or a closed
+window stop promptly. Either way every sink is closed (files flushed, the video renamed into place)
+and a RunSummary is returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+from typing import Generic, TypeVar
+
+import cv2
+import numpy as np
+
+from rpol_edge.live.frames import Frame, FrameResult
+from rpol_edge.live.outputs import Sink
+from rpol_edge.live.sources import Backoff, CorruptFrame, OpenFailed, Source, StreamDropped, open_source
+from rpol_edge.live.stats import RunStats, RunSummary
+from rpol_edge.geometry import resize_crop
+from rpol_edge.overlay import render
+from rpol_edge.predict import detect
+from rpol_edge.runtimes import Runtime, infer_all
+
+log = logging.getLogger("rpol_edge.live")
+
+T = TypeVar("T")
+Progress = Callable[[int, int | None], None]
+"""Called after each output frame with (frames done, total or None for live sources)."""
+
+POLL_S = 0.1
+"""How often blocked threads look at the stop flag; bounds how late a stop is noticed."""
+
+
+class LatestSlot(Generic[T]):
+    """A one-item mailbox where ``put`` replaces an unread item instead of waiting.
+
+    This is what keeps a live source live: capture never blocks, inference always gets the newest
+    frame, and ``put`` reports each overwrite so it can be counted as a drop.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: T | None = None
+        self._full = False
+
+    def put(self, item: T) -> bool:
+        """Store ``item``; True when it replaced one nobody read."""
+        with self._cond:
+            dropped = self._full
+            self._item, self._full = item, True
+            self._cond.notify()
+            return dropped
+
+    def get(self, timeout: float) -> T:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._full, timeout):
+                raise queue.Empty
+            item, self._item, self._full = self._item, None, False
+            return item  # type: ignore[return-value]
+
+    def empty(self) -> bool:
+        with self._cond:
+            return not self._full
+
+
+def _put(q: queue.Queue[T], item: T, stop: threading.Event) -> bool:
+    """Blocking put that gives up when the run is stopping (the consumer may be gone)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=POLL_S)
+            return True
+        except queue.Full:
+            pass
+    return False
+
+
+class _Run:
+    """State shared by the three threads of one run."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        source: Source,
+        sinks: Sequence[Sink],
+        max_frames: int | None,
+        open_timeout: float,
+        max_reconnects: int,
+        backoff: Backoff,
+        queue_size: int,
+        progress: Progress | None,
+    ) -> None:
+        self.runtime = runtime
+        self.source = source
+        self.sinks = list(sinks)
+        self.max_frames = max_frames
+        self.open_timeout = open_timeout
+        self.max_reconnects = max_reconnects
+        self.backoff = backoff
+        self.progress = progress
+        self.stats = RunStats()
+        self.stop = threading.Event()
+        """Abort: stop promptly, drop what is queued (signals, max frames, window closed, errors)."""
+        self.capture_done = threading.Event()
+        self.infer_done = threading.Event()
+        self.stop_reason: str | None = None
+        self.end_reason = "end of stream"
+        self.errors: list[BaseException] = []
+        self.frames_in: LatestSlot[Frame] | queue.Queue[Frame] = (
+            LatestSlot() if source.is_live else queue.Queue(maxsize=queue_size)
+        )
+        self.results: queue.Queue[FrameResult] = queue.Queue(maxsize=queue_size)
+
+    def request_stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.stop.set()
+
+    # --- capture -----------------------------------------------------------------------------
+
+    def capture(self) -> None:
+        index = 0
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            try:
+                captured = self.source.read()
+            except CorruptFrame as exc:
+                self.stats.corrupt_frames += 1
+                log.warning("corrupt frame skipped: %s", exc)
+                continue
+            except StreamDropped as exc:
+                if self._ride_out(str(exc)):
+                    continue
+                break
+            if captured is None:
+                if self.source.can_reconnect and self._ride_out("end of stream"):
+                    continue
+                break
+            now = time.perf_counter()
+            if self.stats.first_read is None:
+                self.stats.first_read = started
+            frame = Frame(index, time.time(), started, captured.bgr, captured.name, {"capture": (now - started) * 1e3})
+            index += 1
+            self.stats.captured += 1
+            if isinstance(self.frames_in, LatestSlot):
+                self.stats.dropped_frames += self.frames_in.put(frame)
+            elif not _put(self.frames_in, frame, self.stop):
+                break
+            if self.max_frames is not None and not self.source.is_live and index >= self.max_frames:
+                break
+
+    def _ride_out(self, reason: str) -> bool:
+        """After a drop: reconnect with backoff; False when the run should end (gave up or stopping)."""
+        self.stats.stream_drops += 1
+        if not self.source.can_reconnect:
+            log.warning("%s: source lost (%s)", self.source.uri, reason)
+            self.end_reason = "source lost"
+            return False
+        log.warning("%s: stream dropped (%s); reconnecting", self.source.uri, reason)
+        self.source.close()
+        attempt = 0
+        while not self.stop.is_set():
+            if 0 <= self.max_reconnects <= attempt:
+                log.error("%s: giving up after %d failed reconnect attempt(s)", self.source.uri, attempt)
+                self.end_reason = "source lost"
+                return False
+            if self.stop.wait(self.backoff.delay(attempt)):
+                return False
+            attempt += 1
+            self.stats.reconnect_attempts += 1
+            try:
+                self.source.open(self.open_timeout)
+            except OpenFailed as exc:
+                log.warning("%s: reconnect attempt %d failed: %s", self.source.uri, attempt, exc)
+                continue
+            self.stats.reconnects += 1
+            log.warning("%s: reconnected (attempt %d)", self.source.uri, attempt)
+            return True
+        return False
+
+    # --- inference ---------------------------------------------------------------------------
+
+    def infer(self) -> None:
+        meta = self.runtime.meta
+        while not self.stop.is_set():
+            try:
+                frame = self.frames_in.get(timeout=POLL_S)
+            except queue.Empty:
+                if self.capture_done.is_set() and self.frames_in.empty():
+                    break
+                continue
+            t0 = time.perf_counter()
+            rgb = cv2.cvtColor(frame.bgr, cv2.COLOR_BGR2RGB)
+            x, transform = resize_crop(rgb, meta.resize_size, meta.input_size)
+            t1 = time.perf_counter()
+            out = infer_all(self.runtime, x[None])
+            t2 = time.perf_counter()
+            score, mask = out.score[0, 0], out.mask[0, 0]
+            detection = detect(score, mask, transform)
+            t3 = time.perf_counter()
+            frame.ms.update(pre=(t1 - t0) * 1e3, infer=(t2 - t1) * 1e3, post=(t3 - t2) * 1e3)
+            if not _put(self.results, FrameResult(frame, detection, score, transform), self.stop):
+                break
+
+    # --- output (calling thread) -------------------------------------------------------------
+
+    def output(self) -> None:
+        image_sinks = [s for s in self.sinks if s.needs_image]
+        record_sinks = [s for s in self.sinks if not s.needs_image]
+        total = None if self.source.is_live else self.source.length
+        if self.max_frames is not None and total is not None:
+            total = min(total, self.max_frames)
+        fps = 0.0
+        last_done: float | None = None
+        last_render = 0.0
+        while True:
+            try:
+                r = self.results.get(timeout=POLL_S)
+            except queue.Empty:
+                if self.infer_done.is_set() and self.results.empty():
+                    return
+                continue
+            t0 = time.perf_counter()
+            image = None
+            if image_sinks:
+                image = render(r.frame.bgr, r.score, r.transform, r.detection.box, self._lines(fps, r, last_render))
+                for sink in image_sinks:
+                    sink.write(r, image)
+            done = time.perf_counter()
+            last_render = r.frame.ms["render"] = (done - t0) * 1e3
+            r.latency_ms = (done - r.frame.started) * 1e3
+            for sink in record_sinks:
+                sink.write(r, None)
+            self.stats.record(r)
+            if last_done is not None:
+                rate = 1.0 / max(done - last_done, 1e-6)
+                fps = rate if fps == 0.0 else 0.9 * fps + 0.1 * rate
+            last_done = done
+            if self.progress is not None:
+                self.progress(self.stats.frames, total)
+            if any(s.stop_requested for s in self.sinks):
+                self.request_stop("window closed")
+            if self.max_frames is not None and self.stats.frames >= self.max_frames:
+                self.request_stop("max frames")
+                return
+
+    def _lines(self, fps: float, r: FrameResult, last_render: float) -> list[str]:
+        ms = r.frame.ms
+        return [
+            f"{fps:5.1f} FPS  {self.runtime.description}",
+            f"cap {ms['capture']:.1f}  pre {ms['pre']:.1f}  infer {ms['infer']:.1f}  "
+            f"post {ms['post']:.1f}  render {last_render:.1f} ms",
+        ]
+
+    def thread(self, name: str, body: Callable[[], None], done: threading.Event) -> threading.Thread:
+        def target() -> None:
+            try:
+                body()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+                self.errors.append(exc)
+                self.request_stop("error")
+            finally:
+                done.set()
+
+        return threading.Thread(target=target, name=f"rpol-edge {name}", daemon=True)
+
+
+@contextmanager
+def _graceful_signals(run: _Run) -> Iterator[None]:
+    """Ctrl-C and SIGTERM finish the run cleanly; a second Ctrl-C interrupts at once.
+
+    Only possible from the main thread (Python's rule); elsewhere the caller owns signals.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    reasons = {signal.SIGINT: "interrupted", signal.SIGTERM: "SIGTERM"}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and run.stop.is_set():
+            raise KeyboardInterrupt
+        log.warning("%s received: finishing (flushing outputs)", signal.Signals(signum).name)
+        run.request_stop(reasons[signal.Signals(signum)])
+
+    previous = {sig: signal.signal(sig, handler) for sig in reasons}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_live(
+    runtime: Runtime,
+    source: Source,
+    outputs: Sequence[Sink] = (),
+    *,
+    max_frames: int | None = None,
+    open_timeout: float = 10.0,
+    max_reconnects: int = 10,
+    backoff: Backoff = Backoff(),
+    queue_size: int = 4,
+    progress: Progress | None = None,
+    join_timeout: float = 5.0,
+) -> RunSummary:
+    """Localize every frame of ``source`` (or the newest ones, for live sources) into ``outputs``.
+
+    ``runtime`` must be active (inside its ``with`` block). ``source`` is opened here within
+    ``open_timeout`` unless already open. ``max_reconnects`` bounds the failed reconnect attempts
+    in a row after one drop (-1: never give up). Returns when the source ends, ``max_frames``
+    frames are written, a sink asks to stop, or on Ctrl-C / SIGTERM (main thread only). Errors
+    from any stage are re-raised here after every output has been closed.
+    """
+    if not source.is_open:
+        open_source(source, open_timeout)
+    run = _Run(runtime, source, outputs, max_frames, open_timeout, max_reconnects, backoff, queue_size, progress)
+    log.info("source: %s; runtime: %s", source.describe(), runtime.description)
+    k = runtime.meta.input_size
+    infer_all(runtime, np.zeros((1, k, k, 3), np.uint8))  # warm-up: first calls allocate and compile
+    capture = run.thread("capture", run.capture, run.capture_done)
+    inference = run.thread("inference", run.infer, run.infer_done)
+    started: list[Sink] = []
+    try:
+        for sink in run.sinks:
+            sink.start(source.fps)
+            started.append(sink)
+        capture.start()
+        inference.start()
+        with _graceful_signals(run):
+            run.output()
+    except BaseException as exc:
+        run.request_stop("interrupted" if isinstance(exc, KeyboardInterrupt) else "error")
+        raise
+    finally:
+        run.stop.set()
+        for t in (inference, capture):
+            if t.is_alive() or t.ident is not None:
+                t.join(join_timeout)
+        close_errors = _close_all(started)
+        if not capture.is_alive():
+            source.close()
+        else:  # blocked inside a read: releasing under it is unsafe, the daemon thread dies with us
+            log.warning("%s: capture did not stop within %g s; leaving it", source.uri, join_timeout)
+    if run.errors:
+        raise run.errors[0]
+    if close_errors:
+        raise close_errors[0]
+    summary = run.stats.summary(source.describe(), runtime.description, run.stop_reason or run.end_reason)
+    log.info("stopped: %s", summary.stop_reason)
+    return summary
+
+
+def _close_all(sinks: Sequence[Sink]) -> list[BaseException]:
+    """Close every sink even when one fails, so one bad output never leaves another unflushed."""
+    errors: list[BaseException] = []
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception as exc:  # noqa: BLE001 - collected, re-raised by the caller
+            log.error("closing %s failed: %s", type(sink).__name__, exc)
+            errors.append(exc)
+    return errors

@@ -1,0 +1,98 @@
+"""Fit and evaluate on real photos with the real lite0 weights; artifacts and their guards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rpol_edge.artifact import ModelArtifact
+from rpol_edge.backbones import BackboneError, BackboneSpec, build_backbone
+from rpol_edge.evaluate import evaluate
+from rpol_edge.fit import FitConfig, fit
+from rpol_edge.metadata import MetadataError
+from rpol_edge.runtimes import open_runtime
+from tests.conftest import SAMPLE, SHARED_RACCOON
+
+
+def test_lite0_loads_real_imagenet_weights() -> None:
+    bb = build_backbone(BackboneSpec("lite0"), 224)
+    assert (bb.channels, bb.stride) == (1280, 32)
+    assert bb.mean == (0.5, 0.5, 0.5)  # from timm's pretrained_cfg, not hard-coded
+    first = bb.module.model.conv_stem.weight
+    assert float(first.abs().sum()) > 1.0  # not a fresh init of zeros; the mapped tensors are in place
+
+
+def test_model_file_round_trip_and_guards(sample_model: Path, tmp_path: Path) -> None:
+    art = ModelArtifact.load(sample_model)
+    assert art.meta.n_images == 28 and art.meta.n_skipped == 0 and art.meta.tau > 0
+    assert np.isclose(np.linalg.norm(art.w[0]), 1.0)
+    bad = tmp_path / "edited.rpol"
+    payload = torch.load(sample_model, weights_only=True)
+    payload["w"] = payload["w"] * 2
+    torch.save(payload, bad)
+    with pytest.raises(MetadataError, match="hash"):
+        ModelArtifact.load(bad)
+    junk = tmp_path / "junk.rpol"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(MetadataError, match="not an rpol-edge model"):
+        ModelArtifact.load(junk)
+
+
+def test_mismatched_checkpoint_is_refused(tmp_path: Path) -> None:
+    ckpt = tmp_path / "wrong.pth"
+    torch.save({"state_dict": {"module.encoder_q.conv1.weight": torch.zeros(3)}}, ckpt)
+    with pytest.raises(BackboneError, match="wrong.pth"):
+        build_backbone(BackboneSpec("moco_r50", str(ckpt)), 224)
+    with pytest.raises(BackboneError, match="lite0"):
+        build_backbone(BackboneSpec("lite0", str(ckpt)), 224)
+
+
+def test_moco_checkpoint_format_loads(tmp_path: Path) -> None:
+    """A file in MoCo v2's layout (module.encoder_q. prefix, fc head) loads into a ResNet-50."""
+    import timm
+
+    sd = timm.create_model("resnet50", pretrained=False).state_dict()
+    ckpt = tmp_path / "moco.pth.tar"
+    torch.save({"state_dict": {f"module.encoder_q.{k}": v for k, v in sd.items()}, "epoch": 1}, ckpt)
+    bb = build_backbone(BackboneSpec("moco_r50", str(ckpt), output_stride=16), 224)
+    assert (bb.channels, bb.stride) == (2048, 16)
+
+
+def test_skips_are_counted_not_fatal(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for p in sorted((SAMPLE / "JPEGImages").glob("*.jpg"))[:4]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    res = fit(FitConfig("folder", folder, "", input_size=224, workers=0))
+    assert res.artifact.meta.n_images == 4 and res.artifact.meta.n_skipped == 1
+
+
+def test_eval_on_sample_reports_every_metric(sample_model: Path, tmp_path: Path) -> None:
+    with open_runtime(sample_model, "torch") as rt:
+        res = evaluate(rt, "voc", SAMPLE, "test", save_maps=tmp_path / "maps", workers=0)
+    m = res.metrics
+    assert m["n_images"] == 12
+    for key in ("gt_known_loc", "maxboxacc", "maxboxacc_v2", "maxboxacc_v2_rpol"):
+        assert 0.0 <= m[key] <= 100.0
+    maps = sorted((tmp_path / "maps").glob("*.npy"))
+    assert len(maps) == 12
+    a = np.load(maps[0])
+    assert a.dtype == np.float32 and a.shape == (224, 224) and 0 <= a.min() and a.max() <= 1
+    json.dumps(m)
+
+
+@pytest.mark.skipif(not SHARED_RACCOON.is_dir(), reason="../shared/data/raccoon not present")
+def test_raccoon_accuracy_at_448(tmp_path: Path) -> None:
+    """The issue's bar: default backbone, input 448, fit on train, eval on test."""
+    model = tmp_path / "m.rpol"
+    fit(FitConfig("voc", SHARED_RACCOON, "train", workers=2)).artifact.save(model)
+    with open_runtime(model, "torch") as rt:
+        m = evaluate(rt, "voc", SHARED_RACCOON, "test", workers=2).metrics
+    assert m["n_images"] == 40
+    assert m["maxboxacc_v2_rpol"] >= 68.0
+    assert m["maxboxacc"] >= 75.0

@@ -1,0 +1,132 @@
+"""w*, tau and the folded map, checked against an independent float64 NumPy reading of METHOD.md."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from rpol_edge.model import Localizer
+from rpol_edge.wstar import FeatureSums, solve
+
+
+def numpy_reference(feats: np.ndarray) -> tuple[np.ndarray, float]:
+    """feats (N, C, H, W) >= 0 -> (w*, tau) straight from the formulas, in float64."""
+    n, c, h, w = feats.shape
+    f = feats.transpose(0, 2, 3, 1).reshape(n, h * w, c)
+    norms = np.linalg.norm(f, axis=2, keepdims=True)
+    fhat = np.divide(f, norms, out=np.zeros_like(f), where=norms > 0)
+    v = f.mean(axis=1).mean(axis=0)
+    u = fhat.mean(axis=1).mean(axis=0)
+    tau = np.linalg.norm(v) / np.linalg.norm(u)
+    d = v - tau * u
+    return d / np.linalg.norm(d), float(tau)
+
+
+def random_features(seed: int, n: int = 6, c: int = 32, h: int = 5, w: int = 7) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    f = np.maximum(rng.normal(size=(n, c, h, w)), 0.0) * rng.uniform(0.5, 3.0, size=(1, c, 1, 1))
+    f[0, :, 0, 0] = 0.0  # a zero feature vector must not poison the sums
+    return f
+
+
+def test_wstar_and_tau_match_numpy_float64() -> None:
+    for seed in range(3):
+        feats = random_features(seed)
+        sums = FeatureSums.zeros(feats.shape[1])
+        sums.add(torch.from_numpy(feats).float())
+        w, taus = solve(sums)
+        w_ref, tau_ref = numpy_reference(feats.astype(np.float32).astype(np.float64))
+        assert abs(taus[0] - tau_ref) / tau_ref < 1e-6
+        assert np.linalg.norm(w[0] - w_ref) / np.linalg.norm(w_ref) < 1e-6
+        assert abs(np.linalg.norm(w[0]) - 1.0) < 1e-12
+
+
+def test_sums_from_two_halves_equal_one_pass() -> None:
+    feats = torch.from_numpy(random_features(7, n=10)).float()
+    whole = FeatureSums.zeros(32)
+    whole.add(feats)
+    a, b = FeatureSums.zeros(32), FeatureSums.zeros(32)
+    a.add(feats[:4])
+    b.add(feats[4:])
+    merged = a.merge(b)
+    np.testing.assert_allclose(merged.v_sum, whole.v_sum, rtol=1e-12)
+    np.testing.assert_allclose(merged.u_sum, whole.u_sum, rtol=1e-12)
+    assert merged.count.tolist() == whole.count.tolist() == [10]
+
+
+def test_classwise_sums_keep_classes_apart() -> None:
+    feats = torch.from_numpy(random_features(3, n=6)).float()
+    sums = FeatureSums.zeros(32, n_heads=2)
+    sums.add(feats, torch.tensor([0, 1, 0, 1, 1, 0]))
+    w, _ = solve(sums)
+    w0, _ = numpy_reference(feats.numpy()[[0, 2, 5]].astype(np.float64))
+    np.testing.assert_allclose(w[0], w0, rtol=1e-5, atol=1e-7)
+    assert sums.count.tolist() == [3, 3]
+
+
+def test_zero_features_give_zero_not_nan() -> None:
+    sums = FeatureSums.zeros(8)
+    sums.add(torch.zeros(2, 8, 3, 3))
+    w, taus = solve(sums)
+    assert np.all(np.isfinite(w)) and np.all(w == 0) and taus[0] == 0.0
+
+
+class _Identity(torch.nn.Module):
+    """Backbone stand-in that passes a prepared feature map through, so the head math is isolated."""
+
+    def __init__(self, feats: torch.Tensor) -> None:
+        super().__init__()
+        self.feats = feats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feats
+
+
+def unfused_map(feats: np.ndarray, w: np.ndarray, size: int) -> np.ndarray:
+    """METHOD.md steps 0-3 written out without the 1x1 conv: a_i = w.f_i/||f_i||, clamp, min-max, upsample."""
+    f = feats.astype(np.float64)
+    norms = np.linalg.norm(f, axis=1)
+    a = np.einsum("c,nchw->nhw", w, f)
+    a = np.divide(a, norms, out=np.zeros_like(a), where=norms > 0)
+    a = np.maximum(a, 0)
+    lo, hi = a.min(axis=(1, 2), keepdims=True), a.max(axis=(1, 2), keepdims=True)
+    a = np.divide(a - lo, hi - lo, out=np.zeros_like(a), where=(hi - lo) > 0)
+    t = torch.nn.functional.interpolate(torch.from_numpy(a)[:, None], size=(size, size), mode="bilinear", align_corners=True)
+    return t[:, 0].numpy()
+
+
+def test_folded_conv_equals_unfused_formula() -> None:
+    feats = random_features(11, n=3, c=16, h=6, w=6)
+    w = np.random.default_rng(0).normal(size=16)
+    w /= np.linalg.norm(w)
+    loc = Localizer(_Identity(torch.from_numpy(feats).float()), torch.from_numpy(w), (0.5,) * 3, (0.5,) * 3, 40, 0.5)
+    with torch.no_grad():
+        score, mask = loc(torch.zeros(3, 40, 40, 3, dtype=torch.uint8))
+    ref = unfused_map(feats.astype(np.float32), w, 40)
+    assert np.abs(score[:, 0].numpy() - ref).max() < 1e-5
+    assert score.dtype == torch.float32 and mask.dtype == torch.uint8
+
+
+def test_constant_and_zero_maps_are_zero_not_nan() -> None:
+    w = torch.ones(4) / 2
+    for feats in (torch.zeros(1, 4, 3, 3), torch.ones(1, 4, 3, 3)):
+        loc = Localizer(_Identity(feats), w, (0.5,) * 3, (0.5,) * 3, 12, 0.5)
+        with torch.no_grad():
+            score, mask = loc(torch.zeros(1, 12, 12, 3, dtype=torch.uint8))
+        assert torch.isfinite(score).all() and float(score.abs().max()) == 0.0
+        assert int(mask.sum()) == 0
+
+
+def test_mask_matches_reference_threshold_rule() -> None:
+    """The in-graph mask equals the reference host rule: u8 = int(s*255) > int(t * max u8)."""
+    from rpol_edge.boxes import threshold_mask, to_uint8_map
+
+    feats = torch.from_numpy(random_features(5, n=2, c=8, h=4, w=4)).float()
+    w = torch.ones(8) / np.sqrt(8)
+    for t in (0.1, 0.35, 0.5, 0.77):
+        loc = Localizer(_Identity(feats), w, (0.5,) * 3, (0.5,) * 3, 33, t)
+        with torch.no_grad():
+            score, mask = loc(torch.zeros(2, 33, 33, 3, dtype=torch.uint8))
+        for i in range(2):
+            host = threshold_mask(to_uint8_map(score[i, 0].numpy()), t) > 0
+            assert np.array_equal(host, mask[i, 0].numpy() > 0)
