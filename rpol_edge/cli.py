@@ -215,6 +215,44 @@ def export(
 
 
 @app.command()
+def bench(
+    models: Annotated[list[Path], typer.Argument(help="model files (.rpol, .onnx, .engine), each on its auto runtime")],
+    images: Annotated[Path, typer.Option(help="folder of images to time on")] = Path(__file__).parent / "sample" / "JPEGImages",
+    device: Device = "cpu",
+    precision: Annotated[str, typer.Option(help="torch runtime precision fp32 | fp16")] = "fp32",
+    batch: int = 1,
+    iters: int = 30,
+    warmup: int = 5,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch/ORT")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="append rows as JSON lines")] = None,
+) -> None:
+    """Latency per stage (pre / infer / post, ms) and FPS for each model file."""
+    from dataclasses import replace
+
+    from rpol_edge.bench import bench_runtime
+    from rpol_edge.images import is_image_path
+    from rpol_edge.runtimes import open_runtime
+
+    with cli_errors():
+        files = sorted(p for p in images.iterdir() if is_image_path(p))[:32] if images.is_dir() else [images]
+        if not files:
+            raise ValueError(f"no images in {images}")
+        table = Table("model", "runtime", "batch", "pre ms", "infer ms p50", "infer ms p95", "post ms", "FPS")
+        for model in models:
+            opts = {"device": device, "threads": threads}
+            if model.suffix == ".rpol":
+                opts["precision"] = precision
+            with open_runtime(model, "auto", **opts) as rt:
+                row = replace(bench_runtime(rt, files, batch, iters, warmup), model=str(model))
+            table.add_row(row.model, row.runtime, str(batch), f"{row.pre_ms_p50:.1f}", f"{row.infer_ms_p50:.1f}",
+                          f"{row.infer_ms_p95:.1f}", f"{row.post_ms_p50:.2f}", f"{row.fps:.1f}")
+            if json_out:
+                with open(json_out, "a") as fh:
+                    fh.write(json.dumps(row.to_dict()) + "\n")
+        out.print(table)
+
+
+@app.command()
 def demo(
     output: Annotated[Path, typer.Option("-o", "--output", help="folder for the model, metrics, overlays")] = Path(
         "out/demo"

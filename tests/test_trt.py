@@ -17,6 +17,7 @@ from rpol_edge.export.trt_build import (
     fp16_strategy,
     read_engine_meta,
     sidecar_path,
+    tensorrt_version,
 )
 from rpol_edge.metadata import MetadataError, ModelMeta
 from rpol_edge.runtimes import cuda_mem
@@ -180,6 +181,8 @@ def has_tensorrt() -> bool:
 def test_build_without_tensorrt_names_the_extra(tmp_path: Path) -> None:
     with pytest.raises(TrtUnavailable, match=r"pip install 'rpol-edge\[tensorrt\]'"):
         build_engine(tmp_path / "m.onnx", tmp_path / "m.engine")
+    with pytest.raises(TrtUnavailable, match="python3-libnvinfer"):
+        tensorrt_version()
 
 
 def test_cuda_check_names_the_error() -> None:

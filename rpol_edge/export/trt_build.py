@@ -68,6 +68,14 @@ def require_tensorrt() -> None:
         raise TrtUnavailable(f"'tensorrt' at {where} is not TensorRT (type stubs only?): {INSTALL_HINT}")
 
 
+def tensorrt_version() -> str:
+    """The installed TensorRT's version (raises :class:`TrtUnavailable` with the install hint)."""
+    require_tensorrt()
+    import tensorrt as trt
+
+    return trt.__version__
+
+
 def _version_tuple(version: str) -> tuple[int, int]:
     m = re.match(r"^\s*(\d+)(?:\.(\d+))?", version)
     if not m:

@@ -40,18 +40,27 @@ RUNTIMES: dict[str, RuntimeInfo] = {
         "ONNX Runtime (TensorRT EP, CUDA EP, CPU)",
     ),
     "trt": RuntimeInfo(
-        "trt", "rpol_edge.runtimes.trt_runtime", "TrtRuntime", (".engine", ".plan"), ("tensorrt", "cuda.bindings"),
+        "trt", "rpol_edge.runtimes.trt_runtime", "TrtRuntime", (".engine", ".plan"), ("tensorrt:Builder", "cuda.bindings"),
         "tensorrt", "native TensorRT engine through cuda-python",
     ),
 }
 
 
+ALIASES = {"tensorrt": "trt", "onnxruntime": "ort", "onnx": "ort", "pytorch": "torch"}
+
+
 def missing_modules(info: RuntimeInfo) -> list[str]:
+    """Requirements that do not import; ``module:attr`` also needs the attribute (the tensorrt-stubs
+    package installs an empty ``tensorrt`` that imports fine but has no ``Builder``)."""
     out = []
-    for mod in info.requires:
+    for req in info.requires:
+        mod, _, attr = req.partition(":")
         try:
-            importlib.import_module(mod)
+            loaded = importlib.import_module(mod)
         except ImportError:
+            out.append(mod)
+            continue
+        if attr and not hasattr(loaded, attr):
             out.append(mod)
     return out
 
@@ -69,7 +78,7 @@ def choose(model: Path, runtime: str) -> RuntimeInfo:
         known = sorted(s for i in RUNTIMES.values() for s in i.suffixes)
         raise InferenceError(f"{model}: unknown model file type {suffix!r}; expected one of {', '.join(known)}")
     if runtime not in RUNTIMES:
-        close = difflib.get_close_matches(runtime, RUNTIMES, n=1)
+        close = [ALIASES[runtime]] if runtime in ALIASES else difflib.get_close_matches(runtime, RUNTIMES, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise InferenceError(f"unknown runtime {runtime!r}{hint}; choose auto, {', '.join(RUNTIMES)}")
     info = RUNTIMES[runtime]

@@ -62,6 +62,8 @@ class TrtRuntime(Runtime):
 
     def __init__(self, model_path: Path, device: str = "cuda", cuda_graph: bool = False) -> None:
         self.model_path = Path(model_path)
+        if not self.model_path.is_file():
+            raise InferenceError(f"{self.model_path}: no such engine file")
         self.device_index = parse_device(device)
         try:
             require_tensorrt()
