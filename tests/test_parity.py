@@ -10,16 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rpol_edge.boxes import boxes_from_mask
+from rpol_edge.boxes import boxes_from_mask, iou_inclusive
 from rpol_edge.data import read_dataset
 from rpol_edge.loader import iterate_batches
 from rpol_edge.metadata import ModelMeta
 from rpol_edge.runtimes import RUNTIMES, infer_all, missing_modules, open_runtime
 from tests.conftest import SAMPLE, SHARED_RACCOON
 
+# name -> (runtime, options, max |score - reference|, fraction of frames whose box must be identical)
 CASES = {
-    "ort-cpu-fp32": ("ort", {"device": "cpu"}, 1e-4),
-    "torch-cuda-fp32": ("torch", {"device": "cuda"}, 1e-3),
+    "ort-cpu-fp32": ("ort", {"device": "cpu"}, 1e-4, 1.0),
+    "torch-cuda-fp32": ("torch", {"device": "cuda"}, 1e-4, 1.0),
+    # FP16 moves contour edges by a pixel now and then: boxes must agree to IoU >= 0.9 instead.
+    "torch-cuda-fp16": ("torch", {"device": "cuda", "precision": "fp16"}, 2e-2, 0.0),
 }
 
 
@@ -34,7 +37,7 @@ test_frames.__test__ = False  # type: ignore[attr-defined]
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_runtime_matches_torch_reference(case: str, sample_model: Path, sample_onnx: Path) -> None:
-    name, options, tol = CASES[case]
+    name, options, tol, identical = CASES[case]
     gone = missing_modules(RUNTIMES[name])
     if gone:
         pytest.skip(f"{name} runtime needs {', '.join(gone)}")
@@ -51,7 +54,10 @@ def test_runtime_matches_torch_reference(case: str, sample_model: Path, sample_o
         got = infer_all(rt, frames)
     assert len(frames) >= 12
     assert np.abs(got.score - ref.score).max() <= tol
+    same = 0
     for i in range(len(frames)):
         a = boxes_from_mask(got.mask[i, 0], multi_contour=False)
         b = boxes_from_mask(ref.mask[i, 0], multi_contour=False)
-        assert np.array_equal(a, b), f"frame {i}: {a} != {b}"
+        same += bool(np.array_equal(a, b))
+        assert iou_inclusive(a, b)[0, 0] >= 0.9, f"frame {i}: {a} vs {b}"
+    assert same >= identical * len(frames), f"{same}/{len(frames)} boxes identical"

@@ -1,0 +1,77 @@
+"""GPU checks in one run (for a lent CUDA machine): torch CUDA FP32 vs FP16 parity on real photos,
+CPU vs CUDA parity, accuracy per precision, and latency rows. Writes JSON records.
+
+Usage: python benchmarks/gpu_check.py --root DATA/raccoon --out results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rpol_edge.bench import bench_runtime
+from rpol_edge.boxes import boxes_from_mask
+from rpol_edge.data import read_dataset
+from rpol_edge.evaluate import evaluate
+from rpol_edge.fit import FitConfig, fit
+from rpol_edge.loader import iterate_batches
+from rpol_edge.runtimes import infer_all, open_runtime
+
+
+def compare(a, b) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    same = sum(
+        np.array_equal(boxes_from_mask(a.mask[i, 0], False), boxes_from_mask(b.mask[i, 0], False))
+        for i in range(len(a.score))
+    )
+    return {
+        "max_abs_map": float(np.abs(a.score - b.score).max()),
+        "mean_abs_map": float(np.abs(a.score - b.score).mean()),
+        "boxes_identical": int(same),
+        "n": len(a.score),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--input-size", type=int, default=448)
+    args = ap.parse_args()
+    rec: dict[str, object] = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    model = args.out.parent / "raccoon.rpol"
+    t0 = time.perf_counter()
+    fit(FitConfig("voc", args.root, "train", input_size=args.input_size, device="cuda", workers=8)).artifact.save(model)
+    rec["fit_seconds_cuda"] = round(time.perf_counter() - t0, 2)
+
+    samples = read_dataset("voc", args.root, "test")
+    outs = {}
+    for name, opts in {
+        "cpu_fp32": {"device": "cpu"},
+        "cuda_fp32": {"device": "cuda"},
+        "cuda_fp16": {"device": "cuda", "precision": "fp16"},
+    }.items():
+        with open_runtime(model, "torch", **opts) as rt:
+            meta = rt.meta
+            frames = np.concatenate([b.frames for b in iterate_batches(samples, meta.resize_size, meta.input_size, 40, 8)])
+            outs[name] = infer_all(rt, frames)
+            rec[f"eval_{name}"] = evaluate(rt, "voc", args.root, "test", workers=8).metrics
+            if name != "cpu_fp32":
+                imgs = [s.path for s in samples]
+                rec[f"bench_{name}"] = [
+                    replace(bench_runtime(rt, imgs, batch=b, iters=50, warmup=10), model="raccoon.rpol").to_dict()
+                    for b in (1, 8)
+                ]
+    rec["parity_cuda_fp32_vs_cpu_fp32"] = compare(outs["cuda_fp32"], outs["cpu_fp32"])
+    rec["parity_cuda_fp16_vs_cuda_fp32"] = compare(outs["cuda_fp16"], outs["cuda_fp32"])
+    args.out.write_text(json.dumps(rec, indent=1, default=str))
+    print(json.dumps({k: v for k, v in rec.items() if k.startswith(("parity", "gpu", "fit"))}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""ONNX export (both torch exporters), metadata round trip, batch contracts, INT8 accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx extra")
+pytest.importorskip("onnxruntime", reason="the ort runtime needs the ort extra")
+
+from rpol_edge.artifact import ModelArtifact  # noqa: E402
+from rpol_edge.evaluate import evaluate  # noqa: E402
+from rpol_edge.export.int8 import quantize_int8  # noqa: E402
+from rpol_edge.export.onnx_export import export_onnx, onnx_batch_range, read_onnx_meta  # noqa: E402
+from rpol_edge.metadata import same_model  # noqa: E402
+from rpol_edge.runtimes import InferenceError, open_runtime  # noqa: E402
+from tests.conftest import SAMPLE, SHARED_RACCOON  # noqa: E402
+
+
+@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
+def test_export_passes_full_checker_and_carries_metadata(exporter: str, sample_model: Path, tmp_path: Path) -> None:
+    path = tmp_path / f"{exporter}.onnx"
+    meta = export_onnx(sample_model, path, exporter=exporter, batch=(1, 2, 4))
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    props = {p.key: p.value for p in model.metadata_props}
+    for field in ModelArtifact.load(sample_model).meta.to_dict():
+        assert field in props
+    back = read_onnx_meta(path)
+    assert back == meta and same_model(back, ModelArtifact.load(sample_model).meta)
+    assert back.opset == next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    assert [i.name for i in model.graph.input] == ["frames"]
+    assert [o.name for o in model.graph.output] == ["score", "mask"]
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert onnx_batch_range(path) == (1, None)
+    if exporter == "legacy":
+        assert back.opset == 17
+
+
+def test_fixed_batch_is_enforced(sample_model: Path, tmp_path: Path) -> None:
+    path = tmp_path / "b2.onnx"
+    export_onnx(sample_model, path, batch=(2, 2, 2))
+    assert onnx_batch_range(path) == (2, 2)
+    with open_runtime(path, "ort") as rt:
+        k = rt.meta.input_size
+        assert rt.infer(np.zeros((2, k, k, 3), np.uint8)).score.shape == (2, 1, k, k)
+        with pytest.raises(InferenceError, match="batch 3"):
+            rt.infer(np.zeros((3, k, k, 3), np.uint8))
+        with pytest.raises(InferenceError, match="uint8"):
+            rt.infer(np.zeros((2, k, k, 3), np.float32))
+
+
+def test_int8_loses_at_most_two_points(sample_model: Path, sample_onnx: Path, tmp_path: Path) -> None:
+    root = SHARED_RACCOON if SHARED_RACCOON.is_dir() else SAMPLE
+    q = tmp_path / "model.int8.onnx"
+    meta = quantize_int8(sample_onnx, q, "voc", root, "train", count=32)
+    assert meta.precision == "int8" and read_onnx_meta(q).precision == "int8"
+    scores = {}
+    for path in (sample_onnx, q):
+        with open_runtime(path, "ort") as rt:
+            scores[path] = evaluate(rt, "voc", root, "test", workers=0).metrics["maxboxacc_v2"]
+    assert scores[q] >= scores[sample_onnx] - 2.0, scores

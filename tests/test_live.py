@@ -1,0 +1,390 @@
+"""`rpol-edge run` end to end on real things: a real MP4, a real HTTP MJPEG server, real signals.
+
+No OpenCV or socket is mocked: videos are written with cv2.VideoWriter, streams are served by
+http.server on 127.0.0.1, and the interruptible runs are separate processes. Every test that waits
+on another process or a server is bounded by a deadline, so a hang fails instead of stalling CI.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from rpol_edge.cli import app
+from rpol_edge.live.pipeline import LatestSlot
+from rpol_edge.live.sources import SCHEMES, SourceError, open_source, parse_source
+
+SHARED_RACCOON = Path(__file__).resolve().parents[2] / "shared" / "data" / "raccoon"
+BUNDLED = Path(__file__).resolve().parents[1] / "rpol_edge" / "sample"
+FRAME_W, FRAME_H = 320, 240
+
+runner = CliRunner()
+
+
+def sample_images() -> list[Path]:
+    """The bundled sample's images when present, else the shared raccoon set."""
+    root = BUNDLED if (BUNDLED / "JPEGImages").is_dir() else SHARED_RACCOON
+    return sorted((root / "JPEGImages").glob("*.jpg"))
+
+
+@pytest.fixture(scope="module")
+def model(sample_model: Path) -> Path:
+    """The session's lite0 model (conftest: fitted once on the sample's train split at input 224)."""
+    return sample_model
+
+
+def frames_bgr(n: int) -> list[np.ndarray]:
+    return [cv2.resize(cv2.imread(str(p)), (FRAME_W, FRAME_H)) for p in sample_images()[:n]]
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (FRAME_W, FRAME_H))
+    assert writer.isOpened()
+    for f in frames:
+        writer.write(f)
+    writer.release()
+
+
+def decode_video(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        out.append(frame)
+    cap.release()
+    return out
+
+
+def cli(*args: object) -> Any:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def rpol_edge_process(*args: object, log: Path) -> subprocess.Popen[bytes]:
+    """`rpol-edge ...` as a child process (signals need a process of their own), stderr+stdout to ``log``."""
+    cmd = [sys.executable, "-c", "from rpol_edge.cli import main; main()", *map(str, args)]
+    return subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def wait_for_lines(path: Path, n: int, deadline: float, proc: subprocess.Popen[bytes] | None = None) -> int:
+    while time.monotonic() < deadline:
+        count = len(path.read_text().splitlines()) if path.exists() else 0
+        if count >= n:
+            return count
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process ended early with {proc.returncode} after {count} lines")
+        time.sleep(0.05)
+    raise AssertionError(f"{path}: fewer than {n} lines before the deadline")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- a real MJPEG server -------------------------------------------------------------------------
+
+
+class MjpegServer:
+    """multipart/x-mixed-replace JPEG parts over HTTP on 127.0.0.1; stop() ends every open stream.
+
+    ``corrupt_at`` makes part number N of the first connection undecodable bytes.
+    """
+
+    def __init__(self, frames: list[np.ndarray], fps: float = 15.0, corrupt_at: int | None = None) -> None:
+        self.jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in frames]
+        self.fps = fps
+        self.corrupt_at = corrupt_at
+        self.port = 0
+        self.connections = 0
+        self._stopping = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stream.mjpg"
+
+    def start(self) -> None:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                server.connections += 1
+                first = server.connections == 1
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                i = 0
+                try:
+                    while not server._stopping.is_set():
+                        data = server.jpegs[i % len(server.jpegs)]
+                        if first and i == server.corrupt_at:
+                            data = b"\xff\xd8 this is not a jpeg " * 20
+                        head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
+                        self.wfile.write(head.encode() + data + b"\r\n")
+                        self.wfile.flush()
+                        i += 1
+                        time.sleep(1.0 / server.fps)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._stopping.clear()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._httpd.daemon_threads = True
+        self.port = int(self._httpd.server_address[1])
+        threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+
+    def stop(self) -> None:
+        """Close the listening socket and end every stream (clients see the connection close)."""
+        self._stopping.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        time.sleep(2.0 / self.fps)  # handlers notice and close their connections
+
+
+@pytest.fixture
+def mjpeg_server() -> Iterator[MjpegServer]:
+    server = MjpegServer(frames_bgr(8))
+    server.start()
+    yield server
+    server.stop()
+
+
+# --- 1. a video file: one line per frame, boxes equal to `predict`, a readable output video -----
+
+
+def test_video_file_matches_predict(model: Path, tmp_path: Path) -> None:
+    video = tmp_path / "in.mp4"
+    write_video(video, frames_bgr(12))
+    out_video, jsonl, summary = tmp_path / "out.mp4", tmp_path / "out.jsonl", tmp_path / "summary.json"
+
+    res = cli("run", model, "--source", video, "--jsonl", jsonl, "--save", out_video, "--summary", summary)
+    assert res.exit_code == 0, res.output
+    assert "runtime: torch" in res.stderr
+
+    decoded = decode_video(video)  # mp4 is lossy: compare against what the decoder gives back
+    assert len(decoded) == 12
+    records = read_jsonl(jsonl)
+    assert [r["frame"] for r in records] == list(range(12))
+    for r in records:
+        assert (r["width"], r["height"]) == (FRAME_W, FRAME_H)
+        assert set(r["ms"]) == {"capture", "pre", "infer", "post", "render"}
+        assert r["ms"]["infer"] > 0 and r["latency_ms"] > 0
+
+    pngs = []
+    for i, frame in enumerate(decoded):
+        pngs.append(tmp_path / "frames" / f"f{i:02d}.png")
+        pngs[-1].parent.mkdir(exist_ok=True)
+        assert cv2.imwrite(str(pngs[-1]), frame)
+    res = cli("predict", model, *pngs, "-o", tmp_path / "pred")
+    assert res.exit_code == 0, res.output
+    for r, png in zip(records, pngs, strict=True):
+        expected = json.loads((tmp_path / "pred" / f"{png.stem}.json").read_text())
+        assert r["box"] == expected["box"], png.name
+        assert r["score"] == pytest.approx(expected["score"], abs=1e-4)
+
+    written = decode_video(out_video)
+    assert len(written) == 12 and written[0].shape == (FRAME_H, FRAME_W, 3)
+    assert not list(tmp_path.glob(".out.mp4.*"))  # the temporary name is gone
+
+    s = json.loads(summary.read_text())
+    assert (s["frames"], s["dropped_frames"], s["corrupt_frames"], s["stop_reason"]) == (
+        12,
+        0,
+        0,
+        "end of stream",
+    )
+    assert s["mean_fps"] > 0 and s["latency_ms"]["p95"] >= s["latency_ms"]["p50"] > 0
+
+
+# --- 2. an MJPEG stream that goes away and comes back ------------------------------------------
+
+
+def test_mjpeg_stream_reconnects(model: Path, tmp_path: Path) -> None:
+    deadline = time.monotonic() + 60  # watchdog for the whole test
+    server = MjpegServer(frames_bgr(8), fps=15, corrupt_at=3)
+    server.start()
+    jsonl, summary, log = tmp_path / "s.jsonl", tmp_path / "summary.json", tmp_path / "log.txt"
+    proc = rpol_edge_process(
+        "run", model, "--source", server.url, "--jsonl", jsonl, "--summary", summary,
+        "--max-frames", 40, "--max-reconnects", 5, "--open-timeout", 20, log=log,
+    )  # fmt: skip
+    try:
+        wait_for_lines(jsonl, 8, deadline, proc)
+        server.stop()  # mid-stream: the client sees the connection close
+        time.sleep(1.0)
+        restarted = time.time()
+        server.start()  # same port
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.stop()
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert "stream dropped" in text and "reconnected" in text
+
+    records = read_jsonl(jsonl)
+    assert len(records) == 40
+    assert any(r["timestamp"] > restarted for r in records), "no frame after the reconnect"
+    s = json.loads(summary.read_text())
+    assert s["frames"] == 40 and s["stop_reason"] == "max frames"
+    assert s["stream_drops"] == 1 and s["reconnects"] == 1 and s["reconnect_attempts"] >= 1
+    assert s["corrupt_frames"] == 1
+    assert server.connections == 2
+
+
+# --- 3. bad input ---------------------------------------------------------------------------------
+
+
+def test_unknown_scheme_lists_accepted(model: Path) -> None:
+    res = cli("run", model, "--source", "ftp://example.com/cam")
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
+    assert "unknown source scheme 'ftp'" in lines[0]
+    for scheme in ("csi://", "v4l2://", "rtsp://", "http://", "https://"):
+        assert scheme in lines[0]
+    assert set(SCHEMES) >= {"csi", "v4l2", "rtsp", "http", "https"}
+
+
+def test_csi_without_gstreamer_says_why() -> None:
+    from rpol_edge.live.opencv_sources import has_gstreamer
+
+    if has_gstreamer():
+        pytest.skip("this OpenCV has GStreamer; the CSI pipeline would be tried for real")
+    with pytest.raises(SourceError, match="GStreamer") as exc:
+        parse_source("csi://0")
+    assert "--system-site-packages" in str(exc.value)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A port that accepts connections (the kernel backlog) but never answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield f"http://127.0.0.1:{s.getsockname()[1]}/"
+
+
+@pytest.mark.parametrize("kind", ["closed port", "silent server"])
+def test_source_that_never_opens_fails_in_time(kind: str, request: pytest.FixtureRequest) -> None:
+    url = (
+        f"http://127.0.0.1:{free_port()}/"
+        if kind == "closed port"
+        else request.getfixturevalue("silent_server")
+    )
+    t0 = time.monotonic()
+    with pytest.raises(SourceError) as exc:
+        open_source(parse_source(url), timeout=2.0)
+    elapsed = time.monotonic() - t0
+    assert 1.0 <= elapsed <= 4.0, elapsed
+    message = str(exc.value)
+    assert url in message and "within 2 s" in message and "\n" not in message
+
+
+def test_cli_source_that_never_opens(model: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/"
+    t0 = time.monotonic()
+    res = cli("run", model, "--source", url, "--open-timeout", 1.5)
+    assert time.monotonic() - t0 < 20  # 1.5 s for the source plus loading the model
+    assert res.exit_code == 2, res.output
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and url in errors[0] and "connection refused" in errors[0], res.stderr
+
+
+def test_corrupt_images_in_folder_are_skipped(model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    good = sample_images()[:3]
+    for p in good:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "zz_garbage.jpg").write_bytes(b"not an image at all" * 10)
+    data = good[0].read_bytes()
+    (folder / "zz_truncated.jpg").write_bytes(data[: len(data) // 3])
+    jsonl, summary = tmp_path / "f.jsonl", tmp_path / "summary.json"
+
+    res = cli("run", model, "--source", folder, "--jsonl", jsonl, "--summary", summary)
+    assert res.exit_code == 0, res.output
+    records = read_jsonl(jsonl)
+    assert [Path(r["image"]).name for r in records] == [p.name for p in good]
+    s = json.loads(summary.read_text())
+    assert s["frames"] == 3 and s["corrupt_frames"] == 2 and s["stop_reason"] == "end of stream"
+    assert res.stderr.count("corrupt frame skipped") == 2
+
+
+def test_sigterm_flushes_outputs(model: Path, tmp_path: Path, mjpeg_server: MjpegServer) -> None:
+    deadline = time.monotonic() + 60
+    jsonl, video, summary, log = (
+        tmp_path / "t.jsonl",
+        tmp_path / "t.mp4",
+        tmp_path / "s.json",
+        tmp_path / "log",
+    )
+    proc = rpol_edge_process(
+        "run",
+        model,
+        "--source",
+        mjpeg_server.url,
+        "--jsonl",
+        jsonl,
+        "--save",
+        video,
+        "--summary",
+        summary,
+        log=log,
+    )
+    try:
+        wait_for_lines(jsonl, 5, deadline, proc)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, log.read_text()
+    s = json.loads(summary.read_text())
+    assert s["stop_reason"] == "SIGTERM"
+    lines = jsonl.read_text().splitlines()
+    assert jsonl.read_text().endswith("\n") and len(lines) == s["frames"] >= 5
+    assert [json.loads(ln)["frame"] for ln in lines] == sorted(json.loads(ln)["frame"] for ln in lines)
+    assert len(decode_video(video)) == s["frames"]
+    assert not list(tmp_path.glob(".t.mp4.*"))
+
+
+def test_latest_slot_keeps_newest_and_counts_drops() -> None:
+    slot: LatestSlot[int] = LatestSlot()
+    assert slot.put(1) is False
+    assert slot.put(2) is True  # 1 was never read: dropped
+    assert slot.get(timeout=0.1) == 2
+    assert slot.empty()
+    t0 = time.monotonic()
+    with pytest.raises(Exception):  # noqa: B017 - queue.Empty
+        slot.get(timeout=0.05)
+    assert time.monotonic() - t0 < 1.0
