@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test typecheck lint bench
+.PHONY: setup demo test typecheck bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,8 +18,7 @@ demo: $(STAMP)
 
 typecheck: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH bash scripts/typecheck.sh
-
-lint: $(STAMP)
+	$(VENV)/bin/mypy rpol_edge
 	$(VENV)/bin/ruff check rpol_edge tests benchmarks
 
 test: $(STAMP) typecheck

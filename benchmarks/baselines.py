@@ -43,7 +43,10 @@ def main() -> None:
         for x, (w, h) in zip(samples, sizes, strict=True):
             acc.add(m, CropTransform(w, h, s, k).boxes_to_input(x.boxes))
         r = acc.result()
-        row = {"baseline": f"centered box {frac:.0%}", **{key: r[key] for key in ("n_images", "maxboxacc", "maxboxacc_v2", "maxboxacc_v2_rpol")}}  # type: ignore[literal-required]
+        row = {
+            "baseline": f"centered box {frac:.0%}",
+            **{key: r[key] for key in ("n_images", "maxboxacc", "maxboxacc_v2", "maxboxacc_v2_rpol")},
+        }  # type: ignore[literal-required]
         print(json.dumps(row))
 
 

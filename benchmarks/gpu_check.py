@@ -46,7 +46,9 @@ def main() -> None:
     rec: dict[str, object] = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
     model = args.out.parent / "raccoon.rpol"
     t0 = time.perf_counter()
-    fit(FitConfig("voc", args.root, "train", input_size=args.input_size, device="cuda", workers=8)).artifact.save(model)
+    fit(
+        FitConfig("voc", args.root, "train", input_size=args.input_size, device="cuda", workers=8)
+    ).artifact.save(model)
     rec["fit_seconds_cuda"] = round(time.perf_counter() - t0, 2)
 
     samples = read_dataset("voc", args.root, "test")
@@ -58,13 +60,17 @@ def main() -> None:
     }.items():
         with open_runtime(model, "torch", **opts) as rt:
             meta = rt.meta
-            frames = np.concatenate([b.frames for b in iterate_batches(samples, meta.resize_size, meta.input_size, 40, 8)])
+            frames = np.concatenate(
+                [b.frames for b in iterate_batches(samples, meta.resize_size, meta.input_size, 40, 8)]
+            )
             outs[name] = infer_all(rt, frames)
             rec[f"eval_{name}"] = evaluate(rt, "voc", args.root, "test", workers=8).metrics
             if name != "cpu_fp32":
                 imgs = [s.path for s in samples]
                 rec[f"bench_{name}"] = [
-                    replace(bench_runtime(rt, imgs, batch=b, iters=50, warmup=10), model="raccoon.rpol").to_dict()
+                    replace(
+                        bench_runtime(rt, imgs, batch=b, iters=50, warmup=10), model="raccoon.rpol"
+                    ).to_dict()
                     for b in (1, 8)
                 ]
     rec["parity_cuda_fp32_vs_cpu_fp32"] = compare(outs["cuda_fp32"], outs["cpu_fp32"])

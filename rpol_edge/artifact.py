@@ -35,6 +35,17 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    atomic_write(path, write)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode())
+
+
 def array_sha256(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
 
@@ -72,7 +83,9 @@ class ModelArtifact:
         meta = ModelMeta.from_json(obj["meta"], str(path))
         w = obj["w"].numpy()
         if w.shape != (meta.n_heads, meta.channels):
-            raise MetadataError(f"{path}: w* has shape {w.shape}, metadata says ({meta.n_heads}, {meta.channels})")
+            raise MetadataError(
+                f"{path}: w* has shape {w.shape}, metadata says ({meta.n_heads}, {meta.channels})"
+            )
         if array_sha256(w) != meta.w_sha256:
             raise MetadataError(f"{path}: w* does not match its recorded hash (file edited or damaged)")
         return cls(meta, w, obj["v_sum"].numpy(), obj["u_sum"].numpy(), obj["count"].numpy())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -42,7 +43,9 @@ PRESETS: dict[str, Preset] = {
     "dino_vits16": Preset(
         "vit_small_patch16_224", "raw", "vit_small_patch16_224.dino", "DINO ViT-S/16 (--weights or hub)"
     ),
-    "dino_r50": Preset("resnet50", "raw", description="DINO ResNet-50 (dino_resnet50_pretrain.pth, --weights)"),
+    "dino_r50": Preset(
+        "resnet50", "raw", description="DINO ResNet-50 (dino_resnet50_pretrain.pth, --weights)"
+    ),
     "sup_r50": Preset("resnet50", "timm", "resnet50.tv_in1k", "supervised ImageNet ResNet-50 (hub)"),
 }
 
@@ -60,7 +63,7 @@ class BackboneSpec:
 class FeatureBackbone(nn.Module):
     """Normalized float NCHW images -> the last feature map (N, C, h, w); ViT tokens become a grid."""
 
-    def __init__(self, model: nn.Module, is_vit: bool, patch: int) -> None:
+    def __init__(self, model: Any, is_vit: bool, patch: int) -> None:
         super().__init__()
         self.model = model
         self.is_vit = is_vit
@@ -110,7 +113,9 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or pickled-code files
-        raise BackboneError(f"{path}: not a loadable weights-only PyTorch checkpoint ({exc.__class__.__name__})") from None
+        raise BackboneError(
+            f"{path}: not a loadable weights-only PyTorch checkpoint ({exc.__class__.__name__})"
+        ) from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     elif isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
@@ -125,7 +130,8 @@ def _map_in_order(sd: dict[str, torch.Tensor], model: nn.Module, path: Path) -> 
     target = model.state_dict()
     if len(sd) != len(target):
         raise BackboneError(
-            f"{path}: {len(sd)} tensors, expected {len(target)} (EfficientNet-PyTorch efficientnet-lite0 format)"
+            f"{path}: {len(sd)} tensors, expected {len(target)} "
+            "(EfficientNet-PyTorch efficientnet-lite0 format)"
         )
     out = {}
     for (src_key, tensor), (dst_key, ref) in zip(sd.items(), target.items(), strict=True):
@@ -140,7 +146,9 @@ def _map_in_order(sd: dict[str, torch.Tensor], model: nn.Module, path: Path) -> 
 
 def _strip_moco(sd: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
     prefix = "module.encoder_q."
-    out = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix) and not k.startswith(prefix + "fc")}
+    out = {
+        k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix) and not k.startswith(prefix + "fc")
+    }
     if not out:
         raise BackboneError(f"{path}: no '{prefix}' keys (expected a MoCo v2 .pth.tar checkpoint)")
     return out
@@ -186,12 +194,13 @@ def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
     preset = PRESETS.get(spec.name)
     arch = preset.arch if preset else spec.name
     is_vit = arch.startswith(("vit_", "deit_"))
-    kwargs = {"num_classes": 0}
+    kwargs: dict[str, Any] = {"num_classes": 0}
     if is_vit:
         kwargs["dynamic_img_size"] = True
     weights = Path(spec.weights) if spec.weights else None
     if preset and preset.checkpoint_format == "lite0-package" and weights is None:
         weights = lite0_checkpoint()
+    model: Any
     try:
         if weights is None:
             hub = preset.hub_name if preset else spec.name
@@ -208,7 +217,10 @@ def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
                 ) from None
             digest = f"timm:{hub}"
         else:
-            model = timm.create_model(arch, pretrained=False, **{**kwargs, "num_classes": 1000} if not is_vit else kwargs)
+            # Non-ViT checkpoints carry a 1000-way classifier; keep it so every tensor has a home.
+            model = timm.create_model(
+                arch, pretrained=False, **(kwargs if is_vit else {**kwargs, "num_classes": 1000})
+            )
             sd = _load_state(weights)
             fmt = preset.checkpoint_format if preset else "raw"
             if fmt == "lite0-package":

@@ -41,7 +41,9 @@ def _ms(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)) * 1000.0, 3)
 
 
-def bench_runtime(runtime: Runtime, images: list[Path], batch: int = 1, iters: int = 30, warmup: int = 5) -> BenchRow:
+def bench_runtime(
+    runtime: Runtime, images: list[Path], batch: int = 1, iters: int = 30, warmup: int = 5
+) -> BenchRow:
     """Time ``iters`` batches (after ``warmup``) of real images through pre, infer and post."""
     meta = runtime.meta
     decoded = [load_rgb(p) for p in images]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,10 +10,19 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Unsupervised object localization for the edge.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Unsupervised object localization for the edge."
+)
 err = Console(stderr=True)
 out = Console()
 
@@ -34,7 +42,16 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from rpol_edge.metadata import MetadataError
     from rpol_edge.runtimes import InferenceError
 
-    return (BackboneError, DatasetError, ExportError, ImageError, MetadataError, InferenceError, FileNotFoundError, ValueError)
+    return (
+        BackboneError,
+        DatasetError,
+        ExportError,
+        ImageError,
+        MetadataError,
+        InferenceError,
+        FileNotFoundError,
+        ValueError,
+    )
 
 
 @contextmanager
@@ -52,8 +69,14 @@ def cli_errors() -> Iterator[None]:
 
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=False, disable=not err.is_terminal and False) as bar:
+    columns = (
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:
@@ -64,7 +87,9 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
 
 def _report_skips(skipped: list[tuple[Any, str]]) -> None:
     if skipped:
-        err.print(f"[yellow]skipped {len(skipped)} unreadable image(s)[/], e.g. {skipped[0][1]}", highlight=False)
+        err.print(
+            f"[yellow]skipped {len(skipped)} unreadable image(s)[/], e.g. {skipped[0][1]}", highlight=False
+        )
 
 
 @app.command()
@@ -72,19 +97,27 @@ def fit(
     data: Data = "folder",
     root: Root = Path("."),
     split: Split = "train",
-    output: Annotated[Path, typer.Option("-o", "--output", help="model file to write (.rpol)")] = Path("model.rpol"),
-    backbone: Annotated[str, typer.Option(help="preset (lite0, moco_r50, dino_vits16, dino_r50, sup_r50) or timm name")] = "lite0",
+    output: Annotated[Path, typer.Option("-o", "--output", help="model file to write (.rpol)")] = Path(
+        "model.rpol"
+    ),
+    backbone: Annotated[
+        str, typer.Option(help="preset (lite0, moco_r50, dino_vits16, dino_r50, sup_r50) or timm name")
+    ] = "lite0",
     weights: Weights = None,
     output_stride: Annotated[int, typer.Option(help="ResNet output stride 32/16/8")] = 32,
     input_size: Annotated[int, typer.Option(help="network input K (square)")] = 448,
-    resize_size: Annotated[int | None, typer.Option(help="resize S before the K crop (default K*480/448)")] = None,
+    resize_size: Annotated[
+        int | None, typer.Option(help="resize S before the K crop (default K*480/448)")
+    ] = None,
     fit_size: Annotated[int | None, typer.Option(help="fit resolution (default: the input size)")] = None,
     reference_fit: Annotated[bool, typer.Option(help="the reference's fit: 224x224 resize, no crop")] = False,
     head: Annotated[str, typer.Option(help="rpol | caam (baseline)")] = "rpol",
     classwise: Annotated[bool, typer.Option(help="one w* per class label")] = False,
     sampling_ratio: Annotated[float, typer.Option(help="fit on this random fraction")] = 1.0,
     seed: int = 0,
-    threshold: Annotated[float, typer.Option(help="initial operating threshold (eval --calibrate sets it)")] = 0.5,
+    threshold: Annotated[
+        float, typer.Option(help="initial operating threshold (eval --calibrate sets it)")
+    ] = 0.5,
     batch_size: int = 16,
     workers: Annotated[int, typer.Option(help="decoding worker processes")] = 2,
     device: Device = "cpu",
@@ -95,15 +128,35 @@ def fit(
 
     with cli_errors():
         cfg = FitConfig(
-            data, root, split, backbone, weights, output_stride, input_size, resize_size, fit_size, None,
-            reference_fit, head, classwise, sampling_ratio, seed, threshold, batch_size, workers, device,
+            data,
+            root,
+            split,
+            backbone,
+            weights,
+            output_stride,
+            input_size,
+            resize_size,
+            fit_size,
+            None,
+            reference_fit,
+            head,
+            classwise,
+            sampling_ratio,
+            seed,
+            threshold,
+            batch_size,
+            workers,
+            device,
         )
         with progress_bar("fit") as update:
             result = run_fit(cfg, update)
         result.artifact.save(output)
         _report_skips(result.skipped)
         m = result.artifact.meta
-        out.print(f"wrote {output}: {m.backbone} K={m.input_size} tau={m.tau:.4f} images={m.n_images} skipped={m.n_skipped}")
+        out.print(
+            f"wrote {output}: {m.backbone} K={m.input_size} tau={m.tau:.4f} "
+            f"images={m.n_images} skipped={m.n_skipped}"
+        )
 
 
 @app.command()
@@ -130,12 +183,14 @@ def eval_cmd(
     weights: Weights = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the metrics here")] = None,
     save_maps: Annotated[Path | None, typer.Option(help="one float32 .npy score map per image")] = None,
-    calibrate: Annotated[bool, typer.Option(help="store the best threshold as the model's operating one")] = False,
+    calibrate: Annotated[
+        bool, typer.Option(help="store the best threshold as the model's operating one")
+    ] = False,
     batch_size: int = 8,
     workers: int = 2,
 ) -> None:
     """Localization accuracy (GT-known Loc, MaxBoxAcc, MaxBoxAccV2 both protocols)."""
-    from rpol_edge.artifact import atomic_write
+    from rpol_edge.artifact import write_text_atomic
     from rpol_edge.evaluate import calibrate as write_threshold
     from rpol_edge.evaluate import evaluate
     from rpol_edge.runtimes import open_runtime
@@ -149,12 +204,19 @@ def eval_cmd(
         _report_skips(result.skipped)
         metrics = {"model": str(model), "runtime": result.runtime, **result.metrics}
         table = Table("metric", "value")
-        for key in ("n_images", "gt_known_loc", "maxboxacc", "maxboxacc_v2", "maxboxacc_v2_rpol", "best_threshold"):
+        for key in (
+            "n_images",
+            "gt_known_loc",
+            "maxboxacc",
+            "maxboxacc_v2",
+            "maxboxacc_v2_rpol",
+            "best_threshold",
+        ):
             value = metrics[key]
             table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
         out.print(table)
         if json_out:
-            atomic_write(json_out, lambda tmp: tmp.write_text(json.dumps(metrics, indent=1, default=str)))
+            write_text_atomic(json_out, json.dumps(metrics, indent=1, default=str))
         if calibrate:
             meta = write_threshold(model, metrics["best_threshold"])
             out.print(f"operating threshold of {model} set to {meta.threshold}")
@@ -164,7 +226,9 @@ def eval_cmd(
 def predict(
     model: Path,
     images: Annotated[list[Path], typer.Argument(help="image files")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="folder for overlays and JSON")] = Path("predictions"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder for overlays and JSON")] = Path(
+        "predictions"
+    ),
     runtime: RuntimeOpt = "auto",
     device: Device = "cpu",
     weights: Weights = None,
@@ -186,11 +250,17 @@ def predict(
 @app.command()
 def export(
     model: Path,
-    output: Annotated[Path, typer.Option("-o", "--output", help="folder for the exported files")] = Path("export"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder for the exported files")] = Path(
+        "export"
+    ),
     onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="fused ONNX graph (always written)")] = True,
-    trt: Annotated[bool, typer.Option("--trt", help="build a TensorRT engine (needs TensorRT + GPU)")] = False,
+    trt: Annotated[
+        bool, typer.Option("--trt", help="build a TensorRT engine (needs TensorRT + GPU)")
+    ] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 backbone (ONNX fp16 graph / TensorRT)")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="INT8: ORT QDQ for CPU, or TensorRT INT8 where supported")] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="INT8: ORT QDQ for CPU, or TensorRT INT8 where supported")
+    ] = False,
     batch: Annotated[str, typer.Option(help="N (fixed) or MIN:OPT:MAX (dynamic)")] = "1",
     opset: int = 17,
     exporter: Annotated[str, typer.Option(help="legacy | dynamo (torch.onnx)")] = "legacy",
@@ -206,18 +276,36 @@ def export(
 
     with cli_errors():
         req = ExportRequest(
-            model, output, onnx, trt, fp16, int8, parse_batch(batch), opset, exporter, simplify, weights,
-            calib_data, calib_root, calib_split, workspace_mb,
+            model,
+            output,
+            onnx,
+            trt,
+            fp16,
+            int8,
+            parse_batch(batch),
+            opset,
+            exporter,
+            simplify,
+            weights,
+            calib_data,
+            calib_root,
+            calib_split,
+            workspace_mb,
         )
-        result = run_export(req)
+        with err.status("exporting (trace, check, write)..."):
+            result = run_export(req)
         for fmt, path in result.files.items():
             out.print(f"{fmt:10s} {path}")
 
 
 @app.command()
 def bench(
-    models: Annotated[list[Path], typer.Argument(help="model files (.rpol, .onnx, .engine), each on its auto runtime")],
-    images: Annotated[Path, typer.Option(help="folder of images to time on")] = Path(__file__).parent / "sample" / "JPEGImages",
+    models: Annotated[
+        list[Path], typer.Argument(help="model files (.rpol, .onnx, .engine), each on its auto runtime")
+    ],
+    images: Annotated[Path, typer.Option(help="folder of images to time on")] = Path(__file__).parent
+    / "sample"
+    / "JPEGImages",
     device: Device = "cpu",
     precision: Annotated[str, typer.Option(help="torch runtime precision fp32 | fp16")] = "fp32",
     batch: int = 1,
@@ -244,8 +332,16 @@ def bench(
                 opts["precision"] = precision
             with open_runtime(model, "auto", **opts) as rt:
                 row = replace(bench_runtime(rt, files, batch, iters, warmup), model=str(model))
-            table.add_row(row.model, row.runtime, str(batch), f"{row.pre_ms_p50:.1f}", f"{row.infer_ms_p50:.1f}",
-                          f"{row.infer_ms_p95:.1f}", f"{row.post_ms_p50:.2f}", f"{row.fps:.1f}")
+            table.add_row(
+                row.model,
+                row.runtime,
+                str(batch),
+                f"{row.pre_ms_p50:.1f}",
+                f"{row.infer_ms_p50:.1f}",
+                f"{row.infer_ms_p95:.1f}",
+                f"{row.post_ms_p50:.2f}",
+                f"{row.fps:.1f}",
+            )
             if json_out:
                 with open(json_out, "a") as fh:
                     fh.write(json.dumps(row.to_dict()) + "\n")
@@ -254,9 +350,9 @@ def bench(
 
 @app.command()
 def demo(
-    output: Annotated[Path, typer.Option("-o", "--output", help="folder for the model, metrics, overlays")] = Path(
-        "out/demo"
-    ),
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="folder for the model, metrics, overlays")
+    ] = Path("out/demo"),
     input_size: int = 448,
     workers: int = 2,
 ) -> None:
@@ -267,7 +363,14 @@ def demo(
         with progress_bar("fit on bundled sample") as update:
             result = run_demo(output, input_size, workers, update)
         table = Table("metric (bundled test split)", "value")
-        for key in ("n_images", "gt_known_loc", "maxboxacc", "maxboxacc_v2", "maxboxacc_v2_rpol", "best_threshold"):
+        for key in (
+            "n_images",
+            "gt_known_loc",
+            "maxboxacc",
+            "maxboxacc_v2",
+            "maxboxacc_v2_rpol",
+            "best_threshold",
+        ):
             value = result.metrics[key]
             table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
         out.print(table)
@@ -289,4 +392,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -23,7 +23,9 @@ class DemoResult:
     n_overlays: int
 
 
-def run_demo(out_dir: Path, input_size: int = 448, workers: int = 2, progress: Progress | None = None) -> DemoResult:
+def run_demo(
+    out_dir: Path, input_size: int = 448, workers: int = 2, progress: Progress | None = None
+) -> DemoResult:
     """Fit w* on the sample's train split (no labels used), evaluate on its test split, draw overlays."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model = out_dir / "sample.rpol"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from rpol_edge.artifact import ModelArtifact, atomic_write
+from rpol_edge.artifact import ModelArtifact, write_bytes_atomic
 from rpol_edge.data import DatasetError, Sample, read_dataset
 from rpol_edge.loader import iterate_batches
 from rpol_edge.metadata import ModelMeta
@@ -38,7 +39,9 @@ def head_of(sample: Sample, meta: ModelMeta) -> int:
 
 def save_map(folder: Path, image_id: str, score: np.ndarray) -> None:
     path = folder / (image_id.replace("/", "__") + ".npy")
-    atomic_write(path, lambda tmp: np.save(open(tmp, "wb"), score.astype(np.float32)))
+    buf = io.BytesIO()
+    np.save(buf, score.astype(np.float32))
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def evaluate(
@@ -71,7 +74,7 @@ def evaluate(
         done += len(batch.frames) + len(batch.skipped)
         if progress:
             progress(done, len(samples))
-    metrics = acc.result()
+    metrics: dict[str, Any] = dict(acc.result())
     metrics["n_skipped"] = len(skipped)
     metrics["operating_threshold"] = meta.threshold
     return EvalResult(metrics, skipped, runtime.description)

@@ -106,7 +106,9 @@ def fit(cfg: FitConfig, progress: Progress | None = None) -> FitResult:
             if progress:
                 progress(done, len(samples))
     if int(sums.count.sum()) == 0:
-        raise DatasetError(f"none of the {len(samples)} images could be read ({skipped[0][1] if skipped else ''})")
+        raise DatasetError(
+            f"none of the {len(samples)} images could be read ({skipped[0][1] if skipped else ''})"
+        )
     if cfg.head == "caam":
         w = np.full((1, bb.channels), 1.0 / np.sqrt(bb.channels))
         taus = np.zeros(1)

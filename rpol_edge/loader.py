@@ -10,12 +10,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 
 from rpol_edge.data import Sample
 from rpol_edge.geometry import CropTransform, resize_crop
 from rpol_edge.images import ImageError, load_rgb
+
+Item = tuple[int, np.ndarray | None, CropTransform | None, str]
+"""(index in the sample list, frame or None, transform or None, error message or "")."""
 
 
 @dataclass
@@ -26,7 +28,7 @@ class Batch:
     skipped: list[tuple[Sample, str]] = field(default_factory=list)
 
 
-class _Frames(Dataset[tuple[int, np.ndarray | None, CropTransform | None, str]]):
+class _Frames(Dataset[Item]):
     def __init__(self, samples: Sequence[Sample], resize: int, crop: int) -> None:
         self.samples = samples
         self.resize = resize
@@ -35,7 +37,7 @@ class _Frames(Dataset[tuple[int, np.ndarray | None, CropTransform | None, str]])
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, CropTransform | None, str]:
+    def __getitem__(self, i: int) -> Item:
         try:
             image = load_rgb(self.samples[i].path)
         except ImageError as exc:
@@ -44,7 +46,8 @@ class _Frames(Dataset[tuple[int, np.ndarray | None, CropTransform | None, str]])
         return i, frame, t, ""
 
 
-def _collate(items: list[tuple[int, np.ndarray | None, CropTransform | None, str]]) -> list:  # type: ignore[type-arg]
+def _collate(items: list[Item]) -> list[Item]:
+    """Keep items as they are: failed decodes (None) must survive batching to be counted."""
     return items
 
 
@@ -68,7 +71,3 @@ def iterate_batches(
             transforms=[t for _, _, t in ok],  # type: ignore[misc]
             skipped=[(samples[i], err) for i, f, _, err in items if f is None],
         )
-
-
-def to_tensor(frames: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(frames)

@@ -78,7 +78,7 @@ class ModelMeta:
         version = int(data.get("format_version", FORMAT_VERSION))
         if version > FORMAT_VERSION:
             raise MetadataError(
-                f"{source}: metadata format {version} is newer than this rpol-edge ({__version__}) reads; upgrade"
+                f"{source}: metadata format {version} is newer than rpol-edge {__version__} reads; upgrade"
             )
         kept = {k: v for k, v in data.items() if k in names}
         for key in ("mean", "std"):

@@ -15,6 +15,10 @@ EPS = 1e-12
 
 
 class Localizer(nn.Module):
+    pixel_mean: torch.Tensor
+    pixel_std: torch.Tensor
+    threshold: torch.Tensor
+
     """frames (N, K, K, 3) uint8 -> score (N, M, K, K) float32 in [0, 1], mask (N, M, K, K) uint8 {0, 1}.
 
     M is the number of heads: 1 for a class-agnostic w*, one per class for a class-wise fit.

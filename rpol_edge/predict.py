@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rpol_edge.artifact import atomic_write
+from rpol_edge.artifact import write_bytes_atomic, write_text_atomic
 from rpol_edge.boxes import boxes_from_mask
 from rpol_edge.geometry import CropTransform, resize_crop
 from rpol_edge.images import ImageError, load_rgb
@@ -67,14 +67,14 @@ def predict_files(
             rec = {"image": str(path), "width": t.src_w, "height": t.src_h, **detection_record(d)}
             stem = out_dir / path.stem
             overlay = render(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), out.score[i, 0], t, d.box)
-            atomic_write(stem.with_suffix(".png"), lambda tmp, o=overlay: _write_png(tmp, o))
-            atomic_write(stem.with_suffix(".json"), lambda tmp, r=rec: tmp.write_text(json.dumps(r, indent=1)))
+            write_bytes_atomic(stem.with_suffix(".png"), encode_png(overlay))
+            write_text_atomic(stem.with_suffix(".json"), json.dumps(rec, indent=1))
             records.append(rec)
     return records, skipped
 
 
-def _write_png(path: Path, image: np.ndarray) -> None:
+def encode_png(image: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", image)
     if not ok:
-        raise OSError(f"could not encode {path}")
-    path.write_bytes(buf.tobytes())
+        raise OSError("could not encode PNG")
+    return bytes(buf.tobytes())

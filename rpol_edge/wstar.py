@@ -66,5 +66,5 @@ def w_star(v: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, float]:
 
 def solve(sums: FeatureSums) -> tuple[np.ndarray, np.ndarray]:
     """w* per head (n_heads, C) and tau per head (n_heads,)."""
-    ws, taus = zip(*(w_star(v, u) for v, u in zip(sums.v_sum, sums.u_sum)), strict=True)
+    ws, taus = zip(*(w_star(v, u) for v, u in zip(sums.v_sum, sums.u_sum, strict=True)), strict=True)
     return np.stack(ws), np.asarray(taus, np.float64)

@@ -40,11 +40,31 @@ def test_info_predict_eval_calibrate(sample_model: Path, tmp_path: Path) -> None
 
     model = tmp_path / "cal.rpol"
     model.write_bytes(sample_model.read_bytes())
-    code, out = run("eval", model, "--data", "voc", "--root", SAMPLE, "--split", "test",
-                    "--json", tmp_path / "r.json", "--calibrate", "--workers", "0")
+    code, out = run(
+        "eval",
+        model,
+        "--data",
+        "voc",
+        "--root",
+        SAMPLE,
+        "--split",
+        "test",
+        "--json",
+        tmp_path / "r.json",
+        "--calibrate",
+        "--workers",
+        "0",
+    )
     assert code == 0, out
     metrics = json.loads((tmp_path / "r.json").read_text())
-    for key in ("n_images", "gt_known_loc", "maxboxacc", "maxboxacc_v2", "maxboxacc_v2_rpol", "best_threshold"):
+    for key in (
+        "n_images",
+        "gt_known_loc",
+        "maxboxacc",
+        "maxboxacc_v2",
+        "maxboxacc_v2_rpol",
+        "best_threshold",
+    ):
         assert key in metrics
     code, out = run("info", model)
     assert f"{metrics['best_threshold']}" in out
@@ -56,14 +76,19 @@ def test_info_predict_eval_calibrate(sample_model: Path, tmp_path: Path) -> None
         (["eval", "{model}", "--data", "vocc", "--root", str(SAMPLE)], "did you mean"),
         (["eval", "{model}", "--data", "voc", "--root", str(SAMPLE), "--split", "val"], "train"),
         (["eval", "{model}", "--runtime", "ort", "--data", "voc", "--root", str(SAMPLE)], "export"),
-        (["eval", "{model}", "--runtime", "tensorrt", "--data", "voc", "--root", str(SAMPLE)], "did you mean trt"),
+        (
+            ["eval", "{model}", "--runtime", "tensorrt", "--data", "voc", "--root", str(SAMPLE)],
+            "did you mean trt",
+        ),
         (["fit", "--data", "folder", "--root", "{empty}"], "no images"),
         (["info", "{junk}"], "not an rpol-edge model"),
         (["predict", "{junk}", str(SAMPLE / "README.md")], "not an rpol-edge model"),
         (["export", "{model}", "--batch", "4:2:1"], "MIN <= OPT <= MAX"),
     ],
 )
-def test_bad_input_is_one_line_error(args: list[str], needle: str, sample_model: Path, tmp_path: Path) -> None:
+def test_bad_input_is_one_line_error(
+    args: list[str], needle: str, sample_model: Path, tmp_path: Path
+) -> None:
     (tmp_path / "empty").mkdir()
     junk = tmp_path / "junk.rpol"
     junk.write_text("nope")

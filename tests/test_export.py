@@ -20,7 +20,9 @@ from tests.conftest import SAMPLE, SHARED_RACCOON  # noqa: E402
 
 
 @pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
-def test_export_passes_full_checker_and_carries_metadata(exporter: str, sample_model: Path, tmp_path: Path) -> None:
+def test_export_passes_full_checker_and_carries_metadata(
+    exporter: str, sample_model: Path, tmp_path: Path
+) -> None:
     path = tmp_path / f"{exporter}.onnx"
     meta = export_onnx(sample_model, path, exporter=exporter, batch=(1, 2, 4))
     model = onnx.load(str(path))

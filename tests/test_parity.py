@@ -29,7 +29,9 @@ CASES = {
 def test_frames(meta: ModelMeta) -> np.ndarray:
     root = SHARED_RACCOON if SHARED_RACCOON.is_dir() else SAMPLE
     samples = read_dataset("voc", root, "test")
-    return np.concatenate([b.frames for b in iterate_batches(samples, meta.resize_size, meta.input_size, 20, 0)])
+    return np.concatenate(
+        [b.frames for b in iterate_batches(samples, meta.resize_size, meta.input_size, 20, 0)]
+    )
 
 
 test_frames.__test__ = False  # type: ignore[attr-defined]

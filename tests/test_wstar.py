@@ -91,7 +91,9 @@ def unfused_map(feats: np.ndarray, w: np.ndarray, size: int) -> np.ndarray:
     a = np.maximum(a, 0)
     lo, hi = a.min(axis=(1, 2), keepdims=True), a.max(axis=(1, 2), keepdims=True)
     a = np.divide(a - lo, hi - lo, out=np.zeros_like(a), where=(hi - lo) > 0)
-    t = torch.nn.functional.interpolate(torch.from_numpy(a)[:, None], size=(size, size), mode="bilinear", align_corners=True)
+    t = torch.nn.functional.interpolate(
+        torch.from_numpy(a)[:, None], size=(size, size), mode="bilinear", align_corners=True
+    )
     return t[:, 0].numpy()
 
 
@@ -99,7 +101,9 @@ def test_folded_conv_equals_unfused_formula() -> None:
     feats = random_features(11, n=3, c=16, h=6, w=6)
     w = np.random.default_rng(0).normal(size=16)
     w /= np.linalg.norm(w)
-    loc = Localizer(_Identity(torch.from_numpy(feats).float()), torch.from_numpy(w), (0.5,) * 3, (0.5,) * 3, 40, 0.5)
+    loc = Localizer(
+        _Identity(torch.from_numpy(feats).float()), torch.from_numpy(w), (0.5,) * 3, (0.5,) * 3, 40, 0.5
+    )
     with torch.no_grad():
         score, mask = loc(torch.zeros(3, 40, 40, 3, dtype=torch.uint8))
     ref = unfused_map(feats.astype(np.float32), w, 40)

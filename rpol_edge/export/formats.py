@@ -15,8 +15,14 @@ class Format:
 
 
 FORMATS: dict[str, Format] = {
-    "onnx": Format("onnx", "model.onnx", ("cpu", "cuda"), "onnx", "fused FP32 graph (ONNX Runtime, TensorRT input)"),
-    "onnx-fp16": Format("onnx-fp16", "model.fp16.onnx", ("cuda",), "onnx", "FP16 backbone graph (strongly typed TensorRT)"),
-    "onnx-int8": Format("onnx-int8", "model.int8.onnx", ("cpu",), "ort", "QDQ INT8, calibrated on fit images (CPU)"),
+    "onnx": Format(
+        "onnx", "model.onnx", ("cpu", "cuda"), "onnx", "fused FP32 graph (ONNX Runtime, TensorRT input)"
+    ),
+    "onnx-fp16": Format(
+        "onnx-fp16", "model.fp16.onnx", ("cuda",), "onnx", "FP16 backbone graph (strongly typed TensorRT)"
+    ),
+    "onnx-int8": Format(
+        "onnx-int8", "model.int8.onnx", ("cpu",), "ort", "QDQ INT8, calibrated on fit images (CPU)"
+    ),
     "trt": Format("trt", "model.engine", ("cuda",), "tensorrt", "TensorRT plan + JSON sidecar"),
 }

@@ -63,9 +63,15 @@ def quantize_int8(
         try:
             quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
             quantize_static(
-                str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                op_types_to_quantize=["Conv"], nodes_to_exclude=head,
+                str(pre),
+                str(tmp),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["Conv"],
+                nodes_to_exclude=head,
                 calibrate_method=CalibrationMethod.MinMax,
             )
         finally:

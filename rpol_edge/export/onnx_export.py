@@ -41,22 +41,40 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _trace(module: torch.nn.Module, dummy: torch.Tensor, path: Path, opset: int, dynamic: bool, exporter: str) -> None:
-    names = {"input_names": [INPUT], "output_names": list(OUTPUTS)}
+def _trace(
+    module: torch.nn.Module, dummy: torch.Tensor, path: Path, opset: int, dynamic: bool, exporter: str
+) -> None:
+    inputs, outputs = [INPUT], list(OUTPUTS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if exporter == "legacy":
             axes = {INPUT: {0: "batch"}, **{o: {0: "batch"} for o in OUTPUTS}} if dynamic else None
             torch.onnx.export(
-                module, (dummy,), str(path), opset_version=opset, dynamic_axes=axes, dynamo=False, **names
+                module,
+                (dummy,),
+                str(path),
+                opset_version=opset,
+                dynamic_axes=axes,
+                dynamo=False,
+                input_names=inputs,
+                output_names=outputs,
             )
-        else:
-            shapes = ({0: torch.export.Dim("batch", min=1, max=1024)},) if dynamic else None
-            program = torch.onnx.export(
-                module, (dummy,), dynamo=True, opset_version=opset, dynamic_shapes=shapes, optimize=True,
-                verbose=False, **names,
-            )
-            program.save(str(path))
+            return
+        shapes = ({0: torch.export.Dim("batch", min=1, max=1024)},) if dynamic else None
+        program = torch.onnx.export(
+            module,
+            (dummy,),
+            dynamo=True,
+            opset_version=opset,
+            dynamic_shapes=shapes,
+            optimize=True,
+            verbose=False,
+            input_names=inputs,
+            output_names=outputs,
+        )
+        if program is None:
+            raise ExportError("the dynamo exporter returned no program")
+        program.save(str(path))
 
 
 def export_onnx(

@@ -74,7 +74,11 @@ def run_export(req: ExportRequest) -> ExportResult:
             source = res.files["onnx-fp16"]
         engine = req.out_dir / FORMATS["trt"].filename
         build_engine(
-            source, engine, precision=precision, batch=req.batch, workspace_mb=req.workspace_mb,
+            source,
+            engine,
+            precision=precision,
+            batch=req.batch,
+            workspace_mb=req.workspace_mb,
             timing_cache=req.out_dir / "timing.cache",
         )
         res.files["trt"] = engine

@@ -32,16 +32,31 @@ class RuntimeInfo:
 
 RUNTIMES: dict[str, RuntimeInfo] = {
     "torch": RuntimeInfo(
-        "torch", "rpol_edge.runtimes.torch_runtime", "TorchRuntime", (".rpol",), ("torch",), "",
+        "torch",
+        "rpol_edge.runtimes.torch_runtime",
+        "TorchRuntime",
+        (".rpol",),
+        ("torch",),
+        "",
         "PyTorch reference (CPU/CUDA, FP32/FP16)",
     ),
     "ort": RuntimeInfo(
-        "ort", "rpol_edge.runtimes.ort_runtime", "OrtRuntime", (".onnx",), ("onnxruntime", "onnx"), "ort",
+        "ort",
+        "rpol_edge.runtimes.ort_runtime",
+        "OrtRuntime",
+        (".onnx",),
+        ("onnxruntime", "onnx"),
+        "ort",
         "ONNX Runtime (TensorRT EP, CUDA EP, CPU)",
     ),
     "trt": RuntimeInfo(
-        "trt", "rpol_edge.runtimes.trt_runtime", "TrtRuntime", (".engine", ".plan"), ("tensorrt:Builder", "cuda.bindings"),
-        "tensorrt", "native TensorRT engine through cuda-python",
+        "trt",
+        "rpol_edge.runtimes.trt_runtime",
+        "TrtRuntime",
+        (".engine", ".plan"),
+        ("tensorrt:Builder", "cuda.bindings"),
+        "tensorrt",
+        "native TensorRT engine through cuda-python",
     ),
 }
 
@@ -76,9 +91,13 @@ def choose(model: Path, runtime: str) -> RuntimeInfo:
             if suffix in info.suffixes:
                 return info
         known = sorted(s for i in RUNTIMES.values() for s in i.suffixes)
-        raise InferenceError(f"{model}: unknown model file type {suffix!r}; expected one of {', '.join(known)}")
+        raise InferenceError(
+            f"{model}: unknown model file type {suffix!r}; expected one of {', '.join(known)}"
+        )
     if runtime not in RUNTIMES:
-        close = [ALIASES[runtime]] if runtime in ALIASES else difflib.get_close_matches(runtime, RUNTIMES, n=1)
+        close = (
+            [ALIASES[runtime]] if runtime in ALIASES else difflib.get_close_matches(runtime, RUNTIMES, n=1)
+        )
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise InferenceError(f"unknown runtime {runtime!r}{hint}; choose auto, {', '.join(RUNTIMES)}")
     info = RUNTIMES[runtime]

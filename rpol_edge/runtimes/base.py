@@ -56,10 +56,10 @@ class Runtime(ABC):
             self.deactivate()
             self.active = False
 
-    def activate(self) -> None:
+    def activate(self) -> None:  # noqa: B027 - optional hook, most backends need it
         """Allocate what the backend needs (sessions, buffers, streams)."""
 
-    def deactivate(self) -> None:
+    def deactivate(self) -> None:  # noqa: B027 - optional hook
         """Release what ``activate`` allocated."""
 
     def infer(self, frames: np.ndarray) -> Output:
