@@ -1,7 +1,8 @@
 """`rpol-edge run`: parse options, build the source and outputs, call `run_live`, print the summary.
 
-``rpol_edge.cli`` is imported inside the command, not at module level, because ``cli`` imports
-this module while it is itself being imported (to register the command).
+Heavy modules (OpenCV, torch, the pipeline) and ``rpol_edge.cli`` are imported inside the command:
+``cli`` imports this module while it is itself being imported (to register the command), and
+``rpol-edge --help`` should not pay for torch.
 """
 
 from __future__ import annotations
@@ -11,13 +12,19 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rpol_edge.live.outputs import FramesSink, JsonlSink, Sink, VideoSink, WindowSink
-from rpol_edge.live.sources import SourceError, accepted_sources, open_source, parse_source
-from rpol_edge.live.stats import RunSummary
+from rpol_edge.live.sources import SourceError, accepted_sources
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rpol_edge.live.outputs import Sink
+    from rpol_edge.live.sources import Source
+    from rpol_edge.live.stats import RunSummary
+    from rpol_edge.runtimes import Runtime
 
 SOURCE_HELP = "camera, stream, video file, image file, folder or glob: " + accepted_sources()
 
@@ -25,57 +32,78 @@ SOURCE_HELP = "camera, stream, video file, image file, folder or glob: " + accep
 def run_command(
     model: Annotated[Path, typer.Argument(help="model file (.rpol), ONNX file or TensorRT engine")],
     source: Annotated[str | None, typer.Option("--source", help=SOURCE_HELP)] = None,
-    camera: Annotated[int | None, typer.Option("--camera", help="V4L2 camera index (same as --source camera://N)")] = None,
+    camera: Annotated[
+        int | None, typer.Option("--camera", help="V4L2 camera index (same as --source camera://N)")
+    ] = None,
     runtime: Annotated[str, typer.Option("--runtime", help="auto | torch | ort | trt")] = "auto",
     device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N")] = "cpu",
     weights: Annotated[Path | None, typer.Option("--weights", help="backbone checkpoint file")] = None,
+    precision: Annotated[str | None, typer.Option(help="torch runtime: fp32 | fp16 (CUDA)")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for inference")] = None,
     show: Annotated[bool, typer.Option("--show", help="display a window (q or Esc ends the run)")] = False,
     save: Annotated[Path | None, typer.Option("--save", help="annotated video (.mp4, mp4v)")] = None,
-    save_fps: Annotated[float | None, typer.Option(help="frame rate of --save (default: the source's, else 25)")] = None,
+    save_fps: Annotated[
+        float | None, typer.Option(help="frame rate of --save (default: the source's, else 25)")
+    ] = None,
     jsonl: Annotated[Path | None, typer.Option("--jsonl", help="one JSON record per frame")] = None,
-    save_frames: Annotated[Path | None, typer.Option("--save-frames", help="folder for annotated JPEG frames")] = None,
-    summary: Annotated[Path | None, typer.Option("--summary", help="write the end-of-run summary as JSON")] = None,
+    save_frames: Annotated[
+        Path | None, typer.Option("--save-frames", help="folder for annotated JPEG frames")
+    ] = None,
+    summary: Annotated[
+        Path | None, typer.Option("--summary", help="write the end-of-run summary as JSON")
+    ] = None,
     max_frames: Annotated[int | None, typer.Option(min=1, help="stop after this many frames")] = None,
-    open_timeout: Annotated[float, typer.Option(min=0.1, help="seconds to wait for the source to open")] = 10.0,
+    open_timeout: Annotated[
+        float, typer.Option(min=0.1, help="seconds to wait for the source to open")
+    ] = 10.0,
     max_reconnects: Annotated[
-        int, typer.Option(min=-1, help="failed reconnect attempts in a row before giving up (-1: never)")
+        int,
+        typer.Option(
+            min=-1, help="reconnect attempts without a frame in between before giving up (-1: never)"
+        ),
     ] = 10,
 ) -> None:
     """Live localization on cameras, streams, video files and image folders.
 
-    Capture, inference and output overlap; live sources keep only the newest frame. Ends at the
-    end of the source, after --max-frames, or on Ctrl-C / SIGTERM, always with flushed outputs
-    and a summary.
+    Ends at the end of the source, after --max-frames, or on Ctrl-C / SIGTERM, with flushed outputs.
+
+    Exit code 1 when a network stream was lost for good, 2 on bad input.
     """
     from rpol_edge.artifact import atomic_write
     from rpol_edge.cli import cli_errors, err, out
-    from rpol_edge.live.pipeline import run_live
+    from rpol_edge.live.sources import parse_source
     from rpol_edge.runtimes import open_runtime
 
-    with cli_errors(), _log_to(err), _source_errors(err):
+    with cli_errors(), _source_errors(err), _log_to(err):
         if (source is None) == (camera is None):
             raise ValueError("give exactly one of --source URI or --camera N")
         src = parse_source(source if source is not None else f"camera://{camera}")
         sinks = _sinks(show, save, save_fps, jsonl, save_frames)
-        rt = open_runtime(model, runtime, device=device, weights=weights)
-        err.print(f"runtime: {rt.description} ({model})", highlight=False)
-        open_source(src, open_timeout)
-        with src, rt:
-            result = _run_with_progress(run_live, rt, src, sinks, max_frames, open_timeout, max_reconnects, err)
+        rt = open_runtime(
+            model, runtime, device=device, weights=weights, precision=precision, threads=threads
+        )
+        with rt:  # run_live opens the source (within --open-timeout) and closes it
+            err.print(f"runtime: {rt.description} ({model})", highlight=False, markup=False)
+            result = _run(rt, src, sinks, max_frames, open_timeout, max_reconnects, err)
         _print_summary(out, result)
         if summary is not None:
-            atomic_write(summary, lambda tmp: tmp.write_text(json.dumps(result.to_dict(), indent=1)))
+            text = json.dumps(result.to_dict(), indent=1)
+            atomic_write(summary, lambda tmp: _write_text(tmp, text))
         if result.stop_reason == "source lost":
             raise typer.Exit(1)
 
 
-def _sinks(show: bool, save: Path | None, save_fps: float | None, jsonl: Path | None, frames: Path | None) -> list[Sink]:
+def _sinks(
+    show: bool, save: Path | None, save_fps: float | None, jsonl: Path | None, frames: Path | None
+) -> list[Sink]:
+    from rpol_edge.live.outputs import FramesSink, JsonlSink, VideoSink, WindowSink
+
     sinks: list[Sink] = []
     if show:
         sinks.append(WindowSink())
     if save is not None:
         if save.suffix.lower() != ".mp4":
-            raise ValueError(f"--save {save}: write an .mp4 file (mp4v codec)")
+            raise ValueError(f"--save {save}: give an .mp4 file name (mp4v codec)")
         sinks.append(VideoSink(save, save_fps))
     if frames is not None:
         sinks.append(FramesSink(frames))
@@ -84,8 +112,19 @@ def _sinks(show: bool, save: Path | None, save_fps: float | None, jsonl: Path | 
     return sinks
 
 
-def _run_with_progress(run_live, rt, src, sinks, max_frames, open_timeout, max_reconnects, err) -> RunSummary:  # type: ignore[no-untyped-def]
+def _run(
+    rt: Runtime,
+    src: Source,
+    sinks: list[Sink],
+    max_frames: int | None,
+    open_timeout: float,
+    max_reconnects: int,
+    err: Console,
+) -> RunSummary:
+    """run_live under a progress bar (frames done, of how many when the source knows)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rpol_edge.live.pipeline import run_live
 
     columns = (TextColumn("run"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
@@ -94,17 +133,25 @@ def _run_with_progress(run_live, rt, src, sinks, max_frames, open_timeout, max_r
         def update(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
-        return run_live(  # type: ignore[no-any-return]
-            rt, src, sinks, max_frames=max_frames, open_timeout=open_timeout,
-            max_reconnects=max_reconnects, progress=update,
+        return run_live(
+            rt,
+            src,
+            sinks,
+            max_frames=max_frames,
+            open_timeout=open_timeout,
+            max_reconnects=max_reconnects,
+            progress=update,
         )
 
 
-def _print_summary(console, s: RunSummary) -> None:  # type: ignore[no-untyped-def]
+def _print_summary(console: Console, s: RunSummary) -> None:
     from rich.table import Table
 
-    table = Table("summary", "value", title=f"{s.frames} frames, {s.stop_reason}")
+    table = Table("summary", "value")
     rows = {
+        "source": s.source,
+        "runtime": s.runtime,
+        "stopped by": s.stop_reason,
         "frames": s.frames,
         "dropped frames": s.dropped_frames,
         "corrupt frames": s.corrupt_frames,
@@ -120,23 +167,42 @@ def _print_summary(console, s: RunSummary) -> None:  # type: ignore[no-untyped-d
 
 
 @contextmanager
-def _source_errors(err) -> Iterator[None]:  # type: ignore[no-untyped-def]
-    """SourceError is ours, not in cli's list: the same one-line message and exit code 2."""
+def _source_errors(err: Console) -> Iterator[None]:
+    """SourceError is not in cli's list of known errors: same one-line message, same exit code 2."""
+    from rich.markup import escape
+
     try:
         yield
     except SourceError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
-@contextmanager
-def _log_to(err) -> Iterator[None]:  # type: ignore[no-untyped-def]
-    """Drops, reconnects and skipped frames go to stderr through the CLI's console, for this run only."""
-    from rich.logging import RichHandler
+class _ConsoleHandler(logging.Handler):
+    """Log records as single unwrapped lines on the CLI's stderr console (shared with the progress bar)."""
 
+    STYLES = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "red"}
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich.text import Text
+
+        try:
+            self.console.print(
+                Text(self.format(record), style=self.STYLES.get(record.levelname, "")), soft_wrap=True
+            )
+        except Exception:  # noqa: BLE001 - logging must never break the run
+            self.handleError(record)
+
+
+@contextmanager
+def _log_to(err: Console) -> Iterator[None]:
+    """Drops, reconnects and skipped frames are logged to stderr for the duration of this command."""
     logger = logging.getLogger("rpol_edge.live")
-    handler = RichHandler(console=err, show_time=False, show_path=False, markup=False, rich_tracebacks=False)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler = _ConsoleHandler(err)
     old_level, old_propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -147,3 +213,7 @@ def _log_to(err) -> Iterator[None]:  # type: ignore[no-untyped-def]
         logger.removeHandler(handler)
         logger.setLevel(old_level)
         logger.propagate = old_propagate
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")

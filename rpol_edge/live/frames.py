@@ -21,7 +21,7 @@ class Frame:
     timestamp: float
     """Wall-clock seconds (``time.time()``) when the frame was read."""
     started: float
-    """``time.perf_counter()`` when its read began: the origin of the end-to-end latency."""
+    """``time.perf_counter()`` when its read began, or when a live frame arrived: the latency origin."""
     bgr: np.ndarray
     name: str | None = None
     ms: dict[str, float] = field(default_factory=dict)

@@ -10,11 +10,12 @@ anything other than multipart (an HLS playlist, an MP4 over HTTP) is handed to F
 
 from __future__ import annotations
 
+import base64
 import http.client
 import socket
-import urllib.error
-import urllib.request
+import time
 from typing import IO
+from urllib.parse import unquote, urlsplit
 
 import cv2
 import numpy as np
@@ -24,6 +25,8 @@ from rpol_edge.live.sources import Captured, CorruptFrame, OpenFailed, Source, S
 
 MAX_PART_BYTES = 64 * 1024 * 1024
 MAX_LINE = 64 * 1024
+READ_TIMEOUT_S = 5.0
+"""A stream that sends nothing this long counts as dropped (then reconnects)."""
 
 
 class MjpegSource(Source):
@@ -31,6 +34,7 @@ class MjpegSource(Source):
 
     def __init__(self, uri: str) -> None:
         super().__init__(uri, is_live=True, can_reconnect=True)
+        self._sock: socket.socket | None = None
         self._response: http.client.HTTPResponse | None = None
         self._delimiter = b""
         self._at_part = False
@@ -38,18 +42,31 @@ class MjpegSource(Source):
 
     def open(self, timeout: float) -> None:
         self.close()
-        request = urllib.request.Request(self.uri, headers={"User-Agent": f"rpol-edge/{__version__}"})
+        parts = urlsplit(self.uri)
+        conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        headers = {"User-Agent": f"rpol-edge/{__version__}", "Accept": "multipart/x-mixed-replace, */*"}
+        if parts.username is not None:  # IP cameras: http://user:pass@host/...
+            token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(token).decode("ascii")
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn = conn_cls(parts.hostname or "", parts.port, timeout=timeout)
         try:
-            response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - the user's URL
-        except urllib.error.HTTPError as exc:
-            raise OpenFailed(f"HTTP {exc.code} {exc.reason}") from None
-        except urllib.error.URLError as exc:
-            raise OpenFailed(_reason(exc.reason)) from None
+            conn.connect()
+            sock = conn.sock  # kept: getresponse() drops it from conn for HTTP/1.0 (close-delimited) replies
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
+            conn.close()
             raise OpenFailed(_reason(exc)) from None
+        if response.status != 200:
+            response.close()
+            sock.close()
+            raise OpenFailed(f"HTTP {response.status} {response.reason}")
+        sock.settimeout(min(timeout, READ_TIMEOUT_S))  # a silent stream is a dropped one, noticed sooner
         ctype = response.headers.get_content_type()
         if not ctype.startswith("multipart/"):
             response.close()
+            sock.close()
             from rpol_edge.live.opencv_sources import stream_source
 
             self._fallback = stream_source(self.uri)
@@ -60,10 +77,11 @@ class MjpegSource(Source):
         boundary = response.headers.get_param("boundary")
         if not isinstance(boundary, str) or not boundary:
             response.close()
+            sock.close()
             raise OpenFailed(f"{ctype} response without a boundary parameter")
         boundary = boundary.strip('"')
         self._delimiter = (boundary if boundary.startswith("--") else "--" + boundary).encode("latin-1")
-        self._response = response
+        self._sock, self._response = sock, response
         self._at_part = False
         self.is_open = True
 
@@ -76,10 +94,11 @@ class MjpegSource(Source):
             data = self._next_part(self._response)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise StreamDropped(_reason(exc)) from None
+        arrived = time.perf_counter()
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise CorruptFrame(f"{self.uri}: a part of {len(data)} bytes is not a decodable JPEG")
-        return Captured(image)
+        return Captured(image, arrived=arrived)
 
     def _next_part(self, fp: IO[bytes]) -> bytes:
         """Body of the next part. Uses Content-Length when sent, else reads up to the next delimiter."""
@@ -126,12 +145,14 @@ class MjpegSource(Source):
         return data[:-2] if data.endswith(b"\r\n") else data.rstrip(b"\n")
 
     def close(self) -> None:
-        if self._response is not None:
+        if self._sock is not None and self._response is not None:
             try:
-                self._response.close()
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked in the capture thread
             except OSError:
                 pass
-            self._response = None
+            self._response.close()
+            self._sock.close()
+            self._sock = self._response = None
         if self._fallback is not None:
             self._fallback.close()
             self._fallback = None

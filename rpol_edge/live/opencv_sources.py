@@ -9,12 +9,21 @@ a dead RTSP host); the others are bounded by ``call_within``.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import cv2
 
-from rpol_edge.live.sources import Captured, CorruptFrame, OpenFailed, Source, SourceError, StreamDropped, call_within
+from rpol_edge.live.sources import (
+    Captured,
+    CorruptFrame,
+    OpenFailed,
+    Source,
+    SourceError,
+    StreamDropped,
+    call_within,
+)
 
 READ_TIMEOUT_S = 5.0
 """A live FFMPEG stream that delivers nothing this long counts as dropped (then reconnects)."""
@@ -41,8 +50,10 @@ class CaptureSource(Source):
         params: list[int] = []
         if self.api == cv2.CAP_FFMPEG:
             params = [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout * 1000),
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(READ_TIMEOUT_S * 1000),
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                int(timeout * 1000),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                int(READ_TIMEOUT_S * 1000),
             ]
 
         def attempt() -> cv2.VideoCapture | None:
@@ -64,14 +75,18 @@ class CaptureSource(Source):
     def read(self) -> Captured | None:
         if self._cap is None:
             raise StreamDropped("not open")
-        ok, frame = self._cap.read()
+        # grab() waits for the next frame, retrieve() decodes it: split so a live frame's
+        # latency starts when it arrived, not when we started waiting for it.
+        ok = self._cap.grab()
+        arrived = time.perf_counter() if self.is_live else None
+        frame = self._cap.retrieve()[1] if ok else None
         if not ok:
             if self.is_live:
                 raise StreamDropped("no frame (stream lost or read timeout)")
             return None
         if frame is None or frame.ndim != 3 or frame.shape[2] != 3 or frame.size == 0:
             raise CorruptFrame(f"frame of unexpected shape {getattr(frame, 'shape', None)}")
-        return Captured(frame)
+        return Captured(frame, arrived=arrived)
 
     def close(self) -> None:
         if self._cap is not None:
@@ -150,7 +165,7 @@ def csi_source(uri: str) -> Source:
         raise SourceError(f"{uri}: expected csi://N with N the sensor id")
     if not has_gstreamer():
         raise SourceError(
-            f"{uri}: this OpenCV ({cv2.__version__}, {Path(cv2.__file__).parent}) was built without GStreamer, "
+            f"{uri}: this OpenCV ({cv2.__version__}, {Path(cv2.__file__).parent}) has no GStreamer support, "
             "which the nvarguscamerasrc pipeline needs. On a Jetson use JetPack's OpenCV: "
             "apt install python3-opencv, create the venv with --system-site-packages, "
             "and pip uninstall opencv-python opencv-python-headless from it"
@@ -162,5 +177,9 @@ def csi_source(uri: str) -> Source:
         raise SourceError(f"{uri}: width, height, fps and flip must be integers") from None
     unknown = sorted(set(query) - {"width", "height", "fps", "flip"})
     if unknown:
-        raise SourceError(f"{uri}: unknown option(s) {', '.join(unknown)}; accepted: width, height, fps, flip")
-    return CaptureSource(uri, csi_pipeline(int(parts.netloc), **opts), cv2.CAP_GSTREAMER, "CSI camera", is_live=True)
+        raise SourceError(
+            f"{uri}: unknown option(s) {', '.join(unknown)}; accepted: width, height, fps, flip"
+        )
+    return CaptureSource(
+        uri, csi_pipeline(int(parts.netloc), **opts), cv2.CAP_GSTREAMER, "CSI camera", is_live=True
+    )

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from rpol_edge.live.frames import FrameResult, frame_record
+from rpol_edge.live.sources import Source
 
 log = logging.getLogger("rpol_edge.live")
 
@@ -28,14 +29,14 @@ class Sink(ABC):
     stop_requested: bool = False
     """Set by a sink that wants the run to end (window closed, q pressed)."""
 
-    def start(self, source_fps: float | None) -> None:
-        """Called once before the first frame, with the source's nominal frame rate if it has one."""
+    def start(self, source: Source) -> None:  # noqa: B027 - optional hook
+        """Called once before the first frame (the source is open: its fps and liveness are known)."""
 
     @abstractmethod
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:
         """``image`` is the BGR overlay when any sink needs one, else None."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and finalize; called exactly once, also after Ctrl-C, SIGTERM or an error."""
 
 
@@ -48,7 +49,7 @@ class JsonlSink(Sink):
         self.path = Path(path)
         self._fh: TextIO | None = None
 
-    def start(self, source_fps: float | None) -> None:
+    def start(self, source: Source) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = self.path.open("w", encoding="utf-8")
 
@@ -69,47 +70,63 @@ class VideoSink(Sink):
     """Annotated MP4 (mp4v), written under a hidden temporary name and renamed when complete.
 
     A reader never sees a half-written file under the final name; a killed run leaves only the
-    hidden ``.NAME.PID.partial.mp4``. Frames whose size differs from the first one (image folders)
-    are resized to it, since a video has one frame size.
+    hidden ``.NAME.PID.partial.mp4``. Files and folders get one video frame per processed frame.
+    A live source is processed at whatever rate inference allows, so its frames are repeated to
+    follow their capture timestamps and the video plays in real time at its frame rate (a frozen
+    picture over an outage, at most ``MAX_REPEAT_S``). Frames whose size differs from the first
+    one (image folders) are resized to it, since a video has one frame size.
     """
 
     FOURCC = "mp4v"
+    MAX_REPEAT_S = 5.0
 
     def __init__(self, path: Path, fps: float | None = None) -> None:
         self.path = Path(path)
         self.fps = fps
         self.frames = 0
+        self.live = False
         # The real suffix stays last: VideoWriter picks the container from it.
-        self.partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial{self.path.suffix or '.mp4'}")
+        self.partial = self.path.with_name(
+            f".{self.path.name}.{os.getpid()}.partial{self.path.suffix or '.mp4'}"
+        )
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
+        self._t0 = 0.0
 
-    def start(self, source_fps: float | None) -> None:
+    def start(self, source: Source) -> None:
+        self.live = source.is_live
         if self.fps is None:
-            self.fps = source_fps if source_fps else 25.0
+            self.fps = source.fps or 25.0
 
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:
-        assert image is not None
+        assert image is not None and self.fps is not None
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             h, w = image.shape[:2]
             self._size = (w, h)
-            writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter.fourcc(*self.FOURCC), self.fps or 25.0, (w, h))
+            fourcc = cv2.VideoWriter.fourcc(*self.FOURCC)
+            writer = cv2.VideoWriter(str(self.partial), fourcc, self.fps, (w, h))
             if not writer.isOpened():
                 raise OSError(f"{self.path}: OpenCV cannot write {self.FOURCC} video here")
             self._writer = writer
+            self._t0 = result.frame.timestamp
         assert self._size is not None
         if (image.shape[1], image.shape[0]) != self._size:
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
-        self._writer.write(image)
-        self.frames += 1
+        copies = 1
+        if self.live:
+            due = int((result.frame.timestamp - self._t0) * self.fps) + 1  # frames the timeline needs by now
+            copies = min(max(1, due - self.frames), int(self.fps * self.MAX_REPEAT_S))
+        for _ in range(copies):
+            self._writer.write(image)
+        self.frames += copies
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
             os.replace(self.partial, self.path)
-            log.info("wrote %s (%d frames, %.3g fps)", self.path, self.frames, self.fps)
+            log.info("wrote %s (%d frames at %.3g fps)", self.path, self.frames, self.fps)
         self.partial.unlink(missing_ok=True)
 
 
@@ -119,7 +136,7 @@ class FramesSink(Sink):
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
 
-    def start(self, source_fps: float | None) -> None:
+    def start(self, source: Source) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:

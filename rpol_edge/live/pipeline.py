@@ -31,11 +31,11 @@ from typing import Generic, TypeVar
 import cv2
 import numpy as np
 
+from rpol_edge.geometry import resize_crop
 from rpol_edge.live.frames import Frame, FrameResult
 from rpol_edge.live.outputs import Sink
 from rpol_edge.live.sources import Backoff, CorruptFrame, OpenFailed, Source, StreamDropped, open_source
 from rpol_edge.live.stats import RunStats, RunSummary
-from rpol_edge.geometry import resize_crop
 from rpol_edge.overlay import render
 from rpol_edge.predict import detect
 from rpol_edge.runtimes import Runtime, infer_all
@@ -48,6 +48,8 @@ Progress = Callable[[int, int | None], None]
 
 POLL_S = 0.1
 """How often blocked threads look at the stop flag; bounds how late a stop is noticed."""
+
+RECONNECT_BACKOFF = Backoff(first=0.5, factor=2.0, cap=10.0)
 
 
 class LatestSlot(Generic[T]):
@@ -124,6 +126,8 @@ class _Run:
         self.stop_reason: str | None = None
         self.end_reason = "end of stream"
         self.errors: list[BaseException] = []
+        self.failed_attempts = 0
+        """Reconnect attempts since the last frame read (bounded by ``max_reconnects``)."""
         self.frames_in: LatestSlot[Frame] | queue.Queue[Frame] = (
             LatestSlot() if source.is_live else queue.Queue(maxsize=queue_size)
         )
@@ -155,9 +159,14 @@ class _Run:
                     continue
                 break
             now = time.perf_counter()
+            self.failed_attempts = 0  # a frame, not a mere reopen, proves the link is back
             if self.stats.first_read is None:
                 self.stats.first_read = started
-            frame = Frame(index, time.time(), started, captured.bgr, captured.name, {"capture": (now - started) * 1e3})
+            if captured.arrived is not None:
+                started = captured.arrived
+            frame = Frame(
+                index, time.time(), started, captured.bgr, captured.name, {"capture": (now - started) * 1e3}
+            )
             index += 1
             self.stats.captured += 1
             if isinstance(self.frames_in, LatestSlot):
@@ -168,7 +177,11 @@ class _Run:
                 break
 
     def _ride_out(self, reason: str) -> bool:
-        """After a drop: reconnect with backoff; False when the run should end (gave up or stopping)."""
+        """After a drop: reconnect with backoff; False when the run should end (gave up or stopping).
+
+        Attempts count from the last frame read, not from the last reopen: a server that accepts
+        connections but never sends a frame must still exhaust ``max_reconnects``.
+        """
         self.stats.stream_drops += 1
         if not self.source.can_reconnect:
             log.warning("%s: source lost (%s)", self.source.uri, reason)
@@ -176,23 +189,24 @@ class _Run:
             return False
         log.warning("%s: stream dropped (%s); reconnecting", self.source.uri, reason)
         self.source.close()
-        attempt = 0
         while not self.stop.is_set():
-            if 0 <= self.max_reconnects <= attempt:
-                log.error("%s: giving up after %d failed reconnect attempt(s)", self.source.uri, attempt)
+            if 0 <= self.max_reconnects <= self.failed_attempts:
+                log.error(
+                    "%s: giving up after %d reconnect attempt(s)", self.source.uri, self.failed_attempts
+                )
                 self.end_reason = "source lost"
                 return False
-            if self.stop.wait(self.backoff.delay(attempt)):
+            if self.stop.wait(self.backoff.delay(self.failed_attempts)):
                 return False
-            attempt += 1
+            self.failed_attempts += 1
             self.stats.reconnect_attempts += 1
             try:
                 self.source.open(self.open_timeout)
             except OpenFailed as exc:
-                log.warning("%s: reconnect attempt %d failed: %s", self.source.uri, attempt, exc)
+                log.warning("%s: reconnect attempt %d failed: %s", self.source.uri, self.failed_attempts, exc)
                 continue
             self.stats.reconnects += 1
-            log.warning("%s: reconnected (attempt %d)", self.source.uri, attempt)
+            log.warning("%s: reconnected (attempt %d)", self.source.uri, self.failed_attempts)
             return True
         return False
 
@@ -241,7 +255,9 @@ class _Run:
             t0 = time.perf_counter()
             image = None
             if image_sinks:
-                image = render(r.frame.bgr, r.score, r.transform, r.detection.box, self._lines(fps, r, last_render))
+                image = render(
+                    r.frame.bgr, r.score, r.transform, r.detection.box, self._lines(fps, r, last_render)
+                )
                 for sink in image_sinks:
                     sink.write(r, image)
             done = time.perf_counter()
@@ -316,35 +332,37 @@ def run_live(
     max_frames: int | None = None,
     open_timeout: float = 10.0,
     max_reconnects: int = 10,
-    backoff: Backoff = Backoff(),
-    queue_size: int = 4,
+    backoff: Backoff = RECONNECT_BACKOFF,
+    queue_size: int = 2,
     progress: Progress | None = None,
     join_timeout: float = 5.0,
 ) -> RunSummary:
     """Localize every frame of ``source`` (or the newest ones, for live sources) into ``outputs``.
 
     ``runtime`` must be active (inside its ``with`` block). ``source`` is opened here within
-    ``open_timeout`` unless already open. ``max_reconnects`` bounds the failed reconnect attempts
-    in a row after one drop (-1: never give up). Returns when the source ends, ``max_frames``
+    ``open_timeout`` unless already open. ``max_reconnects`` bounds the reconnect attempts made
+    without a frame in between (-1: never give up). Returns when the source ends, ``max_frames``
     frames are written, a sink asks to stop, or on Ctrl-C / SIGTERM (main thread only). Errors
     from any stage are re-raised here after every output has been closed.
     """
     if not source.is_open:
         open_source(source, open_timeout)
-    run = _Run(runtime, source, outputs, max_frames, open_timeout, max_reconnects, backoff, queue_size, progress)
-    log.info("source: %s; runtime: %s", source.describe(), runtime.description)
-    k = runtime.meta.input_size
-    infer_all(runtime, np.zeros((1, k, k, 3), np.uint8))  # warm-up: first calls allocate and compile
+    run = _Run(
+        runtime, source, outputs, max_frames, open_timeout, max_reconnects, backoff, queue_size, progress
+    )
     capture = run.thread("capture", run.capture, run.capture_done)
     inference = run.thread("inference", run.infer, run.infer_done)
     started: list[Sink] = []
     try:
-        for sink in run.sinks:
-            sink.start(source.fps)
-            started.append(sink)
-        capture.start()
-        inference.start()
         with _graceful_signals(run):
+            log.info("source: %s", source.describe())
+            k = runtime.meta.input_size
+            infer_all(runtime, np.zeros((1, k, k, 3), np.uint8))  # warm-up: first calls allocate, compile
+            for sink in run.sinks:
+                sink.start(source)
+                started.append(sink)
+            capture.start()
+            inference.start()
             run.output()
     except BaseException as exc:
         run.request_stop("interrupted" if isinstance(exc, KeyboardInterrupt) else "error")
@@ -352,12 +370,12 @@ def run_live(
     finally:
         run.stop.set()
         for t in (inference, capture):
-            if t.is_alive() or t.ident is not None:
+            if t.ident is not None:
                 t.join(join_timeout)
         close_errors = _close_all(started)
         if not capture.is_alive():
             source.close()
-        else:  # blocked inside a read: releasing under it is unsafe, the daemon thread dies with us
+        else:  # blocked inside a read: releasing under it is unsafe; the daemon thread dies with us
             log.warning("%s: capture did not stop within %g s; leaving it", source.uri, join_timeout)
     if run.errors:
         raise run.errors[0]

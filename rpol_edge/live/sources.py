@@ -23,10 +23,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-import cv2
 import numpy as np
 
-from rpol_edge.images import ImageError, is_image_path, load_rgb
+from rpol_edge.images import is_image_path
 
 T = TypeVar("T")
 
@@ -53,6 +52,10 @@ class Captured:
     """uint8 (H, W, 3) BGR, OpenCV's native order: most sources decode to it and the overlay draws on it."""
     name: str | None = None
     """The file a frame came from (image folders), for the JSONL record."""
+    arrived: float | None = None
+    """``time.perf_counter()`` when a live frame's data arrived. Waiting for the next frame is not
+    latency, so live sources set this and their capture time and end-to-end latency start here;
+    None means the whole read counts (files, folders)."""
 
 
 class Source(ABC):
@@ -121,6 +124,10 @@ class ImageFilesSource(Source):
     def read(self) -> Captured | None:
         if self._next >= len(self.paths):
             return None
+        import cv2  # here, not at the top: the CLI imports this module for its help text
+
+        from rpol_edge.images import ImageError, load_rgb
+
         path = self.paths[self._next]
         self._next += 1
         try:
@@ -189,7 +196,7 @@ SCHEMES: dict[str, SourceKind] = {
     k.scheme: k
     for k in (
         SourceKind("camera", "camera://N (same as --camera N)", _camera),
-        SourceKind("csi", "csi://N[?width=&height=&fps=&flip=] (Jetson CSI camera)", _csi),
+        SourceKind("csi", "csi://N (Jetson CSI camera; options ?width=&height=&fps=&flip=)", _csi),
         SourceKind("v4l2", "v4l2:///dev/videoN", _v4l2),
         SourceKind("rtsp", "rtsp://host/stream", _rtsp),
         SourceKind("rtsps", "rtsps://host/stream", _rtsp),
@@ -269,7 +276,7 @@ def call_within(fn: Callable[[], T], timeout: float, what: str) -> T:
 
 @dataclass(frozen=True)
 class Backoff:
-    """Delays between reconnect attempts: first, first*factor, ... capped, so a flapping link is not hammered."""
+    """Reconnect delays: first, first*factor, ... up to cap, so a flapping link is not hammered."""
 
     first: float = 0.5
     factor: float = 2.0
