@@ -30,7 +30,7 @@ Data = Annotated[str, typer.Option("--data", help="cub | wsol | voc | folder")]
 Root = Annotated[Path, typer.Option("--root", help="data-set root folder")]
 Split = Annotated[str, typer.Option("--split", help="split name (train, test, ...)")]
 RuntimeOpt = Annotated[str, typer.Option("--runtime", help="auto | torch | ort | trt")]
-Device = Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N")]
+Device = Annotated[str, typer.Option("--device", help="auto (CUDA when reachable) | cpu | cuda | cuda:N")]
 Weights = Annotated[Path | None, typer.Option("--weights", help="backbone checkpoint file")]
 
 
@@ -120,7 +120,7 @@ def fit(
     ] = 0.5,
     batch_size: int = 16,
     workers: Annotated[int, typer.Option(help="decoding worker processes")] = 2,
-    device: Device = "cpu",
+    device: Device = "auto",
 ) -> None:
     """Fit w* on unlabeled images (closed form, frozen backbone) and write the model file."""
     from rpol_edge.fit import FitConfig
@@ -179,7 +179,7 @@ def eval_cmd(
     root: Root = Path("."),
     split: Split = "test",
     runtime: RuntimeOpt = "auto",
-    device: Device = "cpu",
+    device: Device = "auto",
     weights: Weights = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the metrics here")] = None,
     save_maps: Annotated[Path | None, typer.Option(help="one float32 .npy score map per image")] = None,
@@ -230,7 +230,7 @@ def predict(
         "predictions"
     ),
     runtime: RuntimeOpt = "auto",
-    device: Device = "cpu",
+    device: Device = "auto",
     weights: Weights = None,
 ) -> None:
     """Box (original pixels, JSON) and overlay PNG for each image."""
@@ -306,7 +306,7 @@ def bench(
     images: Annotated[Path, typer.Option(help="folder of images to time on")] = Path(__file__).parent
     / "sample"
     / "JPEGImages",
-    device: Device = "cpu",
+    device: Device = "auto",
     precision: Annotated[str, typer.Option(help="torch runtime precision fp32 | fp16")] = "fp32",
     batch: int = 1,
     iters: int = 30,

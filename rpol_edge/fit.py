@@ -88,7 +88,13 @@ def fit(cfg: FitConfig, progress: Progress | None = None) -> FitResult:
 
     spec = BackboneSpec(cfg.backbone, str(cfg.weights or ""), cfg.output_stride)
     bb = build_backbone(spec, cfg.input_size)
-    device = torch.device(cfg.device)
+    device = torch.device(
+        "cuda"
+        if cfg.device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if cfg.device == "auto"
+        else cfg.device
+    )
     # A Localizer with an empty head gives the one shared normalization path.
     extractor = Localizer(bb.module, torch.zeros(1, bb.channels), bb.mean, bb.std, fit_size, 0.5).to(device)
 

@@ -36,7 +36,7 @@ def run_command(
         int | None, typer.Option("--camera", help="V4L2 camera index (same as --source camera://N)")
     ] = None,
     runtime: Annotated[str, typer.Option("--runtime", help="auto | torch | ort | trt")] = "auto",
-    device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")] = "auto",
     weights: Annotated[Path | None, typer.Option("--weights", help="backbone checkpoint file")] = None,
     precision: Annotated[str | None, typer.Option(help="torch runtime: fp32 | fp16 (CUDA)")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for inference")] = None,

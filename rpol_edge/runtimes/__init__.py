@@ -109,9 +109,39 @@ def choose(model: Path, runtime: str) -> RuntimeInfo:
     return info
 
 
+def cuda_available(info: RuntimeInfo) -> bool:
+    """Whether this runtime can reach a CUDA device here (asked without allocating anything)."""
+    try:
+        if info.name == "ort":
+            import onnxruntime
+
+            gpu = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+            return bool(gpu & set(onnxruntime.get_available_providers()))
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False
+
+
+def resolve_device(info: RuntimeInfo, device: str) -> str:
+    """``auto`` is the fastest device this runtime can use: CUDA when reachable, else the CPU."""
+    if device != "auto":
+        return device
+    if info.name == "trt":
+        return "cuda"
+    return "cuda" if cuda_available(info) else "cpu"
+
+
 def open_runtime(model: Path, runtime: str = "auto", **options: Any) -> Runtime:
-    """Create (not yet activate) the runtime for a model file; use it in a ``with`` block."""
+    """Create (not yet activate) the runtime for a model file; use it in a ``with`` block.
+
+    ``runtime="auto"`` picks the runtime by file type (.rpol torch, .onnx ort, .engine trt) and
+    ``device="auto"`` the fastest device it can reach; ``runtime.description`` says what was chosen.
+    """
     info = choose(model, runtime)
+    if "device" in options and options["device"] is not None:
+        options["device"] = resolve_device(info, str(options["device"]))
     gone = missing_modules(info)
     if gone:
         raise InferenceError(
