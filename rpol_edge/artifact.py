@@ -35,6 +35,15 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def file_sha256(path: Path) -> str:
+    """Streaming sha256 of a file (checkpoints and engines can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     def write(tmp: Path) -> None:
         tmp.write_bytes(data)
@@ -80,6 +89,9 @@ class ModelArtifact:
             raise MetadataError(f"{path}: not an rpol-edge model file ({exc.__class__.__name__})") from None
         if not isinstance(obj, dict) or obj.get("magic") != MAGIC:
             raise MetadataError(f"{path}: not an rpol-edge model file (no {MAGIC} header)")
+        missing = [k for k in ("meta", "w", "v_sum", "u_sum", "count") if k not in obj]
+        if missing:
+            raise MetadataError(f"{path}: damaged model file (no {', '.join(missing)})")
         meta = ModelMeta.from_json(obj["meta"], str(path))
         w = obj["w"].numpy()
         if w.shape != (meta.n_heads, meta.channels):

@@ -7,7 +7,6 @@ that does not fit is reported with the file and the format that was expected.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ from typing import Any
 import timm
 import torch
 from torch import nn
+
+from rpol_edge.artifact import file_sha256
 
 
 class BackboneError(ValueError):
@@ -87,14 +88,6 @@ class Backbone:
     stride: int
     channels: int
     weights_sha256: str
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def lite0_checkpoint() -> Path:
@@ -218,8 +211,10 @@ def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
             digest = f"timm:{hub}"
         else:
             # Non-ViT checkpoints carry a 1000-way classifier; keep it so every tensor has a home.
+            # The tagged name (vit_small_patch16_224.dino) carries that checkpoint's own mean/std.
+            name = preset.hub_name if preset and preset.hub_name else arch
             model = timm.create_model(
-                arch, pretrained=False, **(kwargs if is_vit else {**kwargs, "num_classes": 1000})
+                name, pretrained=False, **(kwargs if is_vit else {**kwargs, "num_classes": 1000})
             )
             sd = _load_state(weights)
             fmt = preset.checkpoint_format if preset else "raw"

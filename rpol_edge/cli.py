@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,9 +39,11 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from rpol_edge.backbones import BackboneError
     from rpol_edge.data import DatasetError
     from rpol_edge.export.onnx_export import ExportError
+    from rpol_edge.export.trt_build import EngineBuildError, TrtUnavailable
     from rpol_edge.images import ImageError
     from rpol_edge.metadata import MetadataError
     from rpol_edge.runtimes import InferenceError
+    from rpol_edge.runtimes.cuda_mem import CudaError
 
     return (
         BackboneError,
@@ -49,7 +52,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         ImageError,
         MetadataError,
         InferenceError,
-        FileNotFoundError,
+        TrtUnavailable,
+        EngineBuildError,
+        CudaError,
+        OSError,
         ValueError,
     )
 
@@ -63,7 +69,7 @@ def cli_errors() -> Iterator[None]:
         err.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
     except _known_errors() as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print("error: " + str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -85,6 +91,26 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
+METRIC_KEYS = ("n_images", "gt_known_loc", "maxboxacc", "maxboxacc_v2", "maxboxacc_v2_rpol", "best_threshold")
+
+
+def check_writable(path: Path) -> None:
+    """Refuse an output path before minutes of work, not after."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name (e.g. {path / 'model.rpol'})")
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise ValueError(f"cannot write to {parent}")
+
+
+def metrics_table(title: str, metrics: dict[str, Any]) -> Table:
+    table = Table(title, "value")
+    for key in METRIC_KEYS:
+        value = metrics[key]
+        table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
+    return table
+
+
 def _report_skips(skipped: list[tuple[Any, str]]) -> None:
     if skipped:
         err.print(
@@ -94,8 +120,8 @@ def _report_skips(skipped: list[tuple[Any, str]]) -> None:
 
 @app.command()
 def fit(
+    root: Root,
     data: Data = "folder",
-    root: Root = Path("."),
     split: Split = "train",
     output: Annotated[Path, typer.Option("-o", "--output", help="model file to write (.rpol)")] = Path(
         "model.rpol"
@@ -128,26 +154,27 @@ def fit(
 
     with cli_errors():
         cfg = FitConfig(
-            data,
-            root,
-            split,
-            backbone,
-            weights,
-            output_stride,
-            input_size,
-            resize_size,
-            fit_size,
-            None,
-            reference_fit,
-            head,
-            classwise,
-            sampling_ratio,
-            seed,
-            threshold,
-            batch_size,
-            workers,
-            device,
+            data=data,
+            root=root,
+            split=split,
+            backbone=backbone,
+            weights=weights,
+            output_stride=output_stride,
+            input_size=input_size,
+            resize_size=resize_size,
+            fit_size=fit_size,
+            reference_fit=reference_fit,
+            head=head,
+            classwise=classwise,
+            sampling_ratio=sampling_ratio,
+            seed=seed,
+            threshold=threshold,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
         )
+        cfg.validate()
+        check_writable(output)
         with progress_bar("fit") as update:
             result = run_fit(cfg, update)
         result.artifact.save(output)
@@ -175,8 +202,8 @@ def info(model: Path) -> None:
 @app.command("eval")
 def eval_cmd(
     model: Path,
+    root: Root,
     data: Data = "voc",
-    root: Root = Path("."),
     split: Split = "test",
     runtime: RuntimeOpt = "auto",
     device: Device = "auto",
@@ -198,23 +225,14 @@ def eval_cmd(
     with cli_errors():
         if calibrate and model.suffix != ".rpol":
             raise ValueError("--calibrate writes into a fitted .rpol model; calibrate it, then re-export")
+        if json_out:
+            check_writable(json_out)
         rt = open_runtime(model, runtime, device=device, weights=weights)
         with rt, progress_bar("eval") as update:
             result = evaluate(rt, data, root, split, save_maps, batch_size, workers, update)
         _report_skips(result.skipped)
         metrics = {"model": str(model), "runtime": result.runtime, **result.metrics}
-        table = Table("metric", "value")
-        for key in (
-            "n_images",
-            "gt_known_loc",
-            "maxboxacc",
-            "maxboxacc_v2",
-            "maxboxacc_v2_rpol",
-            "best_threshold",
-        ):
-            value = metrics[key]
-            table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
-        out.print(table)
+        out.print(metrics_table("metric", metrics))
         if json_out:
             write_text_atomic(json_out, json.dumps(metrics, indent=1, default=str))
         if calibrate:
@@ -253,13 +271,17 @@ def export(
     output: Annotated[Path, typer.Option("-o", "--output", help="folder for the exported files")] = Path(
         "export"
     ),
-    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="fused ONNX graph (always written)")] = True,
+    onnx: Annotated[
+        bool,
+        typer.Option("--onnx", help="the fused ONNX graph (always written: every format starts from it)"),
+    ] = True,
     trt: Annotated[
         bool, typer.Option("--trt", help="build a TensorRT engine (needs TensorRT + GPU)")
     ] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 backbone (ONNX fp16 graph / TensorRT)")] = False,
     int8: Annotated[
-        bool, typer.Option("--int8", help="INT8: ORT QDQ for CPU, or TensorRT INT8 where supported")
+        bool,
+        typer.Option("--int8", help="INT8 QDQ ONNX for CPUs (ONNX Runtime), calibrated on --calib-* images"),
     ] = False,
     batch: Annotated[str, typer.Option(help="N (fixed) or MIN:OPT:MAX (dynamic)")] = "1",
     opset: int = 17,
@@ -276,22 +298,22 @@ def export(
 
     with cli_errors():
         req = ExportRequest(
-            model,
-            output,
-            onnx,
-            trt,
-            fp16,
-            int8,
-            parse_batch(batch),
-            opset,
-            exporter,
-            simplify,
-            weights,
-            calib_data,
-            calib_root,
-            calib_split,
-            workspace_mb,
+            model=model,
+            out_dir=output,
+            trt=trt,
+            fp16=fp16,
+            int8=int8,
+            batch=parse_batch(batch),
+            opset=opset,
+            exporter=exporter,
+            simplify=simplify,
+            weights=weights,
+            calib_data=calib_data,
+            calib_root=calib_root,
+            calib_split=calib_split,
+            workspace_mb=workspace_mb,
         )
+        req.validate()
         with err.status("exporting (trace, check, write)..."):
             result = run_export(req)
         for fmt, path in result.files.items():
@@ -362,18 +384,7 @@ def demo(
     with cli_errors():
         with progress_bar("fit on bundled sample") as update:
             result = run_demo(output, input_size, workers, update)
-        table = Table("metric (bundled test split)", "value")
-        for key in (
-            "n_images",
-            "gt_known_loc",
-            "maxboxacc",
-            "maxboxacc_v2",
-            "maxboxacc_v2_rpol",
-            "best_threshold",
-        ):
-            value = result.metrics[key]
-            table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
-        out.print(table)
+        out.print(metrics_table("metric (bundled test split)", result.metrics))
         out.print(f"model: {result.model}\noverlays: {result.n_overlays} PNG + JSON in {result.overlays}")
 
 

@@ -58,7 +58,9 @@ def evaluate(
     resize/crop as the images, so both live in the K x K network frame."""
     meta = runtime.meta
     samples = read_dataset(data, root, split)
-    if not any(len(s.boxes) for s in samples):
+    unlabeled = [s for s in samples if not len(s.boxes)]
+    samples = [s for s in samples if len(s.boxes)]
+    if not samples:
         raise DatasetError(f"{data} split {split!r} under {root} has no boxes to evaluate against")
     acc = BoxAccuracy(operating_threshold=meta.threshold)
     skipped: list[tuple[Sample, str]] = []
@@ -76,6 +78,7 @@ def evaluate(
             progress(done, len(samples))
     metrics: dict[str, Any] = dict(acc.result())
     metrics["n_skipped"] = len(skipped)
+    metrics["n_unlabeled"] = len(unlabeled)
     metrics["operating_threshold"] = meta.threshold
     return EvalResult(metrics, skipped, runtime.description)
 

@@ -49,7 +49,28 @@ class FitConfig:
     threshold: float = 0.5
     batch_size: int = 16
     workers: int = 2
-    device: str = "cpu"
+    device: str = "auto"
+
+    def validate(self) -> None:
+        """Refuse a bad configuration before the backbone is built and the data streamed."""
+        if self.input_size < 32:
+            raise ValueError(f"--input-size {self.input_size}: at least 32 (one stride-32 feature cell)")
+        if self.resize_size is not None and self.resize_size < self.input_size:
+            raise ValueError(
+                f"--resize-size {self.resize_size} is smaller than the input size {self.input_size}"
+            )
+        if self.fit_size is not None and self.fit_size < 32:
+            raise ValueError(f"--fit-size {self.fit_size}: at least 32")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"--threshold {self.threshold}: must be in (0, 1)")
+        if self.head not in ("rpol", "caam"):
+            raise ValueError(f"--head {self.head!r}: choose rpol or caam")
+        if self.output_stride not in (8, 16, 32):
+            raise ValueError(f"--output-stride {self.output_stride}: choose 32, 16 or 8")
+        if not 0.0 < self.sampling_ratio <= 1.0:
+            raise ValueError(f"--sampling-ratio {self.sampling_ratio}: must be in (0, 1]")
+        if self.batch_size < 1 or self.workers < 0:
+            raise ValueError("--batch-size must be >= 1 and --workers >= 0")
 
 
 @dataclass
@@ -76,6 +97,7 @@ def class_index(samples: list[Sample]) -> dict[int, int]:
 
 
 def fit(cfg: FitConfig, progress: Progress | None = None) -> FitResult:
+    cfg.validate()
     samples = sample_subset(read_dataset(cfg.data, cfg.root, cfg.split), cfg.sampling_ratio, cfg.seed)
     classes = class_index(samples) if cfg.classwise else {}
     n_heads = max(1, len(classes))

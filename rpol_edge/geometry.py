@@ -20,6 +20,12 @@ class CropTransform:
     resize: int
     crop: int
 
+    def __post_init__(self) -> None:
+        if self.crop <= 0 or self.resize < self.crop:
+            raise ValueError(f"resize {self.resize} must be >= crop {self.crop} > 0")
+        if self.src_w <= 0 or self.src_h <= 0:
+            raise ValueError(f"empty image ({self.src_w}x{self.src_h})")
+
     @property
     def offset(self) -> int:
         # torchvision's CenterCrop rounds the offset; the reference evaluates with it.

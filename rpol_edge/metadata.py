@@ -115,5 +115,15 @@ class ModelMeta:
 
 def same_model(a: ModelMeta, b: ModelMeta) -> bool:
     """Whether two records describe the same fitted localizer (ignoring export-time fields)."""
-    keys = ("backbone", "weights_sha256", "input_size", "resize_size", "mean", "std", "head", "w_sha256")
+    keys = (
+        "backbone",
+        "weights_sha256",
+        "input_size",
+        "resize_size",
+        "mean",
+        "std",
+        "head",
+        "w_sha256",
+        "threshold",
+    )
     return all(getattr(a, k) == getattr(b, k) for k in keys)

@@ -14,10 +14,15 @@ from torch import nn
 EPS = 1e-12
 
 
+def threshold_cuts(threshold: float) -> torch.Tensor:
+    """int(t * p) for every possible uint8 peak p, in the reference's float64 arithmetic."""
+    return torch.tensor([float(int(threshold * p)) for p in range(256)], dtype=torch.float32)
+
+
 class Localizer(nn.Module):
     pixel_mean: torch.Tensor
     pixel_std: torch.Tensor
-    threshold: torch.Tensor
+    cut_table: torch.Tensor
 
     """frames (N, K, K, 3) uint8 -> score (N, M, K, K) float32 in [0, 1], mask (N, M, K, K) uint8 {0, 1}.
 
@@ -47,7 +52,7 @@ class Localizer(nn.Module):
         # Scaled by 255 so the uint8 -> float conversion needs no separate division.
         self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
-        self.register_buffer("threshold", torch.tensor(float(threshold), dtype=torch.float32))
+        self.register_buffer("cut_table", threshold_cuts(threshold))
         self.input_size = int(input_size)
         self.eval()
 
@@ -82,8 +87,12 @@ class Localizer(nn.Module):
         return self
 
     def binarize(self, score: torch.Tensor) -> torch.Tensor:
-        """The reference threshold: u8 = int(score*255); keep u8 > int(t * max u8)."""
+        """The reference threshold: u8 = int(score*255); keep u8 > int(t * max u8).
+
+        int(t * peak) is looked up (a Gather over 256 constants) rather than multiplied, because the
+        reference multiplies in float64 and a float32 product rounds differently for some (t, peak),
+        e.g. 0.29 * 100; float64 is not available in TensorRT.
+        """
         u8 = torch.floor(score * 255.0)
-        peak = u8.amax(dim=(2, 3), keepdim=True)
-        cut = torch.floor(self.threshold * peak)
-        return (u8 > cut).to(torch.uint8)
+        peak = u8.amax(dim=(2, 3), keepdim=True).long()
+        return (u8 > self.cut_table[peak]).to(torch.uint8)

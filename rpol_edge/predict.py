@@ -48,8 +48,11 @@ def predict_files(
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
     """Write ``<stem>.png`` (overlay) and ``<stem>.json`` per image; returns the records and the skips."""
     meta = runtime.meta
+    if meta.n_heads != 1:
+        raise ValueError("predict needs a class-agnostic model (a class-wise fit localizes a known class)")
     records: list[dict[str, Any]] = []
     skipped: list[tuple[Path, str]] = []
+    names = output_names(images)
     out_dir.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(images), batch_size):
         loaded = []
@@ -65,12 +68,26 @@ def predict_files(
         for i, ((path, image), (_, t)) in enumerate(zip(loaded, prepped, strict=True)):
             d = detect(out.score[i, 0], out.mask[i, 0], t)
             rec = {"image": str(path), "width": t.src_w, "height": t.src_h, **detection_record(d)}
-            stem = out_dir / path.stem
+            stem = out_dir / names[path]
             overlay = render(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), out.score[i, 0], t, d.box)
             write_bytes_atomic(stem.with_suffix(".png"), encode_png(overlay))
             write_text_atomic(stem.with_suffix(".json"), json.dumps(rec, indent=1))
             records.append(rec)
+    if images and not records:
+        raise ImageError(f"none of the {len(images)} image(s) could be read ({skipped[0][1]})")
     return records, skipped
+
+
+def output_names(images: Sequence[Path]) -> dict[Path, str]:
+    """File stems for the outputs, suffixed where two inputs share one (a.jpg / a.png, d1/x / d2/x)."""
+    names: dict[Path, str] = {}
+    seen: dict[str, int] = {}
+    for path in images:
+        stem = path.stem
+        n = seen.get(stem, 0)
+        seen[stem] = n + 1
+        names[path] = stem if n == 0 else f"{stem}_{n}"
+    return names
 
 
 def encode_png(image: np.ndarray) -> bytes:

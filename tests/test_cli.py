@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from rpol_edge.artifact import ModelArtifact
 from rpol_edge.cli import app
 from tests.conftest import SAMPLE
 
@@ -66,8 +67,7 @@ def test_info_predict_eval_calibrate(sample_model: Path, tmp_path: Path) -> None
         "best_threshold",
     ):
         assert key in metrics
-    code, out = run("info", model)
-    assert f"{metrics['best_threshold']}" in out
+    assert ModelArtifact.load(model).meta.threshold == metrics["best_threshold"]
 
 
 @pytest.mark.parametrize(
@@ -78,8 +78,19 @@ def test_info_predict_eval_calibrate(sample_model: Path, tmp_path: Path) -> None
         (["eval", "{model}", "--runtime", "ort", "--data", "voc", "--root", str(SAMPLE)], "export"),
         (
             ["eval", "{model}", "--runtime", "tensorrt", "--data", "voc", "--root", str(SAMPLE)],
+            "runtime trt runs",
+        ),
+        (
+            ["eval", "{model}", "--runtime", "trtt", "--data", "voc", "--root", str(SAMPLE)],
             "did you mean trt",
         ),
+        (["eval", "{model}", "--data", "voc", "--root", str(SAMPLE), "--json", "{empty}"], "is a folder"),
+        (["fit", "--root", str(SAMPLE / "JPEGImages"), "--threshold", "1.5"], "(0, 1)"),
+        (["fit", "--root", str(SAMPLE / "JPEGImages"), "--input-size", "0"], "at least 32"),
+        (["fit", "--root", str(SAMPLE / "JPEGImages"), "-o", "{empty}"], "is a folder"),
+        (["predict", "{model}", "{junk}"], "none of the 1 image"),
+        (["export", "{model}", "--int8", "--trt"], "INT8"),
+        (["export", "{model}", "--int8"], "--calib-data"),
         (["fit", "--data", "folder", "--root", "{empty}"], "no images"),
         (["info", "{junk}"], "not an rpol-edge model"),
         (["predict", "{junk}", str(SAMPLE / "README.md")], "not an rpol-edge model"),
@@ -104,3 +115,14 @@ def test_predict_skips_corrupt_image_with_count(sample_model: Path, tmp_path: Pa
     code, out = run("predict", sample_model, bad, good, "-o", tmp_path / "p")
     assert code == 0, out
     assert "skipped 1" in out and "wrote 1 overlay" in out
+
+
+def test_missing_extra_names_the_extra(sample_model: Path, tmp_path: Path) -> None:
+    """Without TensorRT, --trt says which extra to install (brackets intact), before any work."""
+    from rpol_edge.runtimes import RUNTIMES, missing_modules
+
+    if not missing_modules(RUNTIMES["trt"]):
+        pytest.skip("TensorRT is installed here")
+    code, out = run("export", sample_model, "--trt", "-o", tmp_path / "exp")
+    assert "rpol-edge[tensorrt]" in one_line_error(code, out)
+    assert not (tmp_path / "exp" / "model.onnx").exists()

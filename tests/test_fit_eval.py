@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rpol_edge.artifact import ModelArtifact
-from rpol_edge.backbones import BackboneError, BackboneSpec, build_backbone
+from rpol_edge.backbones import BackboneError, BackboneSpec, build_backbone, lite0_checkpoint
 from rpol_edge.evaluate import evaluate
 from rpol_edge.fit import FitConfig, fit
 from rpol_edge.metadata import MetadataError
@@ -22,8 +22,9 @@ def test_lite0_loads_real_imagenet_weights() -> None:
     bb = build_backbone(BackboneSpec("lite0"), 224)
     assert (bb.channels, bb.stride) == (1280, 32)
     assert bb.mean == (0.5, 0.5, 0.5)  # from timm's pretrained_cfg, not hard-coded
-    first = bb.module.model.conv_stem.weight
-    assert float(first.abs().sum()) > 1.0  # not a fresh init of zeros; the mapped tensors are in place
+    packaged = torch.load(lite0_checkpoint(), map_location="cpu", weights_only=True)
+    assert torch.equal(bb.module.model.conv_stem.weight, packaged["_conv_stem.weight"])
+    assert torch.equal(bb.module.model.bn2.running_var, packaged["_bn1.running_var"])
 
 
 def test_model_file_round_trip_and_guards(sample_model: Path, tmp_path: Path) -> None:
@@ -96,3 +97,55 @@ def test_raccoon_accuracy_at_448(tmp_path: Path) -> None:
     assert m["n_images"] == 40
     assert m["maxboxacc_v2_rpol"] >= 68.0
     assert m["maxboxacc"] >= 75.0
+
+
+def test_dino_vit_preset_uses_its_own_config(tmp_path: Path) -> None:
+    """A raw DINO ViT-S/16 state dict: ImageNet mean/std from the .dino config, patch grid, 384 ch."""
+    import timm
+
+    sd = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0).state_dict()
+    ckpt = tmp_path / "dino_deitsmall16_pretrain.pth"
+    torch.save(sd, ckpt)
+    bb = build_backbone(BackboneSpec("dino_vits16", str(ckpt)), 224)
+    assert bb.mean == pytest.approx((0.485, 0.456, 0.406)) and bb.std == pytest.approx((0.229, 0.224, 0.225))
+    assert (bb.channels, bb.stride) == (384, 16)
+    f = bb.module(torch.zeros(1, 3, 224, 224))
+    assert tuple(f.shape) == (1, 384, 14, 14)  # class token dropped, tokens on a 14x14 grid
+
+
+def test_caam_and_classwise_heads(tmp_path: Path) -> None:
+    """CAAM fits no w* (uniform head, tau 0); a class-wise fit gives one unit w* row per class and
+    evaluates each image with its own class's row."""
+    import shutil
+
+    from rpol_edge.data import read_dataset
+
+    caam = fit(FitConfig("voc", SAMPLE, "train", input_size=224, head="caam", workers=0)).artifact
+    assert caam.meta.head == "caam" and caam.meta.tau == 0.0
+    assert np.allclose(caam.w, caam.w[0, 0])
+
+    # A tiny CUB-layout tree from the sample photos: two classes, boxes from the VOC files.
+    root = tmp_path / "CUB_200_2011"
+    (root / "images").mkdir(parents=True)
+    lines = {"images": [], "split": [], "labels": [], "boxes": []}
+    for i, s in enumerate(
+        read_dataset("voc", SAMPLE, "train")[:8] + read_dataset("voc", SAMPLE, "test")[:4], 1
+    ):
+        shutil.copy(s.path, root / "images" / s.path.name)
+        x0, y0, x1, y1 = s.boxes[0]
+        lines["images"].append(f"{i} {s.path.name}")
+        lines["split"].append(f"{i} {1 if i <= 8 else 0}")
+        lines["labels"].append(f"{i} {1 + i % 2}")
+        lines["boxes"].append(f"{i} {x0} {y0} {x1 - x0} {y1 - y0}")
+    for name, key in [("images", "images"), ("train_test_split", "split"),
+                      ("image_class_labels", "labels"), ("bounding_boxes", "boxes")]:  # fmt: skip
+        (root / f"{name}.txt").write_text("\n".join(lines[key]) + "\n")
+    res = fit(FitConfig("cub", root, "train", input_size=224, classwise=True, workers=0))
+    art = res.artifact
+    assert art.meta.n_heads == 2 and art.count.tolist() == [4, 4]
+    assert np.allclose(np.linalg.norm(art.w, axis=1), 1.0) and not np.allclose(art.w[0], art.w[1])
+    model = tmp_path / "cw.rpol"
+    art.save(model)
+    with open_runtime(model, "torch") as rt:
+        m = evaluate(rt, "cub", root, "test", workers=0).metrics
+    assert m["n_images"] == 4

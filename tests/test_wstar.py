@@ -134,3 +134,19 @@ def test_mask_matches_reference_threshold_rule() -> None:
         for i in range(2):
             host = threshold_mask(to_uint8_map(score[i, 0].numpy()), t) > 0
             assert np.array_equal(host, mask[i, 0].numpy() > 0)
+
+
+def test_in_graph_threshold_equals_host_rule_for_every_peak() -> None:
+    """Every threshold of the evaluation grid x every uint8 peak: graph mask == reference host mask."""
+    from rpol_edge.boxes import threshold_mask, to_uint8_map
+    from rpol_edge.metrics import DEFAULT_THRESHOLDS
+
+    ramp = np.linspace(0.0, 1.0, 256, dtype=np.float32)
+    maps = np.stack([ramp * (peak / 255.0) + 1e-7 for peak in range(1, 256)]).reshape(255, 1, 16, 16)
+    score = torch.from_numpy(maps)
+    for t in DEFAULT_THRESHOLDS:
+        loc = Localizer(_Identity(torch.zeros(1)), torch.ones(1), (0.5,) * 3, (0.5,) * 3, 16, float(t))
+        graph = loc.binarize(score).numpy()[:, 0] > 0
+        for i in range(len(maps)):
+            host = threshold_mask(to_uint8_map(maps[i, 0]), float(t)) > 0
+            assert np.array_equal(host, graph[i]), (t, i)

@@ -14,20 +14,24 @@ import numpy as np
 
 from rpol_edge.artifact import atomic_write
 from rpol_edge.data import read_dataset
-from rpol_edge.export.onnx_export import INPUT, ExportError, _set_metadata, read_onnx_meta
+from rpol_edge.export.onnx_export import INPUT, ExportError, _set_metadata, onnx_batch_range, read_onnx_meta
 from rpol_edge.fit import sample_subset
 from rpol_edge.loader import iterate_batches
 from rpol_edge.metadata import ModelMeta
 
 
 def calibration_frames(
-    data: str, root: Path, split: str, resize: int, crop: int, count: int = 64, seed: int = 0
+    data: str, root: Path, split: str, resize: int, crop: int, count: int = 64, seed: int = 0, batch: int = 1
 ) -> Iterator[np.ndarray]:
+    """Batches of ``batch`` pre-processed frames (the graph's fixed batch, or 1 when it is dynamic)."""
     samples = read_dataset(data, root, split)
     ratio = min(1.0, count / max(len(samples), 1))
-    for batch in iterate_batches(sample_subset(samples, ratio, seed), resize, crop, batch_size=1, workers=0):
-        if len(batch.frames):
-            yield batch.frames
+    pending: list[np.ndarray] = []
+    for b in iterate_batches(sample_subset(samples, ratio, seed), resize, crop, batch_size=8, workers=0):
+        pending.extend(b.frames)
+        while len(pending) >= batch:
+            yield np.stack(pending[:batch])
+            pending = pending[batch:]
 
 
 def quantize_int8(
@@ -47,7 +51,8 @@ def quantize_int8(
     except ImportError:
         raise ExportError("INT8 export needs onnxruntime: pip install 'rpol-edge[ort]'") from None
     meta = read_onnx_meta(fp32_onnx)
-    frames = calibration_frames(data, root, split, meta.resize_size, meta.input_size, count)
+    lo, _ = onnx_batch_range(fp32_onnx)
+    frames = calibration_frames(data, root, split, meta.resize_size, meta.input_size, count, batch=lo)
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def get_next(self) -> dict[str, Any] | None:
@@ -62,7 +67,7 @@ def quantize_int8(
         pre = tmp.with_suffix(".pre.onnx")
         try:
             quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
-            quantize_static(
+            quantize_static(  # onnxruntime raises its own exception types: reported as ExportError below
                 str(pre),
                 str(tmp),
                 Reader(),
@@ -74,6 +79,10 @@ def quantize_int8(
                 nodes_to_exclude=head,
                 calibrate_method=CalibrationMethod.MinMax,
             )
+        except Exception as exc:
+            if isinstance(exc, ExportError):
+                raise
+            raise ExportError(f"INT8 quantization failed: {exc.__class__.__name__}: {exc}") from None
         finally:
             pre.unlink(missing_ok=True)
         q = onnx.load(str(tmp))

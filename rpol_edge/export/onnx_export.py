@@ -7,7 +7,6 @@ Input ``frames`` uint8 NHWC (batch fixed or dynamic); outputs ``score`` float32 
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 
@@ -35,10 +34,6 @@ def _onnx():  # type: ignore[no-untyped-def]
     except ImportError:
         raise ExportError("ONNX export needs onnx: pip install 'rpol-edge[onnx]'") from None
     return onnx
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _trace(

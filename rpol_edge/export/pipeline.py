@@ -13,7 +13,6 @@ from rpol_edge.export.onnx_export import ExportError, export_onnx
 class ExportRequest:
     model: Path
     out_dir: Path
-    onnx: bool = True
     trt: bool = False
     fp16: bool = False
     int8: bool = False
@@ -26,6 +25,24 @@ class ExportRequest:
     calib_root: Path | None = None
     calib_split: str = "train"
     workspace_mb: int = 1024
+
+    def validate(self) -> None:
+        """Refuse impossible combinations before anything is traced or built."""
+        if self.model.suffix != ".rpol":
+            raise ExportError(f"{self.model}: export starts from a fitted .rpol model")
+        if self.int8 and self.trt:
+            raise ExportError(
+                "TensorRT INT8 is not supported by rpol-edge yet: build --fp16 for GPUs, "
+                "and use --int8 without --trt for the ONNX Runtime INT8 model (CPUs)"
+            )
+        if self.int8 and not (self.calib_data and self.calib_root):
+            raise ExportError("--int8 needs calibration images: --calib-data KIND --calib-root DIR")
+        if self.trt:
+            from rpol_edge.export.trt_build import require_tensorrt
+
+            require_tensorrt()
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ExportError(f"{self.out_dir} exists and is not a folder")
 
 
 @dataclass
@@ -47,17 +64,14 @@ def parse_batch(text: str) -> tuple[int, int, int]:
 
 
 def run_export(req: ExportRequest) -> ExportResult:
-    if req.model.suffix != ".rpol":
-        raise ExportError(f"{req.model}: export starts from a fitted .rpol model")
+    req.validate()
     res = ExportResult()
     onnx_path = req.out_dir / FORMATS["onnx"].filename
     export_onnx(req.model, onnx_path, req.opset, req.batch, "fp32", req.exporter, req.simplify, req.weights)
     res.files["onnx"] = onnx_path
-    if req.int8 and not req.trt:
+    if req.int8 and req.calib_root:
         from rpol_edge.export.int8 import quantize_int8
 
-        if not (req.calib_data and req.calib_root):
-            raise ExportError("--int8 needs calibration images: --calib-data KIND --calib-root DIR")
         path = req.out_dir / FORMATS["onnx-int8"].filename
         quantize_int8(onnx_path, path, req.calib_data, req.calib_root, req.calib_split)
         res.files["onnx-int8"] = path

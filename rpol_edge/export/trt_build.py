@@ -27,14 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from rpol_edge.artifact import atomic_write
+from rpol_edge.artifact import file_sha256, write_bytes_atomic
+from rpol_edge.export.onnx_export import INPUT, OUTPUTS, read_onnx_meta
 from rpol_edge.metadata import MetadataError, ModelMeta
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
-INPUT = "frames"
-OUTPUTS = ("score", "mask")
 PRECISIONS = ("fp32", "fp16", "int8")
 SIDECAR_SUFFIX = ".json"
 REBUILD_HINT = "rebuild it on this device: rpol-edge export MODEL --onnx --trt -o DIR"
@@ -176,14 +175,6 @@ def check_engine_compatible(
         raise MetadataError(f"{source} was built for {'; '.join(problems)}: {REBUILD_HINT}")
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 _LOGGER: trt.ILogger | None = None
 
 
@@ -211,13 +202,6 @@ def _parse_errors(parser: trt.OnnxParser) -> str:
 def dims(d: trt.Dims) -> tuple[int, ...]:
     """A TensorRT shape as a tuple (-1 for a dynamic dimension)."""
     return tuple(int(d[i]) for i in range(len(d)))
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    def write(tmp: Path) -> None:
-        tmp.write_bytes(data)
-
-    atomic_write(path, write)
 
 
 def _check_batch(batch: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -273,7 +257,6 @@ def build_engine(
     require_tensorrt()
     import tensorrt as trt
 
-    from rpol_edge.export.onnx_export import read_onnx_meta
     from rpol_edge.runtimes import cuda_mem
 
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
@@ -286,7 +269,8 @@ def build_engine(
     if precision == "fp16" and strategy == "strongly_typed" and onnx_meta.precision != "fp16":
         raise EngineBuildError(
             f"TensorRT {version} builds FP16 as a strongly typed network: pass the FP16-cast ONNX "
-            f"(rpol-edge export --precision fp16), not {onnx_path.name} ({onnx_meta.precision})"
+            f"(rpol-edge export MODEL --onnx --fp16 --trt writes it), "
+            f"not {onnx_path.name} ({onnx_meta.precision})"
         )
     if precision == "fp32" and onnx_meta.precision != "fp32":
         raise EngineBuildError(
@@ -340,7 +324,7 @@ def build_engine(
     plan_bytes = bytes(memoryview(plan))
     if timing_cache is not None:
         serialized = bytes(memoryview(config.get_timing_cache().serialize()))
-        _write_bytes(Path(timing_cache), serialized)
+        write_bytes_atomic(Path(timing_cache), serialized)
 
     meta = EngineMeta(
         tensorrt_version=version,
@@ -351,13 +335,13 @@ def build_engine(
         opt_batch=opt,
         max_batch=hi,
         input_size=k,
-        onnx_sha256=_file_sha256(onnx_path),
+        onnx_sha256=file_sha256(onnx_path),
         model=onnx_meta.replace(precision=precision),
         engine_sha256=hashlib.sha256(plan_bytes).hexdigest(),
         fp16_strategy=strategy if precision == "fp16" else "",
     )
     side = sidecar_path(engine_path)
     side.unlink(missing_ok=True)  # never leave an old sidecar describing the new plan
-    _write_bytes(engine_path, plan_bytes)
-    _write_bytes(side, meta.to_json().encode())
+    write_bytes_atomic(engine_path, plan_bytes)
+    write_bytes_atomic(side, meta.to_json().encode())
     return meta

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,10 +95,9 @@ def choose(model: Path, runtime: str) -> RuntimeInfo:
         raise InferenceError(
             f"{model}: unknown model file type {suffix!r}; expected one of {', '.join(known)}"
         )
+    runtime = ALIASES.get(runtime, runtime)
     if runtime not in RUNTIMES:
-        close = (
-            [ALIASES[runtime]] if runtime in ALIASES else difflib.get_close_matches(runtime, RUNTIMES, n=1)
-        )
+        close = difflib.get_close_matches(runtime, RUNTIMES, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise InferenceError(f"unknown runtime {runtime!r}{hint}; choose auto, {', '.join(RUNTIMES)}")
     info = RUNTIMES[runtime]
@@ -150,5 +150,12 @@ def open_runtime(model: Path, runtime: str = "auto", **options: Any) -> Runtime:
             else f"runtime {info.name} needs {', '.join(gone)}"
         )
     cls = getattr(importlib.import_module(info.module), info.cls)
-    accepted = cls.__init__.__code__.co_varnames
-    return cls(Path(model), **{k: v for k, v in options.items() if k in accepted and v is not None})  # type: ignore[no-any-return]
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "model_path"}
+    given = {k: v for k, v in options.items() if v is not None}
+    unused = sorted(set(given) - accepted)
+    if unused:
+        raise InferenceError(
+            f"runtime {info.name} does not take {', '.join('--' + u.replace('_', '-') for u in unused)} "
+            f"(it takes {', '.join(sorted(accepted))})"
+        )
+    return cls(Path(model), **given)  # type: ignore[no-any-return]

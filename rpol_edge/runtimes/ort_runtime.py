@@ -56,6 +56,7 @@ class OrtRuntime(Runtime):
         super().__init__(meta, lo, hi)
         self.path = Path(model_path)
         self.device = device
+        self.device_id = int(device.split(":")[1]) if ":" in device else 0
         self.threads = threads
         self.precision = precision or meta.precision
         self.cache_dir = cache_dir or self.path.parent / "ort_trt_cache"
@@ -92,11 +93,11 @@ class OrtRuntime(Runtime):
 
     def _infer(self, frames: np.ndarray) -> Output:
         if self.providers and self.providers[0] != "CPUExecutionProvider":
-            # IO binding: outputs stay on the device until the single copy back.
+            # IO binding: outputs are allocated on the GPU and copied back once, together.
             io = self.session.io_binding()
             io.bind_cpu_input(INPUT, frames)
             for name in OUTPUTS:
-                io.bind_output(name)
+                io.bind_output(name, "cuda", self.device_id)
             self.session.run_with_iobinding(io)
             score, mask = io.copy_outputs_to_cpu()
         else:
