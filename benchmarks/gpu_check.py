@@ -12,29 +12,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from rpol_edge.bench import bench_runtime
-from rpol_edge.boxes import boxes_from_mask
+from rpol_edge.compare import agreement, dataset_frames
 from rpol_edge.data import read_dataset
 from rpol_edge.evaluate import evaluate
 from rpol_edge.fit import FitConfig, fit
-from rpol_edge.loader import iterate_batches
 from rpol_edge.runtimes import infer_all, open_runtime
-
-
-def compare(a, b) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    same = sum(
-        np.array_equal(boxes_from_mask(a.mask[i, 0], False), boxes_from_mask(b.mask[i, 0], False))
-        for i in range(len(a.score))
-    )
-    return {
-        "max_abs_map": float(np.abs(a.score - b.score).max()),
-        "mean_abs_map": float(np.abs(a.score - b.score).mean()),
-        "boxes_identical": int(same),
-        "n": len(a.score),
-    }
 
 
 def main() -> None:
@@ -59,10 +44,7 @@ def main() -> None:
         "cuda_fp16": {"device": "cuda", "precision": "fp16"},
     }.items():
         with open_runtime(model, "torch", **opts) as rt:
-            meta = rt.meta
-            frames = np.concatenate(
-                [b.frames for b in iterate_batches(samples, meta.resize_size, meta.input_size, 40, 8)]
-            )
+            frames = dataset_frames(rt.meta, "voc", args.root, "test", workers=8)
             outs[name] = infer_all(rt, frames)
             rec[f"eval_{name}"] = evaluate(rt, "voc", args.root, "test", workers=8).metrics
             if name != "cpu_fp32":
@@ -73,8 +55,8 @@ def main() -> None:
                     ).to_dict()
                     for b in (1, 8)
                 ]
-    rec["parity_cuda_fp32_vs_cpu_fp32"] = compare(outs["cuda_fp32"], outs["cpu_fp32"])
-    rec["parity_cuda_fp16_vs_cuda_fp32"] = compare(outs["cuda_fp16"], outs["cuda_fp32"])
+    rec["parity_cuda_fp32_vs_cpu_fp32"] = agreement(outs["cuda_fp32"], outs["cpu_fp32"]).to_dict()
+    rec["parity_cuda_fp16_vs_cuda_fp32"] = agreement(outs["cuda_fp16"], outs["cuda_fp32"]).to_dict()
     args.out.write_text(json.dumps(rec, indent=1, default=str))
     print(json.dumps({k: v for k, v in rec.items() if k.startswith(("parity", "gpu", "fit"))}, indent=1))
 

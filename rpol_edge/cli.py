@@ -371,6 +371,38 @@ def bench(
 
 
 @app.command()
+def compare(
+    reference: Annotated[Path, typer.Argument(help="reference model file (usually the .rpol, torch FP32)")],
+    candidate: Annotated[Path, typer.Argument(help="model file to check against it (.onnx, .engine, .rpol)")],
+    root: Root,
+    data: Data = "voc",
+    split: Split = "test",
+    ref_device: Annotated[str, typer.Option(help="device of the reference runtime")] = "cpu",
+    device: Device = "auto",
+    precision: Annotated[str | None, typer.Option(help="torch candidate precision fp32 | fp16")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the agreement record here")] = None,
+    workers: int = 2,
+) -> None:
+    """Parity of two runtimes on a split: max/mean |score map difference| and box agreement."""
+    from rpol_edge.artifact import write_text_atomic
+    from rpol_edge.compare import compare as run_compare
+    from rpol_edge.compare import dataset_frames
+    from rpol_edge.runtimes import open_runtime
+
+    with cli_errors():
+        ref = open_runtime(reference, "auto", device=ref_device)
+        cand = open_runtime(candidate, "auto", device=device, precision=precision)
+        with ref, cand:
+            frames = dataset_frames(ref.meta, data, root, split, workers)
+            result = run_compare(ref, cand, frames)
+        record = {"reference": ref.description, "candidate": cand.description, **result.to_dict()}
+        for key, value in record.items():
+            out.print(f"{key:16s} {value}", highlight=False)
+        if json_out:
+            write_text_atomic(json_out, json.dumps(record, indent=1))
+
+
+@app.command()
 def demo(
     output: Annotated[
         Path, typer.Option("-o", "--output", help="folder for the model, metrics, overlays")

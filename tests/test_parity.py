@@ -10,11 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rpol_edge.boxes import boxes_from_mask, iou_inclusive
-from rpol_edge.data import read_dataset
-from rpol_edge.loader import iterate_batches
-from rpol_edge.metadata import ModelMeta
-from rpol_edge.runtimes import RUNTIMES, infer_all, missing_modules, open_runtime
+from rpol_edge.compare import agreement, compare, dataset_frames
+from rpol_edge.runtimes import RUNTIMES, Output, missing_modules, open_runtime
 from tests.conftest import SAMPLE, SHARED_RACCOON
 
 # name -> (runtime, options, max |score - reference|, fraction of frames whose box must be identical)
@@ -24,17 +21,6 @@ CASES = {
     # FP16 moves contour edges by a pixel now and then: boxes must agree to IoU >= 0.9 instead.
     "torch-cuda-fp16": ("torch", {"device": "cuda", "precision": "fp16"}, 2e-2, 0.0),
 }
-
-
-def test_frames(meta: ModelMeta) -> np.ndarray:
-    root = SHARED_RACCOON if SHARED_RACCOON.is_dir() else SAMPLE
-    samples = read_dataset("voc", root, "test")
-    return np.concatenate(
-        [b.frames for b in iterate_batches(samples, meta.resize_size, meta.input_size, 20, 0)]
-    )
-
-
-test_frames.__test__ = False  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -48,18 +34,27 @@ def test_runtime_matches_torch_reference(case: str, sample_model: Path, sample_o
 
         if not torch.cuda.is_available():
             pytest.skip("no CUDA device")
-    with open_runtime(sample_model, "torch") as ref_rt:
-        frames = test_frames(ref_rt.meta)
-        ref = infer_all(ref_rt, frames)
+    root = SHARED_RACCOON if SHARED_RACCOON.is_dir() else SAMPLE
     model = sample_onnx if name == "ort" else sample_model
-    with open_runtime(model, name, **options) as rt:
-        got = infer_all(rt, frames)
-    assert len(frames) >= 12
-    assert np.abs(got.score - ref.score).max() <= tol
-    same = 0
-    for i in range(len(frames)):
-        a = boxes_from_mask(got.mask[i, 0], multi_contour=False)
-        b = boxes_from_mask(ref.mask[i, 0], multi_contour=False)
-        same += bool(np.array_equal(a, b))
-        assert iou_inclusive(a, b)[0, 0] >= 0.9, f"frame {i}: {a} vs {b}"
-    assert same >= identical * len(frames), f"{same}/{len(frames)} boxes identical"
+    with open_runtime(sample_model, "torch") as ref, open_runtime(model, name, **options) as rt:
+        frames = dataset_frames(ref.meta, "voc", root, "test", workers=0)
+        result = compare(ref, rt, frames)
+    assert result.n == len(frames) >= 12
+    assert result.max_abs_map <= tol
+    assert result.boxes_iou_090 == result.n
+    assert result.boxes_identical >= identical * result.n, result
+
+
+def test_agreement_counts_by_hand() -> None:
+    k = 8
+    score = np.zeros((2, 1, k, k), np.float32)
+    mask = np.zeros((2, 1, k, k), np.uint8)
+    mask[0, 0, 2:6, 2:6] = 1  # box [2, 2, 6, 6] after the wsolevaluation +1 overshoot
+    mask[1, 0, 0:3, 0:3] = 1
+    other_score, other_mask = score.copy(), mask.copy()
+    other_score[1, 0, 4, 4] = 0.25
+    other_mask[1, 0] = 0
+    other_mask[1, 0, 4:8, 4:8] = 1  # disjoint box on the second frame
+    res = agreement(Output(score, mask), Output(other_score, other_mask))
+    assert (res.n, res.boxes_identical, res.boxes_iou_090) == (2, 1, 1)
+    assert res.max_abs_map == 0.25 and res.mean_abs_map == 0.25 / (2 * k * k)
