@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rpol_edge.export.onnx_export import INPUT
 from rpol_edge.export.trt_build import (
-    INPUT,
     EngineMeta,
     TrtUnavailable,
     check_engine_compatible,
