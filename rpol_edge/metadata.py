@@ -92,13 +92,7 @@ class ModelMeta:
 
     @classmethod
     def from_json(cls, text: str, source: str = "artifact") -> ModelMeta:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise MetadataError(f"{source}: metadata is not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise MetadataError(f"{source}: metadata is not a JSON object")
-        return cls.from_dict(data, source)
+        return cls.from_dict(json_object(text, source), source)
 
     def validate(self, source: str = "artifact") -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -111,6 +105,17 @@ class ModelMeta:
             raise MetadataError(f"{source}: unknown head {self.head!r} (expected rpol or caam)")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise MetadataError(f"{source}: mean/std must be three numbers, std > 0")
+
+
+def json_object(text: str, source: str) -> dict[str, Any]:
+    """Parse a metadata JSON object, or raise MetadataError naming the source."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MetadataError(f"{source}: metadata is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise MetadataError(f"{source}: metadata is not a JSON object")
+    return data
 
 
 def same_model(a: ModelMeta, b: ModelMeta) -> bool:

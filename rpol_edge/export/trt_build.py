@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from rpol_edge.artifact import file_sha256, write_bytes_atomic
 from rpol_edge.export.onnx_export import INPUT, OUTPUTS, read_onnx_meta
-from rpol_edge.metadata import MetadataError, ModelMeta
+from rpol_edge.metadata import MetadataError, ModelMeta, json_object
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -128,11 +128,8 @@ class EngineMeta:
 
     @classmethod
     def from_json(cls, text: str, source: str = "engine sidecar") -> EngineMeta:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise MetadataError(f"{source}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        data = json_object(text, source)
+        if not isinstance(data.get("model"), dict):
             raise MetadataError(f"{source}: not an rpol-edge engine sidecar (no model record)")
         names = {f.name for f in dataclasses.fields(cls)}
         kept = {k: v for k, v in data.items() if k in names}
