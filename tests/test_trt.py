@@ -13,6 +13,7 @@ from rpol_edge.export.trt_build import (
     TrtUnavailable,
     build_engine,
     check_engine_compatible,
+    check_engine_fresh,
     choose_onnx,
     fp16_strategy,
     read_engine_meta,
@@ -437,3 +438,18 @@ def test_build_and_infer(tmp_path: Path, precision: str, cuda_graph: bool) -> No
     # The same engine refused on another TensorRT, with the command to rebuild.
     with pytest.raises(MetadataError, match="rebuild"):
         check_engine_compatible(meta, "0.0.0", meta.gpu_name, meta.compute_capability)
+
+
+def test_stale_engine_is_refused(tmp_path: Path) -> None:
+    """An ONNX re-exported beside its engine (new w*, threshold...) makes the old engine stale."""
+    from rpol_edge.artifact import file_sha256
+
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"graph v1")
+    meta = engine_meta(onnx_sha256=file_sha256(onnx_file), onnx_name="model.onnx")
+    check_engine_fresh(meta, tmp_path / "model.engine")
+    onnx_file.write_bytes(b"graph v2")
+    with pytest.raises(MetadataError, match="stale.*rebuild"):
+        check_engine_fresh(meta, tmp_path / "model.engine")
+    onnx_file.unlink()  # engine shipped alone: nothing to compare against
+    check_engine_fresh(meta, tmp_path / "model.engine")

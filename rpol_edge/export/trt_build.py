@@ -117,6 +117,8 @@ class EngineMeta:
     engine_sha256: str = ""
     """sha256 of the plan, so a sidecar left beside another engine is caught."""
     fp16_strategy: str = ""
+    onnx_name: str = ""
+    """File name of the ONNX it was built from (beside the engine), for the staleness check."""
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -138,6 +140,16 @@ class EngineMeta:
             return cls(**kept)
         except TypeError as exc:
             raise MetadataError(f"{source}: malformed engine sidecar ({exc}); {REBUILD_HINT}") from None
+
+
+def check_engine_fresh(meta: EngineMeta, engine_path: Path) -> None:
+    """Refuse an engine whose source ONNX (still beside it) was re-exported after the build: the
+    engine would silently run the old w*, threshold or preprocessing."""
+    if not meta.onnx_name:
+        return
+    src = Path(engine_path).parent / meta.onnx_name
+    if src.is_file() and file_sha256(src) != meta.onnx_sha256:
+        raise MetadataError(f"{engine_path} is stale: {src.name} changed after it was built; {REBUILD_HINT}")
 
 
 def sidecar_path(engine_path: Path) -> Path:
@@ -336,6 +348,7 @@ def build_engine(
         model=onnx_meta.replace(precision=precision),
         engine_sha256=hashlib.sha256(plan_bytes).hexdigest(),
         fp16_strategy=strategy if precision == "fp16" else "",
+        onnx_name=onnx_path.name if onnx_path.parent.resolve() == engine_path.parent.resolve() else "",
     )
     side = sidecar_path(engine_path)
     side.unlink(missing_ok=True)  # never leave an old sidecar describing the new plan

@@ -24,6 +24,7 @@ from rpol_edge.export.trt_build import (
     EngineMeta,
     TrtUnavailable,
     check_engine_compatible,
+    check_engine_fresh,
     dims,
     read_engine_meta,
     require_tensorrt,
@@ -78,6 +79,7 @@ class TrtRuntime(Runtime):
             raise InferenceError(str(exc)) from None
         self.engine_meta: EngineMeta = read_engine_meta(self.model_path)
         check_engine_compatible(self.engine_meta, trt.__version__, gpu_name, cc, source=str(self.model_path))
+        check_engine_fresh(self.engine_meta, self.model_path)
         em = self.engine_meta
         super().__init__(em.model.replace(precision=em.precision), em.min_batch, em.max_batch)
         self.gpu_name = gpu_name
