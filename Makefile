@@ -19,7 +19,7 @@ demo: $(STAMP)
 typecheck: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH bash scripts/typecheck.sh
 	$(VENV)/bin/mypy rpol_edge
-	$(VENV)/bin/ruff check rpol_edge tests benchmarks
+	$(VENV)/bin/ruff check rpol_edge tests benchmarks examples
 
 test: $(STAMP) typecheck
 	$(PY) -m pytest -q -rs -p no:cacheprovider

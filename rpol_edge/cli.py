@@ -257,8 +257,8 @@ def predict(
 
     with cli_errors():
         rt = open_runtime(model, runtime, device=device, weights=weights)
-        with rt:
-            records, skipped = predict_files(rt, images, output)
+        with rt, progress_bar("predict") as update:
+            records, skipped = predict_files(rt, images, output, progress=update)
         _report_skips(skipped)
         for r in records:
             out.print(f"{r['image']}: box={r['box']} score={r['score']:.3f}", highlight=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,11 @@ def detection_record(d: Detection) -> dict[str, Any]:
 
 
 def predict_files(
-    runtime: Runtime, images: Sequence[Path], out_dir: Path, batch_size: int = 8
+    runtime: Runtime,
+    images: Sequence[Path],
+    out_dir: Path,
+    batch_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
     """Write ``<stem>.png`` (overlay) and ``<stem>.json`` per image; returns the records and the skips."""
     meta = runtime.meta
@@ -62,6 +66,8 @@ def predict_files(
             except ImageError as exc:
                 skipped.append((path, str(exc)))
         if not loaded:
+            if progress:
+                progress(min(start + batch_size, len(images)), len(images))
             continue
         prepped = [resize_crop(img, meta.resize_size, meta.input_size) for _, img in loaded]
         out = infer_all(runtime, np.stack([f for f, _ in prepped]))
@@ -73,6 +79,8 @@ def predict_files(
             write_bytes_atomic(stem.with_suffix(".png"), encode_png(overlay))
             write_text_atomic(stem.with_suffix(".json"), json.dumps(rec, indent=1))
             records.append(rec)
+        if progress:
+            progress(min(start + batch_size, len(images)), len(images))
     if images and not records:
         raise ImageError(f"none of the {len(images)} image(s) could be read ({skipped[0][1]})")
     return records, skipped
