@@ -89,7 +89,6 @@ def test_info_predict_eval_calibrate(sample_model: Path, tmp_path: Path) -> None
         (["fit", "--root", str(SAMPLE / "JPEGImages"), "--input-size", "0"], "at least 32"),
         (["fit", "--root", str(SAMPLE / "JPEGImages"), "-o", "{empty}"], "is a folder"),
         (["predict", "{model}", "{junk}"], "none of the 1 image"),
-        (["export", "{model}", "--int8", "--trt"], "INT8"),
         (["export", "{model}", "--int8"], "--calib-data"),
         (["fit", "--data", "folder", "--root", "{empty}"], "no images"),
         (["info", "{junk}"], "not an rpol-edge model"),

@@ -54,11 +54,18 @@ def test_fixed_batch_is_enforced(sample_model: Path, tmp_path: Path) -> None:
             rt.infer(np.zeros((2, k, k, 3), np.float32))
 
 
-def test_int8_loses_at_most_two_points(sample_model: Path, sample_onnx: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("symmetric", [False, True], ids=["ort-uint8", "trt-symmetric"])
+def test_int8_loses_at_most_two_points(symmetric: bool, sample_onnx: Path, tmp_path: Path) -> None:
+    """Both QDQ flavours (ORT CPU's uint8 activations; TensorRT's symmetric int8) keep accuracy."""
     root = SHARED_RACCOON if SHARED_RACCOON.is_dir() else SAMPLE
     q = tmp_path / "model.int8.onnx"
-    meta = quantize_int8(sample_onnx, q, "voc", root, "train", count=32)
-    assert meta.precision == "int8" and read_onnx_meta(q).precision == "int8"
+    meta = quantize_int8(sample_onnx, q, "voc", root, "train", count=32, symmetric=symmetric)
+    assert meta.precision == "int8" and read_onnx_meta(q) == meta
+    assert meta.extra["int8_scheme"] == ("symmetric" if symmetric else "asymmetric")
+    if symmetric:  # TensorRT explicit quantization: every zero point is 0
+        zps = [t for t in onnx.load(str(q)).graph.initializer if t.name.endswith("zero_point")]
+        assert zps and all(not onnx.numpy_helper.to_array(t).any() for t in zps)
+        assert all(onnx.numpy_helper.to_array(t).dtype == np.int8 for t in zps)
     scores = {}
     for path in (sample_onnx, q):
         with open_runtime(path, "ort") as rt:

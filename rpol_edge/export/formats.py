@@ -24,5 +24,12 @@ FORMATS: dict[str, Format] = {
     "onnx-int8": Format(
         "onnx-int8", "model.int8.onnx", ("cpu",), "ort", "QDQ INT8, calibrated on fit images (CPU)"
     ),
+    "onnx-int8-trt": Format(
+        "onnx-int8-trt",
+        "model.int8.trt.onnx",
+        ("cuda",),
+        "ort",
+        "symmetric QDQ INT8, the TensorRT INT8 source",
+    ),
     "trt": Format("trt", "model.engine", ("cuda",), "tensorrt", "TensorRT plan + JSON sidecar"),
 }

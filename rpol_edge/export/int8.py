@@ -35,9 +35,19 @@ def calibration_frames(
 
 
 def quantize_int8(
-    fp32_onnx: Path, out_path: Path, data: str, root: Path, split: str, count: int = 64
+    fp32_onnx: Path,
+    out_path: Path,
+    data: str,
+    root: Path,
+    split: str,
+    count: int = 64,
+    symmetric: bool = False,
 ) -> ModelMeta:
-    """Write a QDQ INT8 model next to the FP32 one, carrying the same metadata (precision int8)."""
+    """Write a QDQ INT8 model next to the FP32 one, carrying the same metadata (precision int8).
+
+    ``symmetric`` writes int8 activations with zero point 0, the only form TensorRT accepts for
+    explicit quantization; the default (uint8 activations) suits ONNX Runtime's CPU kernels.
+    """
     try:
         import onnx
         from onnxruntime.quantization import (
@@ -59,6 +69,8 @@ def quantize_int8(
             batch = next(frames, None)
             return None if batch is None else {INPUT: batch}
 
+    scheme = "symmetric" if symmetric else "asymmetric"
+    written = meta.replace(precision="int8", extra={**meta.extra, "int8_scheme": scheme})
     model = onnx.load(str(fp32_onnx))
     convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
     head = convs[-1:]  # the folded w* conv is the last convolution of the graph
@@ -73,11 +85,17 @@ def quantize_int8(
                 Reader(),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
-                activation_type=QuantType.QUInt8,
+                activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 op_types_to_quantize=["Conv"],
                 nodes_to_exclude=head,
                 calibrate_method=CalibrationMethod.MinMax,
+                # TensorRT takes int8 Q/DQ with zero point 0 and float biases (no int32 bias DQ).
+                extra_options={
+                    "ActivationSymmetric": symmetric,
+                    "WeightSymmetric": True,
+                    "QuantizeBias": not symmetric,
+                },
             )
         except Exception as exc:
             if isinstance(exc, ExportError):
@@ -86,9 +104,8 @@ def quantize_int8(
         finally:
             pre.unlink(missing_ok=True)
         q = onnx.load(str(tmp))
-        written = meta.replace(precision="int8")
         _set_metadata(q, written)
         onnx.save(q, str(tmp))
 
     atomic_write(out_path, write)
-    return meta.replace(precision="int8")
+    return written

@@ -30,11 +30,6 @@ class ExportRequest:
         """Refuse impossible combinations before anything is traced or built."""
         if self.model.suffix != ".rpol":
             raise ExportError(f"{self.model}: export starts from a fitted .rpol model")
-        if self.int8 and self.trt:
-            raise ExportError(
-                "TensorRT INT8 is not supported by rpol-edge yet: build --fp16 for GPUs, "
-                "and use --int8 without --trt for the ONNX Runtime INT8 model (CPUs)"
-            )
         if self.int8 and not (self.calib_data and self.calib_root):
             raise ExportError("--int8 needs calibration images: --calib-data KIND --calib-root DIR")
         if self.trt:
@@ -72,9 +67,11 @@ def run_export(req: ExportRequest) -> ExportResult:
     if req.int8 and req.calib_root:
         from rpol_edge.export.int8 import quantize_int8
 
-        path = req.out_dir / FORMATS["onnx-int8"].filename
-        quantize_int8(onnx_path, path, req.calib_data, req.calib_root, req.calib_split)
-        res.files["onnx-int8"] = path
+        # ONNX Runtime's CPU kernels want uint8 activations; TensorRT only takes symmetric int8.
+        fmt = "onnx-int8-trt" if req.trt else "onnx-int8"
+        path = req.out_dir / FORMATS[fmt].filename
+        quantize_int8(onnx_path, path, req.calib_data, req.calib_root, req.calib_split, symmetric=req.trt)
+        res.files[fmt] = path
     if req.fp16:
         path = req.out_dir / FORMATS["onnx-fp16"].filename
         export_onnx(req.model, path, req.opset, req.batch, "fp16", req.exporter, req.simplify, req.weights)
@@ -86,6 +83,8 @@ def run_export(req: ExportRequest) -> ExportResult:
         source = onnx_path
         if precision == "fp16" and fp16_strategy(tensorrt_version()) == "strongly_typed":
             source = res.files["onnx-fp16"]
+        if precision == "int8":
+            source = res.files["onnx-int8-trt"]
         engine = req.out_dir / FORMATS["trt"].filename
         build_engine(
             source,

@@ -250,7 +250,6 @@ def build_engine(
     batch: tuple[int, int, int] = (1, 1, 1),
     workspace_mb: int = 1024,
     timing_cache: Path | None = None,
-    int8_calibration: Path | None = None,
 ) -> EngineMeta:
     """Build ``engine_path`` (plan) and ``<engine_path>.json`` (:class:`EngineMeta`) on this GPU.
 
@@ -259,9 +258,10 @@ def build_engine(
     ``batch`` is the (min, opt, max) optimization profile. ``timing_cache``, when given, is read
     if it exists and rewritten after the build, which makes rebuilds much faster.
 
-    INT8 is refused: implicit (calibrated) INT8 is gone in TensorRT 11 and needs
-    ``platform_has_fast_int8``; even where both hold, calibration is not supported yet
-    (``int8_calibration``, a folder of images, is reserved for it). Use the ORT INT8 export on CPU.
+    INT8 is explicit quantization: ``onnx_path`` is the symmetric QDQ graph the exporter writes
+    (``model.int8.trt.onnx``, calibrated on fit images), so the Q/DQ scales decide what runs in
+    INT8; implicit calibrated INT8 is deprecated in TensorRT 10 and gone in 11. Refused on GPUs
+    without fast INT8.
     """
     require_tensorrt()
     import tensorrt as trt
@@ -285,9 +285,12 @@ def build_engine(
         raise EngineBuildError(
             f"an FP32 engine needs the FP32 ONNX; {onnx_path.name} is {onnx_meta.precision}"
         )
-    if precision == "int8" and _version_tuple(version)[0] >= 11:
+    if precision == "int8" and (
+        onnx_meta.precision != "int8" or onnx_meta.extra.get("int8_scheme") != "symmetric"
+    ):
         raise EngineBuildError(
-            f"TensorRT {version} has no implicit (calibrated) INT8; use the ORT INT8 export for CPU"
+            f"a TensorRT INT8 engine builds from the symmetric QDQ ONNX "
+            f"(rpol-edge export MODEL --int8 --trt writes model.int8.trt.onnx), not {onnx_path.name}"
         )
 
     gpu_name, cc = cuda_mem.device_info(0)
@@ -296,17 +299,13 @@ def build_engine(
     if precision == "int8":
         if not builder.platform_has_fast_int8:
             raise EngineBuildError(f"{gpu_name} (sm {cc}) has no fast INT8; build fp16 instead")
-        raise EngineBuildError(
-            "INT8 engines are not supported yet (no calibrator"
-            + (f" for {int8_calibration}" if int8_calibration else "")
-            + "): use the ORT INT8 export for CPU, or fp16 here"
-        )
     if precision == "fp16" and not builder.platform_has_fast_fp16:
         warnings.warn(
             f"{gpu_name} (sm {cc}) has no fast FP16; the fp16 engine may be slower than fp32", stacklevel=2
         )
 
-    typed = precision == "fp16" and strategy == "strongly_typed"
+    # Strongly typed from 10.12 on: the graph's own types (FP16 casts, Q/DQ) decide precisions.
+    typed = precision in ("fp16", "int8") and strategy == "strongly_typed"
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if typed else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
@@ -319,6 +318,8 @@ def build_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     if precision == "fp16" and not typed:
         config.set_flag(trt.BuilderFlag.FP16)
+    if precision == "int8" and not typed:
+        config.set_flag(trt.BuilderFlag.INT8)  # lets the weakly typed builder honour the Q/DQ nodes
     profile = builder.create_optimization_profile()
     profile.set_shape(INPUT, trt.Dims([lo, k, k, 3]), trt.Dims([opt, k, k, 3]), trt.Dims([hi, k, k, 3]))
     config.add_optimization_profile(profile)
