@@ -24,5 +24,5 @@ typecheck: $(STAMP)
 test: $(STAMP) typecheck
 	$(PY) -m pytest -q -rs -p no:cacheprovider
 
-bench: $(STAMP)
-	$(PY) benchmarks/latency.py --model out/demo/sample.rpol
+bench: demo
+	$(VENV)/bin/rpol-edge bench out/demo/sample.rpol

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -17,6 +19,7 @@ from pathlib import Path
 import cv2
 
 from rpol_edge.images import is_image_path, load_rgb
+from rpol_edge.inspect import read_meta
 
 
 def write_video(images: list[Path], path: Path, frames: int, size: tuple[int, int] = (640, 480)) -> None:
@@ -34,6 +37,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--runtime", default="auto")
     ap.add_argument("--save", action="store_true", help="also write the annotated video and JSONL")
+    ap.add_argument("--threads", type=int, default=None, help="inference threads (CPU runtimes)")
     args = ap.parse_args()
     images = sorted(p for p in args.images.iterdir() if is_image_path(p))
     with tempfile.TemporaryDirectory() as tmp:
@@ -41,12 +45,24 @@ def main() -> None:
         write_video(images, video, args.frames)
         cmd = [sys.executable, "-m", "rpol_edge.cli", "run", str(args.model), "--source", str(video),
                "--runtime", args.runtime, "--summary", str(summary)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
         if args.save:
             cmd += ["--save", str(Path(tmp) / "out.mp4"), "--jsonl", str(Path(tmp) / "out.jsonl")]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         rec = json.loads(summary.read_text())
     keep = ("runtime", "frames", "mean_fps", "latency_ms", "stage_ms")
-    print(json.dumps({"model": str(args.model), "save": args.save, **{k: rec[k] for k in keep}}))
+    where = {"machine": machine(), "input_size": read_meta(args.model).input_size, "threads": args.threads}
+    print(json.dumps({"model": str(args.model), "save": args.save, **where, **{k: rec[k] for k in keep}}))
+
+
+def machine() -> str:
+    """The GPU's name when torch sees one, else the CPU count and architecture."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{os.cpu_count()} CPU cores, {platform.machine()}"
 
 
 if __name__ == "__main__":

@@ -284,7 +284,7 @@ def export(
         typer.Option("--int8", help="INT8 QDQ ONNX for CPUs (ONNX Runtime), calibrated on --calib-* images"),
     ] = False,
     batch: Annotated[str, typer.Option(help="N (fixed) or MIN:OPT:MAX (dynamic)")] = "1",
-    opset: int = 17,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset (default 17 legacy, 18 dynamo)")] = None,
     exporter: Annotated[str, typer.Option(help="legacy | dynamo (torch.onnx)")] = "legacy",
     simplify: Annotated[bool, typer.Option(help="onnxslim graph simplification")] = False,
     weights: Weights = None,

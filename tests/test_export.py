@@ -37,8 +37,7 @@ def test_export_passes_full_checker_and_carries_metadata(
     assert [o.name for o in model.graph.output] == ["score", "mask"]
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert onnx_batch_range(path) == (1, None)
-    if exporter == "legacy":
-        assert back.opset == 17
+    assert back.opset == {"legacy": 17, "dynamo": 18}[exporter]
 
 
 def test_fixed_batch_is_enforced(sample_model: Path, tmp_path: Path) -> None:

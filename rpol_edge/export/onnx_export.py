@@ -22,6 +22,8 @@ OUTPUTS = ("score", "mask")
 EXPORTERS = ("legacy", "dynamo")
 """legacy (TorchScript) is the default while torch ships it: it writes opset 17 exactly, which TensorRT
 10.3 on JetPack 6 parses; dynamo (torch >= 2.9's default) writes opset 18 for this graph."""
+DEFAULT_OPSET = {"legacy": 17, "dynamo": 18}
+"""The dynamo exporter cannot down-convert this graph (its Pad) to 17, so it defaults to 18."""
 
 
 class ExportError(RuntimeError):
@@ -75,7 +77,7 @@ def _trace(
 def export_onnx(
     model_path: Path,
     out_path: Path,
-    opset: int = 17,
+    opset: int | None = None,
     batch: tuple[int, int, int] | None = None,
     precision: str = "fp32",
     exporter: str = "legacy",
@@ -89,6 +91,8 @@ def export_onnx(
         raise ExportError(f"unknown exporter {exporter!r}; choose {', '.join(EXPORTERS)}")
     if precision not in ("fp32", "fp16"):
         raise ExportError(f"ONNX precision {precision!r}: choose fp32 or fp16 (INT8 is a separate export)")
+    if opset is None:
+        opset = DEFAULT_OPSET[exporter]
     artifact = ModelArtifact.load(model_path)
     meta = artifact.meta.replace(opset=opset, precision=precision)
     if meta.n_heads != 1:

@@ -17,7 +17,7 @@ class ExportRequest:
     fp16: bool = False
     int8: bool = False
     batch: tuple[int, int, int] = (1, 1, 1)
-    opset: int = 17
+    opset: int | None = None
     exporter: str = "legacy"
     simplify: bool = False
     weights: Path | None = None
@@ -62,7 +62,16 @@ def run_export(req: ExportRequest) -> ExportResult:
     req.validate()
     res = ExportResult()
     onnx_path = req.out_dir / FORMATS["onnx"].filename
-    export_onnx(req.model, onnx_path, req.opset, req.batch, "fp32", req.exporter, req.simplify, req.weights)
+    export_onnx(
+        req.model,
+        onnx_path,
+        opset=req.opset,
+        batch=req.batch,
+        precision="fp32",
+        exporter=req.exporter,
+        simplify=req.simplify,
+        weights=req.weights,
+    )
     res.files["onnx"] = onnx_path
     if req.int8 and req.calib_root:
         from rpol_edge.export.int8 import quantize_int8
@@ -74,7 +83,16 @@ def run_export(req: ExportRequest) -> ExportResult:
         res.files[fmt] = path
     if req.fp16:
         path = req.out_dir / FORMATS["onnx-fp16"].filename
-        export_onnx(req.model, path, req.opset, req.batch, "fp16", req.exporter, req.simplify, req.weights)
+        export_onnx(
+            req.model,
+            path,
+            opset=req.opset,
+            batch=req.batch,
+            precision="fp16",
+            exporter=req.exporter,
+            simplify=req.simplify,
+            weights=req.weights,
+        )
         res.files["onnx-fp16"] = path
     if req.trt:
         from rpol_edge.export.trt_build import build_engine, fp16_strategy, tensorrt_version

@@ -101,4 +101,6 @@ def infer_all(runtime: Runtime, frames: np.ndarray) -> Output:
     if not scores:
         k, m = runtime.meta.input_size, runtime.meta.n_heads
         return Output(np.zeros((0, m, k, k), np.float32), np.zeros((0, m, k, k), np.uint8))
+    if len(scores) == 1:  # the per-frame case: no copy
+        return Output(scores[0], masks[0])
     return Output(np.concatenate(scores), np.concatenate(masks))
