@@ -8,6 +8,8 @@ on another process or a server is bounded by a deadline, so a hang fails instead
 from __future__ import annotations
 
 import json
+import os
+import queue
 import signal
 import socket
 import subprocess
@@ -17,6 +19,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import cv2
@@ -25,10 +28,12 @@ import pytest
 from typer.testing import CliRunner
 
 from rpol_edge.cli import app
+from rpol_edge.geometry import resize_crop
 from rpol_edge.live.frames import FrameResult
+from rpol_edge.live.mjpeg import MjpegSource
 from rpol_edge.live.outputs import Sink
 from rpol_edge.live.pipeline import LatestSlot, run_live
-from rpol_edge.live.sources import SCHEMES, SourceError, open_source, parse_source
+from rpol_edge.live.sources import SCHEMES, SourceError, StreamDropped, open_source, parse_source
 from rpol_edge.runtimes import open_runtime
 
 SHARED_RACCOON = Path(__file__).resolve().parents[2] / "shared" / "data" / "raccoon"
@@ -185,6 +190,47 @@ def mjpeg_server() -> Iterator[MjpegServer]:
     server.stop()
 
 
+class JunkServer:
+    """Answers ``multipart/x-mixed-replace; boundary=frame``, then sends ``head`` once and ``junk``
+    forever (every ``pause`` seconds): bytes that never make a part."""
+
+    def __init__(self, junk: bytes, head: bytes = b"", pause: float = 0.002) -> None:
+        self.junk, self.head, self.pause = junk, head, pause
+        self.connections = 0
+        self._stopping = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                server.connections += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    self.wfile.write(server.head)
+                    while not server._stopping.is_set():
+                        self.wfile.write(server.junk)
+                        self.wfile.flush()
+                        time.sleep(server.pause)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/stream.mjpg"
+        threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
 # --- 1. a video file: one line per frame, boxes equal to `predict`, a readable output video -----
 
 
@@ -203,7 +249,7 @@ def test_video_file_matches_predict(model: Path, tmp_path: Path) -> None:
     assert [r["frame"] for r in records] == list(range(12))
     for r in records:
         assert (r["width"], r["height"]) == (FRAME_W, FRAME_H)
-        assert set(r["ms"]) == {"capture", "pre", "infer", "post", "render"}
+        assert set(r["ms"]) == {"capture", "pre", "infer", "post", "render", "write"}
         assert r["ms"]["infer"] > 0 and r["latency_ms"] > 0
 
     pngs = []
@@ -269,6 +315,79 @@ def test_mjpeg_stream_reconnects(model: Path, tmp_path: Path) -> None:
     assert server.connections == 2
 
 
+def test_garbage_stream_is_dropped_then_given_up(model: Path, tmp_path: Path) -> None:
+    """A server that answers 200 multipart and then sends ``garbage line`` forever: the part
+    deadline drops it, the reopen gets the same, and `run` gives up after --max-reconnects with
+    exit code 1. READ_TIMEOUT_S is cut to 1 s in the child so the test stays short."""
+    deadline = time.monotonic() + 45
+    server = JunkServer(b"garbage line\r\n" * 50)
+    summary, log = tmp_path / "summary.json", tmp_path / "log.txt"
+    code = "import rpol_edge.live.mjpeg as m; m.READ_TIMEOUT_S = 1.0; from rpol_edge.cli import main; main()"
+    cmd = [sys.executable, "-c", code, "run", str(model), "--source", server.url, "--summary", str(summary)]
+    cmd += ["--max-reconnects", "1", "--open-timeout", "5"]
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.stop()
+    text = log.read_text()
+    assert proc.returncode == 1, text
+    assert "no complete part within 1 s" in text and "giving up after 1 reconnect attempt" in text
+    s = json.loads(summary.read_text())
+    assert (s["stop_reason"], s["frames"], s["stream_drops"]) == ("source lost", 0, 1)
+    assert (s["reconnect_attempts"], s["reconnects"]) == (1, 0)  # reopened, but no frame: no reconnect
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("junk", "head", "message"),
+    [
+        (b"garbage line\r\n" * 20, b"", "no complete part within 0.5 s"),
+        (b"X-Junk: yes\r\n" * 50, b"--frame\r\n", "part headers longer than 100 lines"),
+        (b"\xff", b"--frame\r\nContent-Type: image/jpeg\r\n\r\n", "no complete part within 0.5 s"),
+    ],
+    ids=["garbage lines", "endless headers", "trickle without delimiter"],
+)
+def test_mjpeg_part_is_bounded(
+    junk: bytes, head: bytes, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each read ends within its deadline (or at the header limit) however the server paces bytes."""
+    import rpol_edge.live.mjpeg as mjpeg
+
+    monkeypatch.setattr(mjpeg, "READ_TIMEOUT_S", 0.5)
+    server = JunkServer(junk, head, pause=0.01)
+    source = MjpegSource(server.url)
+    try:
+        source.open(5.0)
+        t0 = time.monotonic()
+        with pytest.raises(StreamDropped, match=message):
+            source.read()
+        assert time.monotonic() - t0 < 0.5 + 0.5
+    finally:
+        source.close()
+        server.stop()
+
+
+def test_mjpeg_parts_without_content_length() -> None:
+    """Parts delimited only by the boundary (some IP cameras): each body ends before ``\\r\\n--frame``."""
+    jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in frames_bgr(3)]
+    parts = b"".join(b"--frame\r\nContent-Type: image/jpeg\r\n\r\n" + j + b"\r\n" for j in jpegs)
+    server = JunkServer(parts, head=b"a preamble line\r\n", pause=0.05)
+    source = MjpegSource(server.url)
+    try:
+        source.open(5.0)
+        got = [source.read() for _ in range(4)]
+    finally:
+        source.close()
+        server.stop()
+    for captured, jpeg in zip(got, jpegs + jpegs[:1], strict=True):
+        assert captured is not None
+        expected = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert expected is not None and np.array_equal(captured.image, expected)
+
+
 # --- 3. bad input ---------------------------------------------------------------------------------
 
 
@@ -328,6 +447,92 @@ def test_cli_source_that_never_opens(model: Path) -> None:
     assert len(errors) == 1 and url in errors[0] and "connection refused" in errors[0], res.stderr
 
 
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "http://127.0.0.1:99999/x", "https:///no-host", "rtsp://127.0.0.1:70000/s"]
+)
+def test_malformed_network_uri_names_it(model: Path, url: str) -> None:
+    res = cli("run", model, "--source", url)
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and url in lines[0], res.stderr
+
+
+def test_opencv_and_ffmpeg_stay_quiet(tmp_path: Path) -> None:
+    """A missing camera, a broken MP4, a refused RTSP port: only our one line each, no [ WARN...],
+    no 'moov atom not found' (both print on file descriptor 2, so a child process is checked)."""
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video" * 100)
+    code = (
+        "import sys\n"
+        "from rpol_edge.live.sources import SourceError, open_source, parse_source\n"
+        "for uri in sys.argv[1:]:\n"
+        "    try:\n"
+        "        open_source(parse_source(uri), 1.0)\n"
+        "    except SourceError as exc:\n"
+        "        print('error:', exc, file=sys.stderr)\n"
+    )
+    uris = ["camera://99", str(bad), f"rtsp://127.0.0.1:{free_port()}/x"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
+    res = subprocess.run(
+        [sys.executable, "-c", code, *uris], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 3 and all(ln.startswith("error: cannot open") for ln in lines), res.stderr
+    assert [u in ln for u, ln in zip(uris, lines, strict=True)] == [True] * 3
+
+
+@pytest.mark.parametrize("where", ["a folder", "under /proc"])
+def test_unwritable_output_fails_before_any_frame(model: Path, tmp_path: Path, where: str) -> None:
+    video = tmp_path / "in.mp4"
+    write_video(video, frames_bgr(3))
+    summary = tmp_path if where == "a folder" else Path("/proc/nope/x.json")
+    jsonl = tmp_path / "out.jsonl"
+    t0 = time.monotonic()
+    res = cli("run", model, "--source", video, "--jsonl", jsonl, "--summary", summary)
+    assert time.monotonic() - t0 < 5  # refused before the model loads
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --summary"), res.stderr
+    assert not jsonl.exists()
+
+
+def test_interrupt_while_opening_ends_with_a_summary(silent_server: str) -> None:
+    """Ctrl-C while the source is still opening ends like one during the run: a summary, no error."""
+    stub = SimpleNamespace(meta=SimpleNamespace(n_heads=1), description="unused")
+    previous = signal.getsignal(signal.SIGINT)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    t0 = time.monotonic()
+    timer.start()
+    try:
+        s = run_live(stub, parse_source(silent_server), open_timeout=30)  # type: ignore[arg-type]
+    finally:
+        timer.cancel()
+    assert time.monotonic() - t0 < 5
+    assert (s.stop_reason, s.frames, s.captured) == ("interrupted", 0, 0)
+    assert signal.getsignal(signal.SIGINT) is previous
+
+
+def test_class_wise_model_is_refused(tmp_path: Path) -> None:
+    stub = SimpleNamespace(meta=SimpleNamespace(n_heads=3))
+    source = parse_source(str(sample_images()[0]))
+    with pytest.raises(ValueError, match="needs a class-agnostic model"):
+        run_live(stub, source)  # type: ignore[arg-type]
+    assert not source.is_open
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "resize", "crop"), [(240, 320, 224, 224), (720, 1280, 256, 224), (97, 61, 160, 128)]
+)
+def test_crop_then_convert_is_bit_identical(h: int, w: int, resize: int, crop: int) -> None:
+    """The pipeline converts only the K x K crop to RGB: resizing is per channel, so the order of
+    the two steps cannot change a single value (shrinking and enlarging both checked)."""
+    bgr = np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    whole_first, _ = resize_crop(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), resize, crop)
+    crop_first, _ = resize_crop(bgr, resize, crop)
+    assert np.array_equal(whole_first, cv2.cvtColor(crop_first, cv2.COLOR_BGR2RGB))
+
+
 def test_corrupt_images_in_folder_are_skipped(model: Path, tmp_path: Path) -> None:
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -348,7 +553,20 @@ def test_corrupt_images_in_folder_are_skipped(model: Path, tmp_path: Path) -> No
     assert res.stderr.count("corrupt frame skipped") == 2
 
 
-def test_sigterm_flushes_outputs(model: Path, tmp_path: Path, mjpeg_server: MjpegServer) -> None:
+@pytest.mark.parametrize(
+    ("signals", "reason"),
+    [((signal.SIGTERM,), "SIGTERM"), ((signal.SIGINT, signal.SIGINT), "interrupted")],
+    ids=["SIGTERM", "SIGINT twice"],
+)
+def test_sigterm_flushes_outputs(
+    model: Path,
+    tmp_path: Path,
+    mjpeg_server: MjpegServer,
+    signals: tuple[signal.Signals, ...],
+    reason: str,
+) -> None:
+    """SIGTERM, and Ctrl-C pressed twice (the second lands while the first is still finishing):
+    exit 0, whole JSONL lines, a readable video, a summary."""
     deadline = time.monotonic() + 60
     jsonl, video, summary, log = (
         tmp_path / "t.jsonl",
@@ -371,14 +589,16 @@ def test_sigterm_flushes_outputs(model: Path, tmp_path: Path, mjpeg_server: Mjpe
     )
     try:
         wait_for_lines(jsonl, 5, deadline, proc)
-        proc.send_signal(signal.SIGTERM)
+        for sig in signals:
+            proc.send_signal(sig)
+            time.sleep(0.05)
         proc.wait(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, log.read_text()
     s = json.loads(summary.read_text())
-    assert s["stop_reason"] == "SIGTERM"
+    assert s["stop_reason"] == reason
     lines = jsonl.read_text().splitlines()
     assert jsonl.read_text().endswith("\n") and len(lines) == s["frames"] >= 5
     assert [json.loads(ln)["frame"] for ln in lines] == sorted(json.loads(ln)["frame"] for ln in lines)
@@ -394,7 +614,7 @@ def test_latest_slot_keeps_newest_and_counts_drops() -> None:
     assert slot.get(timeout=0.1) == 2
     assert slot.empty()
     t0 = time.monotonic()
-    with pytest.raises(Exception):  # noqa: B017 - queue.Empty
+    with pytest.raises(queue.Empty):
         slot.get(timeout=0.05)
     assert time.monotonic() - t0 < 1.0
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -43,7 +44,8 @@ def run_command(
     show: Annotated[bool, typer.Option("--show", help="display a window (q or Esc ends the run)")] = False,
     save: Annotated[Path | None, typer.Option("--save", help="annotated video (.mp4, mp4v)")] = None,
     save_fps: Annotated[
-        float | None, typer.Option(help="frame rate of --save (default: the source's, else 25)")
+        float | None,
+        typer.Option(min=0.1, help="frame rate of --save (default: the source's, else 25)"),
     ] = None,
     jsonl: Annotated[Path | None, typer.Option("--jsonl", help="one JSON record per frame")] = None,
     save_frames: Annotated[
@@ -67,30 +69,81 @@ def run_command(
 
     Ends at the end of the source, after --max-frames, or on Ctrl-C / SIGTERM, with flushed outputs.
 
-    Exit code 1 when a network stream was lost for good, 2 on bad input.
+    Exit codes: 0 when the run ends, Ctrl-C and SIGTERM included (also while the source is still
+    opening): outputs flushed, summary printed, its "stopped by" saying why; 1 when a network
+    stream was lost for good (after --max-reconnects); 2 on bad input.
     """
     from rpol_edge.artifact import atomic_write
     from rpol_edge.cli import cli_errors, err, out
     from rpol_edge.live.sources import parse_source
     from rpol_edge.runtimes import open_runtime
 
-    with cli_errors(), _source_errors(err), _log_to(err):
+    with cli_errors(), _source_errors(err), _log_to(err), _interrupt_ends_run(err):
         if (source is None) == (camera is None):
             raise ValueError("give exactly one of --source URI or --camera N")
         src = parse_source(source if source is not None else f"camera://{camera}")
+        _check_outputs({"--save": save, "--jsonl": jsonl, "--summary": summary}, save_frames)
         sinks = _sinks(show, save, save_fps, jsonl, save_frames)
         rt = open_runtime(
             model, runtime, device=device, weights=weights, precision=precision, threads=threads
         )
+
+        def report(result: RunSummary) -> None:
+            _print_summary(out, result)
+            if summary is not None:
+                text = json.dumps(result.to_dict(), indent=1)
+                atomic_write(summary, lambda tmp: _write_text(tmp, text))
+
         with rt:  # run_live opens the source (within --open-timeout) and closes it
             err.print(f"runtime: {rt.description} ({model})", highlight=False, markup=False)
-            result = _run(rt, src, sinks, max_frames, open_timeout, max_reconnects, err)
-        _print_summary(out, result)
-        if summary is not None:
-            text = json.dumps(result.to_dict(), indent=1)
-            atomic_write(summary, lambda tmp: _write_text(tmp, text))
+            result = _run(rt, src, sinks, max_frames, open_timeout, max_reconnects, err, report)
         if result.stop_reason == "source lost":
             raise typer.Exit(1)
+
+
+def _check_outputs(files: dict[str, Path | None], frames: Path | None) -> None:
+    """Refuse an output that cannot be written now, before the model loads and the source opens,
+    not at the first frame or, for --summary, at the very end of a long run.
+
+    Parent folders are created here (a path under /proc, or under a file, fails now).
+    """
+    from rpol_edge.cli import check_writable
+
+    for option, path in files.items():
+        if path is None:
+            continue
+        if path.is_dir():
+            raise ValueError(f"{option} {path} is a folder; give a file name")
+        _make_folder(f"{option} {path}", path.parent)
+        try:
+            check_writable(path)
+        except ValueError as exc:
+            raise ValueError(f"{option} {path}: {exc}") from None
+    if frames is not None:
+        if frames.exists() and not frames.is_dir():
+            raise ValueError(f"--save-frames {frames} is a file; give a folder")
+        _make_folder(f"--save-frames {frames}", frames)
+        if not os.access(frames, os.W_OK):
+            raise ValueError(f"--save-frames {frames}: cannot write to this folder")
+
+
+def _make_folder(what: str, folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "a file is in the way" if isinstance(exc, FileExistsError) else exc.strerror
+        raise ValueError(f"{what}: cannot create the folder {exc.filename}: {why}") from None
+
+
+@contextmanager
+def _interrupt_ends_run(err: Console) -> Iterator[None]:
+    """Ctrl-C outside the pipeline's own handling (while the model loads) ends like one during
+    the run, with exit code 0, not cli's 130: one rule for the whole command."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        raise typer.Exit(0) from None
 
 
 def _sinks(
@@ -120,8 +173,10 @@ def _run(
     open_timeout: float,
     max_reconnects: int,
     err: Console,
+    report: Callable[[RunSummary], None],
 ) -> RunSummary:
-    """run_live under a progress bar (frames done, of how many when the source knows)."""
+    """run_live under a progress bar (frames done, of how many when the source knows); ``report``
+    is called with the summary inside run_live, under its signal handlers."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rpol_edge.live.pipeline import run_live
@@ -133,6 +188,10 @@ def _run(
         def update(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
+        def report_after_bar(summary: RunSummary) -> None:
+            bar.stop()  # the transient bar goes before the summary table is printed
+            report(summary)
+
         return run_live(
             rt,
             src,
@@ -141,6 +200,7 @@ def _run(
             open_timeout=open_timeout,
             max_reconnects=max_reconnects,
             progress=update,
+            report=report_after_bar,
         )
 
 

@@ -8,10 +8,12 @@ from typing import Any
 import numpy as np
 
 from rpol_edge.geometry import CropTransform
+from rpol_edge.live._opencv import cv2
 from rpol_edge.predict import Detection, detection_record
 
-STAGES = ("capture", "pre", "infer", "post", "render")
-"""Per-frame latency split, in pipeline order; every record and the summary use these names."""
+STAGES = ("capture", "pre", "infer", "post", "render", "write")
+"""Per-frame latency split, in pipeline order; every record and the summary use these names.
+``render`` draws the overlay; ``write`` is the image outputs (video encoding, JPEG files, window)."""
 
 
 @dataclass
@@ -19,12 +21,20 @@ class Frame:
     index: int
     """Capture sequence number; gaps in the output mean frames dropped by a live source."""
     timestamp: float
-    """Wall-clock seconds (``time.time()``) when the frame was read."""
+    """Wall-clock seconds (``time.time()``) when the frame was read: for records, to be matched
+    with other logs. Never for intervals: the wall clock jumps (NTP sync on a Jetson at boot)."""
     started: float
-    """``time.perf_counter()`` when its read began, or when a live frame arrived: the latency origin."""
-    bgr: np.ndarray
+    """``time.perf_counter()`` when its read began, or when a live frame arrived: the latency origin
+    and the monotonic capture time (video timelines)."""
+    image: np.ndarray
+    """uint8 (H, W, 3) as the source delivered it: BGR unless ``is_rgb``."""
     name: str | None = None
+    is_rgb: bool = False
     ms: dict[str, float] = field(default_factory=dict)
+
+    def bgr(self) -> np.ndarray:
+        """The frame in BGR, the order the overlay draws in (converted only for RGB sources)."""
+        return cv2.cvtColor(self.image, cv2.COLOR_RGB2BGR) if self.is_rgb else self.image
 
 
 @dataclass
@@ -32,7 +42,7 @@ class FrameResult:
     frame: Frame
     detection: Detection
     score: np.ndarray
-    """(K, K) float32 score map of the first head, for the overlay."""
+    """(K, K) float32 score map (of the one head: `run` takes class-agnostic models only)."""
     transform: CropTransform
     latency_ms: float = 0.0
     """Read start to output written."""

@@ -2,10 +2,12 @@
 
 Why not ``cv2.VideoCapture(url)``: FFMPEG's HTTP reader buffers and probes before the first frame,
 hides a dropped connection behind long internal retries, and cannot tell a corrupt part from the
-end of the stream. Reading the multipart body ourselves gives an exact socket timeout, one JPEG
-per frame (a bad one is a CorruptFrame, not a lost stream) and an immediate StreamDropped when
-the server goes away, which the pipeline turns into a counted reconnect. A URL that answers with
-anything other than multipart (an HLS playlist, an MP4 over HTTP) is handed to FFMPEG instead.
+end of the stream. Reading the multipart body ourselves gives an exact deadline per part (a
+silent server, one that sends garbage or one that trickles bytes are all dropped within
+READ_TIMEOUT_S), one JPEG per frame (a bad one is a CorruptFrame, not a lost stream) and an
+immediate StreamDropped when the server goes away, which the pipeline turns into a reconnect.
+A URL that answers with anything other than multipart (an HLS playlist, an MP4 over HTTP) is
+handed to FFMPEG instead.
 """
 
 from __future__ import annotations
@@ -14,30 +16,104 @@ import base64
 import http.client
 import socket
 import time
-from typing import IO
 from urllib.parse import unquote, urlsplit
 
-import cv2
 import numpy as np
 
 from rpol_edge import __version__
-from rpol_edge.live.sources import Captured, CorruptFrame, OpenFailed, Source, StreamDropped
+from rpol_edge.live._opencv import cv2
+from rpol_edge.live.sources import (
+    Captured,
+    CorruptFrame,
+    OpenFailed,
+    Source,
+    StreamDropped,
+    check_network_uri,
+)
 
 MAX_PART_BYTES = 64 * 1024 * 1024
+"""Largest part body, and most bytes skipped while looking for the next part boundary."""
 MAX_LINE = 64 * 1024
+MAX_HEADER_LINES = 100
 READ_TIMEOUT_S = 5.0
-"""A stream that sends nothing this long counts as dropped (then reconnects)."""
+"""A stream that delivers no complete part this long counts as dropped (then reconnects). A
+per-part deadline, not only a socket timeout: a server that keeps sending bytes that never make
+a part (garbage lines, endless headers, a trickle) must be dropped too."""
+CHUNK = 64 * 1024
+
+
+class _PartReader:
+    """Lines and bodies from an HTTP response, every call bounded by a deadline and a byte limit.
+
+    Reads with ``read1`` (at most one receive per call) into its own buffer and sets the socket
+    timeout to the time left before each receive, so no call can outlive its deadline however the
+    server paces its bytes; buffered ``readline`` would wait for a newline (or 64 KiB) regardless.
+    """
+
+    def __init__(self, response: http.client.HTTPResponse, sock: socket.socket) -> None:
+        self._response = response
+        self._sock = sock
+        self._buf = bytearray()
+        self.deadline = 0.0
+
+    def _fill(self) -> None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise StreamDropped(f"no complete part within {READ_TIMEOUT_S:g} s")
+        self._sock.settimeout(left)
+        try:
+            chunk = self._response.read1(CHUNK)
+        except TimeoutError:
+            raise StreamDropped(f"no complete part within {READ_TIMEOUT_S:g} s") from None
+        if not chunk:
+            raise StreamDropped("server closed the stream")
+        self._buf += chunk
+
+    def readline(self) -> bytes:
+        """One line with its terminator (at most MAX_LINE bytes)."""
+        scanned = 0
+        while True:
+            i = self._buf.find(b"\n", scanned, MAX_LINE)
+            if i >= 0:
+                return self._take(i + 1)
+            if len(self._buf) >= MAX_LINE:
+                return self._take(MAX_LINE)
+            scanned = len(self._buf)
+            self._fill()
+
+    def read(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            self._fill()
+        return self._take(n)
+
+    def read_until(self, marker: bytes) -> bytes:
+        """Everything before ``marker`` (left in the buffer), at most MAX_PART_BYTES."""
+        scanned = 0
+        while True:
+            i = self._buf.find(marker, scanned)
+            if i >= 0:
+                return self._take(i)
+            if len(self._buf) > MAX_PART_BYTES:
+                raise StreamDropped(f"no part boundary within {MAX_PART_BYTES} bytes")
+            scanned = max(0, len(self._buf) - len(marker) + 1)
+            self._fill()
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
 
 
 class MjpegSource(Source):
     kind = "HTTP MJPEG stream"
 
     def __init__(self, uri: str) -> None:
+        check_network_uri(uri)  # a bad host or port is a SourceError naming the URI, now
         super().__init__(uri, is_live=True, can_reconnect=True)
         self._sock: socket.socket | None = None
         self._response: http.client.HTTPResponse | None = None
+        self._reader: _PartReader | None = None
         self._delimiter = b""
-        self._at_part = False
         self._fallback: Source | None = None
 
     def open(self, timeout: float) -> None:
@@ -82,16 +158,16 @@ class MjpegSource(Source):
         boundary = boundary.strip('"')
         self._delimiter = (boundary if boundary.startswith("--") else "--" + boundary).encode("latin-1")
         self._sock, self._response = sock, response
-        self._at_part = False
+        self._reader = _PartReader(response, sock)
         self.is_open = True
 
     def read(self) -> Captured | None:
         if self._fallback is not None:
             return self._fallback.read()
-        if self._response is None:
+        if self._reader is None:
             raise StreamDropped("not connected")
         try:
-            data = self._next_part(self._response)
+            data = self._next_part(self._reader)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise StreamDropped(_reason(exc)) from None
         arrived = time.perf_counter()
@@ -100,49 +176,34 @@ class MjpegSource(Source):
             raise CorruptFrame(f"{self.uri}: a part of {len(data)} bytes is not a decodable JPEG")
         return Captured(image, arrived=arrived)
 
-    def _next_part(self, fp: IO[bytes]) -> bytes:
-        """Body of the next part. Uses Content-Length when sent, else reads up to the next delimiter."""
-        if not self._at_part:
-            while True:
-                line = fp.readline(MAX_LINE)
-                if not line:
-                    raise StreamDropped("server closed the stream")
-                if line.strip().startswith(self._delimiter):
-                    break
-        self._at_part = False
+    def _next_part(self, reader: _PartReader) -> bytes:
+        """Body of the next part, within READ_TIMEOUT_S. Uses Content-Length when sent, else reads
+        up to the next delimiter (left unread: it starts the part after)."""
+        reader.deadline = time.monotonic() + READ_TIMEOUT_S
+        skipped = 0
+        while True:  # to the boundary: normally at once, past a preamble or the previous CRLF
+            line = reader.readline()
+            if line.strip().startswith(self._delimiter):
+                break
+            skipped += len(line)
+            if skipped > MAX_PART_BYTES:
+                raise StreamDropped(f"no part boundary within {MAX_PART_BYTES} bytes")
         length = None
-        while True:
-            line = fp.readline(MAX_LINE)
-            if not line:
-                raise StreamDropped("server closed the stream")
-            line = line.strip()
+        for _ in range(MAX_HEADER_LINES):
+            line = reader.readline().strip()
             if not line:
                 break
             key, _, value = line.partition(b":")
             if key.strip().lower() == b"content-length":
                 length = int(value.strip())
+        else:
+            raise StreamDropped(f"part headers longer than {MAX_HEADER_LINES} lines")
         if length is not None:
             if not 0 < length <= MAX_PART_BYTES:
                 raise ValueError(f"part length {length} out of range")
-            data = fp.read(length)
-            if len(data) < length:
-                raise StreamDropped("server closed the stream inside a part")
-            return data
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            line = fp.readline(MAX_LINE)
-            if not line:
-                raise StreamDropped("server closed the stream inside a part")
-            if line.startswith(self._delimiter):
-                self._at_part = True
-                break
-            chunks.append(line)
-            size += len(line)
-            if size > MAX_PART_BYTES:
-                raise ValueError("part larger than the limit, no delimiter found")
-        data = b"".join(chunks)
-        return data[:-2] if data.endswith(b"\r\n") else data.rstrip(b"\n")
+            return reader.read(length)
+        data = reader.read_until(b"\n" + self._delimiter)
+        return data[:-1] if data.endswith(b"\r") else data
 
     def close(self) -> None:
         if self._sock is not None and self._response is not None:
@@ -153,10 +214,21 @@ class MjpegSource(Source):
             self._response.close()
             self._sock.close()
             self._sock = self._response = None
+            self._reader = None
         if self._fallback is not None:
             self._fallback.close()
             self._fallback = None
         self.is_open = False
+
+    def interrupt(self) -> None:
+        """Shut the socket down under a blocked read (it then fails at once); closing is left to
+        ``close``, after the reader has stopped."""
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     @property
     def fps(self) -> float | None:

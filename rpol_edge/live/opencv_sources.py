@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import cv2
-
+from rpol_edge.live._opencv import cv2
 from rpol_edge.live.sources import (
     Captured,
     CorruptFrame,

@@ -15,9 +15,9 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TextIO
 
-import cv2
 import numpy as np
 
+from rpol_edge.live._opencv import cv2
 from rpol_edge.live.frames import FrameResult, frame_record
 from rpol_edge.live.sources import Source
 
@@ -73,8 +73,9 @@ class VideoSink(Sink):
     hidden ``.NAME.PID.partial.mp4``. Files and folders get one video frame per processed frame.
     A live source is processed at whatever rate inference allows, so its frames are repeated to
     follow their capture timestamps and the video plays in real time at its frame rate (a frozen
-    picture over an outage, at most ``MAX_REPEAT_S``). Frames whose size differs from the first
-    one (image folders) are resized to it, since a video has one frame size.
+    picture over an outage, at most ``MAX_REPEAT_S``); the timeline is the frames' monotonic
+    capture times, never the wall clock. Frames whose size differs from the first one (image
+    folders) are resized to it, since a video has one frame size.
     """
 
     FOURCC = "mp4v"
@@ -94,6 +95,7 @@ class VideoSink(Sink):
         self._t0 = 0.0
 
     def start(self, source: Source) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.live = source.is_live
         if self.fps is None:
             self.fps = source.fps or 25.0
@@ -101,7 +103,6 @@ class VideoSink(Sink):
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:
         assert image is not None and self.fps is not None
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             h, w = image.shape[:2]
             self._size = (w, h)
             fourcc = cv2.VideoWriter.fourcc(*self.FOURCC)
@@ -109,13 +110,15 @@ class VideoSink(Sink):
             if not writer.isOpened():
                 raise OSError(f"{self.path}: OpenCV cannot write {self.FOURCC} video here")
             self._writer = writer
-            self._t0 = result.frame.timestamp
+            self._t0 = result.frame.started
         assert self._size is not None
         if (image.shape[1], image.shape[0]) != self._size:
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
         copies = 1
         if self.live:
-            due = int((result.frame.timestamp - self._t0) * self.fps) + 1  # frames the timeline needs by now
+            # Frames the timeline needs by now, on the monotonic capture clock: wall-clock time
+            # jumps (NTP sync on a Jetson) would freeze or fast-forward the recording.
+            due = int((result.frame.started - self._t0) * self.fps) + 1
             copies = min(max(1, due - self.frames), int(self.fps * self.MAX_REPEAT_S))
         for _ in range(copies):
             self._writer.write(image)

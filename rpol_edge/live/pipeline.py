@@ -7,13 +7,15 @@ Three threads, so that each stage only ever waits for its own work:
   socket back up; each overwrite is counted as a dropped frame. For files and folders the queue
   blocks instead, and every frame is processed.
 * inference (worker thread) does the shared pre-processing (``geometry.resize_crop``), the
-  runtime call and the shared post-processing (``predict.detect``).
+  runtime call and the shared post-processing (``predict.detect``). Its results go to output the
+  same way: a one-item slot for live sources (the shown frame is the newest inference, never an
+  older one still queued; a replaced result is a drop too), a blocking queue for files.
 * output (the calling thread, because GUI toolkits want the main thread and signals are delivered
   there) draws the shared overlay (``overlay.render``) and writes every sink.
 
 Stopping: end of stream drains what is already queued; Ctrl-C, SIGTERM, ``max_frames`` or a closed
 window stop promptly. Either way every sink is closed (files flushed, the video renamed into place)
-and a RunSummary is returned.
+as soon as output returns, still under the signal handlers, and a RunSummary is returned.
 """
 
 from __future__ import annotations
@@ -23,15 +25,14 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-import cv2
 import numpy as np
 
 from rpol_edge.geometry import resize_crop
+from rpol_edge.live._opencv import cv2
 from rpol_edge.live.frames import Frame, FrameResult
 from rpol_edge.live.outputs import Sink
 from rpol_edge.live.sources import Backoff, CorruptFrame, OpenFailed, Source, StreamDropped, open_source
@@ -128,10 +129,14 @@ class _Run:
         self.errors: list[BaseException] = []
         self.failed_attempts = 0
         """Reconnect attempts since the last frame read (bounded by ``max_reconnects``)."""
+        self.in_outage = False
+        """Between a drop and the next frame read: one outage, however many reopens it takes."""
         self.frames_in: LatestSlot[Frame] | queue.Queue[Frame] = (
             LatestSlot() if source.is_live else queue.Queue(maxsize=queue_size)
         )
-        self.results: queue.Queue[FrameResult] = queue.Queue(maxsize=queue_size)
+        self.results: LatestSlot[FrameResult] | queue.Queue[FrameResult] = (
+            LatestSlot() if source.is_live else queue.Queue(maxsize=queue_size)
+        )
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -151,21 +156,33 @@ class _Run:
                 log.warning("corrupt frame skipped: %s", exc)
                 continue
             except StreamDropped as exc:
-                if self._ride_out(str(exc)):
+                if not self.stop.is_set() and self._ride_out(str(exc)):
                     continue
                 break
             if captured is None:
-                if self.source.can_reconnect and self._ride_out("end of stream"):
+                if self.source.can_reconnect and not self.stop.is_set() and self._ride_out("end of stream"):
                     continue
                 break
             now = time.perf_counter()
-            self.failed_attempts = 0  # a frame, not a mere reopen, proves the link is back
+            if self.in_outage:  # a frame, not a mere reopen, proves the link is back
+                self.in_outage = False
+                self.stats.reconnects += 1
+                log.warning(
+                    "%s: reconnected, frames again after %d attempt(s)", self.source.uri, self.failed_attempts
+                )
+            self.failed_attempts = 0
             if self.stats.first_read is None:
                 self.stats.first_read = started
             if captured.arrived is not None:
                 started = captured.arrived
             frame = Frame(
-                index, time.time(), started, captured.bgr, captured.name, {"capture": (now - started) * 1e3}
+                index,
+                time.time(),
+                started,
+                captured.image,
+                captured.name,
+                captured.is_rgb,
+                {"capture": (now - started) * 1e3},
             )
             index += 1
             self.stats.captured += 1
@@ -180,14 +197,21 @@ class _Run:
         """After a drop: reconnect with backoff; False when the run should end (gave up or stopping).
 
         Attempts count from the last frame read, not from the last reopen: a server that accepts
-        connections but never sends a frame must still exhaust ``max_reconnects``.
+        connections but never sends a frame must still exhaust ``max_reconnects``. For the same
+        reason a reopen is not yet a reconnect: `capture` counts that at the first frame after it,
+        and a drop right after a reopen is the same outage, not a new one.
         """
-        self.stats.stream_drops += 1
         if not self.source.can_reconnect:
+            self.stats.stream_drops += 1
             log.warning("%s: source lost (%s)", self.source.uri, reason)
             self.end_reason = "source lost"
             return False
-        log.warning("%s: stream dropped (%s); reconnecting", self.source.uri, reason)
+        if self.in_outage:
+            log.warning("%s: reopened stream lost before a frame (%s)", self.source.uri, reason)
+        else:
+            self.in_outage = True
+            self.stats.stream_drops += 1
+            log.warning("%s: stream dropped (%s); reconnecting", self.source.uri, reason)
         self.source.close()
         while not self.stop.is_set():
             if 0 <= self.max_reconnects <= self.failed_attempts:
@@ -205,8 +229,9 @@ class _Run:
             except OpenFailed as exc:
                 log.warning("%s: reconnect attempt %d failed: %s", self.source.uri, self.failed_attempts, exc)
                 continue
-            self.stats.reconnects += 1
-            log.warning("%s: reconnected (attempt %d)", self.source.uri, self.failed_attempts)
+            log.warning(
+                "%s: reopened (attempt %d); waiting for a frame", self.source.uri, self.failed_attempts
+            )
             return True
         return False
 
@@ -222,8 +247,11 @@ class _Run:
                     break
                 continue
             t0 = time.perf_counter()
-            rgb = cv2.cvtColor(frame.bgr, cv2.COLOR_BGR2RGB)
-            x, transform = resize_crop(rgb, meta.resize_size, meta.input_size)
+            # Resize and crop first, then convert only the K x K crop: resizing works per channel,
+            # so this is bit-identical to converting the whole frame first, at a fraction of the cost.
+            x, transform = resize_crop(frame.image, meta.resize_size, meta.input_size)
+            if not frame.is_rgb:
+                x = cv2.cvtColor(x, cv2.COLOR_BGR2RGB)
             t1 = time.perf_counter()
             out = infer_all(self.runtime, x[None])
             t2 = time.perf_counter()
@@ -231,7 +259,10 @@ class _Run:
             detection = detect(score, mask, transform)
             t3 = time.perf_counter()
             frame.ms.update(pre=(t1 - t0) * 1e3, infer=(t2 - t1) * 1e3, post=(t3 - t2) * 1e3)
-            if not _put(self.results, FrameResult(frame, detection, score, transform), self.stop):
+            result = FrameResult(frame, detection, score, transform)
+            if isinstance(self.results, LatestSlot):
+                self.stats.replaced_results += self.results.put(result)
+            elif not _put(self.results, result, self.stop):
                 break
 
     # --- output (calling thread) -------------------------------------------------------------
@@ -244,7 +275,7 @@ class _Run:
             total = min(total, self.max_frames)
         fps = 0.0
         last_done: float | None = None
-        last_render = 0.0
+        last_ms = {"render": 0.0, "write": 0.0}  # the previous frame's, for this frame's overlay
         while True:
             try:
                 r = self.results.get(timeout=POLL_S)
@@ -253,15 +284,16 @@ class _Run:
                     return
                 continue
             t0 = time.perf_counter()
-            image = None
+            t1 = t0
             if image_sinks:
-                image = render(
-                    r.frame.bgr, r.score, r.transform, r.detection.box, self._lines(fps, r, last_render)
-                )
+                lines = self._lines(fps, r, last_ms)
+                image = render(r.frame.bgr(), r.score, r.transform, r.detection.box, lines)
+                t1 = time.perf_counter()
                 for sink in image_sinks:
                     sink.write(r, image)
             done = time.perf_counter()
-            last_render = r.frame.ms["render"] = (done - t0) * 1e3
+            r.frame.ms.update(render=(t1 - t0) * 1e3, write=(done - t1) * 1e3)
+            last_ms = {k: r.frame.ms[k] for k in last_ms}
             r.latency_ms = (done - r.frame.started) * 1e3
             for sink in record_sinks:
                 sink.write(r, None)
@@ -278,12 +310,12 @@ class _Run:
                 self.request_stop("max frames")
                 return
 
-    def _lines(self, fps: float, r: FrameResult, last_render: float) -> list[str]:
+    def _lines(self, fps: float, r: FrameResult, last_ms: dict[str, float]) -> list[str]:
         ms = r.frame.ms
         return [
             f"{fps:5.1f} FPS  {self.runtime.description}",
             f"cap {ms['capture']:.1f}  pre {ms['pre']:.1f}  infer {ms['infer']:.1f}  "
-            f"post {ms['post']:.1f}  render {last_render:.1f} ms",
+            f"post {ms['post']:.1f}  render {last_ms['render']:.1f}  write {last_ms['write']:.1f} ms",
         ]
 
     def thread(self, name: str, body: Callable[[], None], done: threading.Event) -> threading.Thread:
@@ -299,29 +331,58 @@ class _Run:
         return threading.Thread(target=target, name=f"rpol-edge {name}", daemon=True)
 
 
-@contextmanager
-def _graceful_signals(run: _Run) -> Iterator[None]:
-    """Ctrl-C and SIGTERM finish the run cleanly; a second Ctrl-C interrupts at once.
+class _Interrupted(BaseException):
+    """Raised by the signal handler to leave a blocking call (the open, a stuck output) at once.
 
+    A BaseException, like KeyboardInterrupt, so no ``except Exception`` on the way swallows it;
+    private, so `run_live` catches only its own and still re-raises a caller's KeyboardInterrupt.
+    """
+
+
+class _Signals:
+    """Ctrl-C and SIGTERM for one run: the run always ends with closed outputs and a summary.
+
+    What a signal does depends on the phase:
+
+    * ``opening``: nothing is written yet and the open is a blocking call, so it is left at once;
+    * ``running``: stop (capture and inference stop, output drains what is queued); a second
+      Ctrl-C leaves a stuck output at once;
+    * ``closing``: the outputs are being flushed, the threads joined (both bounded) and the
+      summary reported; further signals are noted and ignored, so impatience never costs the
+      recording or the summary.
+
+    The handlers stay installed until `run_live` has closed every sink, joined its threads and
+    reported the summary.
     Only possible from the main thread (Python's rule); elsewhere the caller owns signals.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    reasons = {signal.SIGINT: "interrupted", signal.SIGTERM: "SIGTERM"}
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if signum == signal.SIGINT and run.stop.is_set():
-            raise KeyboardInterrupt
-        log.warning("%s received: finishing (flushing outputs)", signal.Signals(signum).name)
-        run.request_stop(reasons[signal.Signals(signum)])
+    REASONS = {signal.SIGINT: "interrupted", signal.SIGTERM: "SIGTERM"}
 
-    previous = {sig: signal.signal(sig, handler) for sig in reasons}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.phase = "opening"
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handler) for sig in self.REASONS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._previous.items():
             signal.signal(sig, old)
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        sig = signal.Signals(signum)
+        run = self.run
+        if self.phase == "closing":
+            log.warning("%s received: still flushing outputs, finishing first", sig.name)
+            return
+        again = run.stop.is_set()
+        run.request_stop(self.REASONS[sig])
+        if self.phase == "opening" or (again and sig == signal.SIGINT):
+            raise _Interrupted
+        log.warning("%s received: finishing (flushing outputs)", sig.name)
 
 
 def run_live(
@@ -336,25 +397,33 @@ def run_live(
     queue_size: int = 2,
     progress: Progress | None = None,
     join_timeout: float = 5.0,
+    report: Callable[[RunSummary], None] | None = None,
 ) -> RunSummary:
     """Localize every frame of ``source`` (or the newest ones, for live sources) into ``outputs``.
 
-    ``runtime`` must be active (inside its ``with`` block). ``source`` is opened here within
-    ``open_timeout`` unless already open. ``max_reconnects`` bounds the reconnect attempts made
-    without a frame in between (-1: never give up). Returns when the source ends, ``max_frames``
-    frames are written, a sink asks to stop, or on Ctrl-C / SIGTERM (main thread only). Errors
-    from any stage are re-raised here after every output has been closed.
+    ``runtime`` must be active (inside its ``with`` block) and hold a class-agnostic model.
+    ``source`` is opened here within ``open_timeout`` unless already open. ``max_reconnects``
+    bounds the reconnect attempts made without a frame in between (-1: never give up). Returns
+    when the source ends, ``max_frames`` frames are written, a sink asks to stop, or on Ctrl-C /
+    SIGTERM (main thread only; also while the source is still opening: a summary with no frames).
+    Errors from any stage are re-raised here after every output has been closed. ``report`` gets
+    the summary while the signal handlers are still installed, so printing or saving it cannot be
+    cut short by a late Ctrl-C.
     """
-    if not source.is_open:
-        open_source(source, open_timeout)
+    if runtime.meta.n_heads != 1:
+        raise ValueError("run needs a class-agnostic model (a class-wise fit localizes a known class)")
     run = _Run(
         runtime, source, outputs, max_frames, open_timeout, max_reconnects, backoff, queue_size, progress
     )
     capture = run.thread("capture", run.capture, run.capture_done)
     inference = run.thread("inference", run.infer, run.infer_done)
     started: list[Sink] = []
-    try:
-        with _graceful_signals(run):
+    close_errors: list[BaseException] = []
+    with _Signals(run) as signals:
+        try:
+            if not source.is_open:
+                open_source(source, open_timeout)
+            signals.phase = "running"
             log.info("source: %s", source.describe())
             k = runtime.meta.input_size
             infer_all(runtime, np.zeros((1, k, k, 3), np.uint8))  # warm-up: first calls allocate, compile
@@ -364,25 +433,32 @@ def run_live(
             capture.start()
             inference.start()
             run.output()
-    except BaseException as exc:
-        run.request_stop("interrupted" if isinstance(exc, KeyboardInterrupt) else "error")
-        raise
-    finally:
-        run.stop.set()
-        for t in (inference, capture):
-            if t.ident is not None:
-                t.join(join_timeout)
-        close_errors = _close_all(started)
-        if not capture.is_alive():
-            source.close()
-        else:  # blocked inside a read: releasing under it is unsafe; the daemon thread dies with us
-            log.warning("%s: capture did not stop within %g s; leaving it", source.uri, join_timeout)
-    if run.errors:
-        raise run.errors[0]
-    if close_errors:
-        raise close_errors[0]
-    summary = run.stats.summary(source.describe(), runtime.description, run.stop_reason or run.end_reason)
-    log.info("stopped: %s", summary.stop_reason)
+        except _Interrupted:
+            pass  # the handler recorded why; end like any other stop, with closed outputs
+        except BaseException as exc:
+            run.request_stop("interrupted" if isinstance(exc, KeyboardInterrupt) else "error")
+            raise
+        finally:
+            signals.phase = "closing"
+            run.stop.set()
+            close_errors = _close_all(started)  # first: only this thread uses the sinks
+            source.interrupt()  # wakes a read blocked in capture (MJPEG: socket shutdown)
+            for t in (inference, capture):
+                if t.ident is not None:
+                    t.join(join_timeout)
+            if not capture.is_alive():
+                source.close()
+            else:  # blocked inside a read: releasing under it is unsafe; the daemon thread dies with us
+                log.warning("%s: capture did not stop within %g s; leaving it", source.uri, join_timeout)
+        if run.errors:
+            raise run.errors[0]
+        if close_errors:
+            raise close_errors[0]
+        reason = run.stop_reason or run.end_reason
+        summary = run.stats.summary(source.describe(), runtime.description, reason)
+        log.info("stopped: %s", summary.stop_reason)
+        if report is not None:
+            report(summary)
     return summary
 
 

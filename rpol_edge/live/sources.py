@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -48,14 +49,18 @@ class CorruptFrame(Exception):
 
 @dataclass(frozen=True)
 class Captured:
-    bgr: np.ndarray
-    """uint8 (H, W, 3) BGR, OpenCV's native order: most sources decode to it and the overlay draws on it."""
+    image: np.ndarray
+    """uint8 (H, W, 3), BGR (OpenCV's order, what cameras and decoders give) unless ``is_rgb``."""
     name: str | None = None
     """The file a frame came from (image folders), for the JSONL record."""
     arrived: float | None = None
     """``time.perf_counter()`` when a live frame's data arrived. Waiting for the next frame is not
     latency, so live sources set this and their capture time and end-to-end latency start here;
     None means the whole read counts (files, folders)."""
+    is_rgb: bool = False
+    """True for sources that decode to RGB (image files, through the shared loader): the pipeline
+    converts only what needs the other order (the K x K network input, or the overlay), so a frame
+    is never converted there and back."""
 
 
 class Source(ABC):
@@ -85,6 +90,14 @@ class Source(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the device, connection or file; safe to call twice."""
+
+    def interrupt(self) -> None:  # noqa: B027 - optional hook
+        """Wake a ``read`` blocked in another thread, if this source can do so safely.
+
+        Called from the stopping thread while capture may still be inside ``read``; it must not
+        release anything the reader uses (that is ``close``'s job, once capture has stopped).
+        Sources whose reads are short or bounded by their own timeout need not implement it.
+        """
 
     @property
     def fps(self) -> float | None:
@@ -124,8 +137,6 @@ class ImageFilesSource(Source):
     def read(self) -> Captured | None:
         if self._next >= len(self.paths):
             return None
-        import cv2  # here, not at the top: the CLI imports this module for its help text
-
         from rpol_edge.images import ImageError, load_rgb
 
         path = self.paths[self._next]
@@ -134,7 +145,7 @@ class ImageFilesSource(Source):
             rgb = load_rgb(path)
         except ImageError as exc:
             raise CorruptFrame(str(exc)) from None
-        return Captured(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), str(path))
+        return Captured(rgb, str(path), is_rgb=True)
 
     def close(self) -> None:
         self.is_open = False
@@ -179,6 +190,7 @@ def _csi(uri: str) -> Source:
 def _rtsp(uri: str) -> Source:
     from rpol_edge.live.opencv_sources import stream_source
 
+    check_network_uri(uri)
     return stream_source(uri)
 
 
@@ -207,6 +219,18 @@ SCHEMES: dict[str, SourceKind] = {
 }
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
+
+
+def check_network_uri(uri: str) -> None:
+    """Refuse a malformed network URI now, in one line naming it (not later, mid-open, as a bare
+    ``Invalid IPv6 URL`` or ``Port out of range``)."""
+    try:
+        parts = urlsplit(uri)
+        host, _port = parts.hostname, parts.port  # the port is parsed (and refused) on access
+    except ValueError as exc:
+        raise SourceError(f"{uri}: not a valid URL ({exc})") from None
+    if not host:
+        raise SourceError(f"{uri}: no host name in the URL")
 
 
 def accepted_sources() -> str:
