@@ -61,18 +61,17 @@ def parse_batch(text: str) -> tuple[int, int, int]:
 def run_export(req: ExportRequest) -> ExportResult:
     req.validate()
     res = ExportResult()
-    onnx_path = req.out_dir / FORMATS["onnx"].filename
-    export_onnx(
-        req.model,
-        onnx_path,
-        opset=req.opset,
-        batch=req.batch,
-        precision="fp32",
-        exporter=req.exporter,
-        simplify=req.simplify,
-        weights=req.weights,
-    )
-    res.files["onnx"] = onnx_path
+
+    def onnx(fmt: str, precision: str) -> Path:
+        path = req.out_dir / FORMATS[fmt].filename
+        export_onnx(
+            req.model, path, opset=req.opset, batch=req.batch, precision=precision, exporter=req.exporter,
+            simplify=req.simplify, weights=req.weights,
+        )  # fmt: skip
+        res.files[fmt] = path
+        return path
+
+    onnx_path = onnx("onnx", "fp32")
     if req.int8 and req.calib_root:
         from rpol_edge.export.int8 import quantize_int8
 
@@ -82,18 +81,7 @@ def run_export(req: ExportRequest) -> ExportResult:
         quantize_int8(onnx_path, path, req.calib_data, req.calib_root, req.calib_split, symmetric=req.trt)
         res.files[fmt] = path
     if req.fp16:
-        path = req.out_dir / FORMATS["onnx-fp16"].filename
-        export_onnx(
-            req.model,
-            path,
-            opset=req.opset,
-            batch=req.batch,
-            precision="fp16",
-            exporter=req.exporter,
-            simplify=req.simplify,
-            weights=req.weights,
-        )
-        res.files["onnx-fp16"] = path
+        onnx("onnx-fp16", "fp16")
     if req.trt:
         from rpol_edge.export.trt_build import build_engine, fp16_strategy, tensorrt_version
 
