@@ -108,6 +108,12 @@ def parse_int(text: str, where: str) -> int:
         raise DatasetError(f"{where}: not an integer: {text!r}") from exc
 
 
+def short_list(names: list[str], limit: int = 20) -> str:
+    """``a, b, c, ... (N more)``: split names for an error message, bounded for huge trees."""
+    more = len(names) - limit
+    return ", ".join(names[:limit]) + (f", ... ({more} more)" if more > 0 else "")
+
+
 def check_box(x0: float, y0: float, x1: float, y1: float, where: str) -> None:
     """Reject boxes whose far corner lies before the near one."""
     if x1 < x0 or y1 < y0:

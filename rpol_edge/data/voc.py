@@ -26,12 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rpol_edge.data import DatasetError, Sample, check_box, parse_float, parse_int, text_lines
+from rpol_edge.data import DatasetError, Sample, check_box, parse_float, parse_int, short_list, text_lines
 from rpol_edge.images import IMAGE_SUFFIXES
 
 __all__ = ["read", "read_annotation"]
-
-_LISTED_SPLITS = 20
 
 
 def read(root: Path, split: str, *, one_based: bool = True) -> list[Sample]:
@@ -146,9 +144,7 @@ def _available_splits(root: Path) -> str:
     names = sorted(p.stem for p in main.glob("*.txt"))
     if not names:
         return f"none (no .txt files in {main})"
-    shown = ", ".join(names[:_LISTED_SPLITS])
-    more = len(names) - _LISTED_SPLITS
-    return shown + (f", ... ({more} more)" if more > 0 else "")
+    return short_list(names)
 
 
 def _list_files(image_dir: Path) -> set[str]:

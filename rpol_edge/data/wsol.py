@@ -44,12 +44,12 @@ from rpol_edge.data import (
     check_box,
     parse_float,
     parse_int,
+    short_list,
     text_lines,
 )
 
 __all__ = ["read"]
 
-_LISTED_SPLITS = 20
 _T = TypeVar("_T")
 
 
@@ -113,10 +113,7 @@ def _available_splits(root: Path) -> str:
                 names.add(path.parent.relative_to(base).as_posix())
     if not names:
         return "none"
-    ordered = sorted(names)
-    shown = ", ".join(ordered[:_LISTED_SPLITS])
-    more = len(ordered) - _LISTED_SPLITS
-    return shown + (f", ... ({more} more)" if more > 0 else "")
+    return short_list(sorted(names))
 
 
 def _find_image_root(root: Path, meta: Path, first_id: str, image_root: Path | None) -> Path:
