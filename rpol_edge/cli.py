@@ -352,7 +352,7 @@ def bench(
             opts = {"device": device, "threads": threads}
             if model.suffix == ".rpol":
                 opts["precision"] = precision
-            with open_runtime(model, "auto", **opts) as rt:
+            with open_runtime(model, "auto", **opts) as rt, err.status(f"timing {rt.description}..."):
                 row = replace(bench_runtime(rt, files, batch, iters, warmup), model=str(model))
             table.add_row(
                 row.model,
@@ -392,7 +392,7 @@ def compare(
     with cli_errors():
         ref = open_runtime(reference, "auto", device=ref_device)
         cand = open_runtime(candidate, "auto", device=device, precision=precision)
-        with ref, cand:
+        with ref, cand, err.status(f"comparing {cand.description} with {ref.description}..."):
             frames = dataset_frames(ref.meta, data, root, split, workers)
             result = run_compare(ref, cand, frames)
         record = {"reference": ref.description, "candidate": cand.description, **result.to_dict()}
