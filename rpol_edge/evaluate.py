@@ -27,14 +27,19 @@ class EvalResult:
     runtime: str = ""
 
 
-def head_of(sample: Sample, meta: ModelMeta) -> int:
-    """Which head localizes this image: 0, or its class's row for a class-wise model (GT-known)."""
-    if meta.n_heads == 1:
+def head_rows(meta: ModelMeta) -> dict[int, int]:
+    """Class label -> w* row of a class-wise model (GT-known localization); empty when class-agnostic."""
+    labels = [int(c) for c in meta.extra.get("classes", "").split(",") if c] if meta.n_heads > 1 else []
+    return {label: row for row, label in enumerate(labels)}
+
+
+def head_of(sample: Sample, rows: dict[int, int]) -> int:
+    """Which head localizes this image: 0, or its class's row."""
+    if not rows:
         return 0
-    classes = [int(c) for c in meta.extra.get("classes", "").split(",") if c]
-    if sample.label is None or sample.label not in classes:
+    if sample.label not in rows:
         raise DatasetError(f"{sample.image_id}: class-wise model has no head for label {sample.label}")
-    return classes.index(sample.label)
+    return rows[sample.label]
 
 
 def save_map(folder: Path, image_id: str, score: np.ndarray) -> None:
@@ -63,13 +68,14 @@ def evaluate(
     if not samples:
         raise DatasetError(f"{data} split {split!r} under {root} has no boxes to evaluate against")
     acc = BoxAccuracy(operating_threshold=meta.threshold)
+    rows = head_rows(meta)
     skipped: list[tuple[Sample, str]] = []
     done = 0
     for batch in iterate_batches(samples, meta.resize_size, meta.input_size, batch_size, workers):
         skipped.extend(batch.skipped)
         out = infer_all(runtime, batch.frames)
         for i, (sample, t) in enumerate(zip(batch.samples, batch.transforms, strict=True)):
-            score = out.score[i, head_of(sample, meta)]
+            score = out.score[i, head_of(sample, rows)]
             acc.add(score, t.boxes_to_input(sample.boxes))
             if save_maps is not None:
                 save_map(save_maps, sample.image_id, score)

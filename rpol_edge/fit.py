@@ -16,6 +16,7 @@ from rpol_edge.data import DatasetError, Sample, read_dataset
 from rpol_edge.loader import iterate_batches
 from rpol_edge.metadata import ModelMeta
 from rpol_edge.model import Localizer
+from rpol_edge.runtimes import RUNTIMES, resolve_device
 from rpol_edge.wstar import FeatureSums, solve
 
 Progress = Callable[[int, int], None]
@@ -110,13 +111,7 @@ def fit(cfg: FitConfig, progress: Progress | None = None) -> FitResult:
 
     spec = BackboneSpec(cfg.backbone, str(cfg.weights or ""), cfg.output_stride)
     bb = build_backbone(spec, cfg.input_size)
-    device = torch.device(
-        "cuda"
-        if cfg.device == "auto" and torch.cuda.is_available()
-        else "cpu"
-        if cfg.device == "auto"
-        else cfg.device
-    )
+    device = torch.device(resolve_device(RUNTIMES["torch"], cfg.device))
     # A Localizer with an empty head gives the one shared normalization path.
     extractor = Localizer(bb.module, torch.zeros(1, bb.channels), bb.mean, bb.std, fit_size, 0.5).to(device)
 

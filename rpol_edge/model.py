@@ -20,14 +20,14 @@ def threshold_cuts(threshold: float) -> torch.Tensor:
 
 
 class Localizer(nn.Module):
-    pixel_mean: torch.Tensor
-    pixel_std: torch.Tensor
-    cut_table: torch.Tensor
-
     """frames (N, K, K, 3) uint8 -> score (N, M, K, K) float32 in [0, 1], mask (N, M, K, K) uint8 {0, 1}.
 
     M is the number of heads: 1 for a class-agnostic w*, one per class for a class-wise fit.
     """
+
+    pixel_mean: torch.Tensor
+    pixel_std: torch.Tensor
+    cut_table: torch.Tensor
 
     def __init__(
         self,
