@@ -57,7 +57,9 @@ class Localizer(nn.Module):
         self.eval()
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
-        x = frames.permute(0, 3, 1, 2).to(self.pixel_mean.dtype)
+        # Cast before the transpose: TensorRT's ONNX parser takes UINT8 only at the network's I/O,
+        # through a Cast (onnx-tensorrt docs/operators.md); a Transpose on UINT8 is rejected.
+        x = frames.to(self.pixel_mean.dtype).permute(0, 3, 1, 2)
         return self.backbone((x - self.pixel_mean) / self.pixel_std)
 
     def activation(self, f: torch.Tensor) -> torch.Tensor:
