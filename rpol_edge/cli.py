@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
+
+from rpol_edge.cli_support import (
+    check_writable,
+    cli_errors,
+    err,
+    metrics_table,
+    out,
+    progress_bar,
+    report_skips,
+)
+from rpol_edge.live.command import run_command
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Unsupervised object localization for the edge."
 )
-err = Console(stderr=True)
-out = Console()
 
 Data = Annotated[str, typer.Option("--data", help="cub | wsol | voc | folder")]
 Root = Annotated[Path, typer.Option("--root", help="data-set root folder")]
@@ -33,89 +30,6 @@ Split = Annotated[str, typer.Option("--split", help="split name (train, test, ..
 RuntimeOpt = Annotated[str, typer.Option("--runtime", help="auto | torch | ort | trt")]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA when reachable) | cpu | cuda | cuda:N")]
 Weights = Annotated[Path | None, typer.Option("--weights", help="backbone checkpoint file")]
-
-
-def _known_errors() -> tuple[type[BaseException], ...]:
-    from rpol_edge.backbones import BackboneError
-    from rpol_edge.data import DatasetError
-    from rpol_edge.export.onnx_export import ExportError
-    from rpol_edge.export.trt_build import EngineBuildError, TrtUnavailable
-    from rpol_edge.images import ImageError
-    from rpol_edge.metadata import MetadataError
-    from rpol_edge.runtimes import InferenceError
-    from rpol_edge.runtimes.cuda_mem import CudaError
-
-    return (
-        BackboneError,
-        DatasetError,
-        ExportError,
-        ImageError,
-        MetadataError,
-        InferenceError,
-        TrtUnavailable,
-        EngineBuildError,
-        CudaError,
-        OSError,
-        ValueError,
-    )
-
-
-@contextmanager
-def cli_errors() -> Iterator[None]:
-    """Known failures end as one line on stderr and exit code 2, never a traceback."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
-        raise typer.Exit(130) from None
-    except _known_errors() as exc:
-        err.print("error: " + str(exc), markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-
-
-@contextmanager
-def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    columns = (
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
-METRIC_KEYS = ("n_images", "gt_known_loc", "maxboxacc", "maxboxacc_v2", "maxboxacc_v2_rpol", "best_threshold")
-
-
-def check_writable(path: Path) -> None:
-    """Refuse an output path before minutes of work, not after."""
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder; give a file name (e.g. {path / 'model.rpol'})")
-    parent = path.parent if str(path.parent) else Path(".")
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise ValueError(f"cannot write to {parent}")
-
-
-def metrics_table(title: str, metrics: dict[str, Any]) -> Table:
-    table = Table(title, "value")
-    for key in METRIC_KEYS:
-        value = metrics[key]
-        table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
-    return table
-
-
-def _report_skips(skipped: list[tuple[Any, str]]) -> None:
-    if skipped:
-        err.print(
-            f"[yellow]skipped {len(skipped)} unreadable image(s)[/], e.g. {skipped[0][1]}", highlight=False
-        )
 
 
 @app.command()
@@ -178,7 +92,7 @@ def fit(
         with progress_bar("fit") as update:
             result = run_fit(cfg, update)
         result.artifact.save(output)
-        _report_skips(result.skipped)
+        report_skips(result.skipped)
         m = result.artifact.meta
         out.print(
             f"wrote {output}: {m.backbone} K={m.input_size} tau={m.tau:.4f} "
@@ -230,7 +144,7 @@ def eval_cmd(
         rt = open_runtime(model, runtime, device=device, weights=weights)
         with rt, progress_bar("eval") as update:
             result = evaluate(rt, data, root, split, save_maps, batch_size, workers, update)
-        _report_skips(result.skipped)
+        report_skips(result.skipped)
         metrics = {"model": str(model), "runtime": result.runtime, **result.metrics}
         out.print(metrics_table("metric", metrics))
         if json_out:
@@ -259,7 +173,7 @@ def predict(
         rt = open_runtime(model, runtime, device=device, weights=weights)
         with rt, progress_bar("predict") as update:
             records, skipped = predict_files(rt, images, output, progress=update)
-        _report_skips(skipped)
+        report_skips(skipped)
         for r in records:
             out.print(f"{r['image']}: box={r['box']} score={r['score']:.3f}", highlight=False)
         out.print(f"wrote {len(records)} overlay(s) and JSON file(s) to {output}")
@@ -420,14 +334,8 @@ def demo(
         out.print(f"model: {result.model}\noverlays: {result.n_overlays} PNG + JSON in {result.overlays}")
 
 
-def _register_optional_commands() -> None:
-    """Commands that live in their own modules (export, live run) are attached here."""
-    from rpol_edge.live.command import run_command
-
-    app.command("run")(run_command)
-
-
-_register_optional_commands()
+# Commands that live beside their library are attached here.
+app.command("run")(run_command)
 
 
 def main() -> None:

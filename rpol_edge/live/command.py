@@ -1,8 +1,8 @@
 """`rpol-edge run`: parse options, build the source and outputs, call `run_live`, print the summary.
 
-Heavy modules (OpenCV, torch, the pipeline) and ``rpol_edge.cli`` are imported inside the command:
-``cli`` imports this module while it is itself being imported (to register the command), and
-``rpol-edge --help`` should not pay for torch.
+Heavy modules (OpenCV, the pipeline, the runtimes) are imported inside the command, so that
+``rpol-edge --help`` and the other commands do not pay for them. The shared CLI helpers come from
+``rpol_edge.cli_support``; ``rpol_edge.cli`` imports this module to register the command.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from rpol_edge.cli_support import check_writable, cli_errors, err, out
 from rpol_edge.live.sources import SourceError, accepted_sources
 
 if TYPE_CHECKING:
@@ -74,7 +75,6 @@ def run_command(
     stream was lost for good (after --max-reconnects); 2 on bad input.
     """
     from rpol_edge.artifact import atomic_write
-    from rpol_edge.cli import cli_errors, err, out
     from rpol_edge.live.sources import parse_source
     from rpol_edge.runtimes import open_runtime
 
@@ -107,8 +107,6 @@ def _check_outputs(files: dict[str, Path | None], frames: Path | None) -> None:
 
     Parent folders are created here (a path under /proc, or under a file, fails now).
     """
-    from rpol_edge.cli import check_writable
-
     for option, path in files.items():
         if path is None:
             continue
