@@ -33,7 +33,8 @@ from rpol_edge.live.frames import FrameResult
 from rpol_edge.live.mjpeg import MjpegSource
 from rpol_edge.live.outputs import Sink
 from rpol_edge.live.pipeline import LatestSlot, run_live
-from rpol_edge.live.sources import SCHEMES, SourceError, StreamDropped, open_source, parse_source
+from rpol_edge.live.source_registry import SCHEMES, parse_source
+from rpol_edge.live.sources import SourceError, StreamDropped, open_source
 from rpol_edge.runtimes import open_runtime
 
 SHARED_RACCOON = Path(__file__).resolve().parents[2] / "shared" / "data" / "raccoon"
@@ -464,7 +465,8 @@ def test_opencv_and_ffmpeg_stay_quiet(tmp_path: Path) -> None:
     bad.write_bytes(b"not a video" * 100)
     code = (
         "import sys\n"
-        "from rpol_edge.live.sources import SourceError, open_source, parse_source\n"
+        "from rpol_edge.live.source_registry import parse_source\n"
+        "from rpol_edge.live.sources import SourceError, open_source\n"
         "for uri in sys.argv[1:]:\n"
         "    try:\n"
         "        open_source(parse_source(uri), 1.0)\n"

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from rpol_edge.cli_support import check_writable, cli_errors, err, out
-from rpol_edge.live.sources import SourceError, accepted_sources
+from rpol_edge.live.source_registry import accepted_sources
+from rpol_edge.live.sources import SourceError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -75,7 +76,7 @@ def run_command(
     stream was lost for good (after --max-reconnects); 2 on bad input.
     """
     from rpol_edge.artifact import atomic_write
-    from rpol_edge.live.sources import parse_source
+    from rpol_edge.live.source_registry import parse_source
     from rpol_edge.runtimes import open_runtime
 
     with cli_errors(), _source_errors(err), _log_to(err), _interrupt_ends_run(err):

@@ -22,6 +22,7 @@ import numpy as np
 
 from rpol_edge import __version__
 from rpol_edge.live._opencv import cv2
+from rpol_edge.live.opencv_sources import stream_source
 from rpol_edge.live.sources import (
     Captured,
     CorruptFrame,
@@ -143,8 +144,6 @@ class MjpegSource(Source):
         if not ctype.startswith("multipart/"):
             response.close()
             sock.close()
-            from rpol_edge.live.opencv_sources import stream_source
-
             self._fallback = stream_source(self.uri)
             self._fallback.open(timeout)
             self.kind = f"HTTP stream ({ctype}, through FFMPEG)"

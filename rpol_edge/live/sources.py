@@ -3,30 +3,28 @@
 A source says two things about itself that shape the pipeline: whether it is *live* (frames come
 on the source's own clock, so the pipeline keeps only the newest and counts the rest as dropped)
 and whether it can *reconnect* (network streams: a lost connection is retried with backoff instead
-of ending the run). `parse_source` maps a URI to a source through a registry keyed by scheme, so a
-new kind of source is one entry, and an unknown scheme is answered with the accepted ones.
+of ending the run).
 
 Opening is separate from construction so a URI can be validated before the (slow) model loads,
 and so reconnecting is just `close` + `open` on the same object.
+
+This module holds the base types and the opening helpers only. The implementations sit beside it
+(``image_sources``, ``opencv_sources``, ``mjpeg``) and import it; ``source_registry`` maps a URI to
+one of them. Nothing here imports an implementation, so there is no import cycle.
 """
 
 from __future__ import annotations
 
-import glob
-import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
-
-from rpol_edge.images import is_image_path
 
 T = TypeVar("T")
 
@@ -121,106 +119,6 @@ class Source(ABC):
         self.close()
 
 
-class ImageFilesSource(Source):
-    """An image file, a folder or a glob: every image is one frame, decoded by the shared loader."""
-
-    def __init__(self, uri: str, paths: Sequence[Path], kind: str) -> None:
-        super().__init__(uri, is_live=False)
-        self.paths = list(paths)
-        self.kind = kind
-        self._next = 0
-
-    def open(self, timeout: float) -> None:
-        self._next = 0
-        self.is_open = True
-
-    def read(self) -> Captured | None:
-        if self._next >= len(self.paths):
-            return None
-        from rpol_edge.images import ImageError, load_rgb
-
-        path = self.paths[self._next]
-        self._next += 1
-        try:
-            rgb = load_rgb(path)
-        except ImageError as exc:
-            raise CorruptFrame(str(exc)) from None
-        return Captured(rgb, str(path), is_rgb=True)
-
-    def close(self) -> None:
-        self.is_open = False
-
-    @property
-    def length(self) -> int:
-        return len(self.paths)
-
-    def describe(self) -> str:
-        return f"{self.uri} ({self.kind}, {len(self.paths)} image(s))"
-
-
-# --- registry ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SourceKind:
-    scheme: str
-    example: str
-    factory: Callable[[str], Source]
-    """Builds the (unopened) source from the full URI; raises SourceError on a malformed one."""
-
-
-def _camera(uri: str) -> Source:
-    from rpol_edge.live.opencv_sources import camera_source
-
-    return camera_source(uri)
-
-
-def _v4l2(uri: str) -> Source:
-    from rpol_edge.live.opencv_sources import v4l2_source
-
-    return v4l2_source(uri)
-
-
-def _csi(uri: str) -> Source:
-    from rpol_edge.live.opencv_sources import csi_source
-
-    return csi_source(uri)
-
-
-def _rtsp(uri: str) -> Source:
-    from rpol_edge.live.opencv_sources import stream_source
-
-    check_network_uri(uri)
-    return stream_source(uri)
-
-
-def _http(uri: str) -> Source:
-    from rpol_edge.live.mjpeg import MjpegSource
-
-    return MjpegSource(uri)
-
-
-def _file(uri: str) -> Source:
-    return path_source(uri[len("file://") :])
-
-
-SCHEMES: dict[str, SourceKind] = {
-    k.scheme: k
-    for k in (
-        SourceKind("camera", "camera://N (same as --camera N)", _camera),
-        SourceKind("csi", "csi://N (Jetson CSI camera; options ?width=&height=&fps=&flip=)", _csi),
-        SourceKind("v4l2", "v4l2:///dev/videoN", _v4l2),
-        SourceKind("rtsp", "rtsp://host/stream", _rtsp),
-        SourceKind("rtsps", "rtsps://host/stream", _rtsp),
-        SourceKind("http", "http://host/stream (MJPEG)", _http),
-        SourceKind("https", "https://host/stream (MJPEG)", _http),
-        SourceKind("file", "file:///path", _file),
-    )
-}
-
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
-
-
 def check_network_uri(uri: str) -> None:
     """Refuse a malformed network URI now, in one line naming it (not later, mid-open, as a bare
     ``Invalid IPv6 URL`` or ``Port out of range``)."""
@@ -232,43 +130,6 @@ def check_network_uri(uri: str) -> None:
     if not host:
         raise SourceError(f"{uri}: no host name in the URL")
 
-
-def accepted_sources() -> str:
-    """The accepted forms in one line, for error messages."""
-    return ", ".join(k.example for k in SCHEMES.values()) + ", or a video file, image file, folder or glob"
-
-
-def parse_source(uri: str) -> Source:
-    """A URI or path -> an unopened source; raises SourceError naming the accepted forms."""
-    m = _SCHEME.match(uri)
-    if m is None:
-        return path_source(uri)
-    scheme = m.group(1).lower()
-    if scheme not in SCHEMES:
-        raise SourceError(f"{uri}: unknown source scheme {scheme!r}; accepted: {accepted_sources()}")
-    return SCHEMES[scheme].factory(uri)
-
-
-def path_source(text: str) -> Source:
-    """Glob, folder, image file or video file, decided by what is on disk."""
-    if any(c in text for c in "*?["):
-        paths = [Path(p) for p in sorted(glob.glob(text, recursive=True)) if is_image_path(Path(p))]
-        if not paths:
-            raise SourceError(f"{text}: the glob matches no image files")
-        return ImageFilesSource(text, paths, "image glob")
-    path = Path(text).expanduser()
-    if path.is_dir():
-        paths = sorted(p for p in path.iterdir() if p.is_file() and is_image_path(p))
-        if not paths:
-            raise SourceError(f"{text}: the folder holds no image files")
-        return ImageFilesSource(text, paths, "image folder")
-    if not path.is_file():
-        raise SourceError(f"{text}: no such file or folder (accepted sources: {accepted_sources()})")
-    if is_image_path(path):
-        return ImageFilesSource(text, [path], "image file")
-    from rpol_edge.live.opencv_sources import video_file_source
-
-    return video_file_source(path)
 
 
 # --- opening within a bound ----------------------------------------------------------------------
