@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ import torch
 
 from rpol_edge.artifact import ModelArtifact, array_sha256
 from rpol_edge.backbones import BackboneSpec, build_backbone
-from rpol_edge.data import DatasetError, Sample, read_dataset
+from rpol_edge.data import DatasetError, Sample, read_dataset, sample_subset
 from rpol_edge.loader import iterate_batches
 from rpol_edge.metadata import ModelMeta
 from rpol_edge.model import Localizer
@@ -78,16 +77,6 @@ class FitConfig:
 class FitResult:
     artifact: ModelArtifact
     skipped: list[tuple[Sample, str]] = field(default_factory=list)
-
-
-def sample_subset(samples: list[Sample], ratio: float, seed: int) -> list[Sample]:
-    if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"sampling ratio {ratio} must be in (0, 1]")
-    if ratio == 1.0:
-        return samples
-    k = max(1, int(round(len(samples) * ratio)))
-    idx = sorted(random.Random(seed).sample(range(len(samples)), k))
-    return [samples[i] for i in idx]
 
 
 def class_index(samples: list[Sample]) -> dict[int, int]:

@@ -16,6 +16,7 @@ the reference does.
 from __future__ import annotations
 
 import difflib
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ __all__ = [
     "DatasetError",
     "Sample",
     "read_dataset",
+    "sample_subset",
 ]
 
 
@@ -159,3 +161,15 @@ def read_dataset(kind: str, root: Path, split: str) -> list[Sample]:
     if not samples:
         raise DatasetError(f"no images found in {root} (kind {key}, split {split!r})")
     return samples
+
+
+def sample_subset(samples: list[Sample], ratio: float, seed: int) -> list[Sample]:
+    """A seeded random ``ratio`` of ``samples``, kept in data-set order (fit's --sampling-ratio and
+    the INT8 calibration set draw the same way)."""
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"sampling ratio {ratio} must be in (0, 1]")
+    if ratio == 1.0:
+        return samples
+    k = max(1, int(round(len(samples) * ratio)))
+    idx = sorted(random.Random(seed).sample(range(len(samples)), k))
+    return [samples[i] for i in idx]

@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 
 from rpol_edge.artifact import atomic_write
-from rpol_edge.data import read_dataset
+from rpol_edge.data import read_dataset, sample_subset
 from rpol_edge.export.onnx_export import INPUT, ExportError, _set_metadata, onnx_batch_range, read_onnx_meta
-from rpol_edge.fit import sample_subset
 from rpol_edge.loader import iterate_batches
 from rpol_edge.metadata import ModelMeta
 
