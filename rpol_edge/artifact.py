@@ -2,6 +2,9 @@
 
 A plain ``torch.save`` dict of tensors and one JSON string, so it loads with ``weights_only=True``;
 written to a temporary file and renamed so an interrupted write never leaves a half file behind.
+
+torch is imported only to save or load a model file: the atomic writers and hashes here serve the
+commands that run exported graphs, which must not import it.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from rpol_edge.extras import require_torch
 from rpol_edge.metadata import MetadataError, ModelMeta
 
 MAGIC = "rpol-edge-model"
@@ -68,6 +71,9 @@ class ModelArtifact:
     count: np.ndarray
 
     def save(self, path: Path) -> None:
+        require_torch("writing a model file", with_timm=False)
+        import torch
+
         payload = {
             "magic": MAGIC,
             "meta": self.meta.to_json(),
@@ -83,6 +89,9 @@ class ModelArtifact:
         path = Path(path)
         if not path.is_file():
             raise MetadataError(f"{path}: no such model file")
+        require_torch(f"reading {path.name} (a fitted model file)", with_timm=False)
+        import torch
+
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:

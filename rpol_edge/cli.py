@@ -18,6 +18,7 @@ from rpol_edge.cli_support import (
     progress_bar,
     report_skips,
 )
+from rpol_edge.extras import require_torch
 from rpol_edge.live.command import run_command
 
 app = typer.Typer(
@@ -63,10 +64,11 @@ def fit(
     device: Device = "auto",
 ) -> None:
     """Fit w* on unlabeled images (closed form, frozen backbone) and write the model file."""
-    from rpol_edge.fit import FitConfig
-    from rpol_edge.fit import fit as run_fit
-
     with cli_errors():
+        require_torch("rpol-edge fit")
+        from rpol_edge.fit import FitConfig
+        from rpol_edge.fit import fit as run_fit
+
         cfg = FitConfig(
             data=data,
             root=root,
@@ -211,6 +213,7 @@ def export(
     from rpol_edge.export.pipeline import ExportRequest, parse_batch, run_export
 
     with cli_errors():
+        require_torch("rpol-edge export")
         req = ExportRequest(
             model=model,
             out_dir=output,
@@ -325,9 +328,10 @@ def demo(
     workers: int = 2,
 ) -> None:
     """Fit on the bundled sample photos, evaluate, and write overlays: the whole method in one go."""
-    from rpol_edge.demo import run_demo
-
     with cli_errors():
+        require_torch("rpol-edge demo")
+        from rpol_edge.demo import run_demo
+
         with progress_bar("fit on bundled sample") as update:
             result = run_demo(output, input_size, workers, update)
         out.print(metrics_table("metric (bundled test split)", result.metrics))

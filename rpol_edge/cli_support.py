@@ -32,17 +32,21 @@ METRIC_KEYS = ("n_images", "gt_known_loc", "maxboxacc", "maxboxacc_v2", "maxboxa
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from rpol_edge.backbones import BackboneError
+    """Every module named here must import without torch: this runs on any error of any command.
+
+    (``rpol_edge.backbones.BackboneError``, beside torch and timm, is a ValueError, caught below.)
+    """
     from rpol_edge.data import DatasetError
     from rpol_edge.export.onnx_export import ExportError
     from rpol_edge.export.trt_build import EngineBuildError, TrtUnavailable
+    from rpol_edge.extras import MissingExtra
     from rpol_edge.images import ImageError
     from rpol_edge.metadata import MetadataError
     from rpol_edge.runtimes import InferenceError
     from rpol_edge.runtimes.cuda_mem import CudaError
 
     return (
-        BackboneError,
+        MissingExtra,
         DatasetError,
         ExportError,
         ImageError,

@@ -1,16 +1,23 @@
-"""Decoding and pre-processing in worker processes, shared by fit and eval.
+"""Decoding and pre-processing in worker processes, shared by fit, eval and compare.
 
 A file that fails to decode becomes a counted skip (with its reason kept for the summary); it never
 stops the run.
+
+Plain ``concurrent.futures`` worker processes, not torch's DataLoader, so that evaluating an ONNX
+file or an engine never imports torch. Like the DataLoader it replaces, each worker builds whole
+batches, at most two per worker are in flight (memory stays bounded however slow inference is),
+and batches come back in data-set order.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
-from torch.utils.data import DataLoader, Dataset
 
 from rpol_edge.data import Sample
 from rpol_edge.geometry import CropTransform, resize_crop
@@ -18,6 +25,9 @@ from rpol_edge.images import ImageError, load_rgb
 
 Item = tuple[int, np.ndarray | None, CropTransform | None, str]
 """(index in the sample list, frame or None, transform or None, error message or "")."""
+
+PREFETCH = 2
+"""Batches in flight per worker process (the DataLoader's default prefetch factor)."""
 
 
 @dataclass
@@ -28,46 +38,52 @@ class Batch:
     skipped: list[tuple[Sample, str]] = field(default_factory=list)
 
 
-class _Frames(Dataset[Item]):
-    def __init__(self, samples: Sequence[Sample], resize: int, crop: int) -> None:
-        self.samples = samples
-        self.resize = resize
-        self.crop = crop
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> Item:
+def _decode(jobs: list[tuple[int, Path]], resize: int, crop: int) -> list[Item]:
+    """Decode and pre-process one batch; runs in a worker process (or inline with no workers)."""
+    items: list[Item] = []
+    for i, path in jobs:
         try:
-            image = load_rgb(self.samples[i].path)
+            image = load_rgb(path)
         except ImageError as exc:
-            return i, None, None, str(exc)
-        frame, t = resize_crop(image, self.resize, self.crop)
-        return i, frame, t, ""
-
-
-def _collate(items: list[Item]) -> list[Item]:
-    """Keep items as they are: failed decodes (None) must survive batching to be counted."""
+            items.append((i, None, None, str(exc)))
+            continue
+        frame, t = resize_crop(image, resize, crop)
+        items.append((i, frame, t, ""))
     return items
+
+
+def _batch(samples: Sequence[Sample], items: list[Item], crop: int) -> Batch:
+    ok = [(i, f, t) for i, f, t, _ in items if f is not None]
+    frames = np.stack([f for _, f, _ in ok]) if ok else np.zeros((0, crop, crop, 3), np.uint8)
+    return Batch(
+        frames=frames,
+        samples=[samples[i] for i, _, _ in ok],
+        transforms=[t for _, _, t in ok],  # type: ignore[misc]
+        skipped=[(samples[i], err) for i, f, _, err in items if f is None],
+    )
 
 
 def iterate_batches(
     samples: Sequence[Sample], resize: int, crop: int, batch_size: int = 16, workers: int = 2
 ) -> Iterator[Batch]:
     """Yield pre-processed batches in data-set order; failed files ride along in ``skipped``."""
-    loader = DataLoader(
-        _Frames(samples, resize, crop),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=_collate,
-        persistent_workers=False,
-    )
-    for items in loader:
-        ok = [(i, f, t) for i, f, t, _ in items if f is not None]
-        frames = np.stack([f for _, f, _ in ok]) if ok else np.zeros((0, crop, crop, 3), np.uint8)
-        yield Batch(
-            frames=frames,
-            samples=[samples[i] for i, _, _ in ok],
-            transforms=[t for _, _, t in ok],  # type: ignore[misc]
-            skipped=[(samples[i], err) for i, f, _, err in items if f is None],
-        )
+    jobs = [
+        [(i, samples[i].path) for i in range(start, min(start + batch_size, len(samples)))]
+        for start in range(0, len(samples), batch_size)
+    ]
+    if workers <= 0:
+        for chunk in jobs:
+            yield _batch(samples, _decode(chunk, resize, crop), crop)
+        return
+    pool = ProcessPoolExecutor(max_workers=workers)
+    pending: deque[Future[list[Item]]] = deque()
+    submitted = 0
+    try:
+        while submitted < len(jobs) or pending:
+            while submitted < len(jobs) and len(pending) < workers * PREFETCH:
+                pending.append(pool.submit(_decode, jobs[submitted], resize, crop))
+                submitted += 1
+            yield _batch(samples, pending.popleft().result(), crop)
+    finally:
+        # An early stop (error, Ctrl-C, a consumer that breaks off) drops the queued batches.
+        pool.shutdown(wait=True, cancel_futures=True)

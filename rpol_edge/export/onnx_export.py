@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from rpol_edge.artifact import ModelArtifact, atomic_write
-from rpol_edge.build import build_localizer
+from rpol_edge.export.onnx_props import input_dims, metadata_props
+from rpol_edge.extras import require_torch
 from rpol_edge.metadata import MetadataError, ModelMeta
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the export functions only: the runtimes read this module's constants
+# and metadata helpers, and running an exported graph must not load torch.
 
 META_KEY = "rpol_edge"
 INPUT = "frames"
@@ -41,6 +47,8 @@ def _onnx():  # type: ignore[no-untyped-def]
 def _trace(
     module: torch.nn.Module, dummy: torch.Tensor, path: Path, opset: int, dynamic: bool, exporter: str
 ) -> None:
+    import torch
+
     inputs, outputs = [INPUT], list(OUTPUTS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -86,6 +94,11 @@ def export_onnx(
 ) -> ModelMeta:
     """Write the fused graph to ``out_path``; ``batch`` (min, opt, max) with min == max fixes the
     batch dimension, anything else (or None) makes it dynamic. Returns the metadata written."""
+    require_torch("ONNX export")
+    import torch
+
+    from rpol_edge.build import build_localizer
+
     onnx = _onnx()
     if exporter not in EXPORTERS:
         raise ExportError(f"unknown exporter {exporter!r}; choose {', '.join(EXPORTERS)}")
@@ -147,13 +160,11 @@ def _set_metadata(model, meta: ModelMeta) -> None:  # type: ignore[no-untyped-de
 
 
 def read_onnx_meta(path: Path) -> ModelMeta:
-    """The metadata record stored in an ONNX file (without loading its weights into a session)."""
-    onnx = _onnx()
+    """The metadata record stored in an ONNX file, read without loading the graph (or ``onnx``)."""
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
+        props = metadata_props(path)
+    except (OSError, ValueError) as exc:
         raise MetadataError(f"{path}: not a readable ONNX file ({exc.__class__.__name__})") from None
-    props = {p.key: p.value for p in model.metadata_props}
     if META_KEY not in props:
         raise MetadataError(f"{path}: no rpol-edge metadata (not exported by rpol-edge export?)")
     return ModelMeta.from_json(props[META_KEY], str(path))
@@ -161,7 +172,8 @@ def read_onnx_meta(path: Path) -> ModelMeta:
 
 def onnx_batch_range(path: Path) -> tuple[int, int | None]:
     """(min, max) batch the graph accepts: a fixed first dimension, or (1, None) when symbolic."""
-    onnx = _onnx()
-    model = onnx.load(str(path), load_external_data=False)
-    dim = next(i for i in model.graph.input if i.name == INPUT).type.tensor_type.shape.dim[0]
-    return (dim.dim_value, dim.dim_value) if dim.dim_value > 0 else (1, None)
+    try:
+        first = input_dims(path, INPUT)[0]
+    except (OSError, ValueError, IndexError) as exc:
+        raise MetadataError(f"{path}: cannot read the shape of input {INPUT!r} ({exc})") from None
+    return (first, first) if isinstance(first, int) and first > 0 else (1, None)
