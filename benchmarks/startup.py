@@ -1,0 +1,172 @@
+"""Cold start without PyTorch: open the ONNX Runtime runtime and localize one frame, in a fresh process.
+
+Each variant runs in its own child process, started cold, ``--repeats`` times in turn; the parent
+reads the child's wall time (spawn to exit, interpreter start included) and its peak resident
+memory (``ru_maxrss`` of that child, from ``os.wait4``), and reports medians:
+
+- ``rpol_edge``: ``open_runtime(model, "ort", device="cpu")``, then one photo through the shared
+  pre-processing (decode, resize, crop), the graph, and the shared post-processing (box).
+- ``bare``: the same work written with onnxruntime + OpenCV only (the floor).
+- ``cli predict``: the whole ``rpol-edge predict MODEL IMAGE -o DIR`` command (overlay PNG, JSON).
+
+Targets (issue 11): rpol_edge <= 0.6 s and <= 250 MB. Without ``--model`` the bundled sample is
+fitted and exported at 448 first (needs the torch and onnx extras; the timed children never
+import torch). Usage:
+
+    python benchmarks/startup.py [--model exp/model.onnx] [--image IMG] [--repeats 7]
+                                 [--out benchmarks/results/startup.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rpol_edge.artifact import write_text_atomic
+
+SAMPLE = Path(__file__).resolve().parents[1] / "rpol_edge" / "sample"
+TARGET_S, TARGET_MB = 0.6, 250.0
+
+RPOL_EDGE = """
+import json, sys, time
+t0 = time.perf_counter()
+from pathlib import Path
+from rpol_edge.geometry import resize_crop
+from rpol_edge.images import load_rgb
+from rpol_edge.predict import detect
+from rpol_edge.runtimes import infer_all, open_runtime
+t1 = time.perf_counter()
+with open_runtime(Path(sys.argv[1]), "ort", device="cpu") as rt:
+    t2 = time.perf_counter()
+    frame, t = resize_crop(load_rgb(Path(sys.argv[2])), rt.meta.resize_size, rt.meta.input_size)
+    out = infer_all(rt, frame[None])
+    box = detect(out.score[0, 0], out.mask[0, 0], t).box
+    t3 = time.perf_counter()
+heavy = sorted(m for m in ("torch", "timm", "torchvision") if m in sys.modules)
+print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "frame_s": t3 - t2, "box": box, "heavy": heavy}))
+"""
+
+BARE = """
+import json, sys, time
+t0 = time.perf_counter()
+import cv2
+import numpy as np
+import onnxruntime as ort
+t1 = time.perf_counter()
+sess = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+t2 = time.perf_counter()
+resize, crop = int(sys.argv[3]), int(sys.argv[4])
+image = cv2.cvtColor(cv2.imread(sys.argv[2]), cv2.COLOR_BGR2RGB)
+h, w = image.shape[:2]
+interp = cv2.INTER_AREA if resize < min(h, w) else cv2.INTER_LINEAR
+o = (resize - crop) // 2
+frame = cv2.resize(image, (resize, resize), interpolation=interp)[o : o + crop, o : o + crop]
+score, mask = sess.run(None, {"frames": np.ascontiguousarray(frame)[None]})
+contours, _ = cv2.findContours(mask[0, 0], cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+box = cv2.boundingRect(max(contours, key=cv2.contourArea)) if contours else None
+t3 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "frame_s": t3 - t2, "box": box, "heavy": []}))
+"""
+
+
+def child_rusage(name: str, argv: list[str]) -> dict[str, float | str]:
+    """``subprocess`` reaps the child itself, so the child's own rusage is read with ``os.wait4``
+    on a ``Popen`` that is never waited for by ``subprocess``."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    out, errs = proc.stdout.read(), proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed ({proc.returncode}): {errs.decode()[-400:]}")
+    record: dict[str, float | str] = {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024}
+    lines = out.decode().strip().splitlines()
+    if lines and lines[-1].startswith("{"):
+        record.update(json.loads(lines[-1]))
+    return record
+
+
+def build_sample_model(folder: Path) -> Path:
+    """Fit on the bundled sample at 448 and export the ONNX graph (the only step that uses torch)."""
+    from rpol_edge.export.onnx_export import export_onnx
+    from rpol_edge.fit import FitConfig, fit
+
+    model = folder / "sample.rpol"
+    fit(FitConfig("voc", SAMPLE, "train", input_size=448, workers=0)).artifact.save(model)
+    onnx_path = folder / "model.onnx"
+    export_onnx(model, onnx_path)
+    return onnx_path
+
+
+def median(rows: list[dict[str, float | str]], key: str) -> float:
+    return float(statistics.median(float(r[key]) for r in rows if key in r))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, help="ONNX file (default: fit + export the bundled sample)")
+    ap.add_argument("--image", type=Path, default=SAMPLE / "JPEGImages" / "raccoon-100.jpg")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/startup.json"))
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model or build_sample_model(Path(tmp))
+        from rpol_edge.inspect import read_meta
+
+        meta = read_meta(model)
+        py = sys.executable
+        variants = {
+            "rpol_edge": [py, "-c", RPOL_EDGE, str(model), str(args.image)],
+            "bare": [py, "-c", BARE, str(model), str(args.image), str(meta.resize_size),
+                     str(meta.input_size)],
+            "cli predict": [py, "-c", "from rpol_edge.cli import main; main()", "predict", str(model),
+                            str(args.image), "-o", str(Path(tmp) / "pred")],
+        }
+        rows: dict[str, list[dict[str, float | str]]] = {name: [] for name in variants}
+        for _ in range(args.repeats):  # interleaved, so machine noise hits every variant alike
+            for name, argv in variants.items():
+                rows[name].append(child_rusage(name, argv))
+    summary = {}
+    for name, runs in rows.items():
+        summary[name] = {
+            "wall_s_median": median(runs, "wall_s"),
+            "peak_mb_median": median(runs, "peak_mb"),
+            **{f"{k}_median": median(runs, k) for k in ("import_s", "open_s", "frame_s") if k in runs[0]},
+        }
+        if "heavy" in runs[0]:
+            summary[name]["imported_torch_or_timm"] = sorted({m for r in runs for m in r["heavy"]})
+    ours = summary["rpol_edge"]
+    record = {
+        "model": str(args.model or "bundled sample, fitted + exported at 448"),
+        "input_size": meta.input_size,
+        "image": str(args.image),
+        "repeats": args.repeats,
+        "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, Python {platform.python_version()}",
+        "targets": {"wall_s": TARGET_S, "peak_mb": TARGET_MB},
+        "meets_targets": ours["wall_s_median"] <= TARGET_S and ours["peak_mb_median"] <= TARGET_MB,
+        "variants": summary,
+        "runs": rows,
+    }
+    print(f"{'variant':12s} {'wall s':>7s} {'peak MB':>8s} {'import s':>9s} {'open s':>7s} {'frame s':>8s}")
+    for name, s in summary.items():
+        parts = [f"{s.get(f'{k}_median', float('nan')):9.3f}" for k in ("import_s", "open_s", "frame_s")]
+        print(f"{name:12s} {s['wall_s_median']:7.3f} {s['peak_mb_median']:8.1f} {' '.join(parts)}")
+    print(f"targets: <= {TARGET_S} s, <= {TARGET_MB:.0f} MB (rpol_edge row): "
+          f"{'met' if record['meets_targets'] else 'NOT met'}; torch/timm imported: "
+          f"{ours.get('imported_torch_or_timm') or 'no'}")
+    write_text_atomic(args.out, json.dumps(record, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
