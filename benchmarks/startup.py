@@ -2,7 +2,8 @@
 
 Each variant runs in its own child process, started cold, ``--repeats`` times in turn; the parent
 reads the child's wall time (spawn to exit, interpreter start included) and its peak resident
-memory (``ru_maxrss`` of that child, from ``os.wait4``), and reports medians:
+memory (``ru_maxrss`` of that child, from ``os.wait4``; it starts at the parent's size, so the
+parent stays small and its own peak is recorded), and reports medians:
 
 - ``rpol_edge``: ``open_runtime(model, "ort", device="cpu")``, then one photo through the shared
   pre-processing (decode, resize, crop), the graph, and the shared post-processing (box).
@@ -23,14 +24,14 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-from rpol_edge.artifact import write_text_atomic
+from typing import Any
 
 SAMPLE = Path(__file__).resolve().parents[1] / "rpol_edge" / "sample"
 TARGET_S, TARGET_MB = 0.6, 250.0
@@ -39,6 +40,7 @@ RPOL_EDGE = """
 import json, sys, time
 t0 = time.perf_counter()
 from pathlib import Path
+from typing import Any
 from rpol_edge.geometry import resize_crop
 from rpol_edge.images import load_rgb
 from rpol_edge.predict import detect
@@ -51,7 +53,8 @@ with open_runtime(Path(sys.argv[1]), "ort", device="cpu") as rt:
     box = detect(out.score[0, 0], out.mask[0, 0], t).box
     t3 = time.perf_counter()
 heavy = sorted(m for m in ("torch", "timm", "torchvision") if m in sys.modules)
-print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "frame_s": t3 - t2, "box": box, "heavy": heavy}))
+print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "frame_s": t3 - t2, "box": box, "heavy": heavy,
+                  "input_size": rt.meta.input_size}))
 """
 
 BARE = """
@@ -62,8 +65,9 @@ import numpy as np
 import onnxruntime as ort
 t1 = time.perf_counter()
 sess = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+meta = json.loads(sess.get_modelmeta().custom_metadata_map["rpol_edge"])
 t2 = time.perf_counter()
-resize, crop = int(sys.argv[3]), int(sys.argv[4])
+resize, crop = meta["resize_size"], meta["input_size"]
 image = cv2.cvtColor(cv2.imread(sys.argv[2]), cv2.COLOR_BGR2RGB)
 h, w = image.shape[:2]
 interp = cv2.INTER_AREA if resize < min(h, w) else cv2.INTER_LINEAR
@@ -77,11 +81,14 @@ print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "frame_s": t3 - t2, "b
 """
 
 
-def child_rusage(name: str, argv: list[str]) -> dict[str, float | str]:
-    """``subprocess`` reaps the child itself, so the child's own rusage is read with ``os.wait4``
-    on a ``Popen`` that is never waited for by ``subprocess``."""
+def child_rusage(name: str, argv: list[str], cwd: Path) -> dict[str, Any]:
+    """The child's own rusage, read with ``os.wait4`` (``subprocess`` would reap it without).
+
+    It runs in ``cwd`` (a scratch folder): ``python -c`` puts the working folder first on sys.path,
+    and the package measured must be the installed one (or PYTHONPATH's), not a checkout nearby.
+    """
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
     assert proc.stdout is not None and proc.stderr is not None
     out, errs = proc.stdout.read(), proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -89,26 +96,34 @@ def child_rusage(name: str, argv: list[str]) -> dict[str, float | str]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed ({proc.returncode}): {errs.decode()[-400:]}")
-    record: dict[str, float | str] = {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024}
+    record: dict[str, Any] = {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024}
     lines = out.decode().strip().splitlines()
     if lines and lines[-1].startswith("{"):
         record.update(json.loads(lines[-1]))
     return record
 
 
+BUILD = """
+import sys
+from pathlib import Path
+from typing import Any
+from rpol_edge.export.onnx_export import export_onnx
+from rpol_edge.fit import FitConfig, fit
+sample, folder = Path(sys.argv[1]), Path(sys.argv[2])
+fit(FitConfig("voc", sample, "train", input_size=448, workers=0)).artifact.save(folder / "sample.rpol")
+export_onnx(folder / "sample.rpol", folder / "model.onnx")
+"""
+
+
 def build_sample_model(folder: Path) -> Path:
-    """Fit on the bundled sample at 448 and export the ONNX graph (the only step that uses torch)."""
-    from rpol_edge.export.onnx_export import export_onnx
-    from rpol_edge.fit import FitConfig, fit
-
-    model = folder / "sample.rpol"
-    fit(FitConfig("voc", SAMPLE, "train", input_size=448, workers=0)).artifact.save(model)
-    onnx_path = folder / "model.onnx"
-    export_onnx(model, onnx_path)
-    return onnx_path
+    """Fit on the bundled sample at 448 and export the ONNX graph, in a child process: a child's
+    ru_maxrss starts at its parent's resident size when it is spawned, so this process must stay
+    small (no torch here)."""
+    subprocess.run([sys.executable, "-c", BUILD, str(SAMPLE), str(folder)], check=True, cwd=folder)
+    return folder / "model.onnx"
 
 
-def median(rows: list[dict[str, float | str]], key: str) -> float:
+def median(rows: list[dict[str, Any]], key: str) -> float:
     return float(statistics.median(float(r[key]) for r in rows if key in r))
 
 
@@ -120,23 +135,22 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/startup.json"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model or build_sample_model(Path(tmp))
-        from rpol_edge.inspect import read_meta
-
-        meta = read_meta(model)
+        model = args.model.resolve() if args.model else build_sample_model(Path(tmp))
+        image = args.image.resolve()
         py = sys.executable
         variants = {
-            "rpol_edge": [py, "-c", RPOL_EDGE, str(model), str(args.image)],
-            "bare": [py, "-c", BARE, str(model), str(args.image), str(meta.resize_size),
-                     str(meta.input_size)],
+            "rpol_edge": [py, "-c", RPOL_EDGE, str(model), str(image)],
+            "bare": [py, "-c", BARE, str(model), str(image)],
             "cli predict": [py, "-c", "from rpol_edge.cli import main; main()", "predict", str(model),
-                            str(args.image), "-o", str(Path(tmp) / "pred")],
+                            str(image), "-o", str(Path(tmp) / "pred")],
         }
-        rows: dict[str, list[dict[str, float | str]]] = {name: [] for name in variants}
+        parent_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        load_before = os.getloadavg()[0]
+        rows: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
         for _ in range(args.repeats):  # interleaved, so machine noise hits every variant alike
             for name, argv in variants.items():
-                rows[name].append(child_rusage(name, argv))
-    summary = {}
+                rows[name].append(child_rusage(name, argv, Path(tmp)))
+    summary: dict[str, dict[str, Any]] = {}
     for name, runs in rows.items():
         summary[name] = {
             "wall_s_median": median(runs, "wall_s"),
@@ -148,9 +162,11 @@ def main() -> None:
     ours = summary["rpol_edge"]
     record = {
         "model": str(args.model or "bundled sample, fitted + exported at 448"),
-        "input_size": meta.input_size,
+        "input_size": rows["rpol_edge"][0]["input_size"],
         "image": str(args.image),
         "repeats": args.repeats,
+        "parent_peak_mb": parent_mb,
+        "load_avg_1min": [load_before, os.getloadavg()[0]],
         "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, Python {platform.python_version()}",
         "targets": {"wall_s": TARGET_S, "peak_mb": TARGET_MB},
         "meets_targets": ours["wall_s_median"] <= TARGET_S and ours["peak_mb_median"] <= TARGET_MB,
@@ -161,9 +177,13 @@ def main() -> None:
     for name, s in summary.items():
         parts = [f"{s.get(f'{k}_median', float('nan')):9.3f}" for k in ("import_s", "open_s", "frame_s")]
         print(f"{name:12s} {s['wall_s_median']:7.3f} {s['peak_mb_median']:8.1f} {' '.join(parts)}")
+    load = f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"
+    print(f"machine load (1-min average) {load} on {os.cpu_count()} cores")
     print(f"targets: <= {TARGET_S} s, <= {TARGET_MB:.0f} MB (rpol_edge row): "
           f"{'met' if record['meets_targets'] else 'NOT met'}; torch/timm imported: "
           f"{ours.get('imported_torch_or_timm') or 'no'}")
+    from rpol_edge.artifact import write_text_atomic  # only now: this process stays small while timing
+
     write_text_atomic(args.out, json.dumps(record, indent=1) + "\n")
     print(f"wrote {args.out}")
 
