@@ -11,6 +11,7 @@ and batches come back in data-set order.
 
 from __future__ import annotations
 
+import signal
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -52,6 +53,12 @@ def _decode(jobs: list[tuple[int, Path]], resize: int, crop: int) -> list[Item]:
     return items
 
 
+def _worker_init() -> None:
+    """Ctrl-C reaches the whole process group: the main process handles it (and stops the pool);
+    a worker that raised too would print its own traceback over the one-line message."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _batch(samples: Sequence[Sample], items: list[Item], crop: int) -> Batch:
     ok = [(i, f, t) for i, f, t, _ in items if f is not None]
     frames = np.stack([f for _, f, _ in ok]) if ok else np.zeros((0, crop, crop, 3), np.uint8)
@@ -75,7 +82,7 @@ def iterate_batches(
         for chunk in jobs:
             yield _batch(samples, _decode(chunk, resize, crop), crop)
         return
-    pool = ProcessPoolExecutor(max_workers=workers)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
     pending: deque[Future[list[Item]]] = deque()
     submitted = 0
     try:
