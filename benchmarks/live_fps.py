@@ -7,8 +7,8 @@ line: the run's summary (mean FPS, latency, per-stage ms) and what the stages pr
 thread's mean), where the threads are the pipeline's (capture | pre | infer | post+render | write).
 ``--subprocess`` runs the `rpol-edge run` CLI instead of the library (same pipeline, plus startup).
 
-Usage: python benchmarks/live_fps.py MODEL --images DIR [--frames 150] [--runtime auto] [--save]
-       [--threads N] [--device auto] [--json-out FILE]
+Usage: python benchmarks/live_fps.py MODEL --images DIR [--frames 150] [--size 640x480] [--save]
+       [--runtime auto] [--device auto] [--threads N] [--json-out FILE]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ THREAD_STAGES = {
 
 
 def write_video(images: list[Path], path: Path, frames: int, size: tuple[int, int] = (640, 480)) -> None:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 25.0, size)
     decoded = [cv2.resize(cv2.cvtColor(load_rgb(p), cv2.COLOR_RGB2BGR), size) for p in images[:50]]
     for i in range(frames):
         writer.write(decoded[i % len(decoded)])
@@ -61,7 +61,9 @@ def stage_model(stage_ms: dict[str, dict[str, float]]) -> dict[str, Any]:
     }
 
 
-def measure_in_process(rt: Runtime, images: list[Path], frames: int, save: bool) -> dict[str, Any]:
+def measure_in_process(
+    rt: Runtime, images: list[Path], frames: int, save: bool, size: tuple[int, int] = (640, 480)
+) -> dict[str, Any]:
     """Run the pipeline on a fresh MP4 with ``rt`` (not yet entered); the summary and the stage model."""
     from rpol_edge.live.outputs import JsonlSink, Sink, VideoSink
     from rpol_edge.live.pipeline import run_live
@@ -69,7 +71,7 @@ def measure_in_process(rt: Runtime, images: list[Path], frames: int, save: bool)
 
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "in.mp4"
-        write_video(images, video, frames)
+        write_video(images, video, frames, size)
         sinks: list[Sink] = []
         if save:
             sinks = [VideoSink(Path(tmp) / "out.mp4"), JsonlSink(Path(tmp) / "out.jsonl")]
@@ -86,7 +88,7 @@ def record(summary: dict[str, Any], save: bool) -> dict[str, Any]:
 def measure_cli(args: argparse.Namespace, images: list[Path]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         video, summary = Path(tmp) / "in.mp4", Path(tmp) / "summary.json"
-        write_video(images, video, args.frames)
+        write_video(images, video, args.frames, args.size)
         cmd = [
             sys.executable,
             "-m",
@@ -115,6 +117,7 @@ def main() -> None:
     ap.add_argument("model", type=Path)
     ap.add_argument("--images", type=Path, required=True)
     ap.add_argument("--frames", type=int, default=150)
+    ap.add_argument("--size", type=parse_size, default=(640, 480), help="video frame size WxH")
     ap.add_argument("--runtime", default="auto")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--save", action="store_true", help="also write the annotated video and JSONL")
@@ -129,13 +132,25 @@ def main() -> None:
         from rpol_edge.runtimes import open_runtime
 
         rt = open_runtime(args.model, args.runtime, device=args.device, threads=args.threads)
-        rec = measure_in_process(rt, images, args.frames, args.save)
-    where = {"machine": machine(), "input_size": read_meta(args.model).input_size, "threads": args.threads}
+        rec = measure_in_process(rt, images, args.frames, args.save, args.size)
+    where = {
+        "machine": machine(),
+        "input_size": read_meta(args.model).input_size,
+        "threads": args.threads,
+        "frame_size": "x".join(map(str, args.size)),
+    }
     line = json.dumps({"model": str(args.model), **where, **rec})
     print(line)
     if args.json_out:
         with open(args.json_out, "a") as fh:
             fh.write(line + "\n")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    w, _, h = text.lower().partition("x")
+    if not (w.isdigit() and h.isdigit()) or int(w) < 16 or int(h) < 16:
+        raise argparse.ArgumentTypeError(f"frame size {text!r}: expected WxH, e.g. 1280x720")
+    return int(w), int(h)
 
 
 def machine() -> str:
