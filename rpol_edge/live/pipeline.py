@@ -168,10 +168,12 @@ class _Run:
         """Reconnect attempts since the last frame read (bounded by ``max_reconnects``)."""
         self.in_outage = False
         """Between a drop and the next frame read: one outage, however many reopens it takes."""
-        # The hand-off into each stage, named for the stage that reads it.
+        # The hand-off into each stage, named for the stage that reads it. For files, read-ahead
+        # (``queue_size``) is before prepare only: deeper queues further on would add latency, not
+        # throughput (one waiting item per stage is enough to keep every stage busy).
         self.inbox: dict[str, Channel] = {
-            stage: LatestSlot() if source.is_live else queue.Queue(maxsize=queue_size)
-            for stage in ("prepare", "infer", "render", "output")
+            stage: LatestSlot() if source.is_live else queue.Queue(maxsize=queue_size if i == 0 else 1)
+            for i, stage in enumerate(("prepare", "infer", "render", "output"))
         }
         self.image_sinks = [s for s in self.sinks if s.needs_image]
         self.record_sinks = [s for s in self.sinks if not s.needs_image]
