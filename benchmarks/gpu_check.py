@@ -207,6 +207,7 @@ def main() -> None:
                 res["latency"] = [latency(rt, frames, b, args.iters, args.warmup) for b in (1, 8)]
                 res["runtime"] = rt.description
                 res["graph_active"] = rt.description.endswith(" graph")
+                res["graph_self_check_max_abs"] = getattr(rt, "graph_self_check", {})
             return res
 
         check.section(name, gpu_section, need_s=15)

@@ -76,22 +76,33 @@ def _sample_frames(model: Path) -> np.ndarray:
     return dataset_frames(read_meta(model), "voc", SAMPLE, "test", workers=0)
 
 
+# Graph vs eager on the same GPU. Not bit-exact in general: a padded batch may get other cuDNN
+# algorithms than the eager batch of its real size; FP32 (TF32 off) then moves by ~1e-6, FP16 more.
+# Leaked stale rows or a wrong capture would change whole maps (each image is min-max normalized).
+GRAPH_TOL = {"fp32": (1e-4, True), "fp16": (2e-2, False)}
+"""precision -> (max |d score|, boxes identical (else IoU >= 0.9))."""
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_graph_matches_eager_on_every_batch_shape(sample_model: Path, precision: str) -> None:
-    """Replays against eager on the same GPU: batch 1, a padded partial batch (stale rows in the
-    static buffer from the call before must not leak), a full bucket, and more than one chunk."""
+    """Batch 1, full buckets, padded partial batches, the same bucket again with stale rows left in
+    its static buffer by the call before, and a second use of batch 1."""
     _cuda()
+    from rpol_edge.compare import agreement
+
     frames = _sample_frames(sample_model)
+    tol, identical = GRAPH_TOL[precision]
     opts = {"device": "cuda", "precision": precision}
+    slices = [(0, 1), (0, 8), (5, 8), (0, len(frames)), (2, 11), (3, 4)]
     with open_runtime(sample_model, "torch", cuda_graph=False, **opts) as eager:
-        ref = eager.infer(frames)
+        refs = [eager.infer(frames[a:b]) for a, b in slices]
     with open_runtime(sample_model, "torch", cuda_graph=True, **opts) as rt:
         assert rt.description.endswith(" graph")
-        for start, stop in [(0, 1), (0, 8), (5, 8), (0, len(frames)), (3, 4)]:
-            out = rt.infer(frames[start:stop])
-            np.testing.assert_allclose(out.score, ref.score[start:stop], atol=1e-5, rtol=0)
-            assert np.array_equal(out.mask, ref.mask[start:stop])
+        for (a, b), ref in zip(slices, refs, strict=True):
+            res = agreement(rt.infer(frames[a:b]), ref)
+            assert res.max_abs_map <= tol, ((a, b), res)
+            assert (res.boxes_identical if identical else res.boxes_iou_090) == b - a, ((a, b), res)
         assert rt.description.endswith(" graph"), "fell back to eager"
 
 
@@ -107,14 +118,17 @@ def test_graphed_forward_chunks_large_batches(sample_model: Path) -> None:
     frames = _sample_frames(sample_model)
     module = build_localizer(ModelArtifact.load(sample_model)).to("cuda")
     graphed = GraphedForward(module, torch.device("cuda"), max_batch=4)
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False  # as the runtime does: real FP32, batch-size independent
     try:
         score, mask = graphed(frames)
         assert sorted(graphed.graphs) == sorted(
             {bucket(stop - start, 4) for start, stop in chunks(len(frames), 4)}
         )
+        assert all(d <= 1e-5 for d in graphed.self_check.values()), graphed.self_check
+        with torch.inference_mode():
+            ref_score, _ = module(torch.from_numpy(frames).cuda())
     finally:
         graphed.close()
-    with torch.inference_mode():
-        ref_score, ref_mask = module(torch.from_numpy(frames).cuda())
-    np.testing.assert_allclose(score, ref_score.cpu().numpy(), atol=1e-5, rtol=0)
-    assert np.array_equal(mask, ref_mask.cpu().numpy())
+        torch.backends.cudnn.allow_tf32 = tf32
+    np.testing.assert_allclose(score, ref_score.cpu().numpy(), atol=1e-4, rtol=0)

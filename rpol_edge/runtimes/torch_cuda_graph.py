@@ -39,10 +39,13 @@ MAX_GRAPH_BATCH = 32
 WARMUP_ITERS = 3
 """Eager forwards on the side stream before capture (the PyTorch docs' example uses 3)."""
 
-SELF_CHECK_TOL = 1e-5
-"""Max |score| difference allowed between the first replay and the eager forward on the same
-input: the same kernels run, so they agree to rounding; more means the capture is wrong. Mask
-pixels may then differ only where a score sits on the threshold (at most ``SELF_CHECK_MASK``)."""
+SELF_CHECK_TOL = 1e-3
+"""Max |score| difference allowed between the first replay and an eager forward of the same batch:
+the same kernels run, so they agree to rounding (recorded in ``GraphedForward.self_check``). What a
+wrong capture does (a value from capture time baked in, a buffer read before it is written) changes
+whole maps, since each is min-max normalized; the margin keeps FP16 rounding from forcing a
+fallback. Mask pixels may then differ only where a score sits on the threshold (at most
+``SELF_CHECK_MASK`` of them)."""
 
 SELF_CHECK_MASK = 1e-3
 
@@ -90,6 +93,8 @@ class GraphedForward:
         self.max_batch = max_batch
         self.stream = torch.cuda.Stream(device)
         self.graphs: dict[int, _Graph] = {}
+        self.self_check: dict[int, float] = {}
+        """Captured batch size -> max |score difference| of its first replay against eager."""
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -155,6 +160,7 @@ class GraphedForward:
         self.stream.synchronize()
         diff = float((static_score.float() - ref_score.float()).abs().max())
         masks_differ = int((static_mask != ref_mask).sum())
+        self.self_check[b] = diff
         if diff > SELF_CHECK_TOL or masks_differ > SELF_CHECK_MASK * static_mask.numel():
             raise GraphCaptureError(
                 f"replay of batch {b} disagrees with eager (max |d score| {diff:.2e}, "

@@ -74,6 +74,12 @@ class TorchRuntime(Runtime):
             except GraphCaptureError as exc:
                 self._no_graph(str(exc))
 
+    @property
+    def graph_self_check(self) -> dict[int, float]:
+        """Captured batch size -> max |score| difference of its first replay against eager
+        (empty when no graph is in use)."""
+        return dict(self._graphed.self_check) if self._graphed is not None else {}
+
     def _no_graph(self, why: str) -> None:
         log.warning("torch runtime: running without CUDA graphs: %s", why)
         if self._graphed is not None:
