@@ -53,7 +53,7 @@ class TorchRuntime(Runtime):
 
     @property
     def description(self) -> str:
-        graph = " graph" if self.cuda_graph else ""
+        graph = " graph" if self.cuda_graph and self.device.type == "cuda" else ""
         return f"torch {self.device.type} {self.meta.precision}{graph}"
 
     def activate(self) -> None:
