@@ -31,6 +31,14 @@ Split = Annotated[str, typer.Option("--split", help="split name (train, test, ..
 RuntimeOpt = Annotated[str, typer.Option("--runtime", help="auto | torch | ort | trt")]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA when reachable) | cpu | cuda | cuda:N")]
 Weights = Annotated[Path | None, typer.Option("--weights", help="backbone checkpoint file")]
+CudaGraph = Annotated[
+    bool | None,
+    typer.Option(
+        "--cuda-graph/--no-cuda-graph",
+        help="CUDA graphs (torch: default on for CUDA; trt: default off); falls back with a log line",
+        show_default=False,
+    ),
+]
 
 
 @app.command()
@@ -131,6 +139,7 @@ def eval_cmd(
     ] = False,
     batch_size: int = 8,
     workers: int = 2,
+    cuda_graph: CudaGraph = None,
 ) -> None:
     """Localization accuracy (GT-known Loc, MaxBoxAcc, MaxBoxAccV2 both protocols)."""
     from rpol_edge.artifact import write_text_atomic
@@ -143,7 +152,7 @@ def eval_cmd(
             raise ValueError("--calibrate writes into a fitted .rpol model; calibrate it, then re-export")
         if json_out:
             check_writable(json_out)
-        rt = open_runtime(model, runtime, device=device, weights=weights)
+        rt = open_runtime(model, runtime, device=device, weights=weights, cuda_graph=cuda_graph)
         with rt, progress_bar("eval") as update:
             result = evaluate(rt, data, root, split, save_maps, batch_size, workers, update)
         report_skips(result.skipped)
@@ -252,6 +261,7 @@ def bench(
     warmup: int = 5,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch/ORT")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="append rows as JSON lines")] = None,
+    cuda_graph: CudaGraph = None,
 ) -> None:
     """Latency per stage (pre / infer / post, ms) and FPS for each model file."""
     from dataclasses import replace
@@ -266,7 +276,7 @@ def bench(
             raise ValueError(f"no images in {images}")
         table = Table("model", "runtime", "batch", "pre ms", "infer ms p50", "infer ms p95", "post ms", "FPS")
         for model in models:
-            opts = {"device": device, "threads": threads}
+            opts = {"device": device, "threads": threads, "cuda_graph": cuda_graph}
             if model.suffix == ".rpol":
                 opts["precision"] = precision
             with open_runtime(model, "auto", **opts) as rt, err.status(f"timing {rt.description}..."):

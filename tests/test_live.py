@@ -645,3 +645,25 @@ def test_slow_output_never_stalls_live_capture(model: Path, mjpeg_server: MjpegS
     assert s.elapsed_s >= 12 * 0.25
     assert s.captured >= 0.5 * mjpeg_server.fps * s.elapsed_s, s  # capture ran at the stream's pace
     assert s.dropped_frames >= s.captured - s.frames - 6 > 0  # at most a slot and two queues in flight
+
+
+class AsSlowAsInference(SlowSink):
+    """Writes each frame in as long as its inference took: write and infer are equal stages,
+    however fast or loaded this machine is."""
+
+    def write(self, result: FrameResult, image: np.ndarray | None) -> None:
+        self.seconds = result.frame.ms["infer"] / 1e3
+        super().write(result, image)
+
+
+def test_stages_overlap_throughput_follows_the_slowest(model: Path, tmp_path: Path) -> None:
+    """Overlapped, a run takes about the slowest stage per frame, not the sum of the stages (a
+    serial loop would need about twice as long here)."""
+    video = tmp_path / "in.mp4"
+    write_video(video, frames_bgr(16))
+    sink = AsSlowAsInference(0.0)
+    with open_runtime(model, "torch") as rt:
+        s = run_live(rt, parse_source(str(video)), [sink])
+    assert s.frames == sink.written == 16
+    serial_s = s.frames * sum(v["mean"] for v in s.stage_ms.values()) / 1e3
+    assert s.elapsed_s < 0.8 * serial_s, (s.elapsed_s, serial_s, s.stage_ms)

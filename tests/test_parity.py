@@ -17,9 +17,17 @@ from tests.conftest import SAMPLE, SHARED_RACCOON
 # name -> (runtime, options, max |score - reference|, fraction of frames whose box must be identical)
 CASES = {
     "ort-cpu-fp32": ("ort", {"device": "cpu"}, 1e-4, 1.0),
+    # On CUDA the torch runtime runs CUDA graphs by default; the eager cases keep the plain path checked.
     "torch-cuda-fp32": ("torch", {"device": "cuda"}, 1e-4, 1.0),
+    "torch-cuda-fp32-eager": ("torch", {"device": "cuda", "cuda_graph": False}, 1e-4, 1.0),
     # FP16 moves contour edges by a pixel now and then: boxes must agree to IoU >= 0.9 instead.
     "torch-cuda-fp16": ("torch", {"device": "cuda", "precision": "fp16"}, 2e-2, 0.0),
+    "torch-cuda-fp16-eager": (
+        "torch",
+        {"device": "cuda", "precision": "fp16", "cuda_graph": False},
+        2e-2,
+        0.0,
+    ),
 }
 
 

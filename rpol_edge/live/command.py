@@ -43,6 +43,14 @@ def run_command(
     weights: Annotated[Path | None, typer.Option("--weights", help="backbone checkpoint file")] = None,
     precision: Annotated[str | None, typer.Option(help="torch runtime: fp32 | fp16 (CUDA)")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for inference")] = None,
+    cuda_graph: Annotated[
+        bool | None,
+        typer.Option(
+            "--cuda-graph/--no-cuda-graph",
+            help="CUDA graphs (torch: default on for CUDA; trt: default off)",
+            show_default=False,
+        ),
+    ] = None,
     show: Annotated[bool, typer.Option("--show", help="display a window (q or Esc ends the run)")] = False,
     save: Annotated[Path | None, typer.Option("--save", help="annotated video (.mp4, mp4v)")] = None,
     save_fps: Annotated[
@@ -86,7 +94,13 @@ def run_command(
         _check_outputs({"--save": save, "--jsonl": jsonl, "--summary": summary}, save_frames)
         sinks = _sinks(show, save, save_fps, jsonl, save_frames)
         rt = open_runtime(
-            model, runtime, device=device, weights=weights, precision=precision, threads=threads
+            model,
+            runtime,
+            device=device,
+            weights=weights,
+            precision=precision,
+            threads=threads,
+            cuda_graph=cuda_graph,
         )
 
         def report(result: RunSummary) -> None:

@@ -1,17 +1,20 @@
-"""The live pipeline: capture, inference and output run concurrently and meet at bounded queues.
+"""The live pipeline: capture, pre-processing, inference, drawing and output run concurrently.
 
-Three threads, so that each stage only ever waits for its own work:
+Five threads, one per stage, meeting at bounded hand-offs, so that throughput is set by the slowest
+stage and not by their sum (measured: README "Live run", benchmarks/live_fps.py):
 
-* capture (worker thread) reads the source. For a live source it hands frames over through a
-  one-item slot that the next frame overwrites, so a slow consumer never makes the camera or the
-  socket back up; each overwrite is counted as a dropped frame. For files and folders the queue
-  blocks instead, and every frame is processed.
-* inference (worker thread) does the shared pre-processing (``geometry.resize_crop``), the
-  runtime call and the shared post-processing (``predict.detect``). Its results go to output the
-  same way: a one-item slot for live sources (the shown frame is the newest inference, never an
-  older one still queued; a replaced result is a drop too), a blocking queue for files.
+* capture (worker thread) reads and decodes the source;
+* prepare (worker thread) does the shared pre-processing (``geometry.resize_crop``, colour order);
+* inference (worker thread) only calls the runtime, so a GPU is fed as soon as it is free;
+* render (worker thread) does the shared post-processing (``predict.detect``) and draws the
+  shared overlay (``overlay.render``) when an image output needs it;
 * output (the calling thread, because GUI toolkits want the main thread and signals are delivered
-  there) draws the shared overlay (``overlay.render``) and writes every sink.
+  there) writes every sink (video encoding, JPEG files, window, JSONL).
+
+Each hand-off is, for a live source, a one-item slot that the next item overwrites, so a slow
+stage never makes the camera or the socket back up and what is shown is always the newest frame
+(each overwrite is counted as a dropped frame); for files and folders it is a blocking queue, and
+every frame is processed.
 
 Stopping: end of stream drains what is already queued; Ctrl-C, SIGTERM, ``max_frames`` or a closed
 window stop promptly. Either way every sink is closed (files flushed, the video renamed into place)
@@ -20,18 +23,20 @@ as soon as output returns, still under the signal handlers, and a RunSummary is 
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from rpol_edge.geometry import resize_crop
+from rpol_edge.geometry import CropTransform, resize_crop
 from rpol_edge.live._opencv import cv2
 from rpol_edge.live.frames import Frame, FrameResult
 from rpol_edge.live.outputs import Sink
@@ -85,6 +90,38 @@ class LatestSlot(Generic[T]):
             return not self._full
 
 
+@dataclass
+class _Work:
+    """One frame on its way through the stages; each stage fills in its part."""
+
+    frame: Frame
+    x: np.ndarray | None = None
+    """The K x K RGB network input (prepare -> inference)."""
+    transform: CropTransform | None = None
+    score: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    result: FrameResult | None = None
+    image: np.ndarray | None = None
+    """The BGR overlay, when an image output needs one (render -> output)."""
+
+
+Channel = LatestSlot[_Work] | queue.Queue[_Work]
+
+
+class _Rate:
+    """Frames per second as an exponential moving average of the intervals (for the overlay)."""
+
+    def __init__(self) -> None:
+        self.fps = 0.0
+        self._last: float | None = None
+
+    def tick(self, now: float) -> None:
+        if self._last is not None:
+            rate = 1.0 / max(now - self._last, 1e-6)
+            self.fps = rate if self.fps == 0.0 else 0.9 * self.fps + 0.1 * rate
+        self._last = now
+
+
 def _put(q: queue.Queue[T], item: T, stop: threading.Event) -> bool:
     """Blocking put that gives up when the run is stopping (the consumer may be gone)."""
     while not stop.is_set():
@@ -97,7 +134,7 @@ def _put(q: queue.Queue[T], item: T, stop: threading.Event) -> bool:
 
 
 class _Run:
-    """State shared by the three threads of one run."""
+    """State shared by the five threads of one run."""
 
     def __init__(
         self,
@@ -122,8 +159,8 @@ class _Run:
         self.stats = RunStats()
         self.stop = threading.Event()
         """Abort: stop promptly, drop what is queued (signals, max frames, window closed, errors)."""
-        self.capture_done = threading.Event()
-        self.infer_done = threading.Event()
+        self.done = {stage: threading.Event() for stage in ("capture", "prepare", "infer", "render")}
+        """Set when a worker's loop has ended: its consumer stops once its inbox is empty too."""
         self.stop_reason: str | None = None
         self.end_reason = "end of stream"
         self.errors: list[BaseException] = []
@@ -131,12 +168,19 @@ class _Run:
         """Reconnect attempts since the last frame read (bounded by ``max_reconnects``)."""
         self.in_outage = False
         """Between a drop and the next frame read: one outage, however many reopens it takes."""
-        self.frames_in: LatestSlot[Frame] | queue.Queue[Frame] = (
-            LatestSlot() if source.is_live else queue.Queue(maxsize=queue_size)
-        )
-        self.results: LatestSlot[FrameResult] | queue.Queue[FrameResult] = (
-            LatestSlot() if source.is_live else queue.Queue(maxsize=queue_size)
-        )
+        # The hand-off into each stage, named for the stage that reads it. For files, read-ahead
+        # (``queue_size``) is before prepare only: deeper queues further on would add latency, not
+        # throughput (one waiting item per stage is enough to keep every stage busy).
+        self.inbox: dict[str, Channel] = {
+            stage: LatestSlot() if source.is_live else queue.Queue(maxsize=queue_size if i == 0 else 1)
+            for i, stage in enumerate(("prepare", "infer", "render", "output"))
+        }
+        self.image_sinks = [s for s in self.sinks if s.needs_image]
+        self.record_sinks = [s for s in self.sinks if not s.needs_image]
+        self.last_write_ms = 0.0
+        """The previous frame's write time, shown in the overlay (set by output, read by render)."""
+        self._last_render_ms = 0.0
+        self._render_rate = _Rate()
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -186,9 +230,7 @@ class _Run:
             )
             index += 1
             self.stats.captured += 1
-            if isinstance(self.frames_in, LatestSlot):
-                self.stats.dropped_frames += self.frames_in.put(frame)
-            elif not _put(self.frames_in, frame, self.stop):
+            if not self._hand_over("capture", "prepare", _Work(frame)):
                 break
             if self.max_frames is not None and not self.source.is_live and index >= self.max_frames:
                 break
@@ -235,73 +277,85 @@ class _Run:
             return True
         return False
 
-    # --- inference ---------------------------------------------------------------------------
+    # --- the stages between capture and output ------------------------------------------------
 
-    def infer(self) -> None:
-        meta = self.runtime.meta
+    def _hand_over(self, stage: str, to: str, work: _Work) -> bool:
+        """Pass ``work`` on; False when the run is stopping. A live hand-off never blocks: it
+        replaces an unread item, which ``stage`` counts as a drop (one counter per thread)."""
+        box = self.inbox[to]
+        if isinstance(box, LatestSlot):
+            self.stats.handoff_drops[stage] += box.put(work)
+            return True
+        return _put(box, work, self.stop)
+
+    def worker(self, stage: str, upstream: str, to: str, step: Callable[[_Work], None]) -> None:
+        """The loop of one middle stage: take, ``step``, pass on, until upstream is drained."""
+        inbox, upstream_done = self.inbox[stage], self.done[upstream]
         while not self.stop.is_set():
             try:
-                frame = self.frames_in.get(timeout=POLL_S)
+                work = inbox.get(timeout=POLL_S)
             except queue.Empty:
-                if self.capture_done.is_set() and self.frames_in.empty():
+                if upstream_done.is_set() and inbox.empty():
                     break
                 continue
-            t0 = time.perf_counter()
-            # Resize and crop first, then convert only the K x K crop: resizing works per channel,
-            # so this is bit-identical to converting the whole frame first, at a fraction of the cost.
-            x, transform = resize_crop(frame.image, meta.resize_size, meta.input_size)
-            if not frame.is_rgb:
-                x = cv2.cvtColor(x, cv2.COLOR_BGR2RGB)
-            t1 = time.perf_counter()
-            out = infer_all(self.runtime, x[None])
-            t2 = time.perf_counter()
-            score, mask = out.score[0, 0], out.mask[0, 0]
-            detection = detect(score, mask, transform)
-            t3 = time.perf_counter()
-            frame.ms.update(pre=(t1 - t0) * 1e3, infer=(t2 - t1) * 1e3, post=(t3 - t2) * 1e3)
-            result = FrameResult(frame, detection, score, transform)
-            if isinstance(self.results, LatestSlot):
-                self.stats.replaced_results += self.results.put(result)
-            elif not _put(self.results, result, self.stop):
+            step(work)
+            if not self._hand_over(stage, to, work):
                 break
+
+    def prepare(self, work: _Work) -> None:
+        frame, meta = work.frame, self.runtime.meta
+        t0 = time.perf_counter()
+        # Resize and crop first, then convert only the K x K crop: resizing works per channel,
+        # so this is bit-identical to converting the whole frame first, at a fraction of the cost.
+        x, work.transform = resize_crop(frame.image, meta.resize_size, meta.input_size)
+        work.x = x if frame.is_rgb else cv2.cvtColor(x, cv2.COLOR_BGR2RGB)
+        frame.ms["pre"] = (time.perf_counter() - t0) * 1e3
+
+    def infer(self, work: _Work) -> None:
+        assert work.x is not None
+        t0 = time.perf_counter()
+        out = infer_all(self.runtime, work.x[None])
+        work.frame.ms["infer"] = (time.perf_counter() - t0) * 1e3
+        work.score, work.mask, work.x = out.score[0, 0], out.mask[0, 0], None
+
+    def render(self, work: _Work) -> None:
+        assert work.score is not None and work.mask is not None and work.transform is not None
+        t0 = time.perf_counter()
+        detection = detect(work.score, work.mask, work.transform)
+        t1 = time.perf_counter()
+        work.result = r = FrameResult(work.frame, detection, work.score, work.transform)
+        r.frame.ms["post"] = (t1 - t0) * 1e3
+        if self.image_sinks:
+            self._render_rate.tick(t1)
+            lines = self._lines(self._render_rate.fps, r)
+            work.image = render(r.frame.bgr(), r.score, r.transform, r.detection.box, lines)
+        self._last_render_ms = r.frame.ms["render"] = (time.perf_counter() - t1) * 1e3
 
     # --- output (calling thread) -------------------------------------------------------------
 
     def output(self) -> None:
-        image_sinks = [s for s in self.sinks if s.needs_image]
-        record_sinks = [s for s in self.sinks if not s.needs_image]
+        inbox, upstream_done = self.inbox["output"], self.done["render"]
         total = None if self.source.is_live else self.source.length
         if self.max_frames is not None and total is not None:
             total = min(total, self.max_frames)
-        fps = 0.0
-        last_done: float | None = None
-        last_ms = {"render": 0.0, "write": 0.0}  # the previous frame's, for this frame's overlay
         while True:
             try:
-                r = self.results.get(timeout=POLL_S)
+                work = inbox.get(timeout=POLL_S)
             except queue.Empty:
-                if self.infer_done.is_set() and self.results.empty():
+                if upstream_done.is_set() and inbox.empty():
                     return
                 continue
+            r = work.result
+            assert r is not None
             t0 = time.perf_counter()
-            t1 = t0
-            if image_sinks:
-                lines = self._lines(fps, r, last_ms)
-                image = render(r.frame.bgr(), r.score, r.transform, r.detection.box, lines)
-                t1 = time.perf_counter()
-                for sink in image_sinks:
-                    sink.write(r, image)
+            for sink in self.image_sinks:
+                sink.write(r, work.image)
             done = time.perf_counter()
-            r.frame.ms.update(render=(t1 - t0) * 1e3, write=(done - t1) * 1e3)
-            last_ms = {k: r.frame.ms[k] for k in last_ms}
+            self.last_write_ms = r.frame.ms["write"] = (done - t0) * 1e3
             r.latency_ms = (done - r.frame.started) * 1e3
-            for sink in record_sinks:
+            for sink in self.record_sinks:
                 sink.write(r, None)
             self.stats.record(r)
-            if last_done is not None:
-                rate = 1.0 / max(done - last_done, 1e-6)
-                fps = rate if fps == 0.0 else 0.9 * fps + 0.1 * rate
-            last_done = done
             if self.progress is not None:
                 self.progress(self.stats.frames, total)
             if any(s.stop_requested for s in self.sinks):
@@ -310,12 +364,12 @@ class _Run:
                 self.request_stop("max frames")
                 return
 
-    def _lines(self, fps: float, r: FrameResult, last_ms: dict[str, float]) -> list[str]:
+    def _lines(self, fps: float, r: FrameResult) -> list[str]:
         ms = r.frame.ms
         return [
             f"{fps:5.1f} FPS  {self.runtime.description}",
             f"cap {ms['capture']:.1f}  pre {ms['pre']:.1f}  infer {ms['infer']:.1f}  "
-            f"post {ms['post']:.1f}  render {last_ms['render']:.1f}  write {last_ms['write']:.1f} ms",
+            f"post {ms['post']:.1f}  render {self._last_render_ms:.1f}  write {self.last_write_ms:.1f} ms",
         ]
 
     def thread(self, name: str, body: Callable[[], None], done: threading.Event) -> threading.Thread:
@@ -415,8 +469,15 @@ def run_live(
     run = _Run(
         runtime, source, outputs, max_frames, open_timeout, max_reconnects, backoff, queue_size, progress
     )
-    capture = run.thread("capture", run.capture, run.capture_done)
-    inference = run.thread("inference", run.infer, run.infer_done)
+    capture = run.thread("capture", run.capture, run.done["capture"])
+    workers = [  # downstream first: the order they are joined in
+        run.thread(name, functools.partial(run.worker, stage, up, to, step), run.done[stage])
+        for name, stage, up, to, step in (
+            ("render", "render", "infer", "output", run.render),
+            ("inference", "infer", "prepare", "render", run.infer),
+            ("prepare", "prepare", "capture", "infer", run.prepare),
+        )
+    ]
     started: list[Sink] = []
     close_errors: list[BaseException] = []
     with _Signals(run) as signals:
@@ -430,8 +491,8 @@ def run_live(
             for sink in run.sinks:
                 sink.start(source)
                 started.append(sink)
-            capture.start()
-            inference.start()
+            for t in (*workers, capture):
+                t.start()
             run.output()
         except _Interrupted:
             pass  # the handler recorded why; end like any other stop, with closed outputs
@@ -443,7 +504,7 @@ def run_live(
             run.stop.set()
             close_errors = _close_all(started)  # first: only this thread uses the sinks
             source.interrupt()  # wakes a read blocked in capture (MJPEG: socket shutdown)
-            for t in (inference, capture):
+            for t in (*workers, capture):
                 if t.ident is not None:
                     t.join(join_timeout)
             if not capture.is_alive():

@@ -1,8 +1,9 @@
 """Run counters and the end-of-run summary (printed, and written as JSON with ``--summary``).
 
-Each counter is written by exactly one pipeline thread (capture counts capture drops, corrupt
-frames and reconnects; inference counts results replaced before output took them; output counts
-processed frames), so plain ints suffice; the summary is built after the threads have stopped.
+Each counter is written by exactly one pipeline thread (capture counts corrupt frames and
+reconnects; every stage counts, under its own key of ``handoff_drops``, the items it replaced
+before the next stage took them; output counts processed frames), so plain ints suffice; the
+summary is built after the threads have stopped.
 
 Memory stays constant however long the run: `run` is left on for days on a device with a few GB,
 and a list of floats per frame and stage grows by about 0.5 GB a day at 30 FPS. Means are running
@@ -33,8 +34,8 @@ class RunSummary:
     """Frames processed and written to every output."""
     captured: int
     dropped_frames: int
-    """Live sources: frames replaced by a newer one before inference took them, plus results
-    replaced by a newer one before output took them (only the newest is ever shown)."""
+    """Live sources: frames replaced by a newer one at any hand-off between two stages before the
+    next stage took them (only the newest is ever shown)."""
     corrupt_frames: int
     stream_drops: int
     """Outages: a working (or newly opened) stream lost; failed reconnects do not add to it."""
@@ -105,8 +106,9 @@ class LogHistogram:
 @dataclass
 class RunStats:
     captured: int = 0
-    dropped_frames: int = 0
-    replaced_results: int = 0
+    handoff_drops: dict[str, int] = field(
+        default_factory=lambda: {stage: 0 for stage in ("capture", "prepare", "infer", "render")}
+    )
     corrupt_frames: int = 0
     stream_drops: int = 0
     reconnects: int = 0
@@ -134,7 +136,7 @@ class RunStats:
             stop_reason=stop_reason,
             frames=self.frames,
             captured=self.captured,
-            dropped_frames=self.dropped_frames + self.replaced_results,
+            dropped_frames=sum(self.handoff_drops.values()),
             corrupt_frames=self.corrupt_frames,
             stream_drops=self.stream_drops,
             reconnects=self.reconnects,

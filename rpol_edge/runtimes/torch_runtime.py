@@ -1,7 +1,13 @@
-"""PyTorch reference runtime: the Localizer module itself, on CPU or CUDA, FP32 or FP16."""
+"""PyTorch reference runtime: the Localizer module itself, on CPU or CUDA, FP32 or FP16.
+
+On CUDA the forward runs as CUDA graphs by default (``cuda_graph``; `torch_cuda_graph`): same
+kernels, one launch. Where capture is not possible the runtime says why in one log line and runs
+eagerly.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +16,9 @@ import torch
 from rpol_edge.artifact import ModelArtifact
 from rpol_edge.build import build_localizer
 from rpol_edge.runtimes.base import InferenceError, Output, Runtime
+from rpol_edge.runtimes.torch_cuda_graph import GraphCaptureError, GraphedForward
+
+log = logging.getLogger("rpol_edge.runtimes")
 
 
 class TorchRuntime(Runtime):
@@ -22,7 +31,10 @@ class TorchRuntime(Runtime):
         precision: str = "fp32",
         weights: Path | None = None,
         threads: int | None = None,
+        cuda_graph: bool | None = None,
     ) -> None:
+        """``cuda_graph``: None (default) is on for CUDA, off for the CPU; True on the CPU is
+        ignored with a log line, like a capture that fails."""
         artifact = ModelArtifact.load(model_path)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise InferenceError("torch runtime: CUDA requested but torch.cuda.is_available() is False")
@@ -36,10 +48,13 @@ class TorchRuntime(Runtime):
         self.device = torch.device(device)
         self.threads = threads
         self.module: torch.nn.Module | None = None
+        self.cuda_graph = self.device.type == "cuda" if cuda_graph is None else cuda_graph
+        self._graphed: GraphedForward | None = None
 
     @property
     def description(self) -> str:
-        return f"torch {self.device.type} {self.meta.precision}"
+        graph = " graph" if self.cuda_graph and self.device.type == "cuda" else ""
+        return f"torch {self.device.type} {self.meta.precision}{graph}"
 
     def activate(self) -> None:
         if self.threads:
@@ -53,8 +68,33 @@ class TorchRuntime(Runtime):
         if self.meta.precision == "fp16":
             module.half_backbone()
         self.module = module
+        if self.cuda_graph:
+            try:
+                self._graphed = GraphedForward(module, self.device)
+            except GraphCaptureError as exc:
+                self._no_graph(str(exc))
+
+    @property
+    def graph_self_check(self) -> dict[int, float]:
+        """Captured batch size -> max |score| difference of its first replay against eager
+        (empty when no graph is in use)."""
+        return dict(self._graphed.self_check) if self._graphed is not None else {}
+
+    def _no_graph(self, why: str) -> None:
+        log.warning("torch runtime: running without CUDA graphs: %s", why)
+        if self._graphed is not None:
+            try:  # a failed capture may leave an error on the stream; eager runs on the default one
+                self._graphed.close()
+                torch.cuda.synchronize(self.device)
+            except RuntimeError as exc:
+                log.warning("torch runtime: after the failed capture: %s", exc)
+            self._graphed = None
+        self.cuda_graph = False
 
     def deactivate(self) -> None:
+        if self._graphed is not None:
+            self._graphed.close()
+            self._graphed = None
         self.module = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -62,6 +102,12 @@ class TorchRuntime(Runtime):
     @torch.inference_mode()
     def _infer(self, frames: np.ndarray) -> Output:
         assert self.module is not None
+        if self._graphed is not None:
+            try:
+                score_np, mask_np = self._graphed(frames)
+                return Output(score=score_np, mask=mask_np)
+            except GraphCaptureError as exc:
+                self._no_graph(str(exc))
         x = torch.from_numpy(frames).to(self.device, non_blocking=True)
         score, mask = self.module(x)
         return Output(score=score.float().cpu().numpy(), mask=mask.cpu().numpy())
