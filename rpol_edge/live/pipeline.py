@@ -6,7 +6,8 @@ Three threads, so that each stage only ever waits for its own work:
   one-item slot that the next frame overwrites, so a slow consumer never makes the camera or the
   socket back up; each overwrite is counted as a dropped frame. For files and folders the queue
   blocks instead, and every frame is processed.
-* inference (worker thread) does the shared pre-processing (``geometry.resize_crop``), the
+* inference (worker thread) does the shared pre-processing (``prepare.prepare``: resize and crop on
+  the host, or nothing but a pass-through for a graph exported with ``--frame-size``), the
   runtime call and the shared post-processing (``predict.detect``). Its results go to output the
   same way: a one-item slot for live sources (the shown frame is the newest inference, never an
   older one still queued; a replaced result is a drop too), a blocking queue for files.
@@ -31,14 +32,13 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from rpol_edge.geometry import resize_crop
-from rpol_edge.live._opencv import cv2
 from rpol_edge.live.frames import Frame, FrameResult
 from rpol_edge.live.outputs import Sink
 from rpol_edge.live.sources import Backoff, CorruptFrame, OpenFailed, Source, StreamDropped, open_source
 from rpol_edge.live.stats import RunStats, RunSummary
 from rpol_edge.overlay import render
 from rpol_edge.predict import detect
+from rpol_edge.prepare import describe, prepare
 from rpol_edge.runtimes import Runtime, infer_all
 
 log = logging.getLogger("rpol_edge.live")
@@ -247,11 +247,7 @@ class _Run:
                     break
                 continue
             t0 = time.perf_counter()
-            # Resize and crop first, then convert only the K x K crop: resizing works per channel,
-            # so this is bit-identical to converting the whole frame first, at a fraction of the cost.
-            x, transform = resize_crop(frame.image, meta.resize_size, meta.input_size)
-            if not frame.is_rgb:
-                x = cv2.cvtColor(x, cv2.COLOR_BGR2RGB)
+            x, transform = prepare(frame.image, meta, frame.is_rgb)
             t1 = time.perf_counter()
             out = infer_all(self.runtime, x[None])
             t2 = time.perf_counter()
@@ -425,8 +421,9 @@ def run_live(
                 open_source(source, open_timeout)
             signals.phase = "running"
             log.info("source: %s", source.describe())
-            k = runtime.meta.input_size
-            infer_all(runtime, np.zeros((1, k, k, 3), np.uint8))  # warm-up: first calls allocate, compile
+            log.info("pre-processing: %s", describe(runtime.meta))
+            shape = runtime.meta.input_shape()
+            infer_all(runtime, np.zeros((1, *shape), np.uint8))  # warm-up: first calls allocate, compile
             for sink in run.sinks:
                 sink.start(source)
                 started.append(sink)
@@ -455,7 +452,8 @@ def run_live(
         if close_errors:
             raise close_errors[0]
         reason = run.stop_reason or run.end_reason
-        summary = run.stats.summary(source.describe(), runtime.description, reason)
+        used = f"{runtime.description}, pre-processing {describe(runtime.meta)}"
+        summary = run.stats.summary(source.describe(), used, reason)
         log.info("stopped: %s", summary.stop_reason)
         if report is not None:
             report(summary)
