@@ -189,6 +189,18 @@ def quantize_int8(
     }
     keep = float_nodes(onnx.load(str(fp32_onnx)), r.keep_float)
 
+    options: dict[str, Any] = {
+        "ActivationSymmetric": r.symmetric_activations,
+        "WeightSymmetric": True,
+        "QuantizeBias": r.quantize_bias,
+    }
+    if r.calibration == "minmax":
+        # MinMax ranges merge exactly chunk by chunk: bounded memory at any count. (The histogram
+        # methods keep every activation of every image until the end: about 230 MB per image at 448.)
+        # onnxruntime 1.32 flushes every N batches and then finds nothing left when N divides the
+        # number of batches ("No data is collected"): pick an N that does not.
+        options["CalibMaxIntermediateOutputs"] = next(n for n in range(8, 64) if r.count % n)
+
     def write(tmp: Path) -> None:
         pre = tmp.with_suffix(".pre.onnx")
         try:
@@ -205,11 +217,7 @@ def quantize_int8(
                 op_types_to_quantize=list(r.ops),
                 nodes_to_exclude=keep,
                 calibrate_method=methods[r.calibration],
-                extra_options={
-                    "ActivationSymmetric": r.symmetric_activations,
-                    "WeightSymmetric": True,
-                    "QuantizeBias": r.quantize_bias,
-                },
+                extra_options=options,
             )
         except Exception as exc:
             if isinstance(exc, ExportError):
