@@ -132,11 +132,11 @@ def main() -> None:
             f"{name:28s} mean |d| {a['mean_abs_map']:.5f}  max |d| {a['max_abs_map']:.4f}  "
             f"boxes identical {a['boxes_identical']}/{a['n']}  IoU>=0.9 {a['boxes_iou_090']}/{a['n']}"
         )
-    t = timing
+    tm = timing
     print(
-        f"host ms per {w}x{h} frame: host path {t['host_path_pre_ms']:.3f}, graph path "
-        f"{t['graph_path_pre_ms']:.4f} (a full frame memcpy {t['frame_memcpy_ms']:.3f}); infer p50 "
-        f"plain {t['infer_plain_ms_p50']:.1f}, raw-frame graph {t['infer_raw_ms_p50']:.1f}"
+        f"host ms per {w}x{h} frame: host path {tm['host_path_pre_ms']:.3f}, graph path "
+        f"{tm['graph_path_pre_ms']:.4f} (a full frame memcpy {tm['frame_memcpy_ms']:.3f}); infer p50 "
+        f"plain {tm['infer_plain_ms_p50']:.1f}, raw-frame graph {tm['infer_raw_ms_p50']:.1f}"
     )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
