@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -120,6 +121,8 @@ def main() -> None:
     ]
     record = {
         "command": " ".join(sys.argv),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "loadavg_1m": os.getloadavg()[0],
         "frame_size": [w, h],
         "n": len(frames),
         "graph_vs_host": vs_host,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -191,6 +192,7 @@ def main() -> None:
             "command": " ".join(sys.argv),
             "machine": platform.processor() or platform.machine(),
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "loadavg_1m": os.getloadavg()[0],
             "repeats": args.repeats,
             "iters": args.iters,
             "rows": rows,
