@@ -217,8 +217,14 @@ def export(
     calib_root: Annotated[Path | None, typer.Option(help="INT8 calibration data root")] = None,
     calib_split: str = "train",
     workspace_mb: int = 1024,
+    frame_size: Annotated[
+        str | None,
+        typer.Option(help="WxH: the graphs take raw camera frames of this size (resize + crop in graph)"),
+    ] = None,
+    frame_format: Annotated[str, typer.Option(help="channel order of those frames: bgr | rgb")] = "bgr",
 ) -> None:
     """Fold w* into the graph and export: ONNX, FP16 ONNX, INT8 (QDQ), TensorRT engine."""
+    from rpol_edge.export.frame_input import parse_frame_size
     from rpol_edge.export.pipeline import ExportRequest, parse_batch, run_export
 
     with cli_errors():
@@ -238,6 +244,8 @@ def export(
             calib_root=calib_root,
             calib_split=calib_split,
             workspace_mb=workspace_mb,
+            frame_size=parse_frame_size(frame_size) if frame_size else None,
+            frame_format=frame_format,
         )
         req.validate()
         with err.status("exporting (trace, check, write)..."):

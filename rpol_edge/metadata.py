@@ -54,6 +54,23 @@ class ModelMeta:
     """0 until the model is exported to ONNX."""
     format_version: int = FORMAT_VERSION
     extra: dict[str, str] = field(default_factory=dict)
+    frame_width: int = 0
+    """W of the raw camera frames a graph exported with ``--frame-size WxH`` takes (resize, crop
+    and colour order in the graph); 0: the graph takes pre-processed K x K RGB frames."""
+    frame_height: int = 0
+    frame_format: str = ""
+    """Channel order of those raw frames: ``bgr`` (OpenCV's) or ``rgb``; empty without them."""
+
+    @property
+    def raw_frames(self) -> bool:
+        """Whether the graph takes raw W x H frames and does resize + crop itself."""
+        return self.frame_width > 0
+
+    def input_shape(self) -> tuple[int, int, int]:
+        """(H, W, 3) of one input frame: the raw frame size, or K x K."""
+        if self.raw_frames:
+            return (self.frame_height, self.frame_width, 3)
+        return (self.input_size, self.input_size, 3)
 
     def replace(self, **changes: Any) -> ModelMeta:
         return dataclasses.replace(self, **changes)
@@ -105,6 +122,11 @@ class ModelMeta:
             raise MetadataError(f"{source}: unknown head {self.head!r} (expected rpol or caam)")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise MetadataError(f"{source}: mean/std must be three numbers, std > 0")
+        if self.raw_frames and (self.frame_height <= 0 or self.frame_format not in ("bgr", "rgb")):
+            raise MetadataError(
+                f"{source}: raw frame input {self.frame_width}x{self.frame_height} "
+                f"{self.frame_format!r} is inconsistent (need W, H > 0 and bgr or rgb)"
+            )
 
 
 def json_object(text: str, source: str) -> dict[str, Any]:

@@ -13,9 +13,10 @@ import numpy as np
 
 from rpol_edge.artifact import write_bytes_atomic, write_text_atomic
 from rpol_edge.boxes import boxes_from_mask
-from rpol_edge.geometry import CropTransform, resize_crop
+from rpol_edge.geometry import CropTransform
 from rpol_edge.images import ImageError, load_rgb
 from rpol_edge.overlay import render
+from rpol_edge.prepare import prepare
 from rpol_edge.runtimes import Runtime, infer_all
 
 
@@ -69,7 +70,7 @@ def predict_files(
             if progress:
                 progress(min(start + batch_size, len(images)), len(images))
             continue
-        prepped = [resize_crop(img, meta.resize_size, meta.input_size) for _, img in loaded]
+        prepped = [prepare(img, meta, is_rgb=True) for _, img in loaded]
         out = infer_all(runtime, np.stack([f for f, _ in prepped]))
         for i, ((path, image), (_, t)) in enumerate(zip(loaded, prepped, strict=True)):
             d = detect(out.score[i, 0], out.mask[i, 0], t)

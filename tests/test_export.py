@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ pytest.importorskip("onnxruntime", reason="the ort runtime needs the ort extra")
 
 from rpol_edge.artifact import ModelArtifact  # noqa: E402
 from rpol_edge.evaluate import evaluate  # noqa: E402
-from rpol_edge.export.int8 import quantize_int8  # noqa: E402
+from rpol_edge.export.int8 import CPU_RECIPE, TRT_RECIPE, quantize_int8  # noqa: E402
 from rpol_edge.export.onnx_export import export_onnx, onnx_batch_range, read_onnx_meta  # noqa: E402
 from rpol_edge.metadata import same_model  # noqa: E402
 from rpol_edge.runtimes import InferenceError, open_runtime  # noqa: E402
@@ -61,6 +62,8 @@ def test_int8_loses_at_most_two_points(symmetric: bool, sample_onnx: Path, tmp_p
     meta = quantize_int8(sample_onnx, q, "voc", root, "train", count=32, symmetric=symmetric)
     assert meta.precision == "int8" and read_onnx_meta(q) == meta
     assert meta.extra["int8_scheme"] == ("symmetric" if symmetric else "asymmetric")
+    recipe = replace(TRT_RECIPE if symmetric else CPU_RECIPE, count=32)
+    assert meta.extra["int8_recipe"] == recipe.to_json()  # the choice travels with the file
     if symmetric:  # TensorRT explicit quantization: every zero point is 0
         zps = [t for t in onnx.load(str(q)).graph.initializer if t.name.endswith("zero_point")]
         assert zps and all(not onnx.numpy_helper.to_array(t).any() for t in zps)

@@ -501,7 +501,8 @@ def test_unwritable_output_fails_before_any_frame(model: Path, tmp_path: Path, w
 
 def test_interrupt_while_opening_ends_with_a_summary(silent_server: str) -> None:
     """Ctrl-C while the source is still opening ends like one during the run: a summary, no error."""
-    stub = SimpleNamespace(meta=SimpleNamespace(n_heads=1), description="unused")
+    meta = SimpleNamespace(n_heads=1, raw_frames=False, resize_size=480, input_size=448)
+    stub = SimpleNamespace(meta=meta, description="unused")
     previous = signal.getsignal(signal.SIGINT)
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     t0 = time.monotonic()

@@ -91,9 +91,12 @@ def export_onnx(
     exporter: str = "legacy",
     simplify: bool = False,
     weights: Path | None = None,
+    frame: tuple[int, int, str] | None = None,
 ) -> ModelMeta:
     """Write the fused graph to ``out_path``; ``batch`` (min, opt, max) with min == max fixes the
-    batch dimension, anything else (or None) makes it dynamic. Returns the metadata written."""
+    batch dimension, anything else (or None) makes it dynamic. ``frame`` (W, H, bgr|rgb) makes the
+    graph take raw W x H frames and resize, crop and reorder them itself (`FrameInput`).
+    Returns the metadata written."""
     require_torch("ONNX export")
     import torch
 
@@ -110,14 +113,23 @@ def export_onnx(
     meta = artifact.meta.replace(opset=opset, precision=precision)
     if meta.n_heads != 1:
         raise ExportError("class-wise models need the class at inference; export a class-agnostic fit")
-    module = build_localizer(artifact, weights).eval()
+    localizer = build_localizer(artifact, weights).eval()
     if precision == "fp16":
-        module.half_backbone()
+        localizer.half_backbone()
+    module: torch.nn.Module = localizer
+    if frame is not None:
+        from rpol_edge.export.frame_input import FrameInput
+
+        width, height, fmt = frame
+        try:
+            module = FrameInput(localizer, width, height, meta.resize_size, fmt).eval()
+        except ValueError as exc:
+            raise ExportError(str(exc)) from None
+        meta = meta.replace(frame_width=width, frame_height=height, frame_format=fmt)
     lo, opt, hi = batch or (1, 1, 0)
     dynamic = batch is None or lo != hi
-    k = meta.input_size
     # torch.export specializes a dimension traced at size 1, so a dynamic batch is traced at 2.
-    dummy = torch.zeros((max(opt, 2) if dynamic else lo, k, k, 3), dtype=torch.uint8)
+    dummy = torch.zeros((max(opt, 2) if dynamic else lo, *meta.input_shape()), dtype=torch.uint8)
     written = meta
 
     def write(tmp: Path) -> None:

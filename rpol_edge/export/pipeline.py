@@ -25,6 +25,9 @@ class ExportRequest:
     calib_root: Path | None = None
     calib_split: str = "train"
     workspace_mb: int = 1024
+    frame_size: tuple[int, int] | None = None
+    """(W, H): every graph takes raw W x H camera frames and resizes/crops them itself."""
+    frame_format: str = "bgr"
 
     def validate(self) -> None:
         """Refuse impossible combinations before anything is traced or built."""
@@ -36,6 +39,8 @@ class ExportRequest:
             from rpol_edge.export.trt_build import require_tensorrt
 
             require_tensorrt()
+        if self.frame_format not in ("bgr", "rgb"):
+            raise ExportError(f"--frame-format {self.frame_format!r}: choose bgr or rgb")
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ExportError(f"{self.out_dir} exists and is not a folder")
 
@@ -61,12 +66,13 @@ def parse_batch(text: str) -> tuple[int, int, int]:
 def run_export(req: ExportRequest) -> ExportResult:
     req.validate()
     res = ExportResult()
+    frame = (*req.frame_size, req.frame_format) if req.frame_size else None
 
     def onnx(fmt: str, precision: str) -> Path:
         path = req.out_dir / FORMATS[fmt].filename
         export_onnx(
             req.model, path, opset=req.opset, batch=req.batch, precision=precision, exporter=req.exporter,
-            simplify=req.simplify, weights=req.weights,
+            simplify=req.simplify, weights=req.weights, frame=frame,
         )  # fmt: skip
         res.files[fmt] = path
         return path

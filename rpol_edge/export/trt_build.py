@@ -220,8 +220,11 @@ def _check_batch(batch: tuple[int, int, int]) -> tuple[int, int, int]:
     return lo, opt, hi
 
 
-def _check_network(network: trt.INetworkDefinition, k: int, batch: tuple[int, int, int]) -> None:
-    """The ONNX contract: ``frames`` uint8 (N, K, K, 3); ``score`` float32 and ``mask`` uint8."""
+def _check_network(
+    network: trt.INetworkDefinition, frame: tuple[int, int, int], batch: tuple[int, int, int]
+) -> None:
+    """The ONNX contract: ``frames`` uint8 (N, *frame) -- (K, K, 3), or (H, W, 3) for a raw-frame
+    graph; ``score`` float32 and ``mask`` uint8."""
     import tensorrt as trt
 
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
@@ -233,8 +236,8 @@ def _check_network(network: trt.INetworkDefinition, k: int, batch: tuple[int, in
         )
     frames = inputs[0]
     shape = dims(frames.shape)
-    if frames.dtype != trt.DataType.UINT8 or len(shape) != 4 or shape[1:] != (k, k, 3):
-        raise EngineBuildError(f"input {INPUT} is {frames.dtype} {shape}, expected uint8 (N, {k}, {k}, 3)")
+    if frames.dtype != trt.DataType.UINT8 or len(shape) != 4 or shape[1:] != frame:
+        raise EngineBuildError(f"input {INPUT} is {frames.dtype} {shape}, expected uint8 (N, *{frame})")
     if shape[0] != -1 and not batch[0] == batch[2] == shape[0]:
         raise EngineBuildError(f"the ONNX batch is fixed at {shape[0]}; build with batch=({shape[0]},) * 3")
     expected = {"score": trt.DataType.FLOAT, "mask": trt.DataType.UINT8}
@@ -311,8 +314,8 @@ def build_engine(
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         raise EngineBuildError(f"TensorRT {version} could not parse {onnx_path}:\n{_parse_errors(parser)}")
-    k = onnx_meta.input_size
-    _check_network(network, k, (lo, opt, hi))
+    frame = onnx_meta.input_shape()
+    _check_network(network, frame, (lo, opt, hi))
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
@@ -321,7 +324,7 @@ def build_engine(
     if precision == "int8" and not typed:
         config.set_flag(trt.BuilderFlag.INT8)  # lets the weakly typed builder honour the Q/DQ nodes
     profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT, trt.Dims([lo, k, k, 3]), trt.Dims([opt, k, k, 3]), trt.Dims([hi, k, k, 3]))
+    profile.set_shape(INPUT, trt.Dims([lo, *frame]), trt.Dims([opt, *frame]), trt.Dims([hi, *frame]))
     config.add_optimization_profile(profile)
     if timing_cache is not None:
         data = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
@@ -344,7 +347,7 @@ def build_engine(
         min_batch=lo,
         opt_batch=opt,
         max_batch=hi,
-        input_size=k,
+        input_size=onnx_meta.input_size,
         onnx_sha256=file_sha256(onnx_path),
         model=onnx_meta.replace(precision=precision),
         engine_sha256=hashlib.sha256(plan_bytes).hexdigest(),

@@ -4,7 +4,9 @@ Five threads, one per stage, meeting at bounded hand-offs, so that throughput is
 stage and not by their sum (measured: README "Live run", benchmarks/live_fps.py):
 
 * capture (worker thread) reads and decodes the source;
-* prepare (worker thread) does the shared pre-processing (``geometry.resize_crop``, colour order);
+* prepare (worker thread) does the shared pre-processing (``prepare.prepare``: resize, crop and
+  colour order on the host, or a size check and pass-through for a graph exported with
+  ``--frame-size``);
 * inference (worker thread) only calls the runtime, so a GPU is fed as soon as it is free;
 * render (worker thread) does the shared post-processing (``predict.detect``) and draws the
   shared overlay (``overlay.render``) when an image output needs it;
@@ -36,14 +38,14 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from rpol_edge.geometry import CropTransform, resize_crop
-from rpol_edge.live._opencv import cv2
+from rpol_edge.geometry import CropTransform
 from rpol_edge.live.frames import Frame, FrameResult
 from rpol_edge.live.outputs import Sink
 from rpol_edge.live.sources import Backoff, CorruptFrame, OpenFailed, Source, StreamDropped, open_source
 from rpol_edge.live.stats import RunStats, RunSummary
 from rpol_edge.overlay import render
 from rpol_edge.predict import detect
+from rpol_edge.prepare import describe, prepare
 from rpol_edge.runtimes import Runtime, infer_all
 
 log = logging.getLogger("rpol_edge.live")
@@ -303,12 +305,9 @@ class _Run:
                 break
 
     def prepare(self, work: _Work) -> None:
-        frame, meta = work.frame, self.runtime.meta
+        frame = work.frame
         t0 = time.perf_counter()
-        # Resize and crop first, then convert only the K x K crop: resizing works per channel,
-        # so this is bit-identical to converting the whole frame first, at a fraction of the cost.
-        x, work.transform = resize_crop(frame.image, meta.resize_size, meta.input_size)
-        work.x = x if frame.is_rgb else cv2.cvtColor(x, cv2.COLOR_BGR2RGB)
+        work.x, work.transform = prepare(frame.image, self.runtime.meta, frame.is_rgb)
         frame.ms["pre"] = (time.perf_counter() - t0) * 1e3
 
     def infer(self, work: _Work) -> None:
@@ -486,8 +485,9 @@ def run_live(
                 open_source(source, open_timeout)
             signals.phase = "running"
             log.info("source: %s", source.describe())
-            k = runtime.meta.input_size
-            infer_all(runtime, np.zeros((1, k, k, 3), np.uint8))  # warm-up: first calls allocate, compile
+            log.info("pre-processing: %s", describe(runtime.meta))
+            shape = runtime.meta.input_shape()
+            infer_all(runtime, np.zeros((1, *shape), np.uint8))  # warm-up: first calls allocate, compile
             for sink in run.sinks:
                 sink.start(source)
                 started.append(sink)
@@ -516,7 +516,8 @@ def run_live(
         if close_errors:
             raise close_errors[0]
         reason = run.stop_reason or run.end_reason
-        summary = run.stats.summary(source.describe(), runtime.description, reason)
+        used = f"{runtime.description}, pre-processing {describe(runtime.meta)}"
+        summary = run.stats.summary(source.describe(), used, reason)
         log.info("stopped: %s", summary.stop_reason)
         if report is not None:
             report(summary)

@@ -63,19 +63,22 @@ class Runtime(ABC):
         """Release what ``activate`` allocated."""
 
     def infer(self, frames: np.ndarray) -> Output:
-        """frames: (N, K, K, 3) uint8 RGB, K = meta.input_size."""
+        """frames: (N, K, K, 3) uint8 RGB, K = meta.input_size; or, for a graph exported with
+        ``--frame-size WxH``, the raw (N, H, W, 3) frames in its ``frame_format``."""
         if not self.active:
             raise InferenceError(f"{self.name} runtime used outside its 'with' block")
-        k = self.meta.input_size
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (k, k, 3):
+        shape = self.meta.input_shape()
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != shape:
+            what = " raw camera frames (exported with --frame-size)" if self.meta.raw_frames else " frames"
             raise InferenceError(
-                f"expected uint8 frames of shape (N, {k}, {k}, 3), got {frames.dtype} {tuple(frames.shape)}"
+                f"expected uint8{what} of shape (N, {', '.join(map(str, shape))}), "
+                f"got {frames.dtype} {tuple(frames.shape)}"
             )
         n = frames.shape[0]
         if n < self.min_batch or (self.max_batch is not None and n > self.max_batch):
             raise InferenceError(f"batch {n} outside this model's range {self.min_batch}..{self.max_batch}")
         out = self._infer(np.ascontiguousarray(frames))
-        m = self.meta.n_heads
+        m, k = self.meta.n_heads, self.meta.input_size
         if out.score.shape != (n, m, k, k) or out.mask.shape != (n, m, k, k):
             raise InferenceError(f"{self.name} returned {out.score.shape}, expected {(n, m, k, k)}")
         return out

@@ -133,7 +133,7 @@ class TrtRuntime(Runtime):
         k, m = self.meta.input_size, self.meta.n_heads
         numpy_of = {trt.DataType.UINT8: np.dtype(np.uint8), trt.DataType.FLOAT: np.dtype(np.float32)}
         expected: dict[str, tuple[trt.TensorIOMode, np.dtype[Any], tuple[int, ...]]] = {
-            INPUT: (trt.TensorIOMode.INPUT, np.dtype(np.uint8), (k, k, 3)),
+            INPUT: (trt.TensorIOMode.INPUT, np.dtype(np.uint8), self.meta.input_shape()),
             "score": (trt.TensorIOMode.OUTPUT, np.dtype(np.float32), (m, k, k)),
             "mask": (trt.TensorIOMode.OUTPUT, np.dtype(np.uint8), (m, k, k)),
         }
@@ -179,8 +179,7 @@ class TrtRuntime(Runtime):
         assert self._context is not None
         if n == self._batch:
             return
-        k = self.meta.input_size
-        if not self._context.set_input_shape(INPUT, (n, k, k, 3)):
+        if not self._context.set_input_shape(INPUT, (n, *self.meta.input_shape())):
             raise InferenceError(
                 f"TensorRT refused batch {n} (engine profile {self.min_batch}..{self.max_batch})"
             )
