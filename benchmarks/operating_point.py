@@ -66,7 +66,9 @@ class EvalSet:
     norms: torch.Tensor  # (N, h*w) feature norms
 
 
-def frames_of(samples: list[Sample], canvases: bool, seed: int, k: int, s: int) -> tuple[np.ndarray, list[np.ndarray], list[float]]:
+def frames_of(
+    samples: list[Sample], canvases: bool, seed: int, k: int, s: int
+) -> tuple[np.ndarray, list[np.ndarray], list[float]]:
     frames, boxes, cover = [], [], []
     if canvases:
         items = [(c.image, c.boxes) for c in build_canvases(samples, seed)]
@@ -125,8 +127,12 @@ class Fitted:
     """Clamped, min-max feature-grid maps of the fit images (for per-model thresholds)."""
 
 
-def fit_on(fit: EvalSet, idx: np.ndarray, mean: tuple[float, float, float], std: tuple[float, float, float]) -> Fitted:
-    sums = FeatureSums(fit.v[idx].sum(0, keepdims=True), fit.u[idx].sum(0, keepdims=True), np.array([len(idx)]))
+def fit_on(
+    fit: EvalSet, idx: np.ndarray, mean: tuple[float, float, float], std: tuple[float, float, float]
+) -> Fitted:
+    sums = FeatureSums(
+        fit.v[idx].sum(0, keepdims=True), fit.u[idx].sum(0, keepdims=True), np.array([len(idx)])
+    )
     w, taus = solve(sums)
     loc = Localizer(nn.Identity(), torch.from_numpy(w), mean, std, 32, 0.5)
     with torch.inference_mode():
@@ -175,11 +181,15 @@ class ImageScores:
 
 
 def new_scores() -> ImageScores:
-    return ImageScores({c: [] for c in CANDIDATES}, {"clamp": [], "noclamp": []}, {"clamp": [], "noclamp": []},
-                       {c: [] for c in CANDIDATES})  # fmt: skip
+    variants: dict[str, list[np.ndarray]] = {"clamp": [], "noclamp": []}
+    return ImageScores(
+        {c: [] for c in CANDIDATES}, variants, {k: [] for k in variants}, {c: [] for c in CANDIDATES}
+    )
 
 
-def score_images(fitted: Fitted, ev: EvalSet, idx: np.ndarray, k: int, mean: Any, std: Any, out: ImageScores) -> None:
+def score_images(
+    fitted: Fitted, ev: EvalSet, idx: np.ndarray, k: int, mean: Any, std: Any, out: ImageScores
+) -> None:
     w = torch.from_numpy(fitted.w)
     t_area = per_model_area_threshold(fitted.fit_grid, fitted.q)
     t_otsu = per_model_otsu_threshold(fitted.fit_grid)
@@ -191,7 +201,9 @@ def score_images(fitted: Fitted, ev: EvalSet, idx: np.ndarray, k: int, mean: Any
         "fit_area": OperatingPoint("fixed", t_area),
         "fit_otsu": OperatingPoint("fixed", t_otsu),
     }
-    locs = {name: Localizer(nn.Identity(), w, mean, std, k, 0.5, operating_point=op) for name, op in rules.items()}
+    locs = {
+        name: Localizer(nn.Identity(), w, mean, std, k, 0.5, operating_point=op) for name, op in rules.items()
+    }
     cut05 = threshold_cuts(0.5)
     for start in range(0, len(idx), 8):
         chunk = idx[start : start + 8]
@@ -211,7 +223,9 @@ def score_images(fitted: Fitted, ev: EvalSet, idx: np.ndarray, k: int, mean: Any
             for name in rules:
                 box = largest_box(outs[name][1][j, 0].numpy())
                 out.op[name].append(int(iou_inclusive(box, gt).max() >= 0.5))
-                out.thresholds[name].append(rules[name].threshold if rules[name].rule == "fixed" else float("nan"))
+                out.thresholds[name].append(
+                    rules[name].threshold if rules[name].rule == "fixed" else float("nan")
+                )
             box = largest_box(mask_nc[j, 0].numpy())
             out.op["noclamp_0.5"].append(int(iou_inclusive(box, gt).max() >= 0.5))
             out.thresholds["noclamp_0.5"].append(0.5)
@@ -222,7 +236,9 @@ def score_images(fitted: Fitted, ev: EvalSet, idx: np.ndarray, k: int, mean: Any
 # ---- statistics --------------------------------------------------------------------------------
 
 
-def metrics_from_counts(largest: np.ndarray, multi: np.ndarray, op: np.ndarray, n: float) -> dict[str, np.ndarray]:
+def metrics_from_counts(
+    largest: np.ndarray, multi: np.ndarray, op: np.ndarray, n: float
+) -> dict[str, np.ndarray]:
     """Vectorized over a leading bootstrap axis: counts (B, 3, T), op (B,); the same formulas as
     rpol_edge.metrics.summarize (checked against it on the unresampled data)."""
     return {
@@ -258,7 +274,10 @@ def summarize_scores(sc: ImageScores, boots: np.ndarray, reference: str) -> dict
         thr = np.asarray(sc.thresholds[cand], np.float64)
         rows[cand] = {
             **{key: round(float(v[0]), 2) for key, v in m.items()},
-            **{f"{key}_ci95": [round(float(x), 2) for x in np.percentile(v[1:], [2.5, 97.5])] for key, v in m.items()},
+            **{
+                f"{key}_ci95": [round(float(x), 2) for x in np.percentile(v[1:], [2.5, 97.5])]
+                for key, v in m.items()
+            },
             "best_threshold_rpol": ref["best_threshold"],
             "fixed_threshold_mean": None if np.all(np.isnan(thr)) else round(float(np.nanmean(thr)), 3),
             "note": NOTES[cand],
@@ -267,10 +286,14 @@ def summarize_scores(sc: ImageScores, boots: np.ndarray, reference: str) -> dict
         for other in dict.fromkeys((reference, "fixed_0.5")):
             d = draws[cand]["gt_known_op"] - draws[other]["gt_known_op"]
             rows[cand][f"gt_known_op_minus_{other}"] = round(float(d[0]), 2)
-            rows[cand][f"gt_known_op_minus_{other}_ci95"] = [round(float(x), 2) for x in np.percentile(d[1:], [2.5, 97.5])]
+            rows[cand][f"gt_known_op_minus_{other}_ci95"] = [
+                round(float(x), 2) for x in np.percentile(d[1:], [2.5, 97.5])
+            ]
         d = draws[cand]["gt_known_op"] - draws["oracle"]["gt_known_op"]
         rows[cand]["gt_known_op_minus_oracle"] = round(float(d[0]), 2)
-        rows[cand]["gt_known_op_minus_oracle_ci95"] = [round(float(x), 2) for x in np.percentile(d[1:], [2.5, 97.5])]
+        rows[cand]["gt_known_op_minus_oracle_ci95"] = [
+            round(float(x), 2) for x in np.percentile(d[1:], [2.5, 97.5])
+        ]
     return {"n_images": n, "candidates": rows}
 
 
@@ -298,7 +321,9 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bootstrap", type=int, default=2000)
-    ap.add_argument("--reference", default="sign", choices=CANDIDATES, help="candidate the differences are taken against")
+    ap.add_argument(
+        "--reference", default="sign", choices=CANDIDATES, help="candidate the differences are taken against"
+    )
     ap.add_argument("--cache", type=Path, default=None, help="folder to keep the features in between runs")
     ap.add_argument("--overview", type=Path, default=None, help="write 3 scale-shifted canvases to this PNG")
     args = ap.parse_args()
@@ -322,8 +347,12 @@ def main() -> None:
         feats = cached_features(args.cache, key, lambda fr=frames: extract(extractor, fr))
         sets[label] = make_set(names, feats, boxes)
         coverage[label] = float(np.median(cover))
-        print(f"{label}: {n} images, median largest-box coverage {coverage[label]:.1%} "
-              f"(quartiles {np.quantile(cover, 0.25):.1%}-{np.quantile(cover, 0.75):.1%})", flush=True)  # fmt: skip
+        quart = np.quantile(cover, [0.25, 0.75])
+        print(
+            f"{label}: {n} images, median largest-box coverage {coverage[label]:.1%} "
+            f"(quartiles {quart[0]:.1%}-{quart[1]:.1%})",
+            flush=True,
+        )
     if args.overview:
         canv = build_canvases(samples[:3], args.seed)
         tiles = [cv2.resize(cv2.cvtColor(c.image, cv2.COLOR_RGB2BGR), (480, 360)) for c in canv]
@@ -337,7 +366,10 @@ def main() -> None:
         f"cv{args.k}": ("photos", [(np.setdiff1d(all_idx, f), f) for f in folds(n, args.k, args.seed)]),
         "unsupervised": ("photos", [(all_idx, all_idx)]),
         "split": ("photos", [(train_idx, test_idx)]),
-        f"cv{args.k}_fit_shifted": ("shifted", [(np.setdiff1d(all_idx, f), f) for f in folds(n, args.k, args.seed)]),
+        f"cv{args.k}_fit_shifted": (
+            "shifted",
+            [(np.setdiff1d(all_idx, f), f) for f in folds(n, args.k, args.seed)],
+        ),
     }
     results: dict[str, Any] = {}
     for proto, (fit_label, plan) in protocols.items():
@@ -388,14 +420,20 @@ def main() -> None:
 
 def print_table(key: str, res: dict[str, Any], reference: str) -> None:
     print(f"\n{key}: fit on {res['fit_on']}, {res['n_images']} images evaluated, q={res['fraction_q']}")
-    head = f"{'candidate':12s} {'GT-known@op [95% CI]':22s} {'d vs ' + reference:20s} {'MaxBoxAcc':9s} {'V2 off':7s} {'V2 rpol':7s} t"
-    print(head)
+    print(
+        f"{'candidate':12s} {'GT-known@op [95% CI]':22s} {'d vs ' + reference + ' [95% CI]':24s} "
+        f"{'MaxBoxAcc':9s} {'V2 off':7s} {'V2 rpol':7s} t"
+    )
     for cand, r in res["candidates"].items():
         ci = r["gt_known_op_ci95"]
         d, dci = r[f"gt_known_op_minus_{reference}"], r[f"gt_known_op_minus_{reference}_ci95"]
         t = r["fixed_threshold_mean"]
-        print(f"{cand:12s} {r['gt_known_op']:6.2f} [{ci[0]:5.1f},{ci[1]:5.1f}]   {d:+6.2f} [{dci[0]:+5.1f},{dci[1]:+5.1f}] "
-              f"{r['maxboxacc']:9.2f} {r['maxboxacc_v2']:7.2f} {r['maxboxacc_v2_rpol']:7.2f} {'' if t is None else t}")  # fmt: skip
+        print(
+            f"{cand:12s} {r['gt_known_op']:6.2f} [{ci[0]:5.1f},{ci[1]:5.1f}]   "
+            f"{d:+6.2f} [{dci[0]:+5.1f},{dci[1]:+5.1f}]     "
+            f"{r['maxboxacc']:9.2f} {r['maxboxacc_v2']:7.2f} {r['maxboxacc_v2_rpol']:7.2f} "
+            f"{'' if t is None else t}"
+        )
 
 
 if __name__ == "__main__":

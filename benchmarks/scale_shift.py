@@ -90,7 +90,9 @@ def build_canvases(
     areas = np.array([(x1 - x0) * (y1 - y0) / (im.shape[0] * im.shape[1]) for (x0, y0, x1, y1), im in
                       zip(strips, images, strict=True)])  # fmt: skip
     # Background donors: the photos with the most box-free area (a thin strip blown up looks fake).
-    donors = [int(i) for i in np.argsort(-areas) if areas[i] >= 0.15] or [int(i) for i in np.argsort(-areas)[:20]]
+    donors = [int(i) for i in np.argsort(-areas) if areas[i] >= 0.15] or [
+        int(i) for i in np.argsort(-areas)[:20]
+    ]
     out: list[Canvas] = []
     for i, (s, im) in enumerate(zip(samples, images, strict=True)):
         h, w = im.shape[:2]

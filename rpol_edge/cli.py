@@ -91,7 +91,15 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
-METRIC_KEYS = ("n_images", "gt_known_loc", "maxboxacc", "maxboxacc_v2", "maxboxacc_v2_rpol", "best_threshold")
+METRIC_KEYS = (
+    "n_images",
+    "operating_point",
+    "gt_known_loc",
+    "maxboxacc",
+    "maxboxacc_v2",
+    "maxboxacc_v2_rpol",
+    "best_threshold",
+)
 
 
 def check_writable(path: Path) -> None:
@@ -141,14 +149,24 @@ def fit(
     classwise: Annotated[bool, typer.Option(help="one w* per class label")] = False,
     sampling_ratio: Annotated[float, typer.Option(help="fit on this random fraction")] = 1.0,
     seed: int = 0,
+    operating_point: Annotated[
+        str,
+        typer.Option(
+            help="mask rule: sign (label-free: w*^T f > 0) | fixed (the paper's, at --threshold) | otsu | "
+            "fraction (top --fraction of each map)"
+        ),
+    ] = "sign",
     threshold: Annotated[
-        float, typer.Option(help="initial operating threshold (eval --calibrate sets it)")
-    ] = 0.5,
+        float | None,
+        typer.Option(help="a fixed operating threshold (implies --operating-point fixed; default 0.5)"),
+    ] = None,
+    fraction: Annotated[float, typer.Option(help="share of each map the fraction rule keeps")] = 0.0,
     batch_size: int = 16,
     workers: Annotated[int, typer.Option(help="decoding worker processes")] = 2,
     device: Device = "auto",
 ) -> None:
     """Fit w* on unlabeled images (closed form, frozen backbone) and write the model file."""
+    from rpol_edge.evaluate import describe
     from rpol_edge.fit import FitConfig
     from rpol_edge.fit import fit as run_fit
 
@@ -168,7 +186,9 @@ def fit(
             classwise=classwise,
             sampling_ratio=sampling_ratio,
             seed=seed,
-            threshold=threshold,
+            operating_point="fixed" if threshold is not None else operating_point,
+            threshold=0.5 if threshold is None else threshold,
+            fraction=fraction,
             batch_size=batch_size,
             workers=workers,
             device=device,
@@ -182,7 +202,7 @@ def fit(
         m = result.artifact.meta
         out.print(
             f"wrote {output}: {m.backbone} K={m.input_size} tau={m.tau:.4f} "
-            f"images={m.n_images} skipped={m.n_skipped}"
+            f"images={m.n_images} skipped={m.n_skipped} operating point: {describe(m)}"
         )
 
 
@@ -190,12 +210,16 @@ def fit(
 def info(model: Path) -> None:
     """Print the metadata record of a model file, ONNX file or engine."""
     from rpol_edge.inspect import read_meta
+    from rpol_edge.operating_point import OperatingPoint
 
     with cli_errors():
         meta = read_meta(model)
         table = Table(show_header=False, box=None)
         for k, v in meta.to_dict().items():
             table.add_row(k, str(v))
+        table.add_row(
+            "mask rule", OperatingPoint(meta.operating_point, meta.threshold, meta.fraction).describe()
+        )
         out.print(table)
 
 
@@ -237,7 +261,7 @@ def eval_cmd(
             write_text_atomic(json_out, json.dumps(metrics, indent=1, default=str))
         if calibrate:
             meta = write_threshold(model, metrics["best_threshold"])
-            out.print(f"operating threshold of {model} set to {meta.threshold}")
+            out.print(f"operating point of {model} set to the fixed threshold {meta.threshold}")
 
 
 @app.command()

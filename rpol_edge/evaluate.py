@@ -105,7 +105,9 @@ def calibrate(model_path: Path, best_threshold: float) -> ModelMeta:
     """Write the best threshold into a fitted model file as its operating point (``fixed``: a
     threshold chosen with labels replaces any label-free rule)."""
     artifact = ModelArtifact.load(model_path)
-    artifact.meta = artifact.meta.replace(threshold=float(best_threshold), operating_point="fixed", fraction=0.0)
+    artifact.meta = artifact.meta.replace(
+        threshold=float(best_threshold), operating_point="fixed", fraction=0.0
+    )
     artifact.meta.validate(str(model_path))
     artifact.save(model_path)
     return artifact.meta

@@ -14,8 +14,9 @@ from rpol_edge.artifact import ModelArtifact, array_sha256
 from rpol_edge.backbones import BackboneSpec, build_backbone
 from rpol_edge.data import DatasetError, Sample, read_dataset
 from rpol_edge.loader import iterate_batches
-from rpol_edge.metadata import ModelMeta
+from rpol_edge.metadata import OPERATING_RULES, ModelMeta
 from rpol_edge.model import Localizer
+from rpol_edge.operating_point import DEFAULT_OPERATING_POINT
 from rpol_edge.runtimes import RUNTIMES, resolve_device
 from rpol_edge.wstar import FeatureSums, solve
 
@@ -47,7 +48,12 @@ class FitConfig:
     classwise: bool = False
     sampling_ratio: float = 1.0
     seed: int = 0
+    operating_point: str = DEFAULT_OPERATING_POINT
+    """How the map becomes the mask (rpol_edge/operating_point.py); ``sign`` needs no labels and no
+    constant. ``fixed`` is the paper's rule at ``threshold``."""
     threshold: float = 0.5
+    fraction: float = 0.0
+    """q of the ``fraction`` rule."""
     batch_size: int = 16
     workers: int = 2
     device: str = "auto"
@@ -64,6 +70,12 @@ class FitConfig:
             raise ValueError(f"--fit-size {self.fit_size}: at least 32")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"--threshold {self.threshold}: must be in (0, 1)")
+        if self.operating_point not in OPERATING_RULES:
+            raise ValueError(
+                f"--operating-point {self.operating_point!r}: choose {', '.join(OPERATING_RULES)}"
+            )
+        if self.operating_point == "fraction" and not 0.0 < self.fraction <= 1.0:
+            raise ValueError(f"--fraction {self.fraction}: the fraction rule needs a share in (0, 1]")
         if self.head not in ("rpol", "caam"):
             raise ValueError(f"--head {self.head!r}: choose rpol or caam")
         if self.output_stride not in (8, 16, 32):
@@ -154,6 +166,8 @@ def fit(cfg: FitConfig, progress: Progress | None = None) -> FitResult:
         n_heads=int(w.shape[0]),
         tau=float(taus[0]),
         threshold=cfg.threshold,
+        operating_point=cfg.operating_point,
+        fraction=cfg.fraction if cfg.operating_point == "fraction" else 0.0,
         w_sha256=array_sha256(w),
         n_images=int(sums.count.sum()),
         n_skipped=len(skipped),
