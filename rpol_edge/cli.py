@@ -150,12 +150,12 @@ def fit(
     sampling_ratio: Annotated[float, typer.Option(help="fit on this random fraction")] = 1.0,
     seed: int = 0,
     operating_point: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="mask rule: sign (label-free: w*^T f > 0) | fixed (the paper's, at --threshold) | otsu | "
-            "fraction (top --fraction of each map)"
+            help="mask rule: sign (label-free: w*^T f > 0; the default with --head rpol) | fixed (the "
+            "paper's, at --threshold; the default with --head caam) | otsu | fraction (top --fraction)"
         ),
-    ] = "sign",
+    ] = None,
     threshold: Annotated[
         float | None,
         typer.Option(help="a fixed operating threshold (implies --operating-point fixed; default 0.5)"),
@@ -186,7 +186,8 @@ def fit(
             classwise=classwise,
             sampling_ratio=sampling_ratio,
             seed=seed,
-            operating_point="fixed" if threshold is not None else operating_point,
+            operating_point=operating_point
+            or ("fixed" if threshold is not None or head == "caam" else "sign"),
             threshold=0.5 if threshold is None else threshold,
             fraction=fraction,
             batch_size=batch_size,

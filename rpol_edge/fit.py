@@ -74,6 +74,11 @@ class FitConfig:
             raise ValueError(
                 f"--operating-point {self.operating_point!r}: choose {', '.join(OPERATING_RULES)}"
             )
+        if self.operating_point == "sign" and self.head == "caam":
+            raise ValueError(
+                "--operating-point sign needs w* (--head rpol): the channel sum of ReLU features has no "
+                "negative side; use fixed, otsu or fraction with --head caam"
+            )
         if self.operating_point == "fraction" and not 0.0 < self.fraction <= 1.0:
             raise ValueError(f"--fraction {self.fraction}: the fraction rule needs a share in (0, 1]")
         if self.head not in ("rpol", "caam"):
