@@ -354,7 +354,7 @@ def main() -> None:
             flush=True,
         )
     if args.overview:
-        canv = build_canvases(samples[:3], args.seed)
+        canv = build_canvases(samples, args.seed)[:3]  # the evaluated canvases (donors from all)
         tiles = [cv2.resize(cv2.cvtColor(c.image, cv2.COLOR_RGB2BGR), (480, 360)) for c in canv]
         cv2.imwrite(str(args.overview), np.hstack(tiles))
     mean, std = bb.mean, bb.std
