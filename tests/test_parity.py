@@ -65,8 +65,8 @@ def test_every_operating_point_exports_with_identical_masks(
     rule: str, sample_model: Path, tmp_path: Path
 ) -> None:
     """Each mask rule is in the exported graph: ORT's masks equal the torch reference's (up to float
-    ties at the boundary) with identical boxes, and the graph keeps to what TensorRT's parser takes (UINT8 only into a Cast, no loops,
-    no NonZero)."""
+    ties at the boundary) with identical boxes, and the graph keeps to what TensorRT's parser takes
+    (UINT8 only into a Cast, no loops, no NonZero)."""
     onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx extra")
     if missing_modules(RUNTIMES["ort"]):
         pytest.skip("ort runtime not installed")
