@@ -186,8 +186,7 @@ def fit(
             classwise=classwise,
             sampling_ratio=sampling_ratio,
             seed=seed,
-            operating_point=operating_point
-            or ("fixed" if threshold is not None or head == "caam" else "sign"),
+            operating_point=operating_point or ("fixed" if threshold is not None else None),
             threshold=0.5 if threshold is None else threshold,
             fraction=fraction,
             batch_size=batch_size,

@@ -48,15 +48,20 @@ class FitConfig:
     classwise: bool = False
     sampling_ratio: float = 1.0
     seed: int = 0
-    operating_point: str = DEFAULT_OPERATING_POINT
+    operating_point: str | None = None
     """How the map becomes the mask (rpol_edge/operating_point.py); ``sign`` needs no labels and no
-    constant. ``fixed`` is the paper's rule at ``threshold``."""
+    constant. ``fixed`` is the paper's rule at ``threshold``. None: ``sign`` for the rpol head,
+    ``fixed`` for caam (whose channel sum has no negative side)."""
     threshold: float = 0.5
     fraction: float = 0.0
     """q of the ``fraction`` rule."""
     batch_size: int = 16
     workers: int = 2
     device: str = "auto"
+
+    @property
+    def rule(self) -> str:
+        return self.operating_point or ("fixed" if self.head == "caam" else DEFAULT_OPERATING_POINT)
 
     def validate(self) -> None:
         """Refuse a bad configuration before the backbone is built and the data streamed."""
@@ -70,16 +75,14 @@ class FitConfig:
             raise ValueError(f"--fit-size {self.fit_size}: at least 32")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"--threshold {self.threshold}: must be in (0, 1)")
-        if self.operating_point not in OPERATING_RULES:
-            raise ValueError(
-                f"--operating-point {self.operating_point!r}: choose {', '.join(OPERATING_RULES)}"
-            )
-        if self.operating_point == "sign" and self.head == "caam":
+        if self.rule not in OPERATING_RULES:
+            raise ValueError(f"--operating-point {self.rule!r}: choose {', '.join(OPERATING_RULES)}")
+        if self.rule == "sign" and self.head == "caam":
             raise ValueError(
                 "--operating-point sign needs w* (--head rpol): the channel sum of ReLU features has no "
                 "negative side; use fixed, otsu or fraction with --head caam"
             )
-        if self.operating_point == "fraction" and not 0.0 < self.fraction <= 1.0:
+        if self.rule == "fraction" and not 0.0 < self.fraction <= 1.0:
             raise ValueError(f"--fraction {self.fraction}: the fraction rule needs a share in (0, 1]")
         if self.head not in ("rpol", "caam"):
             raise ValueError(f"--head {self.head!r}: choose rpol or caam")
@@ -171,8 +174,8 @@ def fit(cfg: FitConfig, progress: Progress | None = None) -> FitResult:
         n_heads=int(w.shape[0]),
         tau=float(taus[0]),
         threshold=cfg.threshold,
-        operating_point=cfg.operating_point,
-        fraction=cfg.fraction if cfg.operating_point == "fraction" else 0.0,
+        operating_point=cfg.rule,
+        fraction=cfg.fraction if cfg.rule == "fraction" else 0.0,
         w_sha256=array_sha256(w),
         n_images=int(sums.count.sum()),
         n_skipped=len(skipped),
