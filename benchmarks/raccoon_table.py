@@ -15,7 +15,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-KEYS = ("n_images", "gt_known_loc", "maxboxacc", "maxboxacc_v2", "maxboxacc_v2_rpol", "best_threshold")
+KEYS = (
+    "n_images",
+    "operating_point",
+    "gt_known_loc",
+    "maxboxacc",
+    "maxboxacc_v2",
+    "maxboxacc_v2_rpol",
+    "best_threshold",
+)
 
 
 def cli(*args: object) -> None:
@@ -40,6 +48,7 @@ def main() -> None:
 
         fits = {
             "rpol_fit448": ([], "rpol-edge fit --data voc --root ROOT --split train -o m.rpol"),
+            "rpol_fit448_fixed05": (["--threshold", "0.5"], "... --threshold 0.5 -o fixed.rpol"),
             "rpol_reference_fit224": (["--reference-fit"], "... --reference-fit -o ref224.rpol"),
             "caam": (["--head", "caam"], "... --head caam -o caam.rpol"),
         }

@@ -64,9 +64,18 @@ def fit(
     classwise: Annotated[bool, typer.Option(help="one w* per class label")] = False,
     sampling_ratio: Annotated[float, typer.Option(help="fit on this random fraction")] = 1.0,
     seed: int = 0,
+    operating_point: Annotated[
+        str | None,
+        typer.Option(
+            help="mask rule: sign (label-free: w*^T f > 0; the default with --head rpol) | fixed (the "
+            "paper's, at --threshold; the default with --head caam) | otsu | fraction (top --fraction)"
+        ),
+    ] = None,
     threshold: Annotated[
-        float, typer.Option(help="initial operating threshold (eval --calibrate sets it)")
-    ] = 0.5,
+        float | None,
+        typer.Option(help="a fixed operating threshold (implies --operating-point fixed; default 0.5)"),
+    ] = None,
+    fraction: Annotated[float, typer.Option(help="share of each map the fraction rule keeps")] = 0.0,
     batch_size: int = 16,
     workers: Annotated[int, typer.Option(help="decoding worker processes")] = 2,
     device: Device = "auto",
@@ -74,6 +83,7 @@ def fit(
     """Fit w* on unlabeled images (closed form, frozen backbone) and write the model file."""
     with cli_errors():
         require_torch("rpol-edge fit")
+        from rpol_edge.evaluate import describe
         from rpol_edge.fit import FitConfig
         from rpol_edge.fit import fit as run_fit
 
@@ -92,7 +102,9 @@ def fit(
             classwise=classwise,
             sampling_ratio=sampling_ratio,
             seed=seed,
-            threshold=threshold,
+            operating_point=operating_point or ("fixed" if threshold is not None else None),
+            threshold=0.5 if threshold is None else threshold,
+            fraction=fraction,
             batch_size=batch_size,
             workers=workers,
             device=device,
@@ -106,7 +118,7 @@ def fit(
         m = result.artifact.meta
         out.print(
             f"wrote {output}: {m.backbone} K={m.input_size} tau={m.tau:.4f} "
-            f"images={m.n_images} skipped={m.n_skipped}"
+            f"images={m.n_images} skipped={m.n_skipped} operating point: {describe(m)}"
         )
 
 
@@ -114,12 +126,16 @@ def fit(
 def info(model: Path) -> None:
     """Print the metadata record of a model file, ONNX file or engine."""
     from rpol_edge.inspect import read_meta
+    from rpol_edge.operating_point import OperatingPoint
 
     with cli_errors():
         meta = read_meta(model)
         table = Table(show_header=False, box=None)
         for k, v in meta.to_dict().items():
             table.add_row(k, str(v))
+        table.add_row(
+            "mask rule", OperatingPoint(meta.operating_point, meta.threshold, meta.fraction).describe()
+        )
         out.print(table)
 
 
@@ -162,7 +178,7 @@ def eval_cmd(
             write_text_atomic(json_out, json.dumps(metrics, indent=1, default=str))
         if calibrate:
             meta = write_threshold(model, metrics["best_threshold"])
-            out.print(f"operating threshold of {model} set to {meta.threshold}")
+            out.print(f"operating point of {model} set to the fixed threshold {meta.threshold}")
 
 
 @app.command()

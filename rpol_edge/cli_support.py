@@ -28,7 +28,15 @@ from rich.table import Table
 err = Console(stderr=True)
 out = Console()
 
-METRIC_KEYS = ("n_images", "gt_known_loc", "maxboxacc", "maxboxacc_v2", "maxboxacc_v2_rpol", "best_threshold")
+METRIC_KEYS = (
+    "n_images",
+    "operating_point",
+    "gt_known_loc",
+    "maxboxacc",
+    "maxboxacc_v2",
+    "maxboxacc_v2_rpol",
+    "best_threshold",
+)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

@@ -75,8 +75,10 @@ def evaluate(
         skipped.extend(batch.skipped)
         out = infer_all(runtime, batch.frames)
         for i, (sample, t) in enumerate(zip(batch.samples, batch.transforms, strict=True)):
-            score = out.score[i, head_of(sample, rows)]
-            acc.add(score, t.boxes_to_input(sample.boxes))
+            head = head_of(sample, rows)
+            score = out.score[i, head]
+            # GT-known Loc scores the model's own mask: the operating point a user of it gets.
+            acc.add(score, t.boxes_to_input(sample.boxes), out.mask[i, head])
             if save_maps is not None:
                 save_map(save_maps, sample.image_id, score)
         done += len(batch.frames) + len(batch.skipped)
@@ -86,13 +88,26 @@ def evaluate(
     metrics["n_skipped"] = len(skipped)
     metrics["n_unlabeled"] = len(unlabeled)
     metrics["operating_threshold"] = meta.threshold
+    metrics["operating_point"] = describe(meta)
     return EvalResult(metrics, skipped, runtime.description)
 
 
+def describe(meta: ModelMeta) -> str:
+    """The operating point in words, for tables and JSON records."""
+    if meta.operating_point == "fixed":
+        return f"fixed {meta.threshold:g}"
+    if meta.operating_point == "fraction":
+        return f"fraction {meta.fraction:.4f}"
+    return meta.operating_point
+
+
 def calibrate(model_path: Path, best_threshold: float) -> ModelMeta:
-    """Write the best threshold into a fitted model file as its operating threshold."""
+    """Write the best threshold into a fitted model file as its operating point (``fixed``: a
+    threshold chosen with labels replaces any label-free rule)."""
     artifact = ModelArtifact.load(model_path)
-    artifact.meta = artifact.meta.replace(threshold=float(best_threshold))
+    artifact.meta = artifact.meta.replace(
+        threshold=float(best_threshold), operating_point="fixed", fraction=0.0
+    )
     artifact.meta.validate(str(model_path))
     artifact.save(model_path)
     return artifact.meta

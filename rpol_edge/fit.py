@@ -13,8 +13,9 @@ from rpol_edge.artifact import ModelArtifact, array_sha256
 from rpol_edge.backbones import BackboneSpec, build_backbone
 from rpol_edge.data import DatasetError, Sample, read_dataset, sample_subset
 from rpol_edge.loader import iterate_batches
-from rpol_edge.metadata import ModelMeta
+from rpol_edge.metadata import OPERATING_RULES, ModelMeta
 from rpol_edge.model import Localizer
+from rpol_edge.operating_point import DEFAULT_OPERATING_POINT
 from rpol_edge.runtimes import RUNTIMES, resolve_device
 from rpol_edge.wstar import FeatureSums, solve
 
@@ -46,10 +47,20 @@ class FitConfig:
     classwise: bool = False
     sampling_ratio: float = 1.0
     seed: int = 0
+    operating_point: str | None = None
+    """How the map becomes the mask (rpol_edge/operating_point.py); ``sign`` needs no labels and no
+    constant. ``fixed`` is the paper's rule at ``threshold``. None: ``sign`` for the rpol head,
+    ``fixed`` for caam (whose channel sum has no negative side)."""
     threshold: float = 0.5
+    fraction: float = 0.0
+    """q of the ``fraction`` rule."""
     batch_size: int = 16
     workers: int = 2
     device: str = "auto"
+
+    @property
+    def rule(self) -> str:
+        return self.operating_point or ("fixed" if self.head == "caam" else DEFAULT_OPERATING_POINT)
 
     def validate(self) -> None:
         """Refuse a bad configuration before the backbone is built and the data streamed."""
@@ -63,6 +74,15 @@ class FitConfig:
             raise ValueError(f"--fit-size {self.fit_size}: at least 32")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"--threshold {self.threshold}: must be in (0, 1)")
+        if self.rule not in OPERATING_RULES:
+            raise ValueError(f"--operating-point {self.rule!r}: choose {', '.join(OPERATING_RULES)}")
+        if self.rule == "sign" and self.head == "caam":
+            raise ValueError(
+                "--operating-point sign needs w* (--head rpol): the channel sum of ReLU features has no "
+                "negative side; use fixed, otsu or fraction with --head caam"
+            )
+        if self.rule == "fraction" and not 0.0 < self.fraction <= 1.0:
+            raise ValueError(f"--fraction {self.fraction}: the fraction rule needs a share in (0, 1]")
         if self.head not in ("rpol", "caam"):
             raise ValueError(f"--head {self.head!r}: choose rpol or caam")
         if self.output_stride not in (8, 16, 32):
@@ -143,6 +163,8 @@ def fit(cfg: FitConfig, progress: Progress | None = None) -> FitResult:
         n_heads=int(w.shape[0]),
         tau=float(taus[0]),
         threshold=cfg.threshold,
+        operating_point=cfg.rule,
+        fraction=cfg.fraction if cfg.rule == "fraction" else 0.0,
         w_sha256=array_sha256(w),
         n_images=int(sums.count.sum()),
         n_skipped=len(skipped),

@@ -14,6 +14,8 @@ from typing import Any
 from rpol_edge import __version__
 
 FORMAT_VERSION = 1
+OPERATING_RULES: tuple[str, ...] = ("fixed", "sign", "otsu", "fraction")
+"""The mask rules of rpol_edge/operating_point.py, named here so reading metadata needs no torch."""
 
 
 class MetadataError(ValueError):
@@ -72,6 +74,13 @@ class ModelMeta:
             return (self.frame_height, self.frame_width, 3)
         return (self.input_size, self.input_size, 3)
 
+    operating_point: str = "fixed"
+    """How the map becomes the mask (rpol_edge/operating_point.py): ``fixed`` (the paper's rule at
+    ``threshold``), or a label-free rule: ``sign``, ``otsu``, ``fraction``. Files written before
+    this field existed are ``fixed`` and behave as they did."""
+    fraction: float = 0.0
+    """q of the ``fraction`` rule (keep the top q of each map); 0 for the other rules."""
+
     def replace(self, **changes: Any) -> ModelMeta:
         return dataclasses.replace(self, **changes)
 
@@ -120,6 +129,13 @@ class ModelMeta:
             )
         if self.head not in ("rpol", "caam"):
             raise MetadataError(f"{source}: unknown head {self.head!r} (expected rpol or caam)")
+        if self.operating_point not in OPERATING_RULES:
+            raise MetadataError(
+                f"{source}: unknown operating point {self.operating_point!r} "
+                f"(expected {', '.join(OPERATING_RULES)}; a newer rpol-edge wrote it?)"
+            )
+        if self.operating_point == "fraction" and not 0.0 < self.fraction <= 1.0:
+            raise MetadataError(f"{source}: foreground fraction {self.fraction} is outside (0, 1]")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise MetadataError(f"{source}: mean/std must be three numbers, std > 0")
         if self.raw_frames and (self.frame_height <= 0 or self.frame_format not in ("bgr", "rgb")):
@@ -152,5 +168,7 @@ def same_model(a: ModelMeta, b: ModelMeta) -> bool:
         "head",
         "w_sha256",
         "threshold",
+        "operating_point",
+        "fraction",
     )
     return all(getattr(a, k) == getattr(b, k) for k in keys)

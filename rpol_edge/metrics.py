@@ -27,7 +27,7 @@ from typing import TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from rpol_edge.boxes import contour_boxes, iou_inclusive, threshold_mask, to_uint8_map
+from rpol_edge.boxes import contour_boxes, iou_inclusive, largest_box, threshold_mask, to_uint8_map
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -198,17 +198,30 @@ class BoxAccuracy:
         self.multi_correct: npt.NDArray[np.int64] = np.zeros_like(self.largest_correct)
         self.operating_correct = 0
 
-    def add(self, score_map: npt.NDArray[np.generic], gt_boxes: npt.NDArray[np.generic]) -> None:
+    def add(
+        self,
+        score_map: npt.NDArray[np.generic],
+        gt_boxes: npt.NDArray[np.generic],
+        mask: npt.NDArray[np.generic] | None = None,
+    ) -> None:
         """Count one image.
 
         ``score_map`` is ``(H, W)`` in ``[0, 1]`` (the network input size,
         e.g. ``K x K``); ``gt_boxes`` is ``(M, 4)`` (or ``(4,)``) of
         ``[x0, y0, x1, y1]`` inclusive pixel coordinates of the same map.
+        ``mask``, when given, is the model's own operating-point mask: GT-known
+        Loc then scores its largest contour (what a user of the model sees)
+        instead of ``operating_threshold`` applied to ``score_map``.
         """
         largest, multi = best_ious_per_threshold(score_map, gt_boxes, self.thresholds)
         self.largest_correct += correct_matrix(largest, self.deltas)
         self.multi_correct += correct_matrix(multi, self.deltas)
-        self.operating_correct += int(self._operating_iou(score_map, gt_boxes, largest) >= _V1_DELTA)
+        if mask is None:
+            iou = self._operating_iou(score_map, gt_boxes, largest)
+        else:
+            gt = np.asarray(gt_boxes).reshape(-1, 4)
+            iou = float(iou_inclusive(largest_box(mask), gt).max()) if len(gt) else 0.0
+        self.operating_correct += int(iou >= _V1_DELTA)
         self.n_images += 1
 
     def merge(self, other: BoxAccuracy) -> None:

@@ -1,22 +1,30 @@
 """The localizer as one module: the PyTorch reference runtime and exactly what gets exported.
 
 uint8 NHWC frames in; normalization, backbone, w* folded into a 1x1 conv divided by the channel L2
-norm, clamp, per-image min-max, bilinear upsampling and the threshold all happen inside, with no
-data-dependent Python branch, so the ONNX/TensorRT graphs cannot disagree with the reference.
+norm, clamp, per-image min-max, bilinear upsampling and the operating point (mask rule, see
+operating_point.py) all happen inside, with no data-dependent Python branch, so the ONNX/TensorRT
+graphs cannot disagree with the reference.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from rpol_edge.operating_point import (
+    OperatingPoint,
+    fixed_mask,
+    fraction_mask,
+    minmax,
+    otsu_mask,
+    sign_mask,
+    threshold_cuts,
+    upsample,
+)
 
 EPS = 1e-12
 
-
-def threshold_cuts(threshold: float) -> torch.Tensor:
-    """int(t * p) for every possible uint8 peak p, in the reference's float64 arithmetic."""
-    return torch.tensor([float(int(threshold * p)) for p in range(256)], dtype=torch.float32)
+__all__ = ["EPS", "Localizer", "threshold_cuts"]
 
 
 class Localizer(nn.Module):
@@ -38,6 +46,7 @@ class Localizer(nn.Module):
         input_size: int,
         threshold: float,
         head: str = "rpol",
+        operating_point: OperatingPoint | None = None,
     ) -> None:
         super().__init__()
         if head not in ("rpol", "caam"):
@@ -52,7 +61,8 @@ class Localizer(nn.Module):
         # Scaled by 255 so the uint8 -> float conversion needs no separate division.
         self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
-        self.register_buffer("cut_table", threshold_cuts(threshold))
+        self.operating_point = operating_point or OperatingPoint("fixed", threshold)
+        self.register_buffer("cut_table", threshold_cuts(self.operating_point.threshold))
         self.input_size = int(input_size)
         self.eval()
 
@@ -62,23 +72,38 @@ class Localizer(nn.Module):
         x = frames.to(self.pixel_mean.dtype).permute(0, 3, 1, 2)
         return self.backbone((x - self.pixel_mean) / self.pixel_std)
 
-    def activation(self, f: torch.Tensor) -> torch.Tensor:
-        """a_i = w*^T f_i / ||f_i|| (guarded: a zero feature gives 0), clamped at 0."""
+    def response(self, f: torch.Tensor) -> torch.Tensor:
+        """a_i = w*^T f_i / ||f_i|| (guarded: a zero feature gives 0), before the clamp."""
         f = f.float()
         a = self.head(f)
         if self.normalize_by_norm:
             a = a / f.norm(dim=1, keepdim=True).clamp_min(EPS)
-        return a.clamp_min(0.0)
+        return a
+
+    def activation(self, f: torch.Tensor) -> torch.Tensor:
+        """The response clamped at 0, as the paper's map."""
+        return self.response(f).clamp_min(0.0)
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a = self.activation(self.features(frames))
-        lo = a.amin(dim=(2, 3), keepdim=True)
-        hi = a.amax(dim=(2, 3), keepdim=True)
-        # A constant map has hi == lo: the numerator is then 0 too, so the guard yields zeros, not NaN.
-        a = (a - lo) / (hi - lo).clamp_min(EPS)
-        score = F.interpolate(a, size=(self.input_size, self.input_size), mode="bilinear", align_corners=True)
-        score = score.float().clamp(0.0, 1.0)
-        return score, self.binarize(score)
+        return self.localize(self.features(frames))
+
+    def localize(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backbone features -> (score, mask); split from forward so features can be computed once."""
+        raw = self.response(f)
+        grid = minmax(raw.clamp_min(0.0))
+        score = upsample(grid, self.input_size).float().clamp(0.0, 1.0)
+        return score, self.mask(score, grid, raw)
+
+    def mask(self, score: torch.Tensor, grid: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """The operating point's mask; the rule is a constant of the module, not a data branch."""
+        rule = self.operating_point.rule
+        if rule == "sign":
+            return sign_mask(raw, self.input_size)
+        if rule == "otsu":
+            return otsu_mask(score, grid)
+        if rule == "fraction":
+            return fraction_mask(score, grid, self.operating_point.fraction)
+        return self.binarize(score)
 
     def half_backbone(self) -> Localizer:
         """FP16 backbone (and input normalization); head, min-max, upsampling and threshold stay FP32,
@@ -89,12 +114,5 @@ class Localizer(nn.Module):
         return self
 
     def binarize(self, score: torch.Tensor) -> torch.Tensor:
-        """The reference threshold: u8 = int(score*255); keep u8 > int(t * max u8).
-
-        int(t * peak) is looked up (a Gather over 256 constants) rather than multiplied, because the
-        reference multiplies in float64 and a float32 product rounds differently for some (t, peak),
-        e.g. 0.29 * 100; float64 is not available in TensorRT.
-        """
-        u8 = torch.floor(score * 255.0)
-        peak = u8.amax(dim=(2, 3), keepdim=True).long()
-        return (u8 > self.cut_table[peak]).to(torch.uint8)
+        """The reference threshold: u8 = int(score*255); keep u8 > int(t * max u8)."""
+        return fixed_mask(score, self.cut_table)

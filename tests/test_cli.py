@@ -31,6 +31,7 @@ def one_line_error(code: int, output: str) -> str:
 def test_info_predict_eval_calibrate(sample_model: Path, tmp_path: Path) -> None:
     code, out = run("info", sample_model)
     assert code == 0 and "lite0" in out and "tau" in out
+    assert "operating_point" in out and "sign of w*^T f" in out  # the label-free default, named
     img = sorted((SAMPLE / "JPEGImages").glob("*.jpg"))[0]
     code, out = run("predict", sample_model, img, "-o", tmp_path / "pred")
     assert code == 0, out
@@ -67,12 +68,17 @@ def test_info_predict_eval_calibrate(sample_model: Path, tmp_path: Path) -> None
         "best_threshold",
     ):
         assert key in metrics
-    assert ModelArtifact.load(model).meta.threshold == metrics["best_threshold"]
+    assert metrics["operating_point"] == "sign"
+    calibrated = ModelArtifact.load(model).meta
+    assert calibrated.threshold == metrics["best_threshold"] and calibrated.operating_point == "fixed"
 
 
 @pytest.mark.parametrize(
     "args, needle",
     [
+        (["fit", "--root", str(SAMPLE), "--head", "caam", "--operating-point", "sign"], "needs w*"),
+        (["fit", "--root", str(SAMPLE), "--operating-point", "median"], "choose fixed, sign"),
+        (["fit", "--root", str(SAMPLE), "--operating-point", "fraction"], "--fraction"),
         (["eval", "{model}", "--data", "vocc", "--root", str(SAMPLE)], "did you mean"),
         (["eval", "{model}", "--data", "voc", "--root", str(SAMPLE), "--split", "val"], "train"),
         (["eval", "{model}", "--runtime", "ort", "--data", "voc", "--root", str(SAMPLE)], "export"),

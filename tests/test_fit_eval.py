@@ -97,6 +97,8 @@ def test_raccoon_accuracy_at_448(tmp_path: Path) -> None:
     assert m["n_images"] == 40
     assert m["maxboxacc_v2_rpol"] >= 68.0
     assert m["maxboxacc"] >= 75.0
+    # issue 10: the label-free operating point (sign), no threshold chosen with labels
+    assert m["operating_point"] == "sign" and m["gt_known_loc"] >= 70.0
 
 
 def test_dino_vit_preset_uses_its_own_config(tmp_path: Path) -> None:
