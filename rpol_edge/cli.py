@@ -126,7 +126,7 @@ def fit(
 def info(model: Path) -> None:
     """Print the metadata record of a model file, ONNX file or engine."""
     from rpol_edge.inspect import read_meta
-    from rpol_edge.operating_point import OperatingPoint
+    from rpol_edge.metadata import OperatingPoint
 
     with cli_errors():
         meta = read_meta(model)
@@ -240,11 +240,11 @@ def export(
     frame_format: Annotated[str, typer.Option(help="channel order of those frames: bgr | rgb")] = "bgr",
 ) -> None:
     """Fold w* into the graph and export: ONNX, FP16 ONNX, INT8 (QDQ), TensorRT engine."""
-    from rpol_edge.export.frame_input import parse_frame_size
-    from rpol_edge.export.pipeline import ExportRequest, parse_batch, run_export
-
     with cli_errors():
         require_torch("rpol-edge export")
+        from rpol_edge.export.frame_input import parse_frame_size
+        from rpol_edge.export.pipeline import ExportRequest, parse_batch, run_export
+
         req = ExportRequest(
             model=model,
             out_dir=output,

@@ -18,6 +18,38 @@ OPERATING_RULES: tuple[str, ...] = ("fixed", "sign", "otsu", "fraction")
 """The mask rules of rpol_edge/operating_point.py, named here so reading metadata needs no torch."""
 
 
+DEFAULT_OPERATING_POINT = "sign"
+"""Chosen by benchmarks/operating_point.py (k-fold CV over the raccoon photos and a scale-shifted
+set): GT-known within a point of the best threshold's, with no constant to fit or to tune."""
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The rule and its one constant; recorded in the model's metadata."""
+
+    rule: str = "fixed"
+    threshold: float = 0.5
+    """t of the ``fixed`` rule."""
+    fraction: float = 0.0
+    """q of the ``fraction`` rule."""
+
+    def __post_init__(self) -> None:
+        if self.rule not in OPERATING_RULES:
+            raise ValueError(f"unknown operating point {self.rule!r} (choose {', '.join(OPERATING_RULES)})")
+        if self.rule == "fixed" and not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"operating threshold {self.threshold} is outside (0, 1)")
+        if self.rule == "fraction" and not 0.0 < self.fraction <= 1.0:
+            raise ValueError(f"foreground fraction {self.fraction} is outside (0, 1]")
+
+    def describe(self) -> str:
+        return {
+            "fixed": f"fixed threshold {self.threshold:g} (the paper's rule)",
+            "sign": "sign of w*^T f (label-free, no constant)",
+            "otsu": "Otsu per image (label-free)",
+            "fraction": f"top {self.fraction:.1%} of each map (label-free, share of ||f|| > tau)",
+        }[self.rule]
+
+
 class MetadataError(ValueError):
     """An artifact's metadata is missing, malformed, or does not match what it is combined with."""
 

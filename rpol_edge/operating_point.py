@@ -17,44 +17,15 @@ no loop, no arithmetic on UINT8 tensors. The rule is a constant of the module, c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
-from rpol_edge.metadata import OPERATING_RULES as RULES
+# The rule record itself is torch-free (metadata.py), so `info` on an ONNX file needs no torch.
+from rpol_edge.metadata import DEFAULT_OPERATING_POINT, OperatingPoint
+
+__all__ = ["DEFAULT_OPERATING_POINT", "OperatingPoint"]
 
 EPS = 1e-12
-DEFAULT_OPERATING_POINT = "sign"
-"""Chosen by benchmarks/operating_point.py (k-fold CV over the raccoon photos and a scale-shifted
-set): GT-known within a point of the best threshold's, with no constant to fit or to tune."""
-
-
-@dataclass(frozen=True)
-class OperatingPoint:
-    """The rule and its one constant; recorded in the model's metadata."""
-
-    rule: str = "fixed"
-    threshold: float = 0.5
-    """t of the ``fixed`` rule."""
-    fraction: float = 0.0
-    """q of the ``fraction`` rule."""
-
-    def __post_init__(self) -> None:
-        if self.rule not in RULES:
-            raise ValueError(f"unknown operating point {self.rule!r} (choose {', '.join(RULES)})")
-        if self.rule == "fixed" and not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"operating threshold {self.threshold} is outside (0, 1)")
-        if self.rule == "fraction" and not 0.0 < self.fraction <= 1.0:
-            raise ValueError(f"foreground fraction {self.fraction} is outside (0, 1]")
-
-    def describe(self) -> str:
-        return {
-            "fixed": f"fixed threshold {self.threshold:g} (the paper's rule)",
-            "sign": "sign of w*^T f (label-free, no constant)",
-            "otsu": "Otsu per image (label-free)",
-            "fraction": f"top {self.fraction:.1%} of each map (label-free, share of ||f|| > tau)",
-        }[self.rule]
 
 
 def threshold_cuts(threshold: float) -> torch.Tensor:
