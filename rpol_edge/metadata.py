@@ -14,6 +14,7 @@ from typing import Any
 from rpol_edge import __version__
 
 FORMAT_VERSION = 1
+TAU_MODES = ("joint", "mean")
 
 
 class MetadataError(ValueError):
@@ -53,6 +54,15 @@ class ModelMeta:
     opset: int = 0
     """0 until the model is exported to ONNX."""
     format_version: int = FORMAT_VERSION
+    tau_mode: str = "joint"
+    """How tau was estimated: ``joint`` (supplement Eq. 25) or ``mean`` (plain E||f||)."""
+    fit_data: str = ""
+    """Data kind, root and split the fit streamed ("" for files older than these fields), with the
+    sampling ratio and seed: what ``explain`` needs to stream the same training points again."""
+    fit_root: str = ""
+    fit_split: str = ""
+    sampling_ratio: float = 1.0
+    seed: int = 0
     extra: dict[str, str] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> ModelMeta:
@@ -103,6 +113,8 @@ class ModelMeta:
             )
         if self.head not in ("rpol", "caam"):
             raise MetadataError(f"{source}: unknown head {self.head!r} (expected rpol or caam)")
+        if self.tau_mode not in TAU_MODES:
+            raise MetadataError(f"{source}: unknown tau mode {self.tau_mode!r} (expected joint or mean)")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise MetadataError(f"{source}: mean/std must be three numbers, std > 0")
 
