@@ -284,8 +284,12 @@ def explain(cfg: ExplainConfig, progress: Progress | None = None) -> Explanation
             "not its training set"
         )
 
-    loc = build_localizer(artifact, cfg.weights)
+    # Refuse a wrong cache before minutes of backbone work.
+    key = cache_key(meta, data, root, split, samples)
+    cached = open_cache(cfg.cache, key) if cfg.cache else None
     image = load_rgb(cfg.image)
+    loc = build_localizer(artifact, cfg.weights)
+    writer = CacheWriter(cfg.cache, key, meta.w_sha256) if cfg.cache and cached is None else None
     fq, transform, score = _query_features(loc, meta.resize_size, meta.input_size, image)
     unit_q, _ = unit_map(fq)
     grid = (unit_q.shape[1], unit_q.shape[2])
@@ -301,9 +305,6 @@ def explain(cfg: ExplainConfig, progress: Progress | None = None) -> Explanation
             x, y = cell_to_point(row, col, transform, grid)
             queries.append(Query(x, y, (row, col), source, unit_q[:, row, col].copy(), float(act[row, col])))
 
-    key = cache_key(meta, data, root, split, samples)
-    cached = open_cache(cfg.cache, key) if cfg.cache else None
-    writer = CacheWriter(cfg.cache, key, meta.w_sha256) if cfg.cache and cached is None else None
     by_id = {s.image_id: s for s in samples}
     stream: Iterator[tuple[Sample | None, np.ndarray | None, np.ndarray | None, str]]
     if cached is not None:
