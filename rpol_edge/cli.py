@@ -255,9 +255,9 @@ def eval_cmd(
             raise ValueError("--calibrate writes into a fitted .rpol model; calibrate it, then re-export")
         if json_out:
             check_writable(json_out)
-        cmap = read_class_map(class_map)
         if (classifier_weights or class_map) and not classifier:
             raise ValueError("--classifier-weights and --class-map need --classifier NAME")
+        cmap = read_class_map(class_map)
         clf = load_classifier(classifier, classifier_weights) if classifier else None
         rt = open_runtime(model, runtime, device=device, weights=weights)
         with rt, progress_bar("eval") as update:
