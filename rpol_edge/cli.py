@@ -463,7 +463,7 @@ def _parse_point(text: str) -> tuple[float, float]:
 @app.command()
 def explain(
     model: Annotated[Path, typer.Argument(help="fitted model file (.rpol)")],
-    image: Annotated[Path, typer.Argument(help="query image")],
+    images: Annotated[list[Path], typer.Argument(help="query image(s): one pass over the training set")],
     output: Annotated[Path, typer.Option("-o", "--output", help="folder for the figures and JSON")] = Path(
         "explain"
     ),
@@ -492,7 +492,7 @@ def explain(
     with cli_errors():
         cfg = ExplainConfig(
             model=model,
-            image=image,
+            images=images,
             points=[_parse_point(p) for p in point or []],
             data=data,
             root=root,
@@ -507,14 +507,16 @@ def explain(
         if output.exists() and not output.is_dir():
             raise ValueError(f"-o {output}: exists and is not a folder")
         with progress_bar("explain") as update:
-            ex = run_explain(cfg, update)
-        files = write_explanation(ex, output, figures=not no_figure)
-        for q in ex.queries:
-            out.print(
-                f"{q.source} ({q.x:.0f},{q.y:.0f}): a_q={q.a_q:+.6f} sum r={q.sum_r:+.6f} "
-                f"|diff|={abs(q.sum_r - q.a_q):.1e}",
-                highlight=False,
-            )
+            explanations = run_explain(cfg, update)
+        files = []
+        for ex in explanations:
+            files += write_explanation(ex, output, figures=not no_figure)
+            for q in ex.queries:
+                out.print(
+                    f"{Path(ex.meta['image']).name} {q.source} ({q.x:.0f},{q.y:.0f}): a_q={q.a_q:+.6f} "
+                    f"sum r={q.sum_r:+.6f} |diff|={abs(q.sum_r - q.a_q):.1e}",
+                    highlight=False,
+                )
         out.print(f"wrote {len(files)} file(s) to {output}")
 
 

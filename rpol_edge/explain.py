@@ -107,7 +107,8 @@ def cell_to_point(row: int, col: int, t: CropTransform, grid: tuple[int, int]) -
 @dataclass
 class ExplainConfig:
     model: Path
-    image: Path
+    images: list[Path]
+    """Query images: all explained with one pass over the training set."""
     points: list[tuple[float, float]] = field(default_factory=list)
     """Query points in original-image pixels; empty = the map's peak and its lowest point."""
     data: str | None = None
@@ -248,8 +249,44 @@ def _stream(
                 yield s, fi, None, ""
 
 
-def explain(cfg: ExplainConfig, progress: Progress | None = None) -> Explanation:
-    """Stream the training set once and split a_q into representer values for every query point."""
+@dataclass
+class _View:
+    path: Path
+    image: np.ndarray
+    transform: CropTransform
+    score: np.ndarray
+    grid: tuple[int, int]
+    queries: list[Query]
+
+
+def _query_view(
+    loc: Localizer, meta: Any, w: np.ndarray, h_idx: int, path: Path, points: list[tuple[float, float]]
+) -> _View:
+    """One query image: its features, its map, and its query points (given, or peak and lowest)."""
+    image = load_rgb(path)
+    fq, transform, score = _query_features(loc, meta.resize_size, meta.input_size, image)
+    unit_q, _ = unit_map(fq)
+    grid = (int(unit_q.shape[1]), int(unit_q.shape[2]))
+    act = np.einsum("c,chw->hw", w, unit_q)  # a before the clamp, per cell
+    cells: list[tuple[float, float, int, int, str]] = []
+    if points:
+        cells = [(x, y, *point_to_cell(x, y, transform, grid), "given") for x, y in points]
+    else:
+        for source, flat in (("peak", int(np.argmax(act))), ("lowest", int(np.argmin(act)))):
+            row, col = divmod(flat, grid[1])
+            cells.append((*cell_to_point(row, col, transform, grid), row, col, source))
+    queries = [
+        Query(x, y, (row, col), source, unit_q[:, row, col].copy(), float(act[row, col]))
+        for x, y, row, col, source in cells
+    ]
+    return _View(path, image, transform, score[h_idx], grid, queries)
+
+
+def explain(cfg: ExplainConfig, progress: Progress | None = None) -> list[Explanation]:
+    """Stream the training set once and split a_q into representer values for every query point of
+    every query image; one Explanation per image."""
+    if not cfg.images:
+        raise ValueError("explain needs at least one query image")
     if cfg.top < 1:
         raise ValueError(f"--top {cfg.top}: at least 1")
     started = time.perf_counter()
@@ -287,23 +324,10 @@ def explain(cfg: ExplainConfig, progress: Progress | None = None) -> Explanation
     # Refuse a wrong cache before minutes of backbone work.
     key = cache_key(meta, data, root, split, samples)
     cached = open_cache(cfg.cache, key) if cfg.cache else None
-    image = load_rgb(cfg.image)
     loc = build_localizer(artifact, cfg.weights)
     writer = CacheWriter(cfg.cache, key, meta.w_sha256) if cfg.cache and cached is None else None
-    fq, transform, score = _query_features(loc, meta.resize_size, meta.input_size, image)
-    unit_q, _ = unit_map(fq)
-    grid = (unit_q.shape[1], unit_q.shape[2])
-    act = np.einsum("c,chw->hw", w, unit_q)  # a before the clamp, per cell
-    queries: list[Query] = []
-    if cfg.points:
-        for x, y in cfg.points:
-            row, col = point_to_cell(x, y, transform, grid)
-            queries.append(Query(x, y, (row, col), "given", unit_q[:, row, col].copy(), float(act[row, col])))
-    else:
-        for source, flat in (("peak", int(np.argmax(act))), ("lowest", int(np.argmin(act)))):
-            row, col = divmod(flat, grid[1])
-            x, y = cell_to_point(row, col, transform, grid)
-            queries.append(Query(x, y, (row, col), source, unit_q[:, row, col].copy(), float(act[row, col])))
+    views = [_query_view(loc, artifact.meta, w, h_idx, Path(p), cfg.points) for p in cfg.images]
+    queries = [q for v in views for q in v.queries]
 
     by_id = {s.image_id: s for s in samples}
     stream: Iterator[tuple[Sample | None, np.ndarray | None, np.ndarray | None, str]]
@@ -377,7 +401,6 @@ def explain(cfg: ExplainConfig, progress: Progress | None = None) -> Explanation
     elapsed = time.perf_counter() - started
     info = {
         "model": str(cfg.model),
-        "image": str(cfg.image),
         "training_set": {
             "data": data,
             "root": str(root),
@@ -394,7 +417,8 @@ def explain(cfg: ExplainConfig, progress: Progress | None = None) -> Explanation
         "n_train_images": n_used,
         "n_train_skipped": n_skipped,
         "train_feature_grid": list(feature_grid or (0, 0)),
-        "query_feature_grid": list(grid),
+        "query_feature_grid": list(views[0].grid),
+        "n_query_images": len(views),
         "feature_sums_rel_diff": sums_rel,
         "cache": {
             "path": str(cfg.cache) if cfg.cache else None,
@@ -405,7 +429,11 @@ def explain(cfg: ExplainConfig, progress: Progress | None = None) -> Explanation
         "seconds_stream": round(time.perf_counter() - stream_started, 3),
         "top": cfg.top,
     }
-    return Explanation(info, queries, image, transform, score[h_idx], (meta.fit_resize, meta.fit_size))
+    frame = (meta.fit_resize, meta.fit_size)
+    return [
+        Explanation({**info, "image": str(v.path)}, v.queries, v.image, v.transform, v.score, frame)
+        for v in views
+    ]
 
 
 __all__ = [

@@ -74,7 +74,10 @@ def test_points_map_to_feature_cells_and_back() -> None:
 def first_run(sample_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Explanation, Path]:
     """One streamed run (default points) that also writes the feature cache the other tests read."""
     cache = tmp_path_factory.mktemp("explain") / "cache"
-    return explain(ExplainConfig(sample_model, QUERY, top=2, cache=cache, workers=0)), cache
+    second = SAMPLE / "JPEGImages" / "raccoon-100.jpg"
+    found = explain(ExplainConfig(sample_model, [QUERY, second], top=2, cache=cache, workers=0))
+    assert [Path(e.meta["image"]).name for e in found] == ["raccoon-13.jpg", "raccoon-100.jpg"]
+    return found[0], cache
 
 
 def test_explain_real_photos_identity_and_heaps(first_run: tuple[Explanation, Path]) -> None:
@@ -96,7 +99,7 @@ def test_explain_real_photos_identity_and_heaps(first_run: tuple[Explanation, Pa
 def test_explain_from_cache(sample_model: Path, first_run: tuple[Explanation, Path], tmp_path: Path) -> None:
     ex, cache = first_run
     peak = ex.queries[0]
-    again = explain(ExplainConfig(sample_model, QUERY, points=[(peak.x, peak.y)], top=2, cache=cache))
+    again = explain(ExplainConfig(sample_model, [QUERY], points=[(peak.x, peak.y)], top=2, cache=cache))[0]
     assert again.meta["cache"]["used"] and not again.meta["cache"]["written"]
     q = again.queries[0]
     assert q.cell == peak.cell and abs(q.a_q - peak.a_q) < 1e-12
@@ -110,16 +113,16 @@ def test_explain_from_cache(sample_model: Path, first_run: tuple[Explanation, Pa
     manifest["weights_sha256"] = "0" * 64
     (other / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(FeatureCacheError, match="weights_sha256"):
-        explain(ExplainConfig(sample_model, QUERY, cache=other, workers=0))
+        explain(ExplainConfig(sample_model, [QUERY], cache=other, workers=0))
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "x.txt").write_text("x")
     with pytest.raises(FeatureCacheError, match="not an rpol-edge feature cache"):
-        explain(ExplainConfig(sample_model, QUERY, cache=tmp_path / "junk", workers=0))
+        explain(ExplainConfig(sample_model, [QUERY], cache=tmp_path / "junk", workers=0))
 
 
 def test_explain_refuses_another_training_set(sample_model: Path) -> None:
     with pytest.raises(DatasetError, match="not its training set"):
-        explain(ExplainConfig(sample_model, QUERY, split="test", workers=0))
+        explain(ExplainConfig(sample_model, [QUERY], split="test", workers=0))
 
 
 def test_explain_cli_writes_figure_and_json(
