@@ -198,7 +198,7 @@ def fit(
         _report_skips(result.skipped)
         m = result.artifact.meta
         out.print(
-            f"wrote {output}: {m.backbone} K={m.input_size} tau={m.tau:.4f} "
+            f"wrote {output}: {m.backbone} K={m.input_size} tau={m.tau:.4f} ({m.tau_mode}) "
             f"images={m.n_images} skipped={m.n_skipped}"
         )
 

@@ -53,8 +53,10 @@ def _zero_centred(values: np.ndarray) -> tuple[float, float]:
 def render_query(ex: Explanation, q: Query, out: Path) -> None:
     """Write one query's figure to ``out`` (PNG, atomically)."""
     plt = _pyplot()
+    # The K images with the lowest totals are inhibitory only when their total is negative: for a
+    # strongly activated point every training image may push it up, and the titles say so.
     contribs = [("excitatory", c) for c in q.top_excitatory()] + [
-        ("inhibitory", c) for c in q.top_inhibitory()
+        ("inhibitory" if c.total < 0 else "lowest (still +)", c) for c in q.top_inhibitory()
     ]
     n_rows = 1 + len(contribs)
     fig, axes = plt.subplots(n_rows, 3, figsize=(9.6, 3.1 * n_rows), squeeze=False)
@@ -96,9 +98,8 @@ def render_query(ex: Explanation, q: Query, out: Path) -> None:
             ax = axes[i, j]
             ax.imshow(frame)
             ax.imshow(_upsample(values, crop), cmap=cmap, alpha=0.55, vmin=lo, vmax=hi)
-            ax.set_title(
-                f"{kind} #{i if kind == 'excitatory' else i - len(q.excitatory)}: {name}", fontsize=8
-            )
+            rank = i if kind == "excitatory" else i - len(q.excitatory)
+            ax.set_title(f"{kind} #{rank}: {name}", fontsize=8)
             if j == 0:
                 ax.text(4, 14, c.image_id, color="white", fontsize=8, backgroundcolor="black")
             if j == 2:

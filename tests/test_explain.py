@@ -142,3 +142,17 @@ def test_explain_cli_writes_figure_and_json(
     assert "outside" in one_line_error(
         *run("explain", sample_model, QUERY, "--point", "1,1", "--workers", "0", "-o", tmp_path / "e3")
     )
+
+
+def test_fit_records_its_training_set_and_old_metadata_still_loads(sample_model: Path) -> None:
+    from rpol_edge.artifact import ModelArtifact
+    from rpol_edge.metadata import ModelMeta
+
+    a = ModelArtifact.load(sample_model)
+    m = a.meta
+    assert (m.fit_data, Path(m.fit_root), m.fit_split) == ("voc", SAMPLE.resolve(), "train")
+    assert (m.tau_mode, m.sampling_ratio, m.seed) == ("joint", 1.0, 0)
+    assert a.taus is not None and a.taus[0] == m.tau
+    old = {k: v for k, v in m.to_dict().items() if k not in ("tau_mode", "fit_data", "fit_root", "fit_split")}
+    back = ModelMeta.from_dict(old)
+    assert back.tau_mode == "joint" and back.fit_data == ""
