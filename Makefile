@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[torch,onnx,ort,cuda,dev]'
+	$(PY) -m pip install -q -e '.[torch,onnx,ort,cuda,dev,explain]'
 	touch $(STAMP)
 
 setup: $(STAMP)

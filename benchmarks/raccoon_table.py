@@ -35,6 +35,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--fits-only", action="store_true", help="only the fit -> eval rows (no export)")
     args = ap.parse_args()
     data = ["--data", "voc", "--root", args.root]
     rows: list[dict[str, object]] = []
@@ -51,11 +52,18 @@ def main() -> None:
             "rpol_fit448_fixed05": (["--threshold", "0.5"], "... --threshold 0.5 -o fixed.rpol"),
             "rpol_reference_fit224": (["--reference-fit"], "... --reference-fit -o ref224.rpol"),
             "caam": (["--head", "caam"], "... --head caam -o caam.rpol"),
+            "rpol_tau_mean": (["--tau", "mean"], "... --tau mean -o mean.rpol"),
         }
         for label, (extra, command) in fits.items():
             cli("fit", *data, "--split", "train", *extra, "-o", d / f"{label}.rpol")
             evaluate(label, d / f"{label}.rpol", command + "; rpol-edge eval MODEL --data voc --root ROOT")
 
+        if args.fits_only:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            for r in rows:
+                print(json.dumps(r))
+            return
         m = d / "rpol_fit448.rpol"
         calib = ["--calib-data", "voc", "--calib-root", args.root]
         cli("export", m, "--onnx", "--int8", *calib, "-o", d / "exp")

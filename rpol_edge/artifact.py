@@ -69,6 +69,8 @@ class ModelArtifact:
     v_sum: np.ndarray
     u_sum: np.ndarray
     count: np.ndarray
+    taus: np.ndarray | None = None
+    """(n_heads,) float64 tau of every head (the metadata keeps head 0's); None in older files."""
 
     def save(self, path: Path) -> None:
         require_torch("writing a model file", with_timm=False)
@@ -82,6 +84,8 @@ class ModelArtifact:
             "u_sum": torch.from_numpy(np.asarray(self.u_sum, np.float64)),
             "count": torch.from_numpy(np.asarray(self.count, np.int64)),
         }
+        if self.taus is not None:
+            payload["taus"] = torch.from_numpy(np.asarray(self.taus, np.float64))
         atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
     @classmethod
@@ -109,4 +113,5 @@ class ModelArtifact:
             )
         if array_sha256(w) != meta.w_sha256:
             raise MetadataError(f"{path}: w* does not match its recorded hash (file edited or damaged)")
-        return cls(meta, w, obj["v_sum"].numpy(), obj["u_sum"].numpy(), obj["count"].numpy())
+        taus = obj["taus"].numpy() if isinstance(obj.get("taus"), torch.Tensor) else None
+        return cls(meta, w, obj["v_sum"].numpy(), obj["u_sum"].numpy(), obj["count"].numpy(), taus)

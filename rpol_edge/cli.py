@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from rpol_edge.cli_support import (
+    TOPK_KEYS,
     check_writable,
     cli_errors,
     err,
@@ -61,6 +62,9 @@ def fit(
     fit_size: Annotated[int | None, typer.Option(help="fit resolution (default: the input size)")] = None,
     reference_fit: Annotated[bool, typer.Option(help="the reference's fit: 224x224 resize, no crop")] = False,
     head: Annotated[str, typer.Option(help="rpol | caam (baseline)")] = "rpol",
+    tau: Annotated[
+        str, typer.Option("--tau", help="joint (Eq. 25, default) | mean (plain mean feature norm)")
+    ] = "joint",
     classwise: Annotated[bool, typer.Option(help="one w* per class label")] = False,
     sampling_ratio: Annotated[float, typer.Option(help="fit on this random fraction")] = 1.0,
     seed: int = 0,
@@ -99,6 +103,7 @@ def fit(
             fit_size=fit_size,
             reference_fit=reference_fit,
             head=head,
+            tau_mode=tau,
             classwise=classwise,
             sampling_ratio=sampling_ratio,
             seed=seed,
@@ -117,7 +122,7 @@ def fit(
         report_skips(result.skipped)
         m = result.artifact.meta
         out.print(
-            f"wrote {output}: {m.backbone} K={m.input_size} tau={m.tau:.4f} "
+            f"wrote {output}: {m.backbone} K={m.input_size} tau={m.tau:.4f} ({m.tau_mode}) "
             f"images={m.n_images} skipped={m.n_skipped} operating point: {describe(m)}"
         )
 
@@ -153,12 +158,23 @@ def eval_cmd(
     calibrate: Annotated[
         bool, typer.Option(help="store the best threshold as the model's operating one")
     ] = False,
+    classifier: Annotated[
+        str | None,
+        typer.Option(help="Top-1/Top-5 Loc with this classifier: 'lite0' (embedded ImageNet) or a timm name"),
+    ] = None,
+    classifier_weights: Annotated[
+        Path | None, typer.Option(help="classifier state dict (timm architecture --classifier)")
+    ] = None,
+    class_map: Annotated[
+        Path | None, typer.Option(help='JSON: data-set label -> classifier class, "*" for unlabeled images')
+    ] = None,
     batch_size: int = 8,
     workers: int = 2,
     cuda_graph: CudaGraph = None,
 ) -> None:
-    """Localization accuracy (GT-known Loc, MaxBoxAcc, MaxBoxAccV2 both protocols)."""
+    """Localization accuracy (GT-known Loc, MaxBoxAcc, MaxBoxAccV2 both protocols; Top-k Loc)."""
     from rpol_edge.artifact import write_text_atomic
+    from rpol_edge.classifier import load_classifier, read_class_map
     from rpol_edge.evaluate import calibrate as write_threshold
     from rpol_edge.evaluate import evaluate
     from rpol_edge.runtimes import open_runtime
@@ -168,12 +184,16 @@ def eval_cmd(
             raise ValueError("--calibrate writes into a fitted .rpol model; calibrate it, then re-export")
         if json_out:
             check_writable(json_out)
+        if (classifier_weights or class_map) and not classifier:
+            raise ValueError("--classifier-weights and --class-map need --classifier NAME")
+        cmap = read_class_map(class_map)
+        clf = load_classifier(classifier, classifier_weights) if classifier else None
         rt = open_runtime(model, runtime, device=device, weights=weights, cuda_graph=cuda_graph)
         with rt, progress_bar("eval") as update:
-            result = evaluate(rt, data, root, split, save_maps, batch_size, workers, update)
+            result = evaluate(rt, data, root, split, save_maps, batch_size, workers, update, clf, cmap)
         report_skips(result.skipped)
         metrics = {"model": str(model), "runtime": result.runtime, **result.metrics}
-        out.print(metrics_table("metric", metrics))
+        out.print(metrics_table("metric", metrics, TOPK_KEYS if clf else ()))
         if json_out:
             write_text_atomic(json_out, json.dumps(metrics, indent=1, default=str))
         if calibrate:
@@ -370,6 +390,74 @@ def demo(
             result = run_demo(output, input_size, workers, update)
         out.print(metrics_table("metric (bundled test split)", result.metrics))
         out.print(f"model: {result.model}\noverlays: {result.n_overlays} PNG + JSON in {result.overlays}")
+
+
+def _parse_point(text: str) -> tuple[float, float]:
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--point {text!r}: expected X,Y in original-image pixels, e.g. 120,80") from None
+    return x, y
+
+
+@app.command()
+def explain(
+    model: Annotated[Path, typer.Argument(help="fitted model file (.rpol)")],
+    images: Annotated[list[Path], typer.Argument(help="query image(s): one pass over the training set")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder for the figures and JSON")] = Path(
+        "explain"
+    ),
+    point: Annotated[
+        list[str] | None,
+        typer.Option("--point", help="X,Y in original pixels (repeatable); default: map peak and lowest"),
+    ] = None,
+    data: Annotated[str | None, typer.Option("--data", help="training data kind (default: fit's)")] = None,
+    root: Annotated[Path | None, typer.Option("--root", help="training data root (default: fit's)")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="training split (default: fit's)")] = None,
+    top: Annotated[int, typer.Option("--top", help="K most excitatory and K most inhibitory images")] = 3,
+    cache: Annotated[
+        Path | None, typer.Option("--cache", help="float16 feature cache folder (written if empty)")
+    ] = None,
+    head_index: Annotated[int, typer.Option(help="class-wise model: which head (class row)")] = 0,
+    weights: Weights = None,
+    no_figure: Annotated[bool, typer.Option("--no-figure", help="JSON only")] = False,
+    batch_size: int = 16,
+    workers: int = 2,
+) -> None:
+    """Representer points: which training images (and where) push a query point's activation up or down."""
+    from rpol_edge.explain import ExplainConfig
+    from rpol_edge.explain import explain as run_explain
+    from rpol_edge.explain_figure import write_explanation
+
+    with cli_errors():
+        cfg = ExplainConfig(
+            model=model,
+            images=images,
+            points=[_parse_point(p) for p in point or []],
+            data=data,
+            root=root,
+            split=split,
+            top=top,
+            cache=cache,
+            head_index=head_index,
+            weights=weights,
+            batch_size=batch_size,
+            workers=workers,
+        )
+        if output.exists() and not output.is_dir():
+            raise ValueError(f"-o {output}: exists and is not a folder")
+        with progress_bar("explain") as update:
+            explanations = run_explain(cfg, update)
+        files = []
+        for ex in explanations:
+            files += write_explanation(ex, output, figures=not no_figure)
+            for q in ex.queries:
+                out.print(
+                    f"{Path(ex.meta['image']).name} {q.source} ({q.x:.0f},{q.y:.0f}): a_q={q.a_q:+.6f} "
+                    f"sum r={q.sum_r:+.6f} |diff|={abs(q.sum_r - q.a_q):.1e}",
+                    highlight=False,
+                )
+        out.print(f"wrote {len(files)} file(s) to {output}")
 
 
 # Commands that live beside their library are attached here.

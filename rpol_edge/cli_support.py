@@ -65,6 +65,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         CudaError,
         OSError,
         ValueError,
+        # An optional module (matplotlib for explain figures, a timm classifier) that is not installed.
+        ImportError,
     )
 
 
@@ -108,9 +110,21 @@ def check_writable(path: Path) -> None:
         raise ValueError(f"cannot write to {parent}")
 
 
-def metrics_table(title: str, metrics: dict[str, Any]) -> Table:
+TOPK_KEYS = (
+    "top1_cls",
+    "top5_cls",
+    "top1_loc",
+    "top5_loc",
+    "top1_loc_best",
+    "top1_loc_best_threshold",
+    "top5_loc_best",
+    "top5_loc_best_threshold",
+)
+
+
+def metrics_table(title: str, metrics: dict[str, Any], more: tuple[str, ...] = ()) -> Table:
     table = Table(title, "value")
-    for key in METRIC_KEYS:
+    for key in METRIC_KEYS + more:
         value = metrics[key]
         table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
     return table

@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 
 from rpol_edge.artifact import ModelArtifact, write_bytes_atomic
+from rpol_edge.classifier import Classifier, true_class
 from rpol_edge.data import DatasetError, Sample, read_dataset
 from rpol_edge.loader import iterate_batches
 from rpol_edge.metadata import ModelMeta
-from rpol_edge.metrics import BoxAccuracy
+from rpol_edge.metrics import BoxAccuracy, TopKLoc
 from rpol_edge.runtimes import Runtime, infer_all
 
 Progress = Callable[[int, int], None]
@@ -58,6 +59,8 @@ def evaluate(
     batch_size: int = 8,
     workers: int = 2,
     progress: Progress | None = None,
+    classifier: Classifier | None = None,
+    class_map: dict[str, int] | None = None,
 ) -> EvalResult:
     """Run ``runtime`` (already entered) over the split and score it. GT boxes go through the same
     resize/crop as the images, so both live in the K x K network frame."""
@@ -69,16 +72,24 @@ def evaluate(
         raise DatasetError(f"{data} split {split!r} under {root} has no boxes to evaluate against")
     acc = BoxAccuracy(operating_threshold=meta.threshold)
     rows = head_rows(meta)
+    topk = TopKLoc(operating_threshold=meta.threshold) if classifier else None
+    truth: dict[str, int] = {}
+    if classifier:
+        truth = {s.image_id: true_class(s.label, class_map or {}, s.image_id) for s in samples}
     skipped: list[tuple[Sample, str]] = []
     done = 0
     for batch in iterate_batches(samples, meta.resize_size, meta.input_size, batch_size, workers):
         skipped.extend(batch.skipped)
         out = infer_all(runtime, batch.frames)
+        ranked = classifier.topk(batch.frames, 5) if classifier and len(batch.frames) else None
         for i, (sample, t) in enumerate(zip(batch.samples, batch.transforms, strict=True)):
             head = head_of(sample, rows)
             score = out.score[i, head]
             # GT-known Loc scores the model's own mask: the operating point a user of it gets.
             acc.add(score, t.boxes_to_input(sample.boxes), out.mask[i, head])
+            if topk is not None and ranked is not None:
+                hit = np.flatnonzero(ranked[i] == truth[sample.image_id])
+                topk.add(score, t.boxes_to_input(sample.boxes), int(hit[0]) if hit.size else None)
             if save_maps is not None:
                 save_map(save_maps, sample.image_id, score)
         done += len(batch.frames) + len(batch.skipped)
@@ -89,6 +100,9 @@ def evaluate(
     metrics["n_unlabeled"] = len(unlabeled)
     metrics["operating_threshold"] = meta.threshold
     metrics["operating_point"] = describe(meta)
+    if topk is not None and classifier is not None:
+        metrics["classifier"] = classifier.name
+        metrics.update(topk.result())
     return EvalResult(metrics, skipped, runtime.description)
 
 

@@ -13,7 +13,7 @@ from rpol_edge.artifact import ModelArtifact, array_sha256
 from rpol_edge.backbones import BackboneSpec, build_backbone
 from rpol_edge.data import DatasetError, Sample, read_dataset, sample_subset
 from rpol_edge.loader import iterate_batches
-from rpol_edge.metadata import OPERATING_RULES, ModelMeta
+from rpol_edge.metadata import OPERATING_RULES, TAU_MODES, ModelMeta
 from rpol_edge.model import Localizer
 from rpol_edge.operating_point import DEFAULT_OPERATING_POINT
 from rpol_edge.runtimes import RUNTIMES, resolve_device
@@ -44,6 +44,8 @@ class FitConfig:
     reference_fit: bool = False
     """The reference protocol: fit images resized to 224 x 224, no crop."""
     head: str = "rpol"
+    tau_mode: str = "joint"
+    """``joint`` (supplement Eq. 25) or ``mean`` (the plain mean feature norm, for comparison)."""
     classwise: bool = False
     sampling_ratio: float = 1.0
     seed: int = 0
@@ -85,6 +87,8 @@ class FitConfig:
             raise ValueError(f"--fraction {self.fraction}: the fraction rule needs a share in (0, 1]")
         if self.head not in ("rpol", "caam"):
             raise ValueError(f"--head {self.head!r}: choose rpol or caam")
+        if self.tau_mode not in TAU_MODES:
+            raise ValueError(f"--tau {self.tau_mode!r}: choose joint or mean")
         if self.output_stride not in (8, 16, 32):
             raise ValueError(f"--output-stride {self.output_stride}: choose 32, 16 or 8")
         if not 0.0 < self.sampling_ratio <= 1.0:
@@ -145,7 +149,7 @@ def fit(cfg: FitConfig, progress: Progress | None = None) -> FitResult:
         w = np.full((1, bb.channels), 1.0 / np.sqrt(bb.channels))
         taus = np.zeros(1)
     else:
-        w, taus = solve(sums)
+        w, taus = solve(sums, cfg.tau_mode)
     extra = {"weights": str(cfg.weights)} if cfg.weights else {}
     if classes:
         extra["classes"] = ",".join(str(c) for c in classes)
@@ -170,7 +174,13 @@ def fit(cfg: FitConfig, progress: Progress | None = None) -> FitResult:
         n_skipped=len(skipped),
         fit_size=fit_size,
         fit_resize=fit_resize,
+        tau_mode=cfg.tau_mode,
+        fit_data=cfg.data,
+        fit_root=str(Path(cfg.root).resolve()),
+        fit_split=cfg.split,
+        sampling_ratio=cfg.sampling_ratio,
+        seed=cfg.seed,
         extra=extra,
     )
     meta.validate()
-    return FitResult(ModelArtifact(meta, w, sums.v_sum, sums.u_sum, sums.count), skipped)
+    return FitResult(ModelArtifact(meta, w, sums.v_sum, sums.u_sum, sums.count, taus), skipped)

@@ -48,6 +48,7 @@ class OperatingPoint:
             "otsu": "Otsu per image (label-free)",
             "fraction": f"top {self.fraction:.1%} of each map (label-free, share of ||f|| > tau)",
         }[self.rule]
+TAU_MODES = ("joint", "mean")
 
 
 class MetadataError(ValueError):
@@ -87,6 +88,15 @@ class ModelMeta:
     opset: int = 0
     """0 until the model is exported to ONNX."""
     format_version: int = FORMAT_VERSION
+    tau_mode: str = "joint"
+    """How tau was estimated: ``joint`` (supplement Eq. 25) or ``mean`` (plain E||f||)."""
+    fit_data: str = ""
+    """Data kind, root and split the fit streamed ("" for files older than these fields), with the
+    sampling ratio and seed: what ``explain`` needs to stream the same training points again."""
+    fit_root: str = ""
+    fit_split: str = ""
+    sampling_ratio: float = 1.0
+    seed: int = 0
     extra: dict[str, str] = field(default_factory=dict)
     frame_width: int = 0
     """W of the raw camera frames a graph exported with ``--frame-size WxH`` takes (resize, crop
@@ -168,6 +178,8 @@ class ModelMeta:
             )
         if self.operating_point == "fraction" and not 0.0 < self.fraction <= 1.0:
             raise MetadataError(f"{source}: foreground fraction {self.fraction} is outside (0, 1]")
+        if self.tau_mode not in TAU_MODES:
+            raise MetadataError(f"{source}: unknown tau mode {self.tau_mode!r} (expected joint or mean)")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise MetadataError(f"{source}: mean/std must be three numbers, std > 0")
         if self.raw_frames and (self.frame_height <= 0 or self.frame_format not in ("bgr", "rgb")):

@@ -35,6 +35,8 @@ __all__ = [
     "BoxAccuracy",
     "BoxAccuracyResult",
     "DeltaResult",
+    "TopKLoc",
+    "TopKLocResult",
     "accuracy_percent",
     "best_ious_per_threshold",
     "correct_matrix",
@@ -270,3 +272,74 @@ class BoxAccuracy:
             return float(largest[matches[0]])
         only = np.array([self.operating_threshold], dtype=np.float64)
         return float(best_ious_per_threshold(score_map, gt_boxes, only)[0][0])
+
+
+class TopKLocResult(TypedDict):
+    """Top-k Loc (percent): box correct (largest contour, IoU >= 0.5) AND the true class in the top k."""
+
+    n_images: int
+    top1_cls: float
+    top5_cls: float
+    top1_loc: float
+    """At the operating threshold."""
+    top5_loc: float
+    top1_loc_best: float
+    """At the threshold that maximizes it (``top1_loc_best_threshold``)."""
+    top1_loc_best_threshold: float
+    top5_loc_best: float
+    top5_loc_best_threshold: float
+
+
+class TopKLoc:
+    """Streaming Top-1 / Top-5 Loc (seed Table 8; wsolevaluation's definition): an image counts when
+    its ground-truth class is among the classifier's top k AND the largest contour's box has IoU >= 0.5
+    with a ground-truth box. Integer counters per threshold, like :class:`BoxAccuracy`."""
+
+    def __init__(
+        self, thresholds: npt.ArrayLike = DEFAULT_THRESHOLDS, operating_threshold: float = 0.5
+    ) -> None:
+        self.thresholds: npt.NDArray[np.float64] = np.unique(np.asarray(thresholds, dtype=np.float64))
+        self.operating_threshold = float(operating_threshold)
+        self.ks = (1, 5)
+        self.correct: npt.NDArray[np.int64] = np.zeros((len(self.ks), self.thresholds.size), np.int64)
+        self.operating: npt.NDArray[np.int64] = np.zeros(len(self.ks), np.int64)
+        self.cls_correct: npt.NDArray[np.int64] = np.zeros(len(self.ks), np.int64)
+        self.n_images = 0
+
+    def add_ious(self, largest_ious: npt.NDArray[np.float64], operating_iou: float, rank: int | None) -> None:
+        """One image from its best IoUs per threshold (largest contour), its IoU at the operating
+        threshold, and the 0-based rank of the true class in the classifier's output (None: not in it)."""
+        in_top = np.array([rank is not None and rank < k for k in self.ks])
+        loc_ok = np.asarray(largest_ious) >= _V1_DELTA
+        self.correct += (in_top[:, None] & loc_ok[None, :]).astype(np.int64)
+        self.operating += (in_top & (operating_iou >= _V1_DELTA)).astype(np.int64)
+        self.cls_correct += in_top.astype(np.int64)
+        self.n_images += 1
+
+    def add(
+        self, score_map: npt.NDArray[np.generic], gt_boxes: npt.NDArray[np.generic], rank: int | None
+    ) -> None:
+        largest, _ = best_ious_per_threshold(score_map, gt_boxes, self.thresholds)
+        hits = np.flatnonzero(self.thresholds == self.operating_threshold)
+        if hits.size:
+            op = float(largest[hits[0]])
+        else:
+            only = np.array([self.operating_threshold])
+            op = float(best_ious_per_threshold(score_map, gt_boxes, only)[0][0])
+        self.add_ious(largest, op, rank)
+
+    def result(self) -> TopKLocResult:
+        n = self.n_images
+        best = np.argmax(self.correct, axis=1)
+        pct = accuracy_percent
+        return TopKLocResult(
+            n_images=n,
+            top1_cls=float(pct(self.cls_correct[0], n)),
+            top5_cls=float(pct(self.cls_correct[1], n)),
+            top1_loc=float(pct(self.operating[0], n)),
+            top5_loc=float(pct(self.operating[1], n)),
+            top1_loc_best=float(pct(self.correct[0, best[0]], n)),
+            top1_loc_best_threshold=float(self.thresholds[best[0]]),
+            top5_loc_best=float(pct(self.correct[1, best[1]], n)),
+            top5_loc_best_threshold=float(self.thresholds[best[1]]),
+        )

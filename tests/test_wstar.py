@@ -150,3 +150,24 @@ def test_in_graph_threshold_equals_host_rule_for_every_peak() -> None:
         for i in range(len(maps)):
             host = threshold_mask(to_uint8_map(maps[i, 0]), float(t)) > 0
             assert np.array_equal(host, graph[i]), (t, i)
+
+
+def test_tau_mean_is_the_plain_mean_norm_and_merges() -> None:
+    feats = random_features(11, n=5)
+    norms = np.linalg.norm(feats.astype(np.float32).astype(np.float64), axis=1)  # (N, H, W)
+    t = torch.from_numpy(feats).float()
+    a, b = FeatureSums.zeros(32), FeatureSums.zeros(32)
+    a.add(t[:2])
+    b.add(t[2:])
+    sums = a.merge(b)
+    assert sums.positions.tolist() == [norms.size]
+    w, taus = solve(sums, "mean")
+    assert abs(taus[0] - norms.mean()) < 1e-9 * norms.mean()
+    v, u = sums.v_sum[0], sums.u_sum[0]
+    d = v - taus[0] * u
+    np.testing.assert_allclose(w[0], d / np.linalg.norm(d), rtol=1e-12)
+    # Hand case: one 1x2 image with norms 3 and 5 -> mean tau 4 (the joint tau differs).
+    hand = FeatureSums.zeros(2)
+    hand.add(torch.tensor([[[[3.0, 0.0]], [[0.0, 5.0]]]]))
+    assert solve(hand, "mean")[1][0] == 4.0
+    assert abs(solve(hand, "joint")[1][0] - 4.0) > 0.1
