@@ -14,14 +14,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import timm
-import torch
 
-from rpol_edge.backbones import BackboneError, _load_state, _map_in_order, lite0_checkpoint
+from rpol_edge.extras import require_torch
+
+if TYPE_CHECKING:
+    import torch
 
 EMBEDDED = "lite0"
 ANY_LABEL = "*"
@@ -44,6 +45,8 @@ class Classifier:
             np.float32
         )
         x = (x / 255.0 - self.mean) / self.std
+        import torch
+
         with torch.inference_mode():
             logits = self.model(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous())
         k = min(k, logits.shape[1])
@@ -52,6 +55,12 @@ class Classifier:
 
 def load_classifier(name: str, weights: Path | None = None) -> Classifier:
     """Build ``name`` in eval mode with its classifier head; raises BackboneError with a reason."""
+    # torch and timm only here: eval of an ONNX file without --classifier must not import them.
+    require_torch("eval --classifier")
+    import timm
+
+    from rpol_edge.backbones import BackboneError, _load_state, _map_in_order, lite0_checkpoint
+
     try:
         if name == EMBEDDED and weights is None:
             path = lite0_checkpoint()
