@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,11 +15,17 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from rpol_edge.distributed import DistContext
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Unsupervised object localization for the edge."
@@ -73,12 +79,23 @@ def cli_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+class RateColumn(ProgressColumn):
+    """Images per second over rich's recent window (data loading must keep up: it shows)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.speed  # over the last 30 s of updates, first batch's arrival excluded
+        if speed is None and task.elapsed and task.completed:
+            speed = task.completed / task.elapsed
+        return Text(f"{speed:.1f} img/s" if speed is not None else "- img/s")
+
+
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     columns = (
         TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
+        RateColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
@@ -89,6 +106,45 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+@contextmanager
+def progress_lines(label: str, every_s: float = 30.0) -> Iterator[Callable[[int, int], None]]:
+    """Plain progress lines for ranks other than 0: one every ``every_s`` seconds and a last one.
+
+    Several ranks redrawing one terminal would garble it; lines stay readable in torchrun's
+    per-rank logs (``--log-dir``) and interleaved on one console.
+    """
+    import time
+
+    start = time.monotonic()
+    last = [start, 0, 0]
+
+    def line(done: int, total: int) -> None:
+        rate = done / max(time.monotonic() - start, 1e-9)
+        err.print(f"{label}: {done}/{total} images, {rate:.1f} img/s", highlight=False)
+
+    def update(done: int, total: int) -> None:
+        now = time.monotonic()
+        last[1:] = [done, total]
+        if now - last[0] >= every_s:
+            last[0] = now
+            line(done, total)
+
+    yield update
+    line(int(last[1]), int(last[2]))
+
+
+def rank_progress(verb: str) -> Callable[[DistContext], AbstractContextManager[Callable[[int, int], None]]]:
+    """Rank 0 (or a lone process) draws the bar; the other ranks print periodic lines."""
+
+    def make(ctx: DistContext) -> AbstractContextManager[Callable[[int, int], None]]:
+        if not ctx.enabled:
+            return progress_bar(verb)
+        label = f"{verb} {ctx.label}"
+        return progress_bar(label) if ctx.is_main else progress_lines(label)
+
+    return make
 
 
 METRIC_KEYS = ("n_images", "gt_known_loc", "maxboxacc", "maxboxacc_v2", "maxboxacc_v2_rpol", "best_threshold")
@@ -111,11 +167,10 @@ def metrics_table(title: str, metrics: dict[str, Any]) -> Table:
     return table
 
 
-def _report_skips(skipped: list[tuple[Any, str]]) -> None:
+def _report_skips(skipped: list[tuple[Any, str]], total: int | None = None) -> None:
     if skipped:
-        err.print(
-            f"[yellow]skipped {len(skipped)} unreadable image(s)[/], e.g. {skipped[0][1]}", highlight=False
-        )
+        n = len(skipped) if total is None else total
+        err.print(f"[yellow]skipped {n} unreadable image(s)[/], e.g. {skipped[0][1]}", highlight=False)
 
 
 @app.command()
@@ -147,10 +202,20 @@ def fit(
     batch_size: int = 16,
     workers: Annotated[int, typer.Option(help="decoding worker processes")] = 2,
     device: Device = "auto",
+    checkpoint_every: Annotated[
+        int, typer.Option(help="save each rank's partial sums every N of its images (0: only on SIGTERM)")
+    ] = 0,
+    checkpoint_dir: Annotated[
+        Path | None, typer.Option(help="folder for the checkpoints (default: OUTPUT.ckpt)")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="continue from the checkpoints of the same command")] = False,
 ) -> None:
-    """Fit w* on unlabeled images (closed form, frozen backbone) and write the model file."""
-    from rpol_edge.fit import FitConfig
-    from rpol_edge.fit import fit as run_fit
+    """Fit w* on unlabeled images (closed form, frozen backbone) and write the model file.
+
+    Under torchrun (`torchrun --nproc-per-node N -m rpol_edge fit ...`) each rank fits its shard
+    and rank 0 writes the file (README, "Scale-out")."""
+    from rpol_edge.checkpoint import CheckpointOptions, FitStopped
+    from rpol_edge.fit import FitConfig, fit_to_file
 
     with cli_errors():
         cfg = FitConfig(
@@ -175,15 +240,25 @@ def fit(
         )
         cfg.validate()
         check_writable(output)
-        with progress_bar("fit") as update:
-            result = run_fit(cfg, update)
-        result.artifact.save(output)
-        _report_skips(result.skipped)
+        ckpt_dir = checkpoint_dir or output.with_name(output.name + ".ckpt")
+        ckpt = CheckpointOptions(ckpt_dir, checkpoint_every, resume)
+        ckpt.validate()
+        try:
+            result, ctx = fit_to_file(cfg, output, ckpt, rank_progress("fit"))
+        except FitStopped as exc:
+            err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(128 + exc.signum) from None
         m = result.artifact.meta
-        out.print(
-            f"wrote {output}: {m.backbone} K={m.input_size} tau={m.tau:.4f} "
-            f"images={m.n_images} skipped={m.n_skipped}"
-        )
+        if result.resumed_at is not None:
+            where = f"{ctx.label}: " if ctx.enabled else ""
+            err.print(f"{where}resumed at image {result.resumed_at} of its shard", highlight=False)
+        if ctx.is_main:
+            _report_skips(result.skipped, m.n_skipped)
+            out.print(
+                f"wrote {output}: {m.backbone} K={m.input_size} tau={m.tau:.4f} "
+                f"images={m.n_images} skipped={m.n_skipped}"
+                + (f" ranks={ctx.world_size}" if ctx.enabled else "")
+            )
 
 
 @app.command()
@@ -216,21 +291,27 @@ def eval_cmd(
     batch_size: int = 8,
     workers: int = 2,
 ) -> None:
-    """Localization accuracy (GT-known Loc, MaxBoxAcc, MaxBoxAccV2 both protocols)."""
+    """Localization accuracy (GT-known Loc, MaxBoxAcc, MaxBoxAccV2 both protocols).
+
+    Under torchrun each rank scores its shard; rank 0 prints and writes the whole split's metrics."""
     from rpol_edge.artifact import write_text_atomic
+    from rpol_edge.distributed import process_group, rank_device
     from rpol_edge.evaluate import calibrate as write_threshold
     from rpol_edge.evaluate import evaluate
-    from rpol_edge.runtimes import open_runtime
+    from rpol_edge.runtimes import choose, open_runtime, resolve_device
 
-    with cli_errors():
+    with cli_errors(), process_group(backend="gloo") as ctx:  # a few hundred integers: gloo is plenty
         if calibrate and model.suffix != ".rpol":
             raise ValueError("--calibrate writes into a fitted .rpol model; calibrate it, then re-export")
         if json_out:
             check_writable(json_out)
-        rt = open_runtime(model, runtime, device=device, weights=weights)
-        with rt, progress_bar("eval") as update:
-            result = evaluate(rt, data, root, split, save_maps, batch_size, workers, update)
-        _report_skips(result.skipped)
+        dev = rank_device(resolve_device(choose(model, runtime), device), ctx)
+        rt = open_runtime(model, runtime, device=dev, weights=weights)
+        with rt, rank_progress("eval")(ctx) as update:
+            result = evaluate(rt, data, root, split, save_maps, batch_size, workers, update, ctx)
+        if not ctx.is_main:
+            return
+        _report_skips(result.skipped, result.metrics["n_skipped"])
         metrics = {"model": str(model), "runtime": result.runtime, **result.metrics}
         out.print(metrics_table("metric", metrics))
         if json_out:
