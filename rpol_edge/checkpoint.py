@@ -139,7 +139,8 @@ def load(path: Path, ident: Identity, template: FeatureSums, samples: Sequence[S
     ):
         if saved[key] != wanted[key]:
             raise CheckpointError(
-                f"{path}: saved by a fit with another {what} ({saved[key]} vs {wanted[key]}); "
+                f"{path}: saved by a fit with another {what} ({str(saved[key])[:12]} vs "
+                f"{str(wanted[key])[:12]}); "
                 "resume with the same command and world size, or start without --resume"
             )
     values: dict[str, np.ndarray] = {}

@@ -300,7 +300,7 @@ def stream(
             saver(state)
         name = signal.Signals(stop.signal).name if stop.signal else "signal"
         raise FitStopped(
-            f"{ctx.label}: stopped by {name} after {state.position}/{total} images of its shard; "
+            f"{ctx.label + ': ' if ctx.enabled else ''}stopped by {name} after {state.position}/{total} images of its shard; "
             f"checkpoint {ckpt_file}; run the same command with --resume to continue",
             stop.signal or signal.SIGTERM,
         )
