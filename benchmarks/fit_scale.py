@@ -78,7 +78,7 @@ def child_bare(input_size: int, batch: int, seconds: float) -> dict[str, float]:
     bb = build_backbone(BackboneSpec("lite0"), input_size)
     model = bb.module.eval()
     x = torch.rand(batch, 3, input_size, input_size)
-    times = []
+    times: list[float] = []
     with torch.inference_mode():
         for _ in range(2):
             model(x)
