@@ -96,6 +96,17 @@ def checkpoint_path(directory: Path, rank: int, world_size: int) -> Path:
     return Path(directory) / f"rank{rank:05d}-of-{world_size:05d}.npz"
 
 
+def check_world(directory: Path, world_size: int) -> None:
+    """Refuse a resume into another world size: the files of that run would be silently unused."""
+    others = sorted({p.name.split("-of-")[-1][:-4] for p in Path(directory).glob("rank*-of-*.npz")})
+    foreign = [w for w in others if w.isdigit() and int(w) != world_size]
+    if foreign:
+        raise CheckpointError(
+            f"{directory}: checkpoints of a {int(foreign[0])}-rank fit; resume with that many ranks "
+            f"(this run has {world_size}), or start without --resume"
+        )
+
+
 def save(path: Path, state: FitState, ident: Identity) -> None:
     """Write atomically (temporary file, fsync, rename): a kill leaves the previous checkpoint."""
     arrays: dict[str, np.ndarray] = {

@@ -20,6 +20,7 @@ from rpol_edge.checkpoint import (
     FitStopped,
     Identity,
     StopRequest,
+    check_world,
     checkpoint_path,
     ignore_stop_signals,
     samples_hash,
@@ -198,6 +199,7 @@ def fit(
         )
         ckpt_file = checkpoint_path(checkpoints.directory, ctx.rank, ctx.world_size)
         if checkpoints.resume:
+            check_world(checkpoints.directory, ctx.world_size)
             resumed_at = 0
             if ckpt_file.is_file():
                 state = load_checkpoint(ckpt_file, ident, state.sums, mine)
@@ -295,12 +297,13 @@ def stream(
         if saver is not None and state.position > start:
             saver(state)
         raise
+    if saver is not None:  # also at the shard's end: a stop while waiting for the others loses nothing
+        saver(state)
     if stop.requested:
-        if saver is not None:
-            saver(state)
         name = signal.Signals(stop.signal).name if stop.signal else "signal"
+        who = f"{ctx.label}: " if ctx.enabled else ""
         raise FitStopped(
-            f"{ctx.label + ': ' if ctx.enabled else ''}stopped by {name} after {state.position}/{total} images of its shard; "
+            f"{who}stopped by {name} after {state.position}/{total} images of its shard; "
             f"checkpoint {ckpt_file}; run the same command with --resume to continue",
             stop.signal or signal.SIGTERM,
         )

@@ -23,7 +23,16 @@ import pytest
 import torch
 
 from rpol_edge.artifact import ModelArtifact
-from rpol_edge.checkpoint import CheckpointError, CheckpointOptions, FitState, Identity, load, save
+from rpol_edge.checkpoint import (
+    CheckpointError,
+    CheckpointOptions,
+    FitState,
+    Identity,
+    check_world,
+    checkpoint_path,
+    load,
+    save,
+)
 from rpol_edge.distributed import SINGLE, all_reduce_fields, shard_bounds
 from rpol_edge.evaluate import evaluate
 from rpol_edge.fit import FitConfig, fit
@@ -183,6 +192,10 @@ def test_checkpoint_round_trip_and_refusals(tmp_path: Path) -> None:
         load(tmp_path / "junk.npz", ident, FeatureSums.zeros(4, 1), shard)
     with pytest.raises(CheckpointError, match="does not exist"):
         CheckpointOptions(tmp_path / "nowhere", resume=True).validate()
+    save(checkpoint_path(tmp_path, 1, 2), FitState(sums, 8), ident)
+    check_world(tmp_path, 2)
+    with pytest.raises(CheckpointError, match="2-rank fit"):  # its files would be silently unused
+        check_world(tmp_path, 4)
 
 
 def test_two_gloo_ranks_match_one_process_on_an_uneven_split(tmp_path: Path, one_thread: None) -> None:
