@@ -217,8 +217,15 @@ def fit(
         done = len(batch.frames) + len(batch.skipped)
         return FitState(st.sums.merge(part), st.position + done, st.skipped + tuple(batch.skipped))
 
+    # Workers ignore SIGTERM/SIGINT only when this process handles them (saves, then shuts them
+    # down); otherwise a group-wide SIGTERM must end them as it ends the main process.
     batches = iterate_batches(
-        mine[state.position :], fit_resize, fit_size, cfg.batch_size, cfg.workers, ignore_stop_signals
+        mine[state.position :],
+        fit_resize,
+        fit_size,
+        cfg.batch_size,
+        cfg.workers,
+        ignore_stop_signals if saver is not None else None,
     )
     stop = StopRequest()
     every = checkpoints.every if checkpoints is not None else 0
