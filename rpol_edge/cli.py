@@ -17,6 +17,7 @@ from rpol_edge.cli_support import (
     metrics_table,
     out,
     progress_bar,
+    rank_progress,
     report_skips,
 )
 from rpol_edge.extras import require_torch
@@ -83,13 +84,23 @@ def fit(
     batch_size: int = 16,
     workers: Annotated[int, typer.Option(help="decoding worker processes")] = 2,
     device: Device = "auto",
+    checkpoint_every: Annotated[
+        int, typer.Option(help="save each rank's partial sums every N of its images (0: only on SIGTERM)")
+    ] = 0,
+    checkpoint_dir: Annotated[
+        Path | None, typer.Option(help="folder for the checkpoints (default: OUTPUT.ckpt)")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="continue from the checkpoints of the same command")] = False,
 ) -> None:
-    """Fit w* on unlabeled images (closed form, frozen backbone) and write the model file."""
+    """Fit w* on unlabeled images (closed form, frozen backbone) and write the model file.
+
+    Under torchrun (`torchrun --nproc-per-node N -m rpol_edge fit ...`) each rank fits its shard
+    and rank 0 writes the file (README, "Scale-out")."""
     with cli_errors():
         require_torch("rpol-edge fit")
+        from rpol_edge.checkpoint import CheckpointOptions, FitStopped
         from rpol_edge.evaluate import describe
-        from rpol_edge.fit import FitConfig
-        from rpol_edge.fit import fit as run_fit
+        from rpol_edge.fit import FitConfig, fit_to_file
 
         cfg = FitConfig(
             data=data,
@@ -116,15 +127,25 @@ def fit(
         )
         cfg.validate()
         check_writable(output)
-        with progress_bar("fit") as update:
-            result = run_fit(cfg, update)
-        result.artifact.save(output)
-        report_skips(result.skipped)
+        ckpt_dir = checkpoint_dir or output.with_name(output.name + ".ckpt")
+        ckpt = CheckpointOptions(ckpt_dir, checkpoint_every, resume)
+        ckpt.validate()
+        try:
+            result, ctx = fit_to_file(cfg, output, ckpt, rank_progress("fit"))
+        except FitStopped as exc:
+            err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(128 + exc.signum) from None
         m = result.artifact.meta
-        out.print(
-            f"wrote {output}: {m.backbone} K={m.input_size} tau={m.tau:.4f} ({m.tau_mode}) "
-            f"images={m.n_images} skipped={m.n_skipped} operating point: {describe(m)}"
-        )
+        if result.resumed_at is not None:
+            where = f"{ctx.label}: " if ctx.enabled else ""
+            err.print(f"{where}resumed at image {result.resumed_at} of its shard", highlight=False)
+        if ctx.is_main:
+            report_skips(result.skipped, m.n_skipped)
+            out.print(
+                f"wrote {output}: {m.backbone} K={m.input_size} tau={m.tau:.4f} ({m.tau_mode}) "
+                f"images={m.n_images} skipped={m.n_skipped} operating point: {describe(m)}"
+                + (f" ranks={ctx.world_size}" if ctx.enabled else "")
+            )
 
 
 @app.command()
@@ -172,26 +193,34 @@ def eval_cmd(
     workers: int = 2,
     cuda_graph: CudaGraph = None,
 ) -> None:
-    """Localization accuracy (GT-known Loc, MaxBoxAcc, MaxBoxAccV2 both protocols; Top-k Loc)."""
+    """Localization accuracy (GT-known Loc, MaxBoxAcc, MaxBoxAccV2 both protocols; Top-k Loc).
+
+    Under torchrun each rank scores its shard; rank 0 prints and writes the whole split's metrics."""
     from rpol_edge.artifact import write_text_atomic
     from rpol_edge.classifier import load_classifier, read_class_map
+    from rpol_edge.distributed import process_group, rank_device
     from rpol_edge.evaluate import calibrate as write_threshold
     from rpol_edge.evaluate import evaluate
-    from rpol_edge.runtimes import open_runtime
+    from rpol_edge.runtimes import choose, open_runtime, resolve_device
 
-    with cli_errors():
+    with cli_errors(), process_group(backend="gloo") as ctx:  # a few hundred integers: gloo is plenty
         if calibrate and model.suffix != ".rpol":
             raise ValueError("--calibrate writes into a fitted .rpol model; calibrate it, then re-export")
         if json_out:
             check_writable(json_out)
         if (classifier_weights or class_map) and not classifier:
             raise ValueError("--classifier-weights and --class-map need --classifier NAME")
+        if classifier and ctx.enabled:
+            raise ValueError("--classifier under torchrun is not supported yet: run Top-k Loc in one process")
         cmap = read_class_map(class_map)
         clf = load_classifier(classifier, classifier_weights) if classifier else None
-        rt = open_runtime(model, runtime, device=device, weights=weights, cuda_graph=cuda_graph)
-        with rt, progress_bar("eval") as update:
-            result = evaluate(rt, data, root, split, save_maps, batch_size, workers, update, clf, cmap)
-        report_skips(result.skipped)
+        dev = rank_device(resolve_device(choose(model, runtime), device), ctx)
+        rt = open_runtime(model, runtime, device=dev, weights=weights, cuda_graph=cuda_graph)
+        with rt, rank_progress("eval")(ctx) as update:
+            result = evaluate(rt, data, root, split, save_maps, batch_size, workers, update, clf, cmap, ctx)
+        if not ctx.is_main:
+            return
+        report_skips(result.skipped, result.metrics["n_skipped"])
         metrics = {"model": str(model), "runtime": result.runtime, **result.metrics}
         out.print(metrics_table("metric", metrics, TOPK_KEYS if clf else ()))
         if json_out:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -19,11 +19,17 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from rpol_edge.distributed import DistContext
 
 err = Console(stderr=True)
 out = Console()
@@ -83,12 +89,23 @@ def cli_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+class RateColumn(ProgressColumn):
+    """Images per second over rich's recent window (data loading must keep up: it shows)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.speed  # over the last 30 s of updates, first batch's arrival excluded
+        if speed is None and task.elapsed and task.completed:
+            speed = task.completed / task.elapsed
+        return Text(f"{speed:.1f} img/s" if speed is not None else "- img/s")
+
+
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     columns = (
         TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
+        RateColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
@@ -99,6 +116,45 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+@contextmanager
+def progress_lines(label: str, every_s: float = 30.0) -> Iterator[Callable[[int, int], None]]:
+    """Plain progress lines for ranks other than 0: one every ``every_s`` seconds and a last one.
+
+    Several ranks redrawing one terminal would garble it; lines stay readable in torchrun's
+    per-rank logs (``--log-dir``) and interleaved on one console.
+    """
+    import time
+
+    start = time.monotonic()
+    last = [start, 0, 0]
+
+    def line(done: int, total: int) -> None:
+        rate = done / max(time.monotonic() - start, 1e-9)
+        err.print(f"{label}: {done}/{total} images, {rate:.1f} img/s", highlight=False)
+
+    def update(done: int, total: int) -> None:
+        now = time.monotonic()
+        last[1:] = [done, total]
+        if now - last[0] >= every_s:
+            last[0] = now
+            line(done, total)
+
+    yield update
+    line(int(last[1]), int(last[2]))
+
+
+def rank_progress(verb: str) -> Callable[[DistContext], AbstractContextManager[Callable[[int, int], None]]]:
+    """Rank 0 (or a lone process) draws the bar; the other ranks print periodic lines."""
+
+    def make(ctx: DistContext) -> AbstractContextManager[Callable[[int, int], None]]:
+        if not ctx.enabled:
+            return progress_bar(verb)
+        label = f"{verb} {ctx.label}"
+        return progress_bar(label) if ctx.is_main else progress_lines(label)
+
+    return make
 
 
 def check_writable(path: Path) -> None:
@@ -130,8 +186,8 @@ def metrics_table(title: str, metrics: dict[str, Any], more: tuple[str, ...] = (
     return table
 
 
-def report_skips(skipped: list[tuple[Any, str]]) -> None:
+def report_skips(skipped: list[tuple[Any, str]], total: int | None = None) -> None:
+    """``total``: the count when ``skipped`` holds only examples (a distributed job's)."""
     if skipped:
-        err.print(
-            f"[yellow]skipped {len(skipped)} unreadable image(s)[/], e.g. {skipped[0][1]}", highlight=False
-        )
+        n = len(skipped) if total is None else total
+        err.print(f"[yellow]skipped {n} unreadable image(s)[/], e.g. {skipped[0][1]}", highlight=False)

@@ -13,6 +13,14 @@ import numpy as np
 from rpol_edge.artifact import ModelArtifact, write_bytes_atomic
 from rpol_edge.classifier import Classifier, true_class
 from rpol_edge.data import DatasetError, Sample, read_dataset
+from rpol_edge.distributed import (
+    SINGLE,
+    DistContext,
+    all_reduce_array,
+    all_reduce_ints,
+    gather_examples,
+    shard,
+)
 from rpol_edge.loader import iterate_batches
 from rpol_edge.metadata import ModelMeta
 from rpol_edge.metrics import BoxAccuracy, TopKLoc
@@ -61,9 +69,14 @@ def evaluate(
     progress: Progress | None = None,
     classifier: Classifier | None = None,
     class_map: dict[str, int] | None = None,
+    ctx: DistContext = SINGLE,
 ) -> EvalResult:
     """Run ``runtime`` (already entered) over the split and score it. GT boxes go through the same
-    resize/crop as the images, so both live in the K x K network frame."""
+    resize/crop as the images, so both live in the K x K network frame.
+
+    In a torchrun job each rank scores its contiguous shard and the integer counters are summed,
+    so every rank returns the metrics of the whole split (``skipped`` then holds examples from every
+    rank; ``metrics["n_skipped"]`` the total). ``progress`` counts this rank's shard."""
     meta = runtime.meta
     samples = read_dataset(data, root, split)
     unlabeled = [s for s in samples if not len(s.boxes)]
@@ -78,7 +91,8 @@ def evaluate(
         truth = {s.image_id: true_class(s.label, class_map or {}, s.image_id) for s in samples}
     skipped: list[tuple[Sample, str]] = []
     done = 0
-    for batch in iterate_batches(samples, meta.resize_size, meta.input_size, batch_size, workers):
+    mine = shard(samples, ctx, unit=batch_size)
+    for batch in iterate_batches(mine, meta.resize_size, meta.input_size, batch_size, workers):
         skipped.extend(batch.skipped)
         out = infer_all(runtime, batch.frames)
         ranked = classifier.topk(batch.frames, 5) if classifier and len(batch.frames) else None
@@ -94,9 +108,11 @@ def evaluate(
                 save_map(save_maps, sample.image_id, score)
         done += len(batch.frames) + len(batch.skipped)
         if progress:
-            progress(done, len(samples))
+            progress(done, len(mine))
+    n_skipped = reduce_accuracy(acc, len(skipped), ctx)
+    skipped = gather_examples(skipped, ctx)
     metrics: dict[str, Any] = dict(acc.result())
-    metrics["n_skipped"] = len(skipped)
+    metrics["n_skipped"] = n_skipped
     metrics["n_unlabeled"] = len(unlabeled)
     metrics["operating_threshold"] = meta.threshold
     metrics["operating_point"] = describe(meta)
@@ -113,6 +129,16 @@ def describe(meta: ModelMeta) -> str:
     if meta.operating_point == "fraction":
         return f"fraction {meta.fraction:.4f}"
     return meta.operating_point
+
+
+def reduce_accuracy(acc: BoxAccuracy, n_skipped: int, ctx: DistContext) -> int:
+    """Sum the shards' integer counters into ``acc`` (in place); returns the total skip count."""
+    acc.largest_correct = all_reduce_array(acc.largest_correct, ctx)
+    acc.multi_correct = all_reduce_array(acc.multi_correct, ctx)
+    acc.operating_correct, acc.n_images, n_skipped = all_reduce_ints(
+        [acc.operating_correct, acc.n_images, n_skipped], ctx
+    )
+    return n_skipped
 
 
 def calibrate(model_path: Path, best_threshold: float) -> ModelMeta:

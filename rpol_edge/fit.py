@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,8 +13,33 @@ import torch
 
 from rpol_edge.artifact import ModelArtifact, array_sha256
 from rpol_edge.backbones import BackboneSpec, build_backbone
+from rpol_edge.checkpoint import (
+    CheckpointOptions,
+    FitState,
+    FitStopped,
+    Identity,
+    StopRequest,
+    check_world,
+    checkpoint_path,
+    ignore_stop_signals,
+    samples_hash,
+    stable_hash,
+)
+from rpol_edge.checkpoint import load as load_checkpoint
+from rpol_edge.checkpoint import save as save_checkpoint
 from rpol_edge.data import DatasetError, Sample, read_dataset, sample_subset
-from rpol_edge.loader import iterate_batches
+from rpol_edge.distributed import (
+    SINGLE,
+    DistContext,
+    all_reduce_fields,
+    all_reduce_ints,
+    barrier,
+    gather_examples,
+    process_group,
+    rank_device,
+    shard,
+)
+from rpol_edge.loader import Batch, iterate_batches
 from rpol_edge.metadata import OPERATING_RULES, TAU_MODES, ModelMeta
 from rpol_edge.model import Localizer
 from rpol_edge.operating_point import DEFAULT_OPERATING_POINT
@@ -101,6 +128,8 @@ class FitConfig:
 class FitResult:
     artifact: ModelArtifact
     skipped: list[tuple[Sample, str]] = field(default_factory=list)
+    resumed_at: int | None = None
+    """With ``--resume``: images of this rank's shard the checkpoint had done (0: none found)."""
 
 
 def class_index(samples: list[Sample]) -> dict[int, int]:
@@ -110,7 +139,47 @@ def class_index(samples: list[Sample]) -> dict[int, int]:
     return {lab: i for i, lab in enumerate(labels)}
 
 
-def fit(cfg: FitConfig, progress: Progress | None = None) -> FitResult:
+def fit_device(cfg: FitConfig) -> str:
+    """The device the fit computes on (``auto`` resolved by the runtimes' one rule)."""
+    return resolve_device(RUNTIMES["torch"], cfg.device)
+
+
+def config_hash(cfg: FitConfig, weights_sha256: str, fit_size: int, fit_resize: int) -> str:
+    """Hash of everything that changes the running sums or their batch boundaries (not the head,
+    threshold, workers or device), so a checkpoint is resumed only into the same sums."""
+    return stable_hash(
+        {
+            "data": cfg.data,
+            "root": str(Path(cfg.root).expanduser().resolve()),
+            "split": cfg.split,
+            "backbone": cfg.backbone,
+            "weights_sha256": weights_sha256,
+            "output_stride": cfg.output_stride,
+            "fit_size": fit_size,
+            "fit_resize": fit_resize,
+            "classwise": cfg.classwise,
+            "sampling_ratio": cfg.sampling_ratio,
+            "seed": cfg.seed,
+            "batch_size": cfg.batch_size,
+        }
+    )
+
+
+def fit(
+    cfg: FitConfig,
+    progress: Progress | None = None,
+    *,
+    ctx: DistContext = SINGLE,
+    checkpoints: CheckpointOptions | None = None,
+) -> FitResult:
+    """Stream the data set through the frozen backbone and solve w* in closed form.
+
+    In a torchrun job (``ctx`` from :func:`rpol_edge.distributed.process_group`) this rank streams
+    its contiguous shard and the sums are all-reduced, so every rank returns the same artifact
+    (rank 0 writes it: :func:`fit_to_file`); ``result.skipped`` then holds examples from every
+    rank and the artifact's ``n_skipped`` the total. ``progress`` counts this rank's shard.
+    With ``checkpoints``, SIGTERM/SIGINT save this rank's sums and stop (:class:`FitStopped`).
+    """
     cfg.validate()
     samples = sample_subset(read_dataset(cfg.data, cfg.root, cfg.split), cfg.sampling_ratio, cfg.seed)
     classes = class_index(samples) if cfg.classwise else {}
@@ -124,23 +193,61 @@ def fit(cfg: FitConfig, progress: Progress | None = None) -> FitResult:
 
     spec = BackboneSpec(cfg.backbone, str(cfg.weights or ""), cfg.output_stride)
     bb = build_backbone(spec, cfg.input_size)
-    device = torch.device(resolve_device(RUNTIMES["torch"], cfg.device))
+    device = torch.device(rank_device(fit_device(cfg), ctx))
     # A Localizer with an empty head gives the one shared normalization path.
     extractor = Localizer(bb.module, torch.zeros(1, bb.channels), bb.mean, bb.std, fit_size, 0.5).to(device)
 
-    sums = FeatureSums.zeros(bb.channels, n_heads)
-    skipped: list[tuple[Sample, str]] = []
-    done = 0
-    with torch.inference_mode():
-        for batch in iterate_batches(samples, fit_resize, fit_size, cfg.batch_size, cfg.workers):
-            skipped.extend(batch.skipped)
-            if len(batch.frames):
-                f = extractor.features(torch.from_numpy(batch.frames).to(device))
-                heads = torch.tensor([classes[s.label] for s in batch.samples]) if classes else None  # type: ignore[index]
-                sums.add(f, heads)
-            done += len(batch.frames) + len(batch.skipped)
-            if progress:
-                progress(done, len(samples))
+    mine = shard(samples, ctx, unit=cfg.batch_size)
+    state = FitState(FeatureSums.zeros(bb.channels, n_heads), 0)
+    saver: Callable[[FitState], None] | None = None
+    resumed_at: int | None = None
+    ckpt_file = Path()
+    if checkpoints is not None:
+        checkpoints.validate()
+        ident = Identity(
+            config_hash(cfg, bb.weights_sha256, fit_size, fit_resize),
+            samples_hash(samples),
+            ctx.world_size,
+            ctx.rank,
+        )
+        ckpt_file = checkpoint_path(checkpoints.directory, ctx.rank, ctx.world_size)
+        if checkpoints.resume:
+            check_world(checkpoints.directory, ctx.world_size)
+            resumed_at = 0
+            if ckpt_file.is_file():
+                state = load_checkpoint(ckpt_file, ident, state.sums, mine)
+                resumed_at = state.position
+
+        def saver(st: FitState) -> None:
+            save_checkpoint(ckpt_file, st, ident)
+
+    def step(batch: Batch, st: FitState) -> FitState:
+        part = FeatureSums.zeros(bb.channels, n_heads)
+        if len(batch.frames):
+            f = extractor.features(torch.from_numpy(batch.frames).to(device))
+            heads = torch.tensor([classes[s.label] for s in batch.samples]) if classes else None  # type: ignore[index]
+            part.add(f, heads)
+        done = len(batch.frames) + len(batch.skipped)
+        return FitState(st.sums.merge(part), st.position + done, st.skipped + tuple(batch.skipped))
+
+    # Workers ignore SIGTERM/SIGINT only when this process handles them (saves, then shuts them
+    # down); otherwise a group-wide SIGTERM must end them as it ends the main process.
+    batches = iterate_batches(
+        mine[state.position :],
+        fit_resize,
+        fit_size,
+        cfg.batch_size,
+        cfg.workers,
+        ignore_stop_signals if saver is not None else None,
+    )
+    stop = StopRequest()
+    every = checkpoints.every if checkpoints is not None else 0
+    with stop.installed() if saver is not None else nullcontext(stop):
+        state = stream(batches, state, step, len(mine), progress, saver, every, stop, ckpt_file, ctx)
+
+    sums = all_reduce_fields(state.sums, ctx)
+    n_skipped = all_reduce_ints([len(state.skipped)], ctx)[0]
+    skipped = gather_examples(list(state.skipped), ctx)
     if int(sums.count.sum()) == 0:
         raise DatasetError(
             f"none of the {len(samples)} images could be read ({skipped[0][1] if skipped else ''})"
@@ -171,7 +278,7 @@ def fit(cfg: FitConfig, progress: Progress | None = None) -> FitResult:
         fraction=cfg.fraction if cfg.rule == "fraction" else 0.0,
         w_sha256=array_sha256(w),
         n_images=int(sums.count.sum()),
-        n_skipped=len(skipped),
+        n_skipped=n_skipped,
         fit_size=fit_size,
         fit_resize=fit_resize,
         tau_mode=cfg.tau_mode,
@@ -183,4 +290,76 @@ def fit(cfg: FitConfig, progress: Progress | None = None) -> FitResult:
         extra=extra,
     )
     meta.validate()
-    return FitResult(ModelArtifact(meta, w, sums.v_sum, sums.u_sum, sums.count, taus), skipped)
+    return FitResult(ModelArtifact(meta, w, sums.v_sum, sums.u_sum, sums.count, taus), skipped, resumed_at)
+
+
+def stream(
+    batches: Iterable[Batch],
+    state: FitState,
+    step: Callable[[Batch, FitState], FitState],
+    total: int,
+    progress: Progress | None,
+    saver: Callable[[FitState], None] | None,
+    every: int,
+    stop: StopRequest,
+    ckpt_file: Path,
+    ctx: DistContext,
+) -> FitState:
+    """Fold ``step`` over the batches; checkpoint every ``every`` images, on a stop request, and
+    on any failure (the last whole-batch state: ``step`` builds a new state, never edits one)."""
+    start = state.position
+    since = 0
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                state = step(batch, state)
+                since += len(batch.frames) + len(batch.skipped)
+                if progress:
+                    progress(state.position, total)
+                if stop.requested:
+                    break
+                if saver is not None and every and since >= every:
+                    saver(state)
+                    since = 0
+    except BaseException:
+        if saver is not None and state.position > start:
+            saver(state)
+        raise
+    if saver is not None:  # also at the shard's end: a stop while waiting for the others loses nothing
+        saver(state)
+    if stop.requested:
+        name = signal.Signals(stop.signal).name if stop.signal else "signal"
+        who = f"{ctx.label}: " if ctx.enabled else ""
+        raise FitStopped(
+            f"{who}stopped by {name} after {state.position}/{total} images of its shard; "
+            f"checkpoint {ckpt_file}; run the same command with --resume to continue",
+            stop.signal or signal.SIGTERM,
+        )
+    return state
+
+
+def fit_to_file(
+    cfg: FitConfig,
+    output: Path,
+    checkpoints: CheckpointOptions | None = None,
+    progress_for: Callable[[DistContext], AbstractContextManager[Progress]] | None = None,
+) -> tuple[FitResult, DistContext]:
+    """The whole fit job, in one process or as one rank of a torchrun job.
+
+    Joins the process group, fits (``progress_for(ctx)`` gives this rank's progress callback),
+    rank 0 writes the model file atomically while the others wait at a barrier; then each rank
+    removes its checkpoint, which is no longer needed.
+    """
+    with process_group(fit_device(cfg)) as ctx:
+        with progress_for(ctx) if progress_for else nullcontext(None) as update:
+            result = fit(cfg, update, ctx=ctx, checkpoints=checkpoints)
+        if ctx.is_main:
+            result.artifact.save(output)
+        barrier(ctx)
+        if checkpoints is not None:
+            checkpoint_path(checkpoints.directory, ctx.rank, ctx.world_size).unlink(missing_ok=True)
+            barrier(ctx)
+            if ctx.is_main:
+                with suppress(OSError):  # not empty: files of another run; leave them
+                    checkpoints.directory.rmdir()
+    return result, ctx

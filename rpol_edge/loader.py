@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import signal
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,10 +53,12 @@ def _decode(jobs: list[tuple[int, Path]], resize: int, crop: int) -> list[Item]:
     return items
 
 
-def _worker_init() -> None:
+def _worker_init(extra: Callable[[int], None] | None = None) -> None:
     """Ctrl-C reaches the whole process group: the main process handles it (and stops the pool);
     a worker that raised too would print its own traceback over the one-line message."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if extra is not None:
+        extra(0)
 
 
 def _batch(samples: Sequence[Sample], items: list[Item], crop: int) -> Batch:
@@ -71,9 +73,18 @@ def _batch(samples: Sequence[Sample], items: list[Item], crop: int) -> Batch:
 
 
 def iterate_batches(
-    samples: Sequence[Sample], resize: int, crop: int, batch_size: int = 16, workers: int = 2
+    samples: Sequence[Sample],
+    resize: int,
+    crop: int,
+    batch_size: int = 16,
+    workers: int = 2,
+    worker_init: Callable[[int], None] | None = None,
 ) -> Iterator[Batch]:
-    """Yield pre-processed batches in data-set order; failed files ride along in ``skipped``."""
+    """Yield pre-processed batches in data-set order; failed files ride along in ``skipped``.
+
+    Each job carries its own paths, so worker memory does not grow with the data set; at most
+    ``workers * PREFETCH`` batches are in flight. ``worker_init`` runs once in each worker (the fit
+    passes one that leaves SIGTERM to the main process while it checkpoints)."""
     jobs = [
         [(i, samples[i].path) for i in range(start, min(start + batch_size, len(samples)))]
         for start in range(0, len(samples), batch_size)
@@ -82,7 +93,7 @@ def iterate_batches(
         for chunk in jobs:
             yield _batch(samples, _decode(chunk, resize, crop), crop)
         return
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(worker_init,))
     pending: deque[Future[list[Item]]] = deque()
     submitted = 0
     try:
