@@ -36,7 +36,6 @@ from rpol_edge.checkpoint import (
 from rpol_edge.distributed import SINGLE, all_reduce_fields, shard_bounds
 from rpol_edge.evaluate import evaluate
 from rpol_edge.fit import FitConfig, fit
-from rpol_edge.loader import PathTable
 from rpol_edge.runtimes import open_runtime
 from rpol_edge.wstar import FeatureSums
 from tests.conftest import SAMPLE
@@ -156,8 +155,6 @@ def test_reduce_and_path_table_outside_a_job() -> None:
     sums.v_sum[1, 2] = 5.0
     reduced = all_reduce_fields(sums, SINGLE)
     assert reduced is not sums and reduced.v_sum[1, 2] == 5.0
-    table = PathTable(["/a/b.jpg", "/ü/ç.png", ""])
-    assert [table[i] for i in range(len(table))] == ["/a/b.jpg", "/ü/ç.png", ""]
 
 
 def test_checkpoint_round_trip_and_refusals(tmp_path: Path) -> None:
