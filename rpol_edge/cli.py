@@ -197,6 +197,15 @@ def info(model: Path) -> None:
         for k, v in meta.to_dict().items():
             table.add_row(k, str(v))
         out.print(table)
+        if model.suffix.lower() == ".onnx":
+            from rpol_edge.export.trtexec import trtexec_lines
+
+            lines = trtexec_lines(model)
+            if not lines:
+                out.print("no trtexec command: this is the ONNX Runtime (CPU) INT8 graph, not a TensorRT source")
+            for label, cmd in lines:
+                out.print(f"# trtexec, {label}:", highlight=False)
+                out.print(cmd, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("eval")
@@ -286,7 +295,14 @@ def export(
     batch: Annotated[str, typer.Option(help="N (fixed) or MIN:OPT:MAX (dynamic)")] = "1",
     opset: Annotated[int | None, typer.Option(help="ONNX opset (default 17 legacy, 18 dynamo)")] = None,
     exporter: Annotated[str, typer.Option(help="legacy | dynamo (torch.onnx)")] = "legacy",
-    simplify: Annotated[bool, typer.Option(help="onnxslim graph simplification")] = False,
+    simplify: Annotated[
+        bool, typer.Option(help="onnxslim: fold shape arithmetic (TensorRT 8.6 needs it for TF-same pads)")
+    ] = True,
+    trt_targets: Annotated[
+        str | None,
+        typer.Option(help="TensorRT versions the graphs must pass the static check for, e.g. 8.6,10.3,10.15 "
+                     "(default: every claimed version whose opset range holds the graph's opset)"),
+    ] = None,
     weights: Weights = None,
     calib_data: Annotated[str, typer.Option(help="INT8 calibration data kind (cub|wsol|voc|folder)")] = "",
     calib_root: Annotated[Path | None, typer.Option(help="INT8 calibration data root")] = None,
@@ -295,6 +311,7 @@ def export(
 ) -> None:
     """Fold w* into the graph and export: ONNX, FP16 ONNX, INT8 (QDQ), TensorRT engine."""
     from rpol_edge.export.pipeline import ExportRequest, parse_batch, run_export
+    from rpol_edge.export.trt_compat import parse_targets
 
     with cli_errors():
         req = ExportRequest(
@@ -307,6 +324,7 @@ def export(
             opset=opset,
             exporter=exporter,
             simplify=simplify,
+            trt_targets=parse_targets(trt_targets) if trt_targets else None,
             weights=weights,
             calib_data=calib_data,
             calib_root=calib_root,
@@ -318,6 +336,9 @@ def export(
             result = run_export(req)
         for fmt, path in result.files.items():
             out.print(f"{fmt:10s} {path}")
+        if result.trtexec:
+            out.print("cross-check with NVIDIA's tool (same ONNX, shapes, precision, timing cache):")
+            out.print(result.trtexec, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -14,7 +14,14 @@ import numpy as np
 
 from rpol_edge.artifact import atomic_write
 from rpol_edge.data import read_dataset
-from rpol_edge.export.onnx_export import INPUT, ExportError, _set_metadata, onnx_batch_range, read_onnx_meta
+from rpol_edge.export.onnx_export import (
+    INPUT,
+    ExportError,
+    _set_metadata,
+    onnx_batch_range,
+    read_onnx_meta,
+    targets_for_opset,
+)
 from rpol_edge.fit import sample_subset
 from rpol_edge.loader import iterate_batches
 from rpol_edge.metadata import ModelMeta
@@ -42,11 +49,14 @@ def quantize_int8(
     split: str,
     count: int = 64,
     symmetric: bool = False,
+    trt_targets: tuple[str, ...] | None = None,
 ) -> ModelMeta:
     """Write a QDQ INT8 model next to the FP32 one, carrying the same metadata (precision int8).
 
     ``symmetric`` writes int8 activations with zero point 0, the only form TensorRT accepts for
     explicit quantization; the default (uint8 activations) suits ONNX Runtime's CPU kernels.
+    The symmetric graph is a TensorRT source, so it must pass the static TensorRT check
+    (``trt_targets``, default: the targets recorded in the FP32 graph) before it is written.
     """
     try:
         import onnx
@@ -70,7 +80,8 @@ def quantize_int8(
             return None if batch is None else {INPUT: batch}
 
     scheme = "symmetric" if symmetric else "asymmetric"
-    written = meta.replace(precision="int8", extra={**meta.extra, "int8_scheme": scheme})
+    extra = {k: v for k, v in meta.extra.items() if symmetric or k != "trt_targets"}  # CPU graph: no TRT claim
+    written = meta.replace(precision="int8", extra={**extra, "int8_scheme": scheme})
     model = onnx.load(str(fp32_onnx))
     convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
     head = convs[-1:]  # the folded w* conv is the last convolution of the graph
@@ -104,6 +115,12 @@ def quantize_int8(
         finally:
             pre.unlink(missing_ok=True)
         q = onnx.load(str(tmp))
+        if symmetric:
+            from rpol_edge.export.trt_compat import parse_targets, require_compatible
+
+            recorded = meta.extra.get("trt_targets", "")
+            targets = trt_targets or (parse_targets(recorded) if recorded else targets_for_opset(meta.opset))
+            require_compatible(q, targets, out_path.name)
         _set_metadata(q, written)
         onnx.save(q, str(tmp))
 
