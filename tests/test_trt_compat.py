@@ -115,7 +115,9 @@ def test_opset_range_and_targets() -> None:
 
 
 @pytest.fixture(scope="module")
-def variants(sample_model: Path, sample_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def variants(
+    sample_model: Path, sample_onnx: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     """Every ONNX flavour rpol-edge writes for TensorRT, through export (which checks it)."""
     from rpol_edge.export.int8 import quantize_int8
 
@@ -163,10 +165,13 @@ def test_backbone_presets_pass(preset: str, tmp_path: Path) -> None:
     from rpol_edge.export.onnx_export import _simplify, _trace
     from rpol_edge.model import Localizer
 
+    def moco(sd: dict) -> dict:  # type: ignore[type-arg]
+        return {"state_dict": {f"module.encoder_q.{k}": v for k, v in sd.items()}}
+
     arch, key, size = {
-        "moco_r50": ("resnet50", lambda sd: {"state_dict": {f"module.encoder_q.{k}": v for k, v in sd.items()}}, 64),
-        "dino_vits16": ("vit_small_patch16_224", lambda sd: sd, 64),
-    }[preset]  # fmt: skip
+        "moco_r50": ("resnet50", moco, 64),
+        "dino_vits16": ("vit_small_patch16_224", dict, 224),
+    }[preset]
     sd = timm.create_model(arch, pretrained=False, num_classes=0).state_dict()
     ckpt = tmp_path / "w.pth"
     torch.save(key(sd), ckpt)
@@ -191,16 +196,21 @@ def test_trtexec_command_mirrors_the_builder() -> None:
     assert "--stronglyTyped" in typed and "--fp16" not in typed and "--useCudaGraph" in typed
     assert {"--minShapes=frames:1x448x448x3", "--optShapes=frames:4x448x448x3"} <= set(typed)
     assert "--maxShapes=frames:8x448x448x3" in typed and not any(a.startswith("--shapes") for a in typed)
-    assert "--int8" in trtexec_args(p, 224, "int8", "8.6") and "--stronglyTyped" in trtexec_args(p, 224, "int8", "10.15")
+    assert "--int8" in trtexec_args(p, 224, "int8", "8.6") and "--stronglyTyped" in trtexec_args(
+        p, 224, "int8", "10.15"
+    )
     assert not {"--fp16", "--int8", "--stronglyTyped"} & set(trtexec_args(p, 224, "fp32", "8.6"))
 
 
 def test_trtexec_lines_from_exported_files(variants: dict[str, Path]) -> None:
     lines = dict(trtexec_lines(variants["fp32-static"]))
     # FP32 graph: an fp32 engine everywhere, and the fp16 one where FP16 is the builder flag (< 10.12).
-    assert set(lines) == {"TensorRT 8.6 fp32", "TensorRT 8.6 fp16", "TensorRT 10.3 fp32", "TensorRT 10.3 fp16",
-                          "TensorRT 10.15 fp32"}  # fmt: skip
-    assert "--fp16" in lines["TensorRT 10.3 fp16"] and "--shapes=frames:1x224x224x3" in lines["TensorRT 8.6 fp32"]
+    expected = {"8.6 fp32", "8.6 fp16", "10.3 fp32", "10.3 fp16", "10.15 fp32"}
+    assert set(lines) == {f"TensorRT {e}" for e in expected}
+    assert (
+        "--fp16" in lines["TensorRT 10.3 fp16"]
+        and "--shapes=frames:1x224x224x3" in lines["TensorRT 8.6 fp32"]
+    )
     fp16 = dict(trtexec_lines(variants["fp16"]))
     assert list(fp16) == ["TensorRT 10.15 fp16"] and "--stronglyTyped" in fp16["TensorRT 10.15 fp16"]
     dyn = dict(trtexec_lines(variants["fp32-dynamic"]))

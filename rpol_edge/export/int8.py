@@ -80,7 +80,8 @@ def quantize_int8(
             return None if batch is None else {INPUT: batch}
 
     scheme = "symmetric" if symmetric else "asymmetric"
-    extra = {k: v for k, v in meta.extra.items() if symmetric or k != "trt_targets"}  # CPU graph: no TRT claim
+    # The CPU (uint8) graph is not a TensorRT source: it does not inherit the FP32 graph's TRT claim.
+    extra = {k: v for k, v in meta.extra.items() if symmetric or k != "trt_targets"}
     written = meta.replace(precision="int8", extra={**extra, "int8_scheme": scheme})
     model = onnx.load(str(fp32_onnx))
     convs = [n.name for n in model.graph.node if n.op_type == "Conv"]

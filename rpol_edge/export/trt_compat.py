@@ -307,7 +307,10 @@ def _node_violations(g: _Graph, node: Any, target: TrtTarget) -> Iterable[tuple[
             if op != "Cast" or not at_io:
                 yield "UINT8", "UINT8 is only supported as network input or output, converted by a Cast"
     # Quantized types: only produced by QuantizeLinear and consumed by DequantizeLinear.
-    for t in node.input:
+    qdq = op in ("QuantizeLinear", "DequantizeLinear")
+    for i, t in enumerate(node.input):
+        if qdq and i > 0:
+            continue  # scale and zero point: judged by the zero-point rule below
         if t and g.type_name(t) in QUANTIZED and op != "DequantizeLinear":
             yield g.type_name(t), "INT8/INT4/FP8 only through QuantizeLinear/DequantizeLinear"
     for t in outs:
