@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from rpol_edge.bench import bench_runtime
+from rpol_edge.bench import BenchConfig, parse_spec, run_bench
 from rpol_edge.compare import agreement, dataset_frames
 from rpol_edge.data import read_dataset
 from rpol_edge.evaluate import evaluate
@@ -47,14 +46,13 @@ def main() -> None:
             frames = dataset_frames(rt.meta, "voc", args.root, "test", workers=8)
             outs[name] = infer_all(rt, frames)
             rec[f"eval_{name}"] = evaluate(rt, "voc", args.root, "test", workers=8).metrics
-            if name != "cpu_fp32":
-                imgs = [s.path for s in samples]
-                rec[f"bench_{name}"] = [
-                    replace(
-                        bench_runtime(rt, imgs, batch=b, iters=50, warmup=10), model="raccoon.rpol"
-                    ).to_dict()
-                    for b in (1, 8)
-                ]
+    # Latency: the one benchmark (reference pipeline, bare backbone, FP32 and FP16; own processes).
+    cfg = BenchConfig(
+        specs=[parse_spec(str(model)), parse_spec(f"{model}@precision=fp16")],
+        images=[s.path for s in samples], batches=[1, 8], iters=50, warmup=10, device="cuda",
+        work_dir=args.out.parent / "bench_work",
+    )  # fmt: skip
+    rec["bench"] = [r.to_dict() for r in run_bench(cfg)]
     rec["parity_cuda_fp32_vs_cpu_fp32"] = agreement(outs["cuda_fp32"], outs["cpu_fp32"]).to_dict()
     rec["parity_cuda_fp16_vs_cuda_fp32"] = agreement(outs["cuda_fp16"], outs["cuda_fp32"]).to_dict()
     args.out.write_text(json.dumps(rec, indent=1, default=str))
