@@ -24,11 +24,11 @@ def test_spec_parsing(sample_onnx: Path) -> None:
         b.parse_spec("missing.onnx")
 
 
-def test_fixed_batch_is_a_row_with_its_reason(sample_onnx: Path) -> None:
-    """A graph whose batch range excludes the asked batch is not looped and mislabelled."""
-    spec = b.Spec("model", sample_onnx, {"device": "cpu"}, "m")
-    row = b.run_row({"spec": spec, "label": "m", "batch": 9, "images": [], "iters": 1, "warmup": 0})
-    assert not row["available"] and "--batch 1:9:9" in row["reason"]
+def test_fixed_batch_is_a_row_with_its_reason(variants: dict[str, Path]) -> None:
+    """A fixed-batch graph is not looped N times and called batch N: the row says why it is empty."""
+    spec = b.Spec("model", variants["fp32-static"], {"device": "cpu"}, "m")
+    row = b.run_row({"spec": spec, "label": "m", "batch": 4, "images": [], "iters": 1, "warmup": 0})
+    assert not row["available"] and "fixed at 1; export with --batch 1:4:8" in row["reason"]
 
 
 def test_bench_rows_ratios_parity_outputs(sample_model: Path, sample_onnx: Path, tmp_path: Path) -> None:

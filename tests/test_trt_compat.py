@@ -22,7 +22,6 @@ from rpol_edge.export.trt_compat import (  # noqa: E402
     require_compatible,
 )
 from rpol_edge.export.trtexec import trtexec_args, trtexec_lines  # noqa: E402
-from tests.conftest import SAMPLE, SHARED_RACCOON  # noqa: E402
 
 
 def _graph(nodes, inputs, outputs, inits=(), opset: int = 17):  # type: ignore[no-untyped-def]
@@ -112,29 +111,6 @@ def test_opset_range_and_targets() -> None:
     assert parse_targets("10.3, 8.6") == ("10.3", "8.6")
     with pytest.raises(ValueError, match="choose from 8.6"):
         parse_targets("7.1")
-
-
-@pytest.fixture(scope="module")
-def variants(
-    sample_model: Path, sample_onnx: Path, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Path]:
-    """Every ONNX flavour rpol-edge writes for TensorRT, through export (which checks it)."""
-    from rpol_edge.export.int8 import quantize_int8
-
-    d = tmp_path_factory.mktemp("variants")
-    out = {
-        "fp32-static": d / "fp32.onnx",
-        "fp32-dynamic": sample_onnx,  # the session fixture: export_onnx(batch=(1, 2, 8)), checked on write
-        "fp16": d / "fp16.onnx",
-        "dynamo-dynamic": d / "dynamo.onnx",
-        "int8-trt": d / "int8.trt.onnx",
-    }
-    export_onnx(sample_model, out["fp32-static"])
-    export_onnx(sample_model, out["fp16"], precision="fp16")
-    export_onnx(sample_model, out["dynamo-dynamic"], exporter="dynamo", batch=(1, 2, 4))
-    root = SHARED_RACCOON if SHARED_RACCOON.is_dir() else SAMPLE
-    quantize_int8(sample_onnx, out["int8-trt"], "voc", root, "train", count=8, symmetric=True)
-    return out
 
 
 def test_every_exported_variant_passes(variants: dict[str, Path]) -> None:
