@@ -53,8 +53,8 @@ def variants(
         "dynamo-dynamic": d / "dynamo.onnx",
         "int8-trt": d / "int8.trt.onnx",
     }
-    export_onnx(sample_model, out["fp32-static"])
-    export_onnx(sample_model, out["fp16"], precision="fp16")
+    export_onnx(sample_model, out["fp32-static"], batch=(1, 1, 1))
+    export_onnx(sample_model, out["fp16"], batch=(1, 1, 1), precision="fp16")
     export_onnx(sample_model, out["dynamo-dynamic"], exporter="dynamo", batch=(1, 2, 4))
     root = SHARED_RACCOON if SHARED_RACCOON.is_dir() else SAMPLE
     quantize_int8(sample_onnx, out["int8-trt"], "voc", root, "train", count=8, symmetric=True)
