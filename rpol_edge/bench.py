@@ -1,79 +1,715 @@
-"""Latency of any runtime against the PyTorch reference: pre / infer / post in ms, medians and tails.
+"""The one benchmark: every runtime x precision x batch, the seed's reference pipeline and the bare
+backbone, with latency per stage, throughput, size, peak memory and (optionally) accuracy/parity.
 
-Frames are real images pre-processed by the shared code; devices are synchronized by the runtimes'
-own copy-back (every backend returns host arrays), so wall-clock timing covers the whole call.
+Measured the same way here and on a Jetson:
+- each row runs in its OWN process (spawned): PyTorch's spinning OpenMP workers made ONNX Runtime
+  about 1.7x slower when both ran in one process (measured on the 2-core VM, see README);
+- warm-up iterations first; devices are synchronized before a clock is read (runtimes return host
+  arrays; the bare torch backbone calls ``torch.cuda.synchronize``);
+- real images, decoded once, pre-processed in the loop by the shared code.
+
+Rows are built from *specs*: ``PATH`` (the runtime its suffix selects) or ``PATH@key=value,...``
+whose keys go to :func:`rpol_edge.runtimes.open_runtime` (``runtime=``, ``precision=``,
+``device=``, any option a runtime takes). So a new runtime or exported flavour is a new spec, not
+new bench code. Two kinds of rows are derived from the first ``.rpol`` spec:
+
+- ``reference``: the seed's pipeline as its code runs it: host normalization to float NCHW,
+  PyTorch eager FP32 backbone, the map (w*, norm, clamp, min-max, bilinear upsampling) in torch,
+  then on the host the uint8 cast, ``cv2.threshold`` at int(t * max) and the contour box;
+- ``backbone``: the bare backbone alone (host-normalized float NCHW in, features out), per runtime:
+  torch eager, and ONNX Runtime on a backbone-only ONNX exported for the bench (same exporter,
+  opset and simplification as the fused graph). It is the floor a fused graph is compared with.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+import resource
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rpol_edge.geometry import resize_crop
-from rpol_edge.images import load_rgb
-from rpol_edge.predict import detect
-from rpol_edge.runtimes import Runtime, infer_all
+STAGES = ("pre", "infer", "post")
+QUANTILES = (50, 90, 99)
 
 
 @dataclass(frozen=True)
-class BenchRow:
-    model: str
+class Spec:
+    """One row's recipe: which pipeline, on which artifact, with which runtime options."""
+
+    kind: str
+    """``model`` (an artifact through its runtime), ``reference`` or ``backbone``."""
+    path: Path
+    options: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def runtime(self) -> str:
+        if self.kind == "backbone":
+            return str(self.options.get("runtime", "torch"))
+        if self.kind == "reference":
+            return "torch"
+        from rpol_edge.runtimes import choose
+
+        return choose(self.path, str(self.options.get("runtime", "auto"))).name
+
+
+def parse_spec(text: str) -> Spec:
+    """``exp/model.onnx`` or ``m.rpol@precision=fp16,device=cuda`` -> Spec(kind="model")."""
+    path, _, opts = text.partition("@")
+    options: dict[str, Any] = {}
+    for item in filter(None, (o.strip() for o in opts.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"bench spec {text!r}: options are key=value, e.g. {path}@precision=fp16")
+        options[key.replace("-", "_")] = {"true": True, "false": False}.get(value.lower(), value)
+    if not Path(path).is_file():
+        raise ValueError(f"bench spec {text!r}: no such file {path}")
+    return Spec("model", Path(path), options, label=Path(path).name + (f"@{opts}" if opts else ""))
+
+
+@dataclass
+class Row:
+    label: str
+    kind: str
     runtime: str
+    precision: str
     batch: int
-    input_size: int
-    pre_ms_p50: float
-    infer_ms_p50: float
-    infer_ms_p95: float
-    post_ms_p50: float
-    total_ms_p50: float
-    fps: float
-    iters: int
+    device: str = ""
+    available: bool = True
+    reason: str = ""
+    ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    """stage (pre, infer, post, total) -> {p50, p90, p99} in ms per batch."""
+    throughput: float = 0.0
+    """Images per second at the median total latency."""
+    artifact: str = ""
+    artifact_mb: float = 0.0
+    peak_rss_mb: float = 0.0
+    peak_cuda_mb: float | None = None
+    iters: int = 0
+    speedup_vs_reference: float | None = None
+    overhead_vs_backbone: float | None = None
+    accuracy: dict[str, float] = field(default_factory=dict)
+    parity: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _ms(values: list[float], q: float) -> float:
-    return round(float(np.percentile(values, q)) * 1000.0, 3)
+# ----------------------------------------------------------------------------- in the child process
 
 
-def bench_runtime(
-    runtime: Runtime, images: list[Path], batch: int = 1, iters: int = 30, warmup: int = 5
-) -> BenchRow:
-    """Time ``iters`` batches (after ``warmup``) of real images through pre, infer and post."""
-    meta = runtime.meta
-    decoded = [load_rgb(p) for p in images]
-    pre_t, inf_t, post_t = [], [], []
-    for it in range(warmup + iters):
-        chunk = [decoded[(it * batch + j) % len(decoded)] for j in range(batch)]
-        t0 = time.perf_counter()
-        prepped = [resize_crop(img, meta.resize_size, meta.input_size) for img in chunk]
-        frames = np.stack([f for f, _ in prepped])
-        t1 = time.perf_counter()
-        out = infer_all(runtime, frames)
-        t2 = time.perf_counter()
-        for i, (_, t) in enumerate(prepped):
-            detect(out.score[i, 0], out.mask[i, 0], t)
-        t3 = time.perf_counter()
-        if it >= warmup:
-            pre_t.append(t1 - t0)
-            inf_t.append(t2 - t1)
-            post_t.append(t3 - t2)
-    total = [a + b + c for a, b, c in zip(pre_t, inf_t, post_t, strict=True)]
-    return BenchRow(
-        model="",
-        runtime=runtime.description,
-        batch=batch,
-        input_size=meta.input_size,
-        pre_ms_p50=_ms(pre_t, 50),
-        infer_ms_p50=_ms(inf_t, 50),
-        infer_ms_p95=_ms(inf_t, 95),
-        post_ms_p50=_ms(post_t, 50),
-        total_ms_p50=_ms(total, 50),
-        fps=round(batch / float(np.median(total)), 2),
-        iters=iters,
-    )
+def _quantiles(values: Sequence[float]) -> dict[str, float]:
+    return {f"p{q}": round(float(np.percentile(values, q)) * 1000.0, 3) for q in QUANTILES}
+
+
+class _Pipeline:
+    """pre(images) -> x, infer(x) -> y, post(y) -> boxes; outputs(frames) -> Output for eval."""
+
+    pre: Callable[[list[np.ndarray]], Any]
+    infer: Callable[[Any], Any]
+    post: Callable[[Any], Any]
+    outputs: Callable[[np.ndarray], Any] | None = None
+    precision = "fp32"
+    device = "cpu"
+    description = ""
+    input_size = 0
+    cuda = False
+
+    def close(self) -> None:
+        """Release sessions and buffers."""
+
+
+def _normalize(frames: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The reference's host pre-processing: uint8 NHWC -> normalized float32 NCHW."""
+    x = (frames.astype(np.float32) / 255.0 - mean) / std
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def _model_pipeline(spec: Spec, batch: int) -> _Pipeline:
+    from rpol_edge.geometry import resize_crop
+    from rpol_edge.predict import detect
+    from rpol_edge.runtimes import infer_all, open_runtime
+
+    opts = dict(spec.options)
+    runtime = str(opts.pop("runtime", "auto"))
+    rt = open_runtime(spec.path, runtime, **opts)
+    if batch < rt.min_batch or (rt.max_batch is not None and batch > rt.max_batch):
+        # Looping a fixed-batch graph would time N batch-1 calls and call it batch N.
+        raise ValueError(
+            f"the graph's batch is fixed at {rt.min_batch}; export with --batch 1:{batch}:{max(batch, 8)}"
+        )
+    rt.__enter__()
+    meta = rt.meta
+    p = _Pipeline()
+    p.precision, p.input_size, p.description = meta.precision, meta.input_size, rt.description
+    p.device = str(getattr(rt, "device", "cpu"))
+    p.cuda = "cuda" in p.device.lower() or rt.name == "trt"
+
+    def pre(images: list[np.ndarray]) -> tuple[np.ndarray, list[Any]]:
+        prepped = [resize_crop(img, meta.resize_size, meta.input_size) for img in images]
+        return np.stack([f for f, _ in prepped]), [t for _, t in prepped]
+
+    def infer(x: tuple[np.ndarray, list[Any]]) -> tuple[Any, list[Any]]:
+        return infer_all(rt, x[0]), x[1]
+
+    def post(y: tuple[Any, list[Any]]) -> list[Any]:
+        out, transforms = y
+        return [detect(out.score[i, 0], out.mask[i, 0], t) for i, t in enumerate(transforms)]
+
+    p.pre, p.infer, p.post = pre, infer, post
+    p.outputs = lambda frames: infer_all(rt, frames)
+    p.close = lambda: rt.__exit__(None, None, None)  # type: ignore[method-assign]
+    return p
+
+
+def _reference_pipeline(spec: Spec) -> _Pipeline:
+    import cv2
+    import torch
+    import torch.nn.functional as F
+
+    from rpol_edge.artifact import ModelArtifact
+    from rpol_edge.build import build_localizer
+    from rpol_edge.geometry import resize_crop
+    from rpol_edge.model import EPS
+    from rpol_edge.predict import detect
+    from rpol_edge.runtimes import Output
+
+    device = torch.device(str(spec.options.get("device", "cpu")))
+    threads = spec.options.get("threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.backends.cudnn.allow_tf32 = False  # real FP32, as the reference runtime
+    torch.backends.cuda.matmul.allow_tf32 = False
+    artifact = ModelArtifact.load(spec.path)
+    meta = artifact.meta
+    loc = build_localizer(artifact, spec.options.get("weights")).to(device).eval()
+    mean = np.asarray(meta.mean, np.float32).reshape(1, 1, 1, 3)
+    std = np.asarray(meta.std, np.float32).reshape(1, 1, 1, 3)
+    k = meta.input_size
+
+    @torch.inference_mode()
+    def maps(x: np.ndarray) -> np.ndarray:
+        f = loc.backbone(torch.from_numpy(x).to(device))
+        a = loc.activation(f)
+        lo = a.amin(dim=(2, 3), keepdim=True)
+        hi = a.amax(dim=(2, 3), keepdim=True)
+        a = (a - lo) / (hi - lo).clamp_min(EPS)
+        score = F.interpolate(a, size=(k, k), mode="bilinear", align_corners=True).clamp(0.0, 1.0)
+        return score.cpu().numpy()  # the copy back synchronizes the device
+
+    def host_mask(score: np.ndarray) -> np.ndarray:
+        """int(score * 255), then cv2.threshold at int(t * max): the reference's host step."""
+        masks = np.empty(score.shape, np.uint8)
+        for i in range(score.shape[0]):
+            u8 = (score[i, 0] * 255.0).astype(np.uint8)
+            _, m = cv2.threshold(u8, int(meta.threshold * float(u8.max())), 1, cv2.THRESH_BINARY)
+            masks[i, 0] = m
+        return masks
+
+    def pre(images: list[np.ndarray]) -> tuple[np.ndarray, list[Any]]:
+        prepped = [resize_crop(img, meta.resize_size, k) for img in images]
+        return _normalize(np.stack([f for f, _ in prepped]), mean, std), [t for _, t in prepped]
+
+    def infer(x: tuple[np.ndarray, list[Any]]) -> tuple[np.ndarray, list[Any]]:
+        return maps(x[0]), x[1]
+
+    def post(y: tuple[np.ndarray, list[Any]]) -> list[Any]:
+        score, transforms = y
+        mask = host_mask(score)
+        return [detect(score[i, 0], mask[i, 0], t) for i, t in enumerate(transforms)]
+
+    p = _Pipeline()
+    p.pre, p.infer, p.post = pre, infer, post
+    p.outputs = lambda frames: Output(s := maps(_normalize(frames, mean, std)), host_mask(s))
+    p.input_size, p.device, p.cuda = k, device.type, device.type == "cuda"
+    p.description = f"reference torch eager {device.type} fp32, host threshold"
+    return p
+
+
+def export_backbone_onnx(model_path: Path, out_path: Path, batch: tuple[int, int, int]) -> Path:
+    """The fitted model's backbone alone (normalized float NCHW in, features out) as ONNX, through
+    the same exporter, opset and simplification as the fused graph, for the bare-backbone row."""
+    import onnx
+    import torch
+
+    from rpol_edge.artifact import ModelArtifact, atomic_write
+    from rpol_edge.build import build_localizer
+    from rpol_edge.export.onnx_export import DEFAULT_OPSET, _simplify
+
+    artifact = ModelArtifact.load(model_path)
+    backbone = build_localizer(artifact).backbone.eval()
+    k = artifact.meta.input_size
+    lo, opt, hi = batch
+    dynamic = lo != hi
+    dummy = torch.zeros((max(opt, 2) if dynamic else lo, 3, k, k))
+
+    def write(tmp: Path) -> None:
+        axes = {"x": {0: "batch"}, "features": {0: "batch"}} if dynamic else None
+        torch.onnx.export(
+            backbone, (dummy,), str(tmp), opset_version=DEFAULT_OPSET["legacy"], dynamo=False,
+            input_names=["x"], output_names=["features"], dynamic_axes=axes,
+        )  # fmt: skip
+        onnx.save(_simplify(onnx.load(str(tmp))), str(tmp))
+
+    atomic_write(out_path, write)
+    return out_path
+
+
+def _backbone_pipeline(spec: Spec) -> _Pipeline:
+    from rpol_edge.artifact import ModelArtifact
+    from rpol_edge.geometry import resize_crop
+
+    meta = ModelArtifact.load(spec.path).meta
+    mean = np.asarray(meta.mean, np.float32).reshape(1, 1, 1, 3)
+    std = np.asarray(meta.std, np.float32).reshape(1, 1, 1, 3)
+    k = meta.input_size
+    device = str(spec.options.get("device", "cpu"))
+    threads = spec.options.get("threads")
+    p = _Pipeline()
+    p.input_size, p.device, p.cuda = k, device, device.startswith("cuda")
+
+    def pre(images: list[np.ndarray]) -> np.ndarray:
+        return _normalize(np.stack([resize_crop(img, meta.resize_size, k)[0] for img in images]), mean, std)
+
+    if spec.runtime == "ort":
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        onnx_path = Path(str(spec.options["onnx"]))
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if p.cuda else ["CPUExecutionProvider"]
+        session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=providers)
+        p.description = f"bare backbone ort {session.get_providers()[0].replace('ExecutionProvider', '')}"
+        p.infer = lambda x: session.run(None, {"x": x})[0]
+    else:
+        import torch
+
+        from rpol_edge.build import build_localizer
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        torch.backends.cudnn.allow_tf32 = False
+        backbone = build_localizer(ModelArtifact.load(spec.path)).backbone.to(device).eval()
+
+        @torch.inference_mode()
+        def run(x: np.ndarray) -> np.ndarray:
+            f = backbone(torch.from_numpy(x).to(device))
+            if p.cuda:
+                torch.cuda.synchronize()
+            return f  # features stay where they are: the bare backbone's own cost only
+
+        p.infer = run
+        p.description = f"bare backbone torch eager {device}"
+    p.pre, p.post = pre, lambda y: None
+    return p
+
+
+def _open(spec: Spec, batch: int) -> _Pipeline:
+    if spec.kind == "reference":
+        return _reference_pipeline(spec)
+    if spec.kind == "backbone":
+        return _backbone_pipeline(spec)
+    return _model_pipeline(spec, batch)
+
+
+def _eval(p: _Pipeline, eval_args: dict[str, Any], maps_out: Path | None) -> dict[str, float]:
+    """Both MaxBoxAccV2 protocols and GT-known Loc of this pipeline on a labelled split; the maps
+    and masks are saved (npz) for the parent's parity check against the reference."""
+    from rpol_edge.data import read_dataset
+    from rpol_edge.loader import iterate_batches
+    from rpol_edge.metrics import BoxAccuracy
+
+    assert p.outputs is not None
+    meta_thr = float(eval_args["threshold"])
+    resize, crop = int(eval_args["resize"]), p.input_size
+    samples = [
+        s
+        for s in read_dataset(eval_args["data"], Path(eval_args["root"]), eval_args["split"])
+        if len(s.boxes)
+    ]
+    acc = BoxAccuracy(operating_threshold=meta_thr)
+    scores, masks = [], []
+    for b in iterate_batches(samples, resize, crop, batch_size=4, workers=0):
+        out = p.outputs(b.frames)
+        for i, t in enumerate(b.transforms):
+            acc.add(out.score[i, 0], t.boxes_to_input(b.samples[i].boxes))
+        scores.append(out.score[:, :1].astype(np.float32))
+        masks.append(out.mask[:, :1].astype(np.uint8))
+    if maps_out is not None and scores:
+        np.savez(maps_out, score=np.concatenate(scores), mask=np.concatenate(masks))
+    r: dict[str, Any] = dict(acc.result())
+    keys = ("gt_known_loc", "maxboxacc", "maxboxacc_v2", "maxboxacc_v2_rpol", "n_images")
+    return {k: float(r[k]) for k in keys if k in r}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux keeps ru_maxrss across
+    exec, so a spawned child would report its parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        pass
+    scale = 1024.0 if platform.system() == "Linux" else 2**20  # KiB on Linux, bytes on macOS
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale, 1)
+
+
+def run_row(job: dict[str, Any]) -> dict[str, Any]:
+    """Child-process entry: time one pipeline at one batch; returns a Row dict (or its reason)."""
+    spec: Spec = job["spec"]
+    batch = int(job["batch"])
+    row = Row(job["label"], spec.kind, spec.runtime, "", batch)
+    try:
+        p = _open(spec, batch)
+    except Exception as exc:  # a runtime that cannot be created here is a row with its reason
+        row.available, row.reason = False, f"{exc.__class__.__name__}: {exc}".splitlines()[0]
+        return row.to_dict()
+    try:
+        from rpol_edge.images import load_rgb
+
+        row.precision = p.precision if spec.kind != "backbone" else "fp32"
+        row.device = p.device
+        images = [load_rgb(Path(f)) for f in job["images"]]
+        if p.cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+        times: dict[str, list[float]] = {s: [] for s in STAGES}
+        warmup, iters = int(job["warmup"]), int(job["iters"])
+        for it in range(warmup + iters):
+            chunk = [images[(it * batch + j) % len(images)] for j in range(batch)]
+            t0 = time.perf_counter()
+            x = p.pre(chunk)
+            t1 = time.perf_counter()
+            y = p.infer(x)
+            t2 = time.perf_counter()
+            p.post(y)
+            t3 = time.perf_counter()
+            if it >= warmup:
+                times["pre"].append(t1 - t0)
+                times["infer"].append(t2 - t1)
+                times["post"].append(t3 - t2)
+        total = [a + b + c for a, b, c in zip(times["pre"], times["infer"], times["post"], strict=True)]
+        row.ms = {s: _quantiles(v) for s, v in times.items()}
+        row.ms["total"] = _quantiles(total)
+        row.throughput = round(batch / float(np.median(total)), 2)
+        row.iters = iters
+        row.peak_rss_mb = peak_rss_mb()
+        if p.cuda and spec.runtime != "ort":
+            import torch
+
+            row.peak_cuda_mb = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        if job.get("eval") and p.outputs is not None:
+            row.accuracy = _eval(p, job["eval"], Path(job["maps"]) if job.get("maps") else None)
+    except Exception as exc:
+        row.available, row.reason = False, f"{exc.__class__.__name__}: {exc}".splitlines()[0]
+    finally:
+        p.close()
+    return row.to_dict()
+
+
+# ----------------------------------------------------------------------------- in the parent
+
+
+@dataclass
+class BenchConfig:
+    specs: list[Spec]
+    images: list[Path]
+    batches: list[int] = field(default_factory=lambda: [1])
+    iters: int = 30
+    warmup: int = 5
+    device: str = "auto"
+    threads: int | None = None
+    reference: bool = True
+    backbone: bool = True
+    work_dir: Path = Path("bench_work")
+    eval_data: str = ""
+    eval_root: Path | None = None
+    eval_split: str = "test"
+
+
+def _size_mb(path: Path) -> float:
+    return round(path.stat().st_size / 2**20, 2) if path.is_file() else 0.0
+
+
+def plan_rows(cfg: BenchConfig) -> list[tuple[Spec, str]]:
+    """Every (spec, label) to time: reference and bare backbones first, then the given specs."""
+    from rpol_edge.runtimes import RUNTIMES, resolve_device
+
+    common: dict[str, Any] = {"device": resolve_device(RUNTIMES["torch"], cfg.device)}
+    if cfg.threads:
+        common["threads"] = cfg.threads
+    rows: list[tuple[Spec, str]] = []
+    rpol = next((s.path for s in cfg.specs if s.path.suffix == ".rpol"), None)
+    if rpol is not None and cfg.reference:
+        rows.append((Spec("reference", rpol, dict(common)), "reference (seed pipeline)"))
+    if rpol is not None and cfg.backbone:
+        rows.append((Spec("backbone", rpol, dict(common)), "bare backbone, torch"))
+        if any(s.runtime == "ort" for s in cfg.specs):
+            onnx_path = cfg.work_dir / f"{rpol.stem}.backbone.onnx"
+            ort_dev = resolve_device(RUNTIMES["ort"], cfg.device)
+            spec = Spec(
+                "backbone", rpol, {**common, "runtime": "ort", "device": ort_dev, "onnx": str(onnx_path)}
+            )
+            rows.append((spec, "bare backbone, ort"))
+    for s in cfg.specs:
+        opts = dict(s.options)
+        if s.runtime in ("torch", "ort"):
+            opts.setdefault("device", cfg.device)
+            if cfg.threads:
+                opts.setdefault("threads", cfg.threads)
+        rows.append((Spec(s.kind, s.path, opts, s.label), s.label))
+    return rows
+
+
+def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> list[Row]:
+    """Time every planned row at every batch, each in a fresh spawned process, in sequence."""
+    cfg.work_dir.mkdir(parents=True, exist_ok=True)
+    eval_args: dict[str, Any] | None = None
+    planned = plan_rows(cfg)
+    for spec, _ in planned:
+        if spec.kind == "backbone" and "onnx" in spec.options and not Path(spec.options["onnx"]).is_file():
+            batch = (1, 1, 1) if cfg.batches == [1] else (1, max(cfg.batches), max(cfg.batches))
+            export_backbone_onnx(spec.path, Path(spec.options["onnx"]), batch)
+    if cfg.eval_data and cfg.eval_root:
+        from rpol_edge.inspect import read_meta
+
+        meta = read_meta(next(s.path for s in cfg.specs))
+        eval_args = {
+            "data": cfg.eval_data, "root": str(cfg.eval_root), "split": cfg.eval_split,
+            "threshold": meta.threshold, "resize": meta.resize_size,
+        }  # fmt: skip
+    rows: list[Row] = []
+    maps: dict[int, Path] = {}
+    ctx = get_context("spawn")
+    for spec, label in planned:
+        for n in cfg.batches:
+            if progress:
+                progress(f"{label} batch {n}")
+            evaluate = eval_args is not None and n == cfg.batches[0] and spec.kind != "backbone"
+            scratch = cfg.work_dir / f"maps_{len(rows)}.npz"
+            job: dict[str, Any] = {
+                "spec": spec, "label": label, "batch": n, "images": [str(p) for p in cfg.images],
+                "iters": cfg.iters, "warmup": cfg.warmup, "eval": eval_args if evaluate else None,
+                "maps": str(scratch) if evaluate else None,
+            }  # fmt: skip
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+                data = pool.submit(run_row, job).result()
+            row = Row(**data)
+            art = (
+                Path(spec.options["onnx"])
+                if spec.kind == "backbone" and "onnx" in spec.options
+                else spec.path
+            )
+            row.artifact, row.artifact_mb = str(art), _size_mb(art)
+            if evaluate and row.available and scratch.is_file():
+                maps[len(rows)] = scratch
+            rows.append(row)
+    _derive(rows, maps)
+    return rows
+
+
+def _derive(rows: list[Row], maps: dict[int, Path]) -> None:
+    """Speed-up over the reference and overhead over the bare backbone of the same runtime (same
+    batch, p50 totals and p50 inference), and parity of every evaluated row with the reference."""
+    from rpol_edge.compare import agreement
+    from rpol_edge.runtimes import Output
+
+    def find(kind: str, runtime: str | None, batch: int) -> Row | None:
+        for r in rows:
+            if (
+                r.kind == kind
+                and r.available
+                and r.batch == batch
+                and (runtime is None or r.runtime == runtime)
+            ):
+                return r
+        return None
+
+    ref_maps: Output | None = None
+    ref = next((i for i, r in enumerate(rows) if r.kind == "reference" and i in maps), None)
+    if ref is not None:
+        with np.load(str(maps[ref])) as z:
+            ref_maps = Output(z["score"], z["mask"])
+    for i, r in enumerate(rows):
+        if not r.available:
+            continue
+        base = find("reference", None, r.batch)
+        if base is not None:
+            r.speedup_vs_reference = round(base.ms["total"]["p50"] / r.ms["total"]["p50"], 3)
+        floor = find("backbone", r.runtime, r.batch)
+        if floor is not None and r.kind != "backbone":
+            r.overhead_vs_backbone = round(r.ms["infer"]["p50"] / floor.ms["infer"]["p50"], 3)
+        if i in maps and ref_maps is not None:
+            with np.load(str(maps[i])) as z:
+                a = agreement(ref_maps, Output(z["score"], z["mask"]))
+            r.parity = {
+                "max_abs_score": round(a.max_abs_map, 6),
+                "boxes_identical": a.boxes_identical,
+                "boxes_iou_090": a.boxes_iou_090,
+                "n": a.n,
+            }
+    for path in maps.values():
+        path.unlink(missing_ok=True)
+
+
+def machine_record() -> dict[str, Any]:
+    """What the numbers were measured on (CPU, cores, GPU, versions)."""
+    rec: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    try:
+        import torch
+
+        rec["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            rec["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    try:
+        import onnxruntime
+
+        rec["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return rec
+
+
+def _fmt(v: float | None, spec: str = ".2f", suffix: str = "") -> str:
+    return "" if v is None else f"{v:{spec}}{suffix}"
+
+
+COLUMNS = (
+    "row", "runtime", "prec", "batch", "pre p50", "infer p50", "infer p90", "infer p99", "post p50",
+    "total p50", "img/s", "vs ref", "vs backbone", "MB", "peak MB",
+)  # fmt: skip
+
+
+def table_rows(rows: list[Row]) -> list[list[str]]:
+    out = []
+    for r in rows:
+        if not r.available:
+            out.append([r.label, r.runtime, r.precision, str(r.batch), f"n/a: {r.reason}"] + [""] * 10)
+            continue
+        peak = r.peak_cuda_mb if r.peak_cuda_mb is not None else r.peak_rss_mb
+        out.append(
+            [
+                r.label, r.runtime, r.precision, str(r.batch),
+                _fmt(r.ms["pre"]["p50"]), _fmt(r.ms["infer"]["p50"]), _fmt(r.ms["infer"]["p90"]),
+                _fmt(r.ms["infer"]["p99"]), _fmt(r.ms["post"]["p50"]), _fmt(r.ms["total"]["p50"]),
+                _fmt(r.throughput, ".1f"), _fmt(r.speedup_vs_reference, ".2f", "x"),
+                _fmt(r.overhead_vs_backbone, ".2f", "x"), _fmt(r.artifact_mb, ".2f"),
+                f"{peak:.0f}" + (" cuda" if r.peak_cuda_mb is not None else " rss"),
+            ]
+        )  # fmt: skip
+    return out
+
+
+def accuracy_rows(rows: list[Row]) -> list[list[str]]:
+    out = []
+    for r in rows:
+        if r.accuracy:
+            a, p = r.accuracy, r.parity
+            out.append(
+                [
+                    r.label, str(r.batch), _fmt(a.get("gt_known_loc")), _fmt(a.get("maxboxacc")),
+                    _fmt(a.get("maxboxacc_v2")), _fmt(a.get("maxboxacc_v2_rpol")),
+                    _fmt(p.get("max_abs_score"), ".2e") if p else "",
+                    f"{int(p['boxes_identical'])}/{int(p['n'])}" if p else "",
+                    f"{int(p['boxes_iou_090'])}/{int(p['n'])}" if p else "",
+                ]
+            )  # fmt: skip
+    return out
+
+
+ACC_COLUMNS = (
+    "row", "batch", "GT-known Loc", "MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAccV2 (RPOL)", "max |d score|",
+    "boxes identical", "IoU>=0.9",
+)  # fmt: skip
+
+
+def to_markdown(rows: list[Row], header: str = "") -> str:
+    def md(cols: Sequence[str], body: list[list[str]]) -> str:
+        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        return "\n".join(lines + ["| " + " | ".join(c.replace("|", "/") for c in b) + " |" for b in body])
+
+    parts = [header] if header else []
+    parts.append("Latency in ms per batch (p50/p90/p99), throughput in images/s.\n")
+    parts.append(md(COLUMNS, table_rows(rows)))
+    acc = accuracy_rows(rows)
+    if acc:
+        parts.append("\n" + md(ACC_COLUMNS, acc))
+    return "\n".join(parts) + "\n"
+
+
+def plot(rows: list[Row], path: Path, title: str = "") -> None:
+    """Horizontal bars of p50 latency per row, one panel per batch, stacked pre / infer / post."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rpol_edge.artifact import write_bytes_atomic
+
+    batches = sorted({r.batch for r in rows})
+    n = max(len([r for r in rows if r.batch == b]) for b in batches)
+    fig, axes = plt.subplots(1, len(batches), figsize=(6.5 * len(batches), 0.55 * n + 1.6), squeeze=False)
+    colors = {"pre": "#8da0cb", "infer": "#fc8d62", "post": "#66c2a5"}
+    for ax, b in zip(axes[0], batches, strict=True):
+        sub = [r for r in rows if r.batch == b]
+        labels = [f"{r.label} ({r.precision})" if r.precision else r.label for r in sub]
+        left = np.zeros(len(sub))
+        for stage in STAGES:
+            vals = np.array([r.ms[stage]["p50"] if r.available else 0.0 for r in sub])
+            ax.barh(labels, vals, left=left, color=colors[stage], label=stage)
+            left += vals
+        for i, r in enumerate(sub):
+            text = f"{left[i]:.1f} ms" if r.available else "n/a"
+            ax.text(left[i], i, " " + text, va="center", fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(f"batch {b}: p50 latency per batch (ms)")
+        ax.set_xlim(0, max(left.max(), 1.0) * 1.25)
+        ax.legend(loc="lower right", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def record(rows: list[Row], cfg: BenchConfig, command: str) -> dict[str, Any]:
+    return {
+        "command": command,
+        "machine": machine_record(),
+        "images": len(cfg.images),
+        "iters": cfg.iters,
+        "warmup": cfg.warmup,
+        "batches": cfg.batches,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rows": [r.to_dict() for r in rows],
+    }
+
+
+def write_json(path: Path, rec: dict[str, Any]) -> None:
+    from rpol_edge.artifact import write_text_atomic
+
+    write_text_atomic(path, json.dumps(rec, indent=1))

@@ -163,6 +163,15 @@ def info(model: Path) -> None:
             "mask rule", OperatingPoint(meta.operating_point, meta.threshold, meta.fraction).describe()
         )
         out.print(table)
+        if model.suffix.lower() == ".onnx":
+            from rpol_edge.export.trtexec import trtexec_lines
+
+            lines = trtexec_lines(model)
+            if not lines:
+                out.print("no trtexec command: the ONNX Runtime (CPU) INT8 graph is not a TensorRT source")
+            for label, cmd in lines:
+                out.print(f"# trtexec, {label}:", highlight=False)
+                out.print(cmd, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("eval")
@@ -276,7 +285,16 @@ def export(
     batch: Annotated[str, typer.Option(help="N (fixed) or MIN:OPT:MAX (dynamic)")] = "1",
     opset: Annotated[int | None, typer.Option(help="ONNX opset (default 17 legacy, 18 dynamo)")] = None,
     exporter: Annotated[str, typer.Option(help="legacy | dynamo (torch.onnx)")] = "legacy",
-    simplify: Annotated[bool, typer.Option(help="onnxslim graph simplification")] = False,
+    simplify: Annotated[
+        bool, typer.Option(help="onnxslim: fold shape arithmetic (TensorRT 8.6 needs it for TF-same pads)")
+    ] = True,
+    trt_targets: Annotated[
+        str | None,
+        typer.Option(
+            help="TensorRT versions the graphs must pass the static check for, e.g. 8.6,10.3,10.15 "
+            "(default: every claimed version whose opset range holds the graph's opset)"
+        ),
+    ] = None,
     weights: Weights = None,
     calib_data: Annotated[str, typer.Option(help="INT8 calibration data kind (cub|wsol|voc|folder)")] = "",
     calib_root: Annotated[Path | None, typer.Option(help="INT8 calibration data root")] = None,
@@ -293,6 +311,7 @@ def export(
         require_torch("rpol-edge export")
         from rpol_edge.export.frame_input import parse_frame_size
         from rpol_edge.export.pipeline import ExportRequest, parse_batch, run_export
+        from rpol_edge.export.trt_compat import parse_targets
 
         req = ExportRequest(
             model=model,
@@ -304,6 +323,7 @@ def export(
             opset=opset,
             exporter=exporter,
             simplify=simplify,
+            trt_targets=parse_targets(trt_targets) if trt_targets else None,
             weights=weights,
             calib_data=calib_data,
             calib_root=calib_root,
@@ -317,57 +337,101 @@ def export(
             result = run_export(req)
         for fmt, path in result.files.items():
             out.print(f"{fmt:10s} {path}")
+        if result.trtexec:
+            out.print("cross-check with NVIDIA's tool (same ONNX, shapes, precision, timing cache):")
+            out.print(result.trtexec, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
 def bench(
     models: Annotated[
-        list[Path], typer.Argument(help="model files (.rpol, .onnx, .engine), each on its auto runtime")
+        list[str],
+        typer.Argument(
+            help="model files (.rpol, .onnx, .engine) on their runtime, or PATH@key=value,... with runtime "
+            "options, e.g. m.rpol@precision=fp16 exp/model.onnx@runtime=ort,device=cuda"
+        ),
     ],
     images: Annotated[Path, typer.Option(help="folder of images to time on")] = Path(__file__).parent
     / "sample"
     / "JPEGImages",
     device: Device = "auto",
-    precision: Annotated[str, typer.Option(help="torch runtime precision fp32 | fp16")] = "fp32",
-    batch: int = 1,
+    batch: Annotated[str, typer.Option(help="batch sizes, comma-separated, e.g. 1,4")] = "1",
     iters: int = 30,
     warmup: int = 5,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch/ORT")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="append rows as JSON lines")] = None,
+    reference: Annotated[bool, typer.Option(help="time the seed's reference pipeline")] = True,
+    backbone: Annotated[bool, typer.Option(help="time the bare backbone per runtime (needs .rpol)")] = True,
+    eval_data: Annotated[str, typer.Option(help="accuracy + parity per row (voc, cub, wsol)")] = "",
+    eval_root: Annotated[Path | None, typer.Option(help="data root for --eval-data")] = None,
+    eval_split: Annotated[str, typer.Option(help="split for --eval-data")] = "test",
+    work_dir: Annotated[Path, typer.Option(help="bare-backbone ONNX and scratch files")] = Path("bench_work"),
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the record (machine, rows)")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="write the tables as Markdown here")] = None,
+    plot_out: Annotated[Path | None, typer.Option("--plot", help="PNG: p50 ms per row/batch/stage")] = None,
     cuda_graph: CudaGraph = None,
 ) -> None:
-    """Latency per stage (pre / infer / post, ms) and FPS for each model file."""
-    from dataclasses import replace
+    """The one benchmark: each runtime x precision x batch in its own process, against the seed's
+    reference pipeline and the bare backbone; p50/p90/p99 per stage, throughput, size, peak memory."""
+    import shlex
+    import sys
 
-    from rpol_edge.bench import bench_runtime
+    from rpol_edge import bench as b
     from rpol_edge.images import is_image_path
-    from rpol_edge.runtimes import open_runtime
 
     with cli_errors():
         files = sorted(p for p in images.iterdir() if is_image_path(p))[:32] if images.is_dir() else [images]
         if not files:
             raise ValueError(f"no images in {images}")
-        table = Table("model", "runtime", "batch", "pre ms", "infer ms p50", "infer ms p95", "post ms", "FPS")
-        for model in models:
-            opts = {"device": device, "threads": threads, "cuda_graph": cuda_graph}
-            if model.suffix == ".rpol":
-                opts["precision"] = precision
-            with open_runtime(model, "auto", **opts) as rt, err.status(f"timing {rt.description}..."):
-                row = replace(bench_runtime(rt, files, batch, iters, warmup), model=str(model))
-            table.add_row(
-                row.model,
-                row.runtime,
-                str(batch),
-                f"{row.pre_ms_p50:.1f}",
-                f"{row.infer_ms_p50:.1f}",
-                f"{row.infer_ms_p95:.1f}",
-                f"{row.post_ms_p50:.2f}",
-                f"{row.fps:.1f}",
-            )
-            if json_out:
-                with open(json_out, "a") as fh:
-                    fh.write(json.dumps(row.to_dict()) + "\n")
+        try:
+            batches = sorted({int(x) for x in batch.split(",") if x.strip()})
+        except ValueError:
+            raise ValueError(f"--batch {batch!r}: give sizes like 1,4") from None
+        if not batches or min(batches) < 1:
+            raise ValueError(f"--batch {batch!r}: sizes must be >= 1")
+        if bool(eval_data) != bool(eval_root):
+            raise ValueError("--eval-data and --eval-root go together")
+        for path in (json_out, markdown, plot_out):
+            if path:
+                check_writable(path)
+        specs = [b.parse_spec(m) for m in models]
+        if cuda_graph is not None:  # a spec's own @cuda_graph=... wins
+            for spec in specs:
+                spec.options.setdefault("cuda_graph", cuda_graph)
+        cfg = b.BenchConfig(
+            specs=specs, images=files, batches=batches, iters=iters,
+            warmup=warmup, device=device, threads=threads, reference=reference, backbone=backbone,
+            work_dir=work_dir, eval_data=eval_data, eval_root=eval_root, eval_split=eval_split,
+        )  # fmt: skip
+        with err.status("benchmark...") as status:
+            rows = b.run_bench(cfg, lambda what: status.update(f"timing {what} (own process)..."))
+        title = "ms per batch; img/s; vs ref = speed-up over it; vs backbone = infer time over the bare one"
+        table = Table(*b.COLUMNS, title=title)
+        for r in b.table_rows(rows):
+            table.add_row(*r)
         out.print(table)
+        acc = b.accuracy_rows(rows)
+        if acc:
+            at = Table(*b.ACC_COLUMNS, title=f"accuracy and parity with the reference ({eval_split})")
+            for r in acc:
+                at.add_row(*r)
+            out.print(at)
+        command = "rpol-edge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        rec = b.record(rows, cfg, command)
+        if json_out:
+            b.write_json(json_out, rec)
+        if markdown:
+            from rpol_edge.artifact import write_text_atomic
+
+            write_text_atomic(markdown, b.to_markdown(rows, f"`{command}`\n"))
+        if plot_out:
+            b.plot(rows, plot_out, f"{rec['machine'].get('gpu') or platform_name()}, {len(files)} images")
+
+
+def platform_name() -> str:
+    import os
+    import platform
+
+    return f"{platform.machine()} {platform.processor() or ''} x{os.cpu_count()}".strip()
 
 
 @app.command()

@@ -34,3 +34,28 @@ def sample_onnx(sample_model: Path) -> Path:
     path = sample_model.parent / "model.onnx"
     export_onnx(sample_model, path, batch=(1, 2, 8))
     return path
+
+
+@pytest.fixture(scope="session")
+def variants(
+    sample_model: Path, sample_onnx: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """Every ONNX flavour rpol-edge writes for TensorRT, through export (which checks it)."""
+    pytest.importorskip("onnxslim", reason="export simplifies with onnxslim (onnx extra)")
+    from rpol_edge.export.int8 import quantize_int8
+    from rpol_edge.export.onnx_export import export_onnx
+
+    d = tmp_path_factory.mktemp("variants")
+    out = {
+        "fp32-static": d / "fp32.onnx",
+        "fp32-dynamic": sample_onnx,  # the session fixture: export_onnx(batch=(1, 2, 8)), checked on write
+        "fp16": d / "fp16.onnx",
+        "dynamo-dynamic": d / "dynamo.onnx",
+        "int8-trt": d / "int8.trt.onnx",
+    }
+    export_onnx(sample_model, out["fp32-static"], batch=(1, 1, 1))
+    export_onnx(sample_model, out["fp16"], batch=(1, 1, 1), precision="fp16")
+    export_onnx(sample_model, out["dynamo-dynamic"], exporter="dynamo", batch=(1, 2, 4))
+    root = SHARED_RACCOON if SHARED_RACCOON.is_dir() else SAMPLE
+    quantize_int8(sample_onnx, out["int8-trt"], "voc", root, "train", count=8, symmetric=True)
+    return out

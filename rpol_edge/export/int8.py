@@ -19,7 +19,14 @@ import numpy as np
 
 from rpol_edge.artifact import atomic_write
 from rpol_edge.data import read_dataset, sample_subset
-from rpol_edge.export.onnx_export import INPUT, ExportError, _set_metadata, onnx_batch_range, read_onnx_meta
+from rpol_edge.export.onnx_export import (
+    INPUT,
+    ExportError,
+    _set_metadata,
+    onnx_batch_range,
+    read_onnx_meta,
+    targets_for_opset,
+)
 from rpol_edge.loader import iterate_batches
 from rpol_edge.metadata import ModelMeta
 
@@ -145,10 +152,15 @@ def quantize_int8(
     count: int | None = None,
     symmetric: bool = False,
     recipe: Recipe | None = None,
+    trt_targets: tuple[str, ...] | None = None,
 ) -> ModelMeta:
     """Write an INT8 model next to the FP32 one, carrying the same metadata (precision int8, the
     recipe under ``extra['int8_recipe']``). ``symmetric`` picks `TRT_RECIPE` (the only form TensorRT
-    accepts for explicit quantization); otherwise ``recipe`` or `CPU_RECIPE`."""
+    accepts for explicit quantization); otherwise ``recipe`` or `CPU_RECIPE`.
+
+    The symmetric graph is a TensorRT source, so it must pass the static TensorRT check
+    (``trt_targets``, default: the targets recorded in the FP32 graph) before it is written.
+    """
     try:
         import onnx
         from onnxruntime.quantization import (
@@ -179,8 +191,10 @@ def quantize_int8(
             return None if batch is None else {INPUT: batch}
 
     scheme = "symmetric" if r.symmetric_activations else "asymmetric"
+    # The CPU (uint8) graph is not a TensorRT source: it does not inherit the FP32 graph's TRT claim.
+    extra = {k: v for k, v in meta.extra.items() if symmetric or k != "trt_targets"}
     written = meta.replace(
-        precision="int8", extra={**meta.extra, "int8_scheme": scheme, "int8_recipe": r.to_json()}
+        precision="int8", extra={**extra, "int8_scheme": scheme, "int8_recipe": r.to_json()}
     )
     types = {"u8": QuantType.QUInt8, "s8": QuantType.QInt8}
     methods = {
@@ -227,6 +241,12 @@ def quantize_int8(
         finally:
             pre.unlink(missing_ok=True)
         q = onnx.load(str(tmp))
+        if symmetric:
+            from rpol_edge.export.trt_compat import parse_targets, require_compatible
+
+            recorded = meta.extra.get("trt_targets", "")
+            targets = trt_targets or (parse_targets(recorded) if recorded else targets_for_opset(meta.opset))
+            require_compatible(q, targets, out_path.name)
         _set_metadata(q, written)
         onnx.save(q, str(tmp))
 

@@ -8,6 +8,7 @@ Input ``frames`` uint8 NHWC (batch fixed or dynamic); outputs ``score`` float32 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,14 +90,21 @@ def export_onnx(
     batch: tuple[int, int, int] | None = None,
     precision: str = "fp32",
     exporter: str = "legacy",
-    simplify: bool = False,
+    simplify: bool = True,
     weights: Path | None = None,
     frame: tuple[int, int, str] | None = None,
+    trt_targets: Sequence[str] | None = None,
 ) -> ModelMeta:
     """Write the fused graph to ``out_path``; ``batch`` (min, opt, max) with min == max fixes the
     batch dimension, anything else (or None) makes it dynamic. ``frame`` (W, H, bgr|rgb) makes the
     graph take raw W x H frames and resize, crop and reorder them itself (`FrameInput`).
-    Returns the metadata written."""
+    Returns the metadata written.
+
+    The graph must pass the static TensorRT check (:mod:`rpol_edge.export.trt_compat`) for
+    ``trt_targets`` (None: every claimed TensorRT version whose opset range holds the graph's
+    opset) or nothing is written. ``simplify`` (onnxslim) folds the shape arithmetic of
+    TF-"same" padding (INT64 ConstantOfShape, which TensorRT 8.6's matrix does not list) into
+    constants."""
     require_torch("ONNX export")
     import torch
 
@@ -141,7 +149,10 @@ def export_onnx(
         # The dynamo exporter may keep a newer opset when it cannot down-convert (e.g. Pad to 17):
         # record the opset the file really has.
         actual = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-        written = meta.replace(opset=int(actual))
+        targets = tuple(trt_targets) if trt_targets is not None else targets_for_opset(int(actual))
+        require_compatible(model, targets, f"{out_path.name} (opset {actual})")
+        extra = {**meta.extra, "trt_targets": ",".join(targets)}
+        written = meta.replace(opset=int(actual), extra=extra)
         _set_metadata(model, written)
         try:
             onnx.checker.check_model(model, full_check=True)
@@ -151,6 +162,22 @@ def export_onnx(
 
     atomic_write(out_path, write)
     return written
+
+
+def targets_for_opset(opset: int) -> tuple[str, ...]:
+    """The claimed TensorRT versions whose parsers take this opset (dynamo's 18 excludes 8.6)."""
+    from rpol_edge.export.trt_compat import TARGETS
+
+    found = tuple(v for v, t in TARGETS.items() if t.opset_min <= opset <= t.opset_max)
+    if not found:
+        raise ExportError(f"opset {opset} is outside every claimed TensorRT version's range")
+    return found
+
+
+def require_compatible(model, targets: Sequence[str], what: str) -> None:  # type: ignore[no-untyped-def]
+    from rpol_edge.export.trt_compat import require_compatible as check
+
+    check(model, targets, what)
 
 
 def _simplify(model):  # type: ignore[no-untyped-def]

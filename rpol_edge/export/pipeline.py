@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rpol_edge.export.formats import FORMATS
-from rpol_edge.export.onnx_export import ExportError, export_onnx
+from rpol_edge.export.onnx_export import ExportError, export_onnx, read_onnx_meta
 
 
 @dataclass
@@ -19,7 +19,10 @@ class ExportRequest:
     batch: tuple[int, int, int] = (1, 1, 1)
     opset: int | None = None
     exporter: str = "legacy"
-    simplify: bool = False
+    simplify: bool = True
+    trt_targets: tuple[str, ...] | None = None
+    """TensorRT versions every TensorRT-bound graph must pass the static check for (None: those
+    whose opset range holds the exported opset)."""
     weights: Path | None = None
     calib_data: str = ""
     calib_root: Path | None = None
@@ -48,6 +51,8 @@ class ExportRequest:
 @dataclass
 class ExportResult:
     files: dict[str, Path] = field(default_factory=dict)
+    trtexec: str = ""
+    """The trtexec command that builds and times the same engine (with --trt)."""
 
 
 def parse_batch(text: str) -> tuple[int, int, int]:
@@ -72,7 +77,7 @@ def run_export(req: ExportRequest) -> ExportResult:
         path = req.out_dir / FORMATS[fmt].filename
         export_onnx(
             req.model, path, opset=req.opset, batch=req.batch, precision=precision, exporter=req.exporter,
-            simplify=req.simplify, weights=req.weights, frame=frame,
+            simplify=req.simplify, weights=req.weights, frame=frame, trt_targets=req.trt_targets,
         )  # fmt: skip
         res.files[fmt] = path
         return path
@@ -84,7 +89,10 @@ def run_export(req: ExportRequest) -> ExportResult:
         # ONNX Runtime's CPU kernels want uint8 activations; TensorRT only takes symmetric int8.
         fmt = "onnx-int8-trt" if req.trt else "onnx-int8"
         path = req.out_dir / FORMATS[fmt].filename
-        quantize_int8(onnx_path, path, req.calib_data, req.calib_root, req.calib_split, symmetric=req.trt)
+        quantize_int8(
+            onnx_path, path, req.calib_data, req.calib_root, req.calib_split, symmetric=req.trt,
+            trt_targets=req.trt_targets,
+        )  # fmt: skip
         res.files[fmt] = path
     if req.fp16:
         onnx("onnx-fp16", "fp16")
@@ -107,4 +115,10 @@ def run_export(req: ExportRequest) -> ExportResult:
             timing_cache=req.out_dir / "timing.cache",
         )
         res.files["trt"] = engine
+        from rpol_edge.export.trtexec import trtexec_command
+
+        res.trtexec = trtexec_command(
+            source, read_onnx_meta(source).input_size, precision, tensorrt_version(), req.batch,
+            req.workspace_mb, timing_cache=req.out_dir / "timing.cache",
+        )  # fmt: skip
     return res

@@ -1,0 +1,92 @@
+"""The one benchmark: rows in their own processes, derived ratios, parity, outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("onnxruntime", reason="the ort rows need the ort extra")
+
+from rpol_edge import bench as b  # noqa: E402
+from tests.conftest import SAMPLE  # noqa: E402
+
+
+def test_spec_parsing(sample_onnx: Path) -> None:
+    s = b.parse_spec(f"{sample_onnx}@runtime=ort,threads=1,cuda-graph=true")
+    assert s.path == sample_onnx and s.options == {"runtime": "ort", "threads": "1", "cuda_graph": True}
+    assert s.runtime == "ort" and s.label == "model.onnx@runtime=ort,threads=1,cuda-graph=true"
+    with pytest.raises(ValueError, match="key=value"):
+        b.parse_spec(f"{sample_onnx}@fp16")
+    with pytest.raises(ValueError, match="no such file"):
+        b.parse_spec("missing.onnx")
+
+
+def test_fixed_batch_is_a_row_with_its_reason(variants: dict[str, Path]) -> None:
+    """A fixed-batch graph is not looped N times and called batch N: the row says why it is empty."""
+    spec = b.Spec("model", variants["fp32-static"], {"device": "cpu"}, "m")
+    row = b.run_row({"spec": spec, "label": "m", "batch": 4, "images": [], "iters": 1, "warmup": 0})
+    assert not row["available"] and "fixed at 1; export with --batch 1:4:8" in row["reason"]
+
+
+def test_bench_rows_ratios_parity_outputs(sample_model: Path, sample_onnx: Path, tmp_path: Path) -> None:
+    images = sorted((SAMPLE / "JPEGImages").iterdir())[:4]
+    cfg = b.BenchConfig(
+        specs=[b.parse_spec(str(sample_model)), b.parse_spec(str(sample_onnx)),
+               b.parse_spec(f"{sample_model}@precision=fp16")],
+        images=images, batches=[2], iters=2, warmup=1, device="cpu", threads=1, work_dir=tmp_path / "w",
+        eval_data="voc", eval_root=SAMPLE, eval_split="test",
+    )  # fmt: skip
+    rows = {r.label: r for r in b.run_bench(cfg)}
+    assert list(rows) == [
+        "reference (seed pipeline)", "bare backbone, torch", "bare backbone, ort",
+        "sample.rpol", "model.onnx", "sample.rpol@precision=fp16",
+    ]  # fmt: skip
+    fp16 = rows["sample.rpol@precision=fp16"]
+    assert not fp16.available and "needs --device cuda" in fp16.reason  # a row with its reason
+    for label, r in rows.items():
+        if not r.available:
+            continue
+        assert r.batch == 2 and r.iters == 2, label
+        assert set(r.ms) == {"pre", "infer", "post", "total"}, label
+        assert 0 < r.ms["infer"]["p50"] <= r.ms["infer"]["p90"] <= r.ms["infer"]["p99"], label
+        assert r.throughput > 0 and r.peak_rss_mb > 50 and r.speedup_vs_reference is not None, label
+    assert rows["reference (seed pipeline)"].speedup_vs_reference == 1.0
+    assert rows["bare backbone, ort"].artifact.endswith("sample.backbone.onnx")
+    # The fused graph's overhead is over the bare backbone of its own runtime.
+    onnx_row, ref = rows["model.onnx"], rows["reference (seed pipeline)"]
+    expected = onnx_row.ms["infer"]["p50"] / rows["bare backbone, ort"].ms["infer"]["p50"]
+    assert onnx_row.overhead_vs_backbone == pytest.approx(expected, rel=1e-2)
+    # Accuracy and parity with the reference on the 12 labelled sample test images.
+    for r in (ref, onnx_row, rows["sample.rpol"]):
+        assert r.accuracy["n_images"] == 12 and 0 <= r.accuracy["maxboxacc_v2_rpol"] <= 100
+    assert ref.parity == {"max_abs_score": 0.0, "boxes_identical": 12, "boxes_iou_090": 12, "n": 12}
+    assert onnx_row.parity["max_abs_score"] < 1e-3 and onnx_row.parity["boxes_iou_090"] >= 11
+    # The reference thresholds on the host as the seed does; the fused graph must agree with it.
+    assert onnx_row.accuracy["maxboxacc_v2"] == pytest.approx(ref.accuracy["maxboxacc_v2"], abs=8.34)
+    assert not list((tmp_path / "w").glob("maps_*.npz"))  # scratch maps cleaned up
+
+    all_rows = list(rows.values())
+    md = b.to_markdown(all_rows, "cmd")
+    assert "| reference (seed pipeline) | torch | fp32 | 2 |" in md and "n/a: InferenceError" in md
+    assert "MaxBoxAccV2 (RPOL)" in md
+    rec = b.record(all_rows, cfg, "rpol-edge bench ...")
+    b.write_json(tmp_path / "r.json", rec)
+    back = json.loads((tmp_path / "r.json").read_text())
+    assert back["machine"]["cpu_count"] == os.cpu_count() and len(back["rows"]) == 6
+    png = tmp_path / "p.png"
+    b.plot(all_rows, png, "test")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_bench_cli_errors_are_one_line(sample_onnx: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rpol_edge.cli import app
+
+    r = CliRunner().invoke(app, ["bench", str(sample_onnx), "--batch", "0"])
+    assert r.exit_code == 2 and "sizes must be >= 1" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["bench", f"{sample_onnx}@oops"])
+    assert r.exit_code == 2 and "key=value" in r.output
