@@ -76,7 +76,7 @@ class Check:
             traceback.print_exc()
             value = None
         else:
-            if value is not None:
+            if value is not None and not isinstance(value, np.ndarray):  # data stays out of the record
                 self.rec[name] = value
             self.rec["sections"][name] = f"ok in {time.perf_counter() - t:.1f} s"
         print(f"[{name}] {self.rec['sections'][name]}", flush=True)

@@ -73,7 +73,7 @@ def measure_in_process(
     """Run the pipeline on a fresh MP4 with ``rt`` (not yet entered); the summary and the stage model."""
     from rpol_edge.live.outputs import JsonlSink, Sink, VideoSink
     from rpol_edge.live.pipeline import run_live
-    from rpol_edge.live.sources import parse_source
+    from rpol_edge.live.source_registry import parse_source
 
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "in.mp4"

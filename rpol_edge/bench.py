@@ -196,6 +196,12 @@ def _reference_pipeline(spec: Spec) -> _Pipeline:
     std = np.asarray(meta.std, np.float32).reshape(1, 1, 1, 3)
     k = meta.input_size
 
+    # The seed thresholds at int(t * max) on the host. A model with a label-free operating point
+    # (issue 10) has no such t: its mask rule (e.g. the sign of the raw response) comes from the
+    # model's own map-to-mask step, so boxes stay comparable with every other row.
+    host_rule = meta.operating_point == "fixed"
+    last_mask: list[np.ndarray] = []
+
     @torch.inference_mode()
     def maps(x: np.ndarray) -> np.ndarray:
         f = loc.backbone(torch.from_numpy(x).to(device))
@@ -204,10 +210,14 @@ def _reference_pipeline(spec: Spec) -> _Pipeline:
         hi = a.amax(dim=(2, 3), keepdim=True)
         a = (a - lo) / (hi - lo).clamp_min(EPS)
         score = F.interpolate(a, size=(k, k), mode="bilinear", align_corners=True).clamp(0.0, 1.0)
+        if not host_rule:
+            last_mask[:] = [loc.localize(f)[1].cpu().numpy()]
         return score.cpu().numpy()  # the copy back synchronizes the device
 
     def host_mask(score: np.ndarray) -> np.ndarray:
         """int(score * 255), then cv2.threshold at int(t * max): the reference's host step."""
+        if not host_rule:
+            return last_mask[0]
         masks = np.empty(score.shape, np.uint8)
         for i in range(score.shape[0]):
             u8 = (score[i, 0] * 255.0).astype(np.uint8)
@@ -231,7 +241,8 @@ def _reference_pipeline(spec: Spec) -> _Pipeline:
     p.pre, p.infer, p.post = pre, infer, post
     p.outputs = lambda frames: Output(s := maps(_normalize(frames, mean, std)), host_mask(s))
     p.input_size, p.device, p.cuda = k, device.type, device.type == "cuda"
-    p.description = f"reference torch eager {device.type} fp32, host threshold"
+    rule = "host threshold" if host_rule else f"mask rule {meta.operating_point}"
+    p.description = f"reference torch eager {device.type} fp32, {rule}"
     return p
 
 
@@ -448,11 +459,13 @@ def plan_rows(cfg: BenchConfig) -> list[tuple[Spec, str]]:
     """Every (spec, label) to time: reference and bare backbones first, then the given specs."""
     from rpol_edge.runtimes import RUNTIMES, resolve_device
 
-    common: dict[str, Any] = {"device": resolve_device(RUNTIMES["torch"], cfg.device)}
-    if cfg.threads:
-        common["threads"] = cfg.threads
     rows: list[tuple[Spec, str]] = []
     rpol = next((s.path for s in cfg.specs if s.path.suffix == ".rpol"), None)
+    # Resolving "auto" for torch probes CUDA through torch: only when there are torch rows, so a
+    # bench of exported graphs alone never imports torch.
+    common: dict[str, Any] = {"device": resolve_device(RUNTIMES["torch"], cfg.device) if rpol else cfg.device}
+    if cfg.threads:
+        common["threads"] = cfg.threads
     if rpol is not None and cfg.reference:
         rows.append((Spec("reference", rpol, dict(common)), "reference (seed pipeline)"))
     if rpol is not None and cfg.backbone:
@@ -565,8 +578,9 @@ def _derive(rows: list[Row], maps: dict[int, Path]) -> None:
         path.unlink(missing_ok=True)
 
 
-def machine_record() -> dict[str, Any]:
-    """What the numbers were measured on (CPU, cores, GPU, versions)."""
+def machine_record(with_torch: bool = True) -> dict[str, Any]:
+    """What the numbers were measured on (CPU, cores, GPU, versions). ``with_torch=False`` when no
+    row ran on torch: importing it only to read its version would defeat a torch-free deployment."""
     rec: dict[str, Any] = {
         "platform": platform.platform(),
         "machine": platform.machine(),
@@ -574,6 +588,8 @@ def machine_record() -> dict[str, Any]:
         "python": platform.python_version(),
     }
     try:
+        if not with_torch:
+            raise ImportError
         import torch
 
         rec["torch"] = torch.__version__
@@ -699,7 +715,7 @@ def plot(rows: list[Row], path: Path, title: str = "") -> None:
 def record(rows: list[Row], cfg: BenchConfig, command: str) -> dict[str, Any]:
     return {
         "command": command,
-        "machine": machine_record(),
+        "machine": machine_record(any(r.runtime == "torch" for r in rows)),
         "images": len(cfg.images),
         "iters": cfg.iters,
         "warmup": cfg.warmup,
