@@ -15,15 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-KEYS = (
-    "n_images",
-    "operating_point",
-    "gt_known_loc",
-    "maxboxacc",
-    "maxboxacc_v2",
-    "maxboxacc_v2_rpol",
-    "best_threshold",
-)
+from rpol_edge.cli_support import METRIC_KEYS
+
+KEYS = METRIC_KEYS  # the columns `rpol-edge eval` prints
 
 
 def cli(*args: object) -> None:
