@@ -77,7 +77,9 @@ def child_bare(input_size: int, batch: int, seconds: float) -> dict[str, float]:
 
     bb = build_backbone(BackboneSpec("lite0"), input_size)
     model = bb.module.eval()
-    x = torch.rand(batch, 3, input_size, input_size)
+    # The fit's frames arrive as uint8 NHWC and are permuted, so the backbone sees a channels-last
+    # tensor (oneDNN runs it about 2x faster on this CPU than a contiguous NCHW one): time that layout.
+    x = torch.rand(batch, input_size, input_size, 3).permute(0, 3, 1, 2)
     times: list[float] = []
     with torch.inference_mode():
         for _ in range(2):

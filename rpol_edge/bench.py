@@ -354,7 +354,8 @@ def _eval(p: _Pipeline, eval_args: dict[str, Any], maps_out: Path | None) -> dic
     for b in iterate_batches(samples, resize, crop, batch_size=4, workers=0):
         out = p.outputs(b.frames)
         for i, t in enumerate(b.transforms):
-            acc.add(out.score[i, 0], t.boxes_to_input(b.samples[i].boxes))
+            # GT-known Loc scores the row's own mask: its operating point, as `eval` does.
+            acc.add(out.score[i, 0], t.boxes_to_input(b.samples[i].boxes), out.mask[i, 0])
         scores.append(out.score[:, :1].astype(np.float32))
         masks.append(out.mask[:, :1].astype(np.uint8))
     if maps_out is not None and scores:
