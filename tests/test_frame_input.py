@@ -108,12 +108,14 @@ def test_raw_frames_match_host_path(raw_onnx: Path, sample_onnx: Path) -> None:
     # With the label-free `sign` rule a box follows the zero crossing of the raw response, so the
     # <= 1 grey level of OpenCV's fixed-point resize can move one box of a dozen (seen: 11/12).
     assert agree.boxes_iou_090 >= len(frames) - 1 and agree.mean_abs_map < 0.01, agree
+    close = 0
     for i, ((_, t_host), (_, t_raw)) in enumerate(zip(host, graph, strict=True)):
         assert t_host == t_raw
         box_a = detect(a.score[i, 0], a.mask[i, 0], t_host).box
         box_b = detect(b.score[i, 0], b.mask[i, 0], t_raw).box
         assert box_a is not None and box_b is not None
-        assert iou_inclusive(np.array(box_a), np.array(box_b))[0, 0] >= 0.9
+        close += int(iou_inclusive(np.array(box_a), np.array(box_b))[0, 0] >= 0.9)
+    assert close >= len(frames) - 1  # in frame pixels, the same allowance as above
 
 
 def test_runtime_and_prepare_refuse_other_frames(raw_onnx: Path) -> None:

@@ -40,7 +40,10 @@ def test_workers_give_the_same_batches_in_order(tmp_path: Path) -> None:
 
 def test_ctrl_c_stops_the_pool_without_worker_tracebacks(tmp_path: Path) -> None:
     code = (
-        "import sys, time\n"
+        "import signal, sys, time\n"
+        # A shell that starts a job in the background (CI may) ignores SIGINT for it, and Python then
+        # keeps it ignored: restore the handler a terminal's foreground job has.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from pathlib import Path\n"
         "from rpol_edge.data import Sample, no_boxes\n"
         "from rpol_edge.loader import iterate_batches\n"
