@@ -51,8 +51,9 @@ class FeatureSums:
         """Accumulate a batch of feature maps (N, C, H, W); ``heads`` picks each image's class row."""
         f = features.detach().to(torch.float64)
         v = f.mean(dim=(2, 3)).cpu().numpy()
-        u = unit_features(f).mean(dim=(2, 3)).cpu().numpy()
-        norms = f.norm(dim=1).sum(dim=(1, 2)).cpu().numpy()
+        n = f.norm(dim=1, keepdim=True)  # once: the unit features and the plain-mean tau both need it
+        u = (f / n.clamp_min(EPS)).mean(dim=(2, 3)).cpu().numpy()
+        norms = n.sum(dim=(1, 2, 3)).cpu().numpy()
         idx = np.zeros(len(v), np.int64) if heads is None else heads.cpu().numpy().astype(np.int64)
         np.add.at(self.v_sum, idx, v)
         np.add.at(self.u_sum, idx, u)
