@@ -123,6 +123,9 @@ class _Pipeline:
     description = ""
     input_size = 0
     cuda = False
+    frame_size: tuple[int, int] | None = None
+    """(W, H) of a graph exported with ``--frame-size``: the photos are resized to it once, outside
+    the clock, as a camera of that size would send them."""
 
     def close(self) -> None:
         """Release sessions and buffers."""
@@ -135,8 +138,8 @@ def _normalize(frames: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndar
 
 
 def _model_pipeline(spec: Spec, batch: int) -> _Pipeline:
-    from rpol_edge.geometry import resize_crop
     from rpol_edge.predict import detect
+    from rpol_edge.prepare import prepare
     from rpol_edge.runtimes import infer_all, open_runtime
 
     opts = dict(spec.options)
@@ -154,8 +157,12 @@ def _model_pipeline(spec: Spec, batch: int) -> _Pipeline:
     p.device = str(getattr(rt, "device", "cpu"))
     p.cuda = "cuda" in p.device.lower() or rt.name == "trt"
 
+    if meta.raw_frames:
+        p.frame_size = (meta.frame_width, meta.frame_height)
+
     def pre(images: list[np.ndarray]) -> tuple[np.ndarray, list[Any]]:
-        prepped = [resize_crop(img, meta.resize_size, meta.input_size) for img in images]
+        # The shared step of `run` and `predict`: host resize + crop, or a pass-through for raw frames.
+        prepped = [prepare(img, meta, is_rgb=True) for img in images]
         return np.stack([f for f, _ in prepped]), [t for _, t in prepped]
 
     def infer(x: tuple[np.ndarray, list[Any]]) -> tuple[Any, list[Any]]:
@@ -172,14 +179,12 @@ def _model_pipeline(spec: Spec, batch: int) -> _Pipeline:
 
 
 def _reference_pipeline(spec: Spec) -> _Pipeline:
-    import cv2
     import torch
-    import torch.nn.functional as F
 
     from rpol_edge.artifact import ModelArtifact
+    from rpol_edge.boxes import threshold_mask, to_uint8_map
     from rpol_edge.build import build_localizer
     from rpol_edge.geometry import resize_crop
-    from rpol_edge.model import EPS
     from rpol_edge.predict import detect
     from rpol_edge.runtimes import Output
 
@@ -204,25 +209,19 @@ def _reference_pipeline(spec: Spec) -> _Pipeline:
 
     @torch.inference_mode()
     def maps(x: np.ndarray) -> np.ndarray:
-        f = loc.backbone(torch.from_numpy(x).to(device))
-        a = loc.activation(f)
-        lo = a.amin(dim=(2, 3), keepdim=True)
-        hi = a.amax(dim=(2, 3), keepdim=True)
-        a = (a - lo) / (hi - lo).clamp_min(EPS)
-        score = F.interpolate(a, size=(k, k), mode="bilinear", align_corners=True).clamp(0.0, 1.0)
+        # The model's own map step (w*, norm, clamp, min-max, upsampling): written once, in model.py.
+        score, mask = loc.localize(loc.backbone(torch.from_numpy(x).to(device)))
         if not host_rule:
-            last_mask[:] = [loc.localize(f)[1].cpu().numpy()]
+            last_mask[:] = [mask.cpu().numpy()]
         return score.cpu().numpy()  # the copy back synchronizes the device
 
     def host_mask(score: np.ndarray) -> np.ndarray:
-        """int(score * 255), then cv2.threshold at int(t * max): the reference's host step."""
+        """int(score * 255), then keep > int(t * max): the reference's host step (boxes.py)."""
         if not host_rule:
             return last_mask[0]
         masks = np.empty(score.shape, np.uint8)
         for i in range(score.shape[0]):
-            u8 = (score[i, 0] * 255.0).astype(np.uint8)
-            _, m = cv2.threshold(u8, int(meta.threshold * float(u8.max())), 1, cv2.THRESH_BINARY)
-            masks[i, 0] = m
+            masks[i, 0] = threshold_mask(to_uint8_map(score[i, 0]), meta.threshold)
         return masks
 
     def pre(images: list[np.ndarray]) -> tuple[np.ndarray, list[Any]]:
@@ -244,6 +243,20 @@ def _reference_pipeline(spec: Spec) -> _Pipeline:
     rule = "host threshold" if host_rule else f"mask rule {meta.operating_point}"
     p.description = f"reference torch eager {device.type} fp32, {rule}"
     return p
+
+
+def _backbone_onnx_fits(path: Path, batch: tuple[int, int, int]) -> bool:
+    """Whether a cached backbone graph takes every batch of ``batch`` (fixed 1, or symbolic)."""
+    from rpol_edge.export.onnx_props import input_dims
+
+    if not path.is_file():
+        return False
+    try:
+        first = input_dims(path, "x")[0]
+    except (OSError, ValueError, IndexError):
+        return False
+    symbolic = not (isinstance(first, int) and first > 0)
+    return symbolic if batch[2] > 1 else first == 1 or symbolic
 
 
 def export_backbone_onnx(model_path: Path, out_path: Path, batch: tuple[int, int, int]) -> Path:
@@ -394,6 +407,10 @@ def run_row(job: dict[str, Any]) -> dict[str, Any]:
         row.precision = p.precision if spec.kind != "backbone" else "fp32"
         row.device = p.device
         images = [load_rgb(Path(f)) for f in job["images"]]
+        if p.frame_size:
+            import cv2
+
+            images = [cv2.resize(img, p.frame_size, interpolation=cv2.INTER_AREA) for img in images]
         if p.cuda:
             import torch
 
@@ -423,7 +440,8 @@ def run_row(job: dict[str, Any]) -> dict[str, Any]:
             import torch
 
             row.peak_cuda_mb = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        if job.get("eval") and p.outputs is not None:
+        # Eval feeds K x K crops of the labelled split; a raw-frame graph takes whole frames.
+        if job.get("eval") and p.outputs is not None and not p.frame_size:
             row.accuracy = _eval(p, job["eval"], Path(job["maps"]) if job.get("maps") else None)
     except Exception as exc:
         row.available, row.reason = False, f"{exc.__class__.__name__}: {exc}".splitlines()[0]
@@ -494,9 +512,11 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     eval_args: dict[str, Any] | None = None
     planned = plan_rows(cfg)
     for spec, _ in planned:
-        if spec.kind == "backbone" and "onnx" in spec.options and not Path(spec.options["onnx"]).is_file():
+        if spec.kind == "backbone" and "onnx" in spec.options:
             batch = (1, 1, 1) if cfg.batches == [1] else (1, max(cfg.batches), max(cfg.batches))
-            export_backbone_onnx(spec.path, Path(spec.options["onnx"]), batch)
+            path = Path(spec.options["onnx"])
+            if not _backbone_onnx_fits(path, batch):  # a cached graph of an earlier --batch is refreshed
+                export_backbone_onnx(spec.path, path, batch)
     if cfg.eval_data and cfg.eval_root:
         from rpol_edge.inspect import read_meta
 
