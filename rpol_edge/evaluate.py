@@ -100,10 +100,11 @@ def evaluate(
             head = head_of(sample, rows)
             score = out.score[i, head]
             # GT-known Loc scores the model's own mask: the operating point a user of it gets.
-            acc.add(score, t.boxes_to_input(sample.boxes), out.mask[i, head])
+            # Top-k Loc shares those IoUs, so both metrics describe the same operating point.
+            largest, op_iou = acc.add(score, t.boxes_to_input(sample.boxes), out.mask[i, head])
             if topk is not None and ranked is not None:
                 hit = np.flatnonzero(ranked[i] == truth[sample.image_id])
-                topk.add(score, t.boxes_to_input(sample.boxes), int(hit[0]) if hit.size else None)
+                topk.add_ious(largest, op_iou, int(hit[0]) if hit.size else None)
             if save_maps is not None:
                 save_map(save_maps, sample.image_id, score)
         done += len(batch.frames) + len(batch.skipped)

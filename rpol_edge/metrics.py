@@ -205,8 +205,10 @@ class BoxAccuracy:
         score_map: npt.NDArray[np.generic],
         gt_boxes: npt.NDArray[np.generic],
         mask: npt.NDArray[np.generic] | None = None,
-    ) -> None:
-        """Count one image.
+    ) -> tuple[npt.NDArray[np.float64], float]:
+        """Count one image; returns its largest-contour IoU per threshold and its IoU at the
+        operating point, so Top-k Loc (:meth:`TopKLoc.add_ious`) reuses them instead of
+        finding the contours again.
 
         ``score_map`` is ``(H, W)`` in ``[0, 1]`` (the network input size,
         e.g. ``K x K``); ``gt_boxes`` is ``(M, 4)`` (or ``(4,)``) of
@@ -225,6 +227,7 @@ class BoxAccuracy:
             iou = float(iou_inclusive(largest_box(mask), gt).max()) if len(gt) else 0.0
         self.operating_correct += int(iou >= _V1_DELTA)
         self.n_images += 1
+        return largest, iou
 
     def merge(self, other: BoxAccuracy) -> None:
         """Add another accumulator's counts (e.g. a shard) into this one.

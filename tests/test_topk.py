@@ -89,7 +89,8 @@ def test_topk_loc_cli_on_raccoon_photos_matches_an_independent_count(
                     "--workers", "0", "--json", tmp_path / "r.json")  # fmt: skip
     assert code == 0, out
     r = json.loads((tmp_path / "r.json").read_text())
-    # Independently: per image, classifier rank of class 280 and GT-known correctness at the operating t.
+    # Independently: per image, classifier rank of class 280 and GT-known correctness at the model's
+    # operating point (its own mask, as GT-known Loc scores it).
     clf = load_classifier("lite0")
     samples = read_dataset("voc", SAMPLE, "test")
     top1 = top5 = 0
@@ -98,7 +99,8 @@ def test_topk_loc_cli_on_raccoon_photos_matches_an_independent_count(
             frame, t = resize_crop(load_rgb(s.path), rt.meta.resize_size, rt.meta.input_size)
             ranked = clf.topk(frame[None], 5)[0].tolist()
             one = BoxAccuracy(operating_threshold=rt.meta.threshold)
-            one.add(infer_all(rt, frame[None]).score[0, 0], t.boxes_to_input(s.boxes))
+            out = infer_all(rt, frame[None])
+            one.add(out.score[0, 0], t.boxes_to_input(s.boxes), out.mask[0, 0])
             box_ok = one.operating_correct == 1
             top1 += box_ok and ranked[0] == GREY_FOX
             top5 += box_ok and GREY_FOX in ranked
