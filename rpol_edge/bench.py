@@ -62,6 +62,14 @@ class Spec:
         return choose(self.path, str(self.options.get("runtime", "auto"))).name
 
 
+def _option_value(text: str) -> Any:
+    """``true``/``false`` -> bool, ``4`` -> int (runtimes take ``threads=4`` as a number), else the text."""
+    flag = {"true": True, "false": False}.get(text.lower())
+    if flag is not None:
+        return flag
+    return int(text) if text.isdigit() else text
+
+
 def parse_spec(text: str) -> Spec:
     """``exp/model.onnx`` or ``m.rpol@precision=fp16,device=cuda`` -> Spec(kind="model")."""
     path, _, opts = text.partition("@")
@@ -70,7 +78,7 @@ def parse_spec(text: str) -> Spec:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise ValueError(f"bench spec {text!r}: options are key=value, e.g. {path}@precision=fp16")
-        options[key.replace("-", "_")] = {"true": True, "false": False}.get(value.lower(), value)
+        options[key.replace("-", "_")] = _option_value(value)
     if not Path(path).is_file():
         raise ValueError(f"bench spec {text!r}: no such file {path}")
     return Spec("model", Path(path), options, label=Path(path).name + (f"@{opts}" if opts else ""))
@@ -97,6 +105,13 @@ class Row:
     iters: int = 0
     speedup_vs_reference: float | None = None
     overhead_vs_backbone: float | None = None
+    speedup_vs_first: float | None = None
+    """Speed-up over the first given spec's row at the same batch (e.g. INT8 over FP32)."""
+    speedup_vs_first_range: list[float] = field(default_factory=list)
+    """[min, max] of the per-round speed-ups over the first spec when ``rounds`` > 1."""
+    rounds: int = 1
+    round_total_p50: list[float] = field(default_factory=list)
+    """Total p50 (ms) of each round's process, in round order."""
     accuracy: dict[str, float] = field(default_factory=dict)
     parity: dict[str, float] = field(default_factory=dict)
 
@@ -435,6 +450,7 @@ def run_row(job: dict[str, Any]) -> dict[str, Any]:
         row.ms["total"] = _quantiles(total)
         row.throughput = round(batch / float(np.median(total)), 2)
         row.iters = iters
+        row.round_total_p50 = [row.ms["total"]["p50"]]
         row.peak_rss_mb = peak_rss_mb()
         if p.cuda and spec.runtime != "ort":
             import torch
@@ -447,7 +463,43 @@ def run_row(job: dict[str, Any]) -> dict[str, Any]:
         row.available, row.reason = False, f"{exc.__class__.__name__}: {exc}".splitlines()[0]
     finally:
         p.close()
-    return row.to_dict()
+    data = row.to_dict()
+    if row.available:
+        data[_SAMPLES] = {s: [round(t, 7) for t in v] for s, v in times.items()}
+    return data
+
+
+_SAMPLES = "_samples"
+"""Key of a child's raw per-stage times (s), pooled over rounds by the parent, never recorded."""
+
+
+def merge_rounds(parts: list[dict[str, Any]]) -> Row:
+    """One Row from the same (row, batch) timed in several processes: quantiles of the pooled
+    samples, each round's own p50 kept (the speed-ups pair rounds, which ran side by side), peak
+    memory the highest seen, accuracy from the round that evaluated."""
+    bad = next((d for d in parts if not d["available"]), None)
+    if bad is not None:
+        return Row(**{k: v for k, v in bad.items() if k != _SAMPLES})
+    first = {k: v for k, v in parts[0].items() if k != _SAMPLES}
+    row = Row(**first)
+    if len(parts) == 1:
+        return row
+    pooled: dict[str, list[float]] = {s: [] for s in STAGES}
+    for d in parts:
+        for s in STAGES:
+            pooled[s] += d[_SAMPLES][s]
+    total = [a + b + c for a, b, c in zip(pooled["pre"], pooled["infer"], pooled["post"], strict=True)]
+    row.ms = {s: _quantiles(v) for s, v in pooled.items()}
+    row.ms["total"] = _quantiles(total)
+    row.throughput = round(row.batch / float(np.median(total)), 2)
+    row.iters = sum(int(d["iters"]) for d in parts)
+    row.rounds = len(parts)
+    row.round_total_p50 = [float(d["ms"]["total"]["p50"]) for d in parts]
+    row.peak_rss_mb = max(float(d["peak_rss_mb"]) for d in parts)
+    cuda = [d["peak_cuda_mb"] for d in parts if d.get("peak_cuda_mb") is not None]
+    row.peak_cuda_mb = max(cuda) if cuda else None
+    row.accuracy = next((d["accuracy"] for d in parts if d["accuracy"]), {})
+    return row
 
 
 # ----------------------------------------------------------------------------- in the parent
@@ -468,6 +520,9 @@ class BenchConfig:
     eval_data: str = ""
     eval_root: Path | None = None
     eval_split: str = "test"
+    rounds: int = 1
+    """Every row is timed this many times, each time in a new process, rows interleaved (order
+    reversed every other round) so a machine that drifts hits all rows alike."""
 
 
 def _size_mb(path: Path) -> float:
@@ -525,39 +580,59 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
             "data": cfg.eval_data, "root": str(cfg.eval_root), "split": cfg.eval_split,
             "threshold": meta.threshold, "resize": meta.resize_size,
         }  # fmt: skip
+    ctx = get_context("spawn")
+    parts: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for r in range(max(1, cfg.rounds)):
+        order = list(enumerate(planned))
+        for i, (spec, label) in order[::-1] if r % 2 else order:
+            for n in cfg.batches:
+                if progress:
+                    progress(
+                        f"{label} batch {n}" + (f", round {r + 1}/{cfg.rounds}" if cfg.rounds > 1 else "")
+                    )
+                first_pass = r == 0 and n == cfg.batches[0]
+                evaluate = eval_args is not None and first_pass and spec.kind != "backbone"
+                scratch = cfg.work_dir / f"maps_{i}_{n}.npz"
+                job: dict[str, Any] = {
+                    "spec": spec, "label": label, "batch": n, "images": [str(p) for p in cfg.images],
+                    "iters": cfg.iters, "warmup": cfg.warmup, "eval": eval_args if evaluate else None,
+                    "maps": str(scratch) if evaluate else None,
+                }  # fmt: skip
+                with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+                    parts.setdefault((i, n), []).append(pool.submit(run_row, job).result())
     rows: list[Row] = []
     maps: dict[int, Path] = {}
-    ctx = get_context("spawn")
-    for spec, label in planned:
+    for i, (spec, _) in enumerate(planned):
         for n in cfg.batches:
-            if progress:
-                progress(f"{label} batch {n}")
-            evaluate = eval_args is not None and n == cfg.batches[0] and spec.kind != "backbone"
-            scratch = cfg.work_dir / f"maps_{len(rows)}.npz"
-            job: dict[str, Any] = {
-                "spec": spec, "label": label, "batch": n, "images": [str(p) for p in cfg.images],
-                "iters": cfg.iters, "warmup": cfg.warmup, "eval": eval_args if evaluate else None,
-                "maps": str(scratch) if evaluate else None,
-            }  # fmt: skip
-            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-                data = pool.submit(run_row, job).result()
-            row = Row(**data)
+            row = merge_rounds(parts[(i, n)])
             art = (
                 Path(spec.options["onnx"])
                 if spec.kind == "backbone" and "onnx" in spec.options
                 else spec.path
             )
             row.artifact, row.artifact_mb = str(art), _size_mb(art)
-            if evaluate and row.available and scratch.is_file():
+            scratch = cfg.work_dir / f"maps_{i}_{n}.npz"
+            if row.available and scratch.is_file():
                 maps[len(rows)] = scratch
             rows.append(row)
-    _derive(rows, maps)
+    first = next((label for spec, label in planned if spec.kind == "model"), None)
+    _derive(rows, maps, first)
     return rows
 
 
-def _derive(rows: list[Row], maps: dict[int, Path]) -> None:
-    """Speed-up over the reference and overhead over the bare backbone of the same runtime (same
-    batch, p50 totals and p50 inference), and parity of every evaluated row with the reference."""
+def paired_speedup(base: Row, row: Row) -> tuple[float, list[float]]:
+    """Median over rounds of base/row total p50 (round k against round k: they ran side by side),
+    and [min, max] of those ratios when there is more than one round."""
+    ratios = [b / r for b, r in zip(base.round_total_p50, row.round_total_p50, strict=False) if r > 0]
+    if len(ratios) < 2:
+        return round(base.ms["total"]["p50"] / row.ms["total"]["p50"], 3), []
+    return round(float(np.median(ratios)), 3), [round(min(ratios), 3), round(max(ratios), 3)]
+
+
+def _derive(rows: list[Row], maps: dict[int, Path], first: str | None = None) -> None:
+    """Speed-up over the reference and over the first spec's row (``first``: its label), overhead
+    over the bare backbone of the same runtime (same batch, p50 totals and p50 inference), and
+    parity of every evaluated row with the reference."""
     from rpol_edge.compare import agreement
     from rpol_edge.runtimes import Output
 
@@ -582,7 +657,10 @@ def _derive(rows: list[Row], maps: dict[int, Path]) -> None:
             continue
         base = find("reference", None, r.batch)
         if base is not None:
-            r.speedup_vs_reference = round(base.ms["total"]["p50"] / r.ms["total"]["p50"], 3)
+            r.speedup_vs_reference = paired_speedup(base, r)[0]
+        lead = next((x for x in rows if x.label == first and x.batch == r.batch and x.available), None)
+        if lead is not None and r.kind == "model" and lead is not r:
+            r.speedup_vs_first, r.speedup_vs_first_range = paired_speedup(lead, r)
         floor = find("backbone", r.runtime, r.batch)
         if floor is not None and r.kind != "backbone":
             r.overhead_vs_backbone = round(r.ms["infer"]["p50"] / floor.ms["infer"]["p50"], 3)
@@ -633,15 +711,23 @@ def _fmt(v: float | None, spec: str = ".2f", suffix: str = "") -> str:
 
 COLUMNS = (
     "row", "runtime", "prec", "batch", "pre p50", "infer p50", "infer p90", "infer p99", "post p50",
-    "total p50", "img/s", "vs ref", "vs backbone", "MB", "peak MB",
+    "total p50", "img/s", "vs ref", "vs 1st", "vs backbone", "MB", "peak MB",
 )  # fmt: skip
+
+
+def _vs_first(r: Row) -> str:
+    text = _fmt(r.speedup_vs_first, ".2f", "x")
+    if r.speedup_vs_first_range:
+        lo, hi = r.speedup_vs_first_range
+        text += f" ({lo:.2f}-{hi:.2f})"
+    return text
 
 
 def table_rows(rows: list[Row]) -> list[list[str]]:
     out = []
     for r in rows:
         if not r.available:
-            out.append([r.label, r.runtime, r.precision, str(r.batch), f"n/a: {r.reason}"] + [""] * 10)
+            out.append([r.label, r.runtime, r.precision, str(r.batch), f"n/a: {r.reason}"] + [""] * 11)
             continue
         peak = r.peak_cuda_mb if r.peak_cuda_mb is not None else r.peak_rss_mb
         out.append(
@@ -649,7 +735,7 @@ def table_rows(rows: list[Row]) -> list[list[str]]:
                 r.label, r.runtime, r.precision, str(r.batch),
                 _fmt(r.ms["pre"]["p50"]), _fmt(r.ms["infer"]["p50"]), _fmt(r.ms["infer"]["p90"]),
                 _fmt(r.ms["infer"]["p99"]), _fmt(r.ms["post"]["p50"]), _fmt(r.ms["total"]["p50"]),
-                _fmt(r.throughput, ".1f"), _fmt(r.speedup_vs_reference, ".2f", "x"),
+                _fmt(r.throughput, ".1f"), _fmt(r.speedup_vs_reference, ".2f", "x"), _vs_first(r),
                 _fmt(r.overhead_vs_backbone, ".2f", "x"), _fmt(r.artifact_mb, ".2f"),
                 f"{peak:.0f}" + (" cuda" if r.peak_cuda_mb is not None else " rss"),
             ]
@@ -686,7 +772,17 @@ def to_markdown(rows: list[Row], header: str = "") -> str:
         return "\n".join(lines + ["| " + " | ".join(c.replace("|", "/") for c in b) + " |" for b in body])
 
     parts = [header] if header else []
-    parts.append("Latency in ms per batch (p50/p90/p99), throughput in images/s.\n")
+    rounds = max((r.rounds for r in rows), default=1)
+    parts.append(
+        "Latency in ms per batch (p50/p90/p99), throughput in images/s."
+        + (
+            f" {rounds} rounds, one process per row and round, rows interleaved; quantiles over the"
+            " pooled rounds; speed-ups are the median of the per-round ratios (min-max in brackets)."
+            if rounds > 1
+            else ""
+        )
+        + "\n"
+    )
     parts.append(md(COLUMNS, table_rows(rows)))
     acc = accuracy_rows(rows)
     if acc:
@@ -741,6 +837,7 @@ def record(rows: list[Row], cfg: BenchConfig, command: str) -> dict[str, Any]:
         "iters": cfg.iters,
         "warmup": cfg.warmup,
         "batches": cfg.batches,
+        "rounds": cfg.rounds,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rows": [r.to_dict() for r in rows],
     }

@@ -369,6 +369,9 @@ def bench(
     markdown: Annotated[Path | None, typer.Option(help="write the tables as Markdown here")] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot", help="PNG: p50 ms per row/batch/stage")] = None,
     cuda_graph: CudaGraph = None,
+    rounds: Annotated[
+        int, typer.Option(help="time every row this many times, a new process each, rows interleaved")
+    ] = 1,
 ) -> None:
     """The one benchmark: each runtime x precision x batch in its own process, against the seed's
     reference pipeline and the bare backbone; p50/p90/p99 per stage, throughput, size, peak memory."""
@@ -388,6 +391,8 @@ def bench(
             raise ValueError(f"--batch {batch!r}: give sizes like 1,4") from None
         if not batches or min(batches) < 1:
             raise ValueError(f"--batch {batch!r}: sizes must be >= 1")
+        if rounds < 1:
+            raise ValueError(f"--rounds {rounds}: give 1 or more")
         if bool(eval_data) != bool(eval_root):
             raise ValueError("--eval-data and --eval-root go together")
         for path in (json_out, markdown, plot_out):
@@ -401,10 +406,14 @@ def bench(
             specs=specs, images=files, batches=batches, iters=iters,
             warmup=warmup, device=device, threads=threads, reference=reference, backbone=backbone,
             work_dir=work_dir, eval_data=eval_data, eval_root=eval_root, eval_split=eval_split,
+            rounds=rounds,
         )  # fmt: skip
         with err.status("benchmark...") as status:
             rows = b.run_bench(cfg, lambda what: status.update(f"timing {what} (own process)..."))
-        title = "ms per batch; img/s; vs ref = speed-up over it; vs backbone = infer time over the bare one"
+        title = (
+            "ms per batch; img/s; vs ref / vs 1st = speed-up over the reference / the first model given;"
+            " vs backbone = infer time over the bare one"
+        )
         table = Table(*b.COLUMNS, title=title)
         for r in b.table_rows(rows):
             table.add_row(*r)

@@ -24,7 +24,20 @@ from rpol_edge.operating_point import (
 
 EPS = 1e-12
 
-__all__ = ["EPS", "Localizer", "threshold_cuts"]
+__all__ = ["EPS", "Localizer", "channel_constant", "threshold_cuts"]
+
+
+def channel_constant(values: tuple[float, float, float]) -> torch.Tensor:
+    """Per-channel normalization constants: a scalar when all three are equal (Lite0's 0.5/0.5),
+    else (1, 3, 1, 1).
+
+    Why a scalar: ONNX Runtime runs quantized convolutions in NHWC and moves the input Transpose
+    below the normalization, where a (1, 3, 1, 1) constant broadcasts over an innermost axis of 3.
+    Measured on the INT8 Lite0@448 graph (2 threads, batch 1): Sub and Div 1.2 ms each that way,
+    0.13 ms with a scalar; 13.3 -> 11.1 ms in all. The arithmetic is the same, bit for bit.
+    """
+    t = torch.tensor(values, dtype=torch.float32)
+    return t[0].clone() if bool((t == t[0]).all()) else t.view(1, 3, 1, 1)
 
 
 class Localizer(nn.Module):
@@ -59,8 +72,8 @@ class Localizer(nn.Module):
         self.head.requires_grad_(False)
         self.normalize_by_norm = head == "rpol"
         # Scaled by 255 so the uint8 -> float conversion needs no separate division.
-        self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
-        self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("pixel_mean", channel_constant(mean) * 255.0)
+        self.register_buffer("pixel_std", channel_constant(std) * 255.0)
         self.operating_point = operating_point or OperatingPoint("fixed", threshold)
         self.register_buffer("cut_table", threshold_cuts(self.operating_point.threshold))
         self.input_size = int(input_size)

@@ -16,7 +16,7 @@ from tests.conftest import SAMPLE  # noqa: E402
 
 def test_spec_parsing(sample_onnx: Path) -> None:
     s = b.parse_spec(f"{sample_onnx}@runtime=ort,threads=1,cuda-graph=true")
-    assert s.path == sample_onnx and s.options == {"runtime": "ort", "threads": "1", "cuda_graph": True}
+    assert s.path == sample_onnx and s.options == {"runtime": "ort", "threads": 1, "cuda_graph": True}
     assert s.runtime == "ort" and s.label == "model.onnx@runtime=ort,threads=1,cuda-graph=true"
     with pytest.raises(ValueError, match="key=value"):
         b.parse_spec(f"{sample_onnx}@fp16")
@@ -90,3 +90,47 @@ def test_bench_cli_errors_are_one_line(sample_onnx: Path) -> None:
     assert r.exit_code == 2 and "sizes must be >= 1" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["bench", f"{sample_onnx}@oops"])
     assert r.exit_code == 2 and "key=value" in r.output
+
+
+def _part(p50_total: float, samples: list[float], available: bool = True) -> dict:
+    """A child's record as run_row returns it: pre/post 0, infer = the given samples (s)."""
+    row = b.Row("m", "model", "ort", "fp32", 1, available=available, reason="" if available else "boom")
+    d = row.to_dict()
+    if available:
+        d["ms"] = {"total": {"p50": p50_total}}
+        d["iters"], d["peak_rss_mb"] = len(samples), 100.0 + p50_total
+        d[b._SAMPLES] = {"pre": [0.0] * len(samples), "infer": samples, "post": [0.0] * len(samples)}
+    return d
+
+
+def test_rounds_pool_samples_and_pair_speedups() -> None:
+    """Quantiles come from all rounds' samples; speed-ups pair round k with round k."""
+    merged = b.merge_rounds([_part(10.0, [0.010, 0.012]), _part(20.0, [0.020, 0.030])])
+    assert merged.rounds == 2 and merged.iters == 4 and merged.round_total_p50 == [10.0, 20.0]
+    assert merged.ms["infer"]["p50"] == pytest.approx(16.0)  # median of 10, 12, 20, 30 ms
+    assert merged.ms["total"]["p50"] == pytest.approx(16.0) and merged.peak_rss_mb == 120.0
+    assert b._SAMPLES not in merged.to_dict()
+    assert not b.merge_rounds([_part(10.0, [0.01]), _part(0.0, [], available=False)]).available
+    base = b.Row("a", "model", "ort", "fp32", 1, ms={"total": {"p50": 30.0}}, round_total_p50=[20.0, 40.0, 30.0])
+    fast = b.Row("b", "model", "ort", "int8", 1, ms={"total": {"p50": 15.0}}, round_total_p50=[10.0, 25.0, 10.0])
+    # Per round 2.0, 1.6, 3.0: median 2.0 (the pooled p50s would say 2.0 too, by chance), range 1.6-3.0.
+    assert b.paired_speedup(base, fast) == (2.0, [1.6, 3.0])
+    one = b.Row("c", "model", "ort", "int8", 1, ms={"total": {"p50": 12.0}}, round_total_p50=[12.0])
+    assert b.paired_speedup(base, one) == (2.5, [])
+
+
+def test_bench_rounds_run_each_row_in_new_processes(sample_onnx: Path, tmp_path: Path) -> None:
+    images = sorted((SAMPLE / "JPEGImages").iterdir())[:2]
+    cfg = b.BenchConfig(
+        specs=[b.parse_spec(str(sample_onnx)), b.parse_spec(f"{sample_onnx}@threads=1")],
+        images=images, iters=3, warmup=1, device="cpu", reference=False, backbone=False,
+        work_dir=tmp_path / "w", rounds=2,
+    )  # fmt: skip
+    first, second = b.run_bench(cfg)
+    for r in (first, second):
+        assert r.available and r.rounds == 2 and r.iters == 6 and len(r.round_total_p50) == 2
+    assert first.speedup_vs_first is None and second.speedup_vs_first is not None
+    lo, hi = second.speedup_vs_first_range
+    assert lo <= second.speedup_vs_first <= hi
+    md = b.to_markdown([first, second])
+    assert "2 rounds" in md and f"{second.speedup_vs_first:.2f}x ({lo:.2f}-{hi:.2f})" in md
