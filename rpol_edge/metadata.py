@@ -48,6 +48,8 @@ class OperatingPoint:
             "otsu": "Otsu per image (label-free)",
             "fraction": f"top {self.fraction:.1%} of each map (label-free, share of ||f|| > tau)",
         }[self.rule]
+
+
 TAU_MODES = ("joint", "mean")
 
 

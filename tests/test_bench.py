@@ -111,8 +111,12 @@ def test_rounds_pool_samples_and_pair_speedups() -> None:
     assert merged.ms["total"]["p50"] == pytest.approx(16.0) and merged.peak_rss_mb == 120.0
     assert b._SAMPLES not in merged.to_dict()
     assert not b.merge_rounds([_part(10.0, [0.01]), _part(0.0, [], available=False)]).available
-    base = b.Row("a", "model", "ort", "fp32", 1, ms={"total": {"p50": 30.0}}, round_total_p50=[20.0, 40.0, 30.0])
-    fast = b.Row("b", "model", "ort", "int8", 1, ms={"total": {"p50": 15.0}}, round_total_p50=[10.0, 25.0, 10.0])
+    base = b.Row(
+        "a", "model", "ort", "fp32", 1, ms={"total": {"p50": 30.0}}, round_total_p50=[20.0, 40.0, 30.0]
+    )
+    fast = b.Row(
+        "b", "model", "ort", "int8", 1, ms={"total": {"p50": 15.0}}, round_total_p50=[10.0, 25.0, 10.0]
+    )
     # Per round 2.0, 1.6, 3.0: median 2.0 (the pooled p50s would say 2.0 too, by chance), range 1.6-3.0.
     assert b.paired_speedup(base, fast) == (2.0, [1.6, 3.0])
     one = b.Row("c", "model", "ort", "int8", 1, ms={"total": {"p50": 12.0}}, round_total_p50=[12.0])

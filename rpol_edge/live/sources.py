@@ -131,7 +131,6 @@ def check_network_uri(uri: str) -> None:
         raise SourceError(f"{uri}: no host name in the URL")
 
 
-
 # --- opening within a bound ----------------------------------------------------------------------
 
 

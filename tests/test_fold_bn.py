@@ -1,0 +1,99 @@
+"""BatchNorm folding: exact on the real Lite0 localizer, refused where a conv output has another reader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="folding is a torch-runtime feature (torch extra)")
+from torch import nn  # noqa: E402
+
+from rpol_edge.artifact import ModelArtifact  # noqa: E402
+from rpol_edge.build import build_localizer  # noqa: E402
+from rpol_edge.fold_bn import FoldError, conv_bn_pairs, fold_batchnorm  # noqa: E402
+from rpol_edge.images import load_rgb  # noqa: E402
+from rpol_edge.prepare import prepare  # noqa: E402
+from rpol_edge.runtimes import open_runtime  # noqa: E402
+from tests.conftest import SAMPLE  # noqa: E402
+
+
+def _frames(model: Path, n: int = 2) -> np.ndarray:
+    meta = ModelArtifact.load(model).meta
+    paths = sorted((SAMPLE / "JPEGImages").iterdir())[:n]
+    return np.stack([prepare(load_rgb(p), meta, is_rgb=True)[0] for p in paths])
+
+
+def test_folds_every_batchnorm_of_lite0_and_keeps_the_maps(sample_model: Path) -> None:
+    module = build_localizer(ModelArtifact.load(sample_model))
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in module.modules())
+    x = torch.from_numpy(_frames(sample_model))
+    with torch.inference_mode():
+        score0, mask0 = module(x)
+    folded = fold_batchnorm(module, lambda: module(x)[0])
+    assert n_bn == 49 and folded == 49  # stem, 16 blocks (2 or 3 each), head
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in module.modules())
+    assert sum(isinstance(m, nn.ReLU6) for m in module.modules()) == 33  # the activations stay
+    with torch.inference_mode():
+        score1, mask1 = module(x)
+    assert float((score1 - score0).abs().max()) < 1e-5
+    assert float((mask1 != mask0).float().mean()) < 1e-3
+
+
+class _Shared(nn.Module):
+    """conv -> bn, and the conv output also feeds the residual: folding the bn would change it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(3)
+        with torch.no_grad():
+            self.bn.running_mean.fill_(0.5)
+            self.bn.running_var.fill_(4.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+def test_refuses_a_conv_output_with_another_reader_and_restores_the_module() -> None:
+    torch.manual_seed(0)
+    m = _Shared().eval()
+    x = torch.randn(1, 3, 8, 8)
+    assert conv_bn_pairs(m, lambda: m(x)) == [("conv", "bn")]
+    with torch.inference_mode():
+        before = m(x)
+    with pytest.raises(FoldError, match="moved the output"):
+        fold_batchnorm(m, lambda: m(x))
+    assert isinstance(m.bn, nn.BatchNorm2d) and m.conv.bias is None
+    with torch.inference_mode():
+        assert torch.equal(m(x), before)
+    with pytest.raises(FoldError, match="eval mode"):
+        fold_batchnorm(m.train(), lambda: m(x))
+
+
+def test_torch_runtime_folded_matches_unfolded(sample_model: Path) -> None:
+    frames = _frames(sample_model, 3)
+    with open_runtime(sample_model, "torch", device="cpu", fold_bn=False) as plain:
+        a = plain.infer(frames)
+        assert plain.folded == 0
+    with open_runtime(sample_model, "torch", device="cpu") as rt:  # on by default
+        b = rt.infer(frames)
+        assert rt.folded == 49
+    assert float(np.abs(a.score - b.score).max()) < 1e-5
+
+
+@pytest.mark.gpu
+def test_cuda_defaults_fold_and_agree_with_cpu(sample_model: Path) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from rpol_edge.compare import agreement
+
+    frames = _frames(sample_model, 6)
+    with open_runtime(sample_model, "torch", device="cpu") as cpu:
+        ref = cpu.infer(frames)
+    with open_runtime(sample_model, "torch", device="cuda") as rt:
+        assert rt.folded == 49 and rt.description.endswith(" graph")
+        res = agreement(rt.infer(frames), ref)
+    assert res.max_abs_map < 1e-4 and res.boxes_iou_090 == len(frames), res
