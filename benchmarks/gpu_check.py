@@ -52,38 +52,23 @@ SPEEDUP_TARGET = 2.5
 PLAIN = {"cuda_graph": False, "fold_bn": False, "cudnn_benchmark": False}
 """The plain torch CUDA runtime the target is measured against: eager, as it was before graphs."""
 
+GRAPH = {**PLAIN, "cuda_graph": True}
 CONFIGS: dict[str, dict[str, Any]] = {
     "fp32_plain": {"precision": "fp32", **PLAIN},
-    "fp32_graph_only": {"precision": "fp32", **PLAIN, "cuda_graph": True},
-    "fp32_graph_benchmark": {"precision": "fp32", **PLAIN, "cuda_graph": True, "cudnn_benchmark": True},
-    "fp32_graph_fold": {"precision": "fp32", **PLAIN, "cuda_graph": True, "fold_bn": True},
-    "fp32_graph_fold_benchmark": {
-        "precision": "fp32",
-        "cuda_graph": True,
-        "fold_bn": True,
-        "cudnn_benchmark": True,
-    },
-    "fp32_eager_fold_benchmark": {
-        "precision": "fp32",
-        "cuda_graph": False,
-        "fold_bn": True,
-        "cudnn_benchmark": True,
-    },
+    "fp32_graph_only": {"precision": "fp32", **GRAPH},
+    "fp32_graph_benchmark": {"precision": "fp32", **GRAPH, "cudnn_benchmark": True},
+    "fp32_graph_fold": {"precision": "fp32", **GRAPH, "fold_bn": True},
+    "fp32_graph_fold_benchmark": {"precision": "fp32", **GRAPH, "fold_bn": True, "cudnn_benchmark": True},
     "fp16_plain": {"precision": "fp16", **PLAIN},
-    "fp16_graph_fold_benchmark": {
-        "precision": "fp16",
-        "cuda_graph": True,
-        "fold_bn": True,
-        "cudnn_benchmark": True,
-    },
+    "fp16_graph_fold": {"precision": "fp16", **GRAPH, "fold_bn": True},
 }
 """Name -> runtime options, every option spelled out (a later change of the runtime's defaults
 does not change what a name measured)."""
 
-DEFAULTS = {"fp32": "fp32_graph_fold_benchmark", "fp16": "fp16_graph_fold_benchmark"}
+DEFAULTS = {"fp32": "fp32_graph_fold", "fp16": "fp16_graph_fold"}
 """What ``open_runtime(model, device="cuda", precision=...)`` does with no other option."""
 
-PROFILE = ("fp32_plain", "fp32_eager_fold_benchmark", "fp16_plain")
+PROFILE = ("fp32_plain", "fp32_graph_fold", "fp16_graph_fold")
 """Configurations whose eager forward is profiled kernel by kernel (graphs replay the same kernels)."""
 
 
@@ -179,9 +164,9 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         t = time.perf_counter()
         rt.infer(frames[:1])  # the first call captures the batch-1 graph (and autotunes cuDNN)
         res["first_call_ms"] = round((time.perf_counter() - t) * 1e3, 1)
-        if job.get("outputs"):
-            out = run_batches(rt, frames, 8)
-            np.savez(job["outputs"], score=out.score, mask=out.mask)
+        if job.get("outputs"):  # batches of 8 (what parity compares) and of 1 (a second shape)
+            out, one = run_batches(rt, frames, 8), run_batches(rt, frames, 1)
+            np.savez(job["outputs"], score=out.score, mask=out.mask, score_b1=one.score, mask_b1=one.mask)
         if job.get("profile"):
             res["profile"] = profile(rt, frames[:1])
         else:
@@ -229,6 +214,17 @@ def spawn(job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
             raise RuntimeError(f"child rc={proc.returncode}: " + " | ".join(tail))
         return json.loads(out.read_text())
+
+
+def worst_images(a: Output, b: Output, k: int = 3) -> list[dict[str, Any]]:
+    """The ``k`` images whose maps differ most: index, max and mean |d score|, differing mask pixels."""
+    d = np.abs(a.score.astype(np.float64) - b.score.astype(np.float64)).reshape(len(a.score), -1)
+    order = np.argsort(-d.max(axis=1))[:k]
+    masks = (a.mask != b.mask).reshape(len(a.mask), -1).sum(axis=1)
+    return [
+        {"image": int(i), "max": float(d[i].max()), "mean": float(d[i].mean()), "mask_pixels": int(masks[i])}
+        for i in order
+    ]
 
 
 def paired(base: list[float], other: list[float]) -> dict[str, Any]:
@@ -354,9 +350,10 @@ def main() -> None:
     def parity() -> dict[str, Any]:
         from rpol_edge.runtimes import Output as Out
 
-        def load(name: str) -> Out:
+        def load(name: str, suffix: str = "") -> Out:
             with np.load(outputs[name]) as z:
-                return Out(z["score"], z["mask"])
+                key = "score" + suffix if "score" + suffix in z else "score"
+                return Out(z[key], z[key.replace("score", "mask")])
 
         pairs = [(n, "cpu_fp32") for n in names]
         pairs += [(n, "fp32_plain") for n in names if n.startswith("fp32") and n != "fp32_plain"]
@@ -364,7 +361,12 @@ def main() -> None:
         res = {}
         for a, b in pairs:
             if a in outputs and b in outputs:
-                res[f"{a}_vs_{b}"] = agreement(load(a), load(b)).to_dict()
+                x, y = load(a), load(b)
+                res[f"{a}_vs_{b}"] = {**agreement(x, y).to_dict(), "worst": worst_images(x, y)}
+        for n in names:  # the same configuration at batch 1: another shape, maybe other kernels
+            if n in outputs and "cpu_fp32" in outputs:
+                x, y = load(n, "_b1"), load("cpu_fp32")
+                res[f"{n}_batch1_vs_cpu_fp32"] = {**agreement(x, y).to_dict(), "worst": worst_images(x, y)}
         return res
 
     check.section("parity", parity)
@@ -432,9 +434,9 @@ def main() -> None:
             images = sorted((args.root / "JPEGImages").glob("*.jpg"))
             runs: dict[str, Any] = {}
             for label, opts, save in (
-                ("plain", PLAIN, False),
                 ("default", CONFIGS[DEFAULTS["fp32"]], False),
                 ("default_save", CONFIGS[DEFAULTS["fp32"]], True),
+                ("plain", PLAIN, False),
             ):
                 try:  # one run failing must not lose the others
                     rt = open_runtime(model_file, "torch", device=args.device, weights=args.weights, **opts)

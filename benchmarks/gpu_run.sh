@@ -12,6 +12,7 @@ OUT=${OUT:-out/gpu}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/nvidia_smi.csv"
 python3 -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__)'
 timeout 290 python3 benchmarks/gpu_check.py --model .gpu/raccoon.rpol --root .gpu/raccoon \
+  --configs fp32_plain,fp32_graph_fold,fp32_graph_fold_benchmark,fp16_plain,fp16_graph_fold \
   --out "$OUT/gpu_check.json" --budget-s 250 --rounds 2 || echo "gpu_check rc=$?"
 M=.gpu/raccoon.rpol
 timeout 170 python3 -m rpol_edge bench $M $M@cuda_graph=false,fold_bn=false,cudnn_benchmark=false \

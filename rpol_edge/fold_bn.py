@@ -14,7 +14,8 @@ folded module is checked against the original on the example input and refused i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -73,6 +74,11 @@ def fold_batchnorm(module: nn.Module, run: Callable[[], torch.Tensor | tuple[tor
     (with the module restored) when the outputs move by more than FOLD_TOL."""
     if module.training:
         raise FoldError("BatchNorm folding needs eval mode (training BatchNorm uses batch statistics)")
+    with exact_fp32():
+        return _fold_checked(module, run)
+
+
+def _fold_checked(module: nn.Module, run: Callable[[], torch.Tensor | tuple[torch.Tensor, ...]]) -> int:
     pairs = conv_bn_pairs(module, run)
     if not pairs:
         return 0
@@ -103,6 +109,18 @@ def fold_batchnorm(module: nn.Module, run: Callable[[], torch.Tensor | tuple[tor
             _set_submodule(module, bn_name, bn)
         raise FoldError(f"folding {len(saved)} BatchNorms moved the output by {moved:.2e} (> {FOLD_TOL:g})")
     return len(saved)
+
+
+@contextmanager
+def exact_fp32() -> Iterator[None]:
+    """TF32 off while folding is checked: on an H200 TF32 convolutions moved the maps by ~4e-3,
+    which would refuse every fold (the FP16 runtime leaves TF32 on for its FP32 head)."""
+    cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
 
 
 def _outputs(y: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
