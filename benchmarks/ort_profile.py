@@ -68,7 +68,8 @@ def main() -> None:
     ap.add_argument("--json-out", type=Path)
     args = ap.parse_args()
     rec = profile(args.model, args.threads, args.runs)
-    print(f"{args.model}: run p50 {rec['run_ms_p50']:.2f} ms, kernels {rec['kernel_ms_per_run']:.2f} ms per run")
+    p50, kernels = rec["run_ms_p50"], rec["kernel_ms_per_run"]
+    print(f"{args.model}: run p50 {p50:.2f} ms, kernels {kernels:.2f} ms per run")
     for op, v in list(rec["ops_ms_per_run"].items())[: args.top]:
         print(f"  {op:24s} {v:7.3f} ms")
     print("  slowest nodes:")

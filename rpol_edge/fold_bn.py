@@ -84,7 +84,7 @@ def _fold_checked(module: nn.Module, run: Callable[[], torch.Tensor | tuple[torc
         return 0
     with torch.inference_mode():
         before = _outputs(run())
-    saved: list[tuple[nn.Conv2d, nn.Parameter, nn.Parameter | None, str, nn.Module]] = []
+    saved: list[tuple[nn.Conv2d, torch.Tensor, torch.Tensor | None, str, nn.Module]] = []
     for conv_name, bn_name in pairs:
         conv: nn.Conv2d = module.get_submodule(conv_name)  # type: ignore[assignment]
         bn: nn.BatchNorm2d = module.get_submodule(bn_name)  # type: ignore[assignment]
@@ -104,9 +104,9 @@ def _fold_checked(module: nn.Module, run: Callable[[], torch.Tensor | tuple[torc
         (float((a.float() - b.float()).abs().max()) for a, b in zip(after, before, strict=True)), default=0.0
     )
     if moved > FOLD_TOL:
-        for conv, weight, bias, bn_name, bn in saved:
-            conv.weight, conv.bias = weight, bias
-            _set_submodule(module, bn_name, bn)
+        for conv, weight, bias, bn_name, original in saved:
+            conv.weight, conv.bias = weight, bias  # type: ignore[assignment]
+            _set_submodule(module, bn_name, original)
         raise FoldError(f"folding {len(saved)} BatchNorms moved the output by {moved:.2e} (> {FOLD_TOL:g})")
     return len(saved)
 

@@ -49,15 +49,28 @@ def test_commands_on_exported_graphs_never_import_torch(sample_onnx: Path, tmp_p
         (["eval", onnx, "--root", str(SAMPLE), "--workers", "1", "--json", str(out / "m.json")], 0),
         (["bench", onnx, "--iters", "2", "--warmup", "1"], 0),
         (["compare", onnx, onnx, "--root", str(SAMPLE), "--workers", "0"], 0),
-        (["run", onnx, "--source", str(SAMPLE / "JPEGImages"), "--max-frames", "3",
-          "--jsonl", str(out / "run.jsonl")], 0),
+        (
+            [
+                "run",
+                onnx,
+                "--source",
+                str(SAMPLE / "JPEGImages"),
+                "--max-frames",
+                "3",
+                "--jsonl",
+                str(out / "run.jsonl"),
+            ],
+            0,
+        ),
         (["eval", onnx, "--root", str(out / "no-such-root")], 2),  # the one-line error path
         (["info", str(out / "missing.engine")], 2),
     ]
     log_path = out / "log.json"
     proc = subprocess.run(
         [sys.executable, "-c", COMMANDS_CHILD, json.dumps([c for c, _ in commands]), str(log_path)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     log = json.loads(log_path.read_text())
@@ -73,13 +86,19 @@ def test_missing_torch_is_one_line_naming_the_extra(sample_model: Path, tmp_path
     absence is checked in the fresh environment below."""
     block = f"import sys\nfor m in {HEAVY!r}: sys.modules[m] = None\n"
     cases = [
-        (["fit", "--root", str(SAMPLE), "--data", "voc", "-o", str(tmp_path / "m.rpol")],
-         "error: rpol-edge fit needs PyTorch: pip install 'rpol-edge[torch]'"),
-        (["export", str(sample_model), "-o", str(tmp_path / "exp")],
-         "error: rpol-edge export needs PyTorch: pip install 'rpol-edge[torch]'"),
+        (
+            ["fit", "--root", str(SAMPLE), "--data", "voc", "-o", str(tmp_path / "m.rpol")],
+            "error: rpol-edge fit needs PyTorch: pip install 'rpol-edge[torch]'",
+        ),
+        (
+            ["export", str(sample_model), "-o", str(tmp_path / "exp")],
+            "error: rpol-edge export needs PyTorch: pip install 'rpol-edge[torch]'",
+        ),
         (["info", str(sample_model)], "pip install 'rpol-edge[torch]'"),
-        (["predict", str(sample_model), str(first_image()), "-o", str(tmp_path / "p")],
-         "error: runtime torch needs torch, timm: pip install 'rpol-edge[torch]'"),
+        (
+            ["predict", str(sample_model), str(first_image()), "-o", str(tmp_path / "p")],
+            "error: runtime torch needs torch, timm: pip install 'rpol-edge[torch]'",
+        ),
     ]
     for argv, expected in cases:
         code = block + f"from rpol_edge.cli import main\nsys.argv[1:] = {argv!r}\nmain()"
@@ -109,9 +128,21 @@ def test_onnx_fields_read_without_onnx_match_onnx(sample_onnx: Path, tmp_path: P
 
 def _pip(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
-         "--no-compile", "--disable-pip-version-check", *args],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "-q",
+            "--no-compile",
+            "--disable-pip-version-check",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -156,8 +187,14 @@ def bare_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _bare(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    return subprocess.run([str(venv / "bin" / "rpol-edge"), *args], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=venv.parent)
+    return subprocess.run(
+        [str(venv / "bin" / "rpol-edge"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=venv.parent,
+    )
 
 
 def write_mp4(path: Path, frames: int) -> None:

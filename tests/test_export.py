@@ -73,3 +73,19 @@ def test_int8_loses_at_most_two_points(symmetric: bool, sample_onnx: Path, tmp_p
         with open_runtime(path, "ort") as rt:
             scores[path] = evaluate(rt, "voc", root, "test", workers=0).metrics["maxboxacc_v2"]
     assert scores[q] >= scores[sample_onnx] - 2.0, scores
+
+
+def test_normalization_constants_are_scalars_when_the_channels_agree(sample_onnx: Path) -> None:
+    """ORT's NHWC INT8 path broadcasts a (1, 3, 1, 1) constant over an innermost axis of 3 (slow):
+    Lite0's 0.5/0.5 must reach the graph as scalars; per-channel statistics stay per channel."""
+    from onnx import numpy_helper
+
+    from rpol_edge.model import channel_constant
+
+    assert channel_constant((0.5, 0.5, 0.5)).shape == ()
+    assert channel_constant((0.485, 0.456, 0.406)).shape == (1, 3, 1, 1)
+    g = onnx.load(str(sample_onnx)).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    first_sub = next(n for n in g.node if n.op_type == "Sub")
+    consts = [inits[i] for i in first_sub.input if i in inits]
+    assert len(consts) == 1 and consts[0].shape == () and float(consts[0]) == 127.5

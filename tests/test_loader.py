@@ -58,7 +58,10 @@ def test_ctrl_c_stops_the_pool_without_worker_tracebacks(tmp_path: Path) -> None
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", code, *map(str, SAMPLE_IMAGES[:4])],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "batch"
