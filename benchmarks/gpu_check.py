@@ -59,8 +59,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "fp32_graph_benchmark": {"precision": "fp32", **GRAPH, "cudnn_benchmark": True},
     "fp32_graph_fold": {"precision": "fp32", **GRAPH, "fold_bn": True},
     "fp32_graph_fold_benchmark": {"precision": "fp32", **GRAPH, "fold_bn": True, "cudnn_benchmark": True},
+    "fp32_eager_fold_benchmark": {"precision": "fp32", **PLAIN, "fold_bn": True, "cudnn_benchmark": True},
     "fp16_plain": {"precision": "fp16", **PLAIN},
     "fp16_graph_fold": {"precision": "fp16", **GRAPH, "fold_bn": True},
+    "fp16_graph_fold_benchmark": {"precision": "fp16", **GRAPH, "fold_bn": True, "cudnn_benchmark": True},
 }
 """Name -> runtime options, every option spelled out (a later change of the runtime's defaults
 does not change what a name measured)."""
