@@ -38,7 +38,7 @@ class TorchRuntime(Runtime):
     ) -> None:
         """``cuda_graph``: None (default) is on for CUDA, off for the CPU; True on the CPU is
         ignored with a log line, like a capture that fails. ``fold_bn`` (default on): BatchNorm
-        folded into the convolutions at load time (`fold_bn`; maps move by ~3e-6; on an H200 it
+        folded into the convolutions at load time (rpol_edge/fold_bn.py; maps move by ~3e-6; on an H200 it
         took the FP32 CUDA graph from 2.32 to 1.42 ms). ``cudnn_benchmark`` (default off): cuDNN
         times its algorithms per shape and keeps the fastest; measured on an H200 it gained
         nothing at batch 1 and ~8 % at batch 8, and together with folding one test photo's map
