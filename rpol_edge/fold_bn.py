@@ -14,6 +14,8 @@ folded module is checked against the original on the example input and refused i
 
 from __future__ import annotations
 
+import collections
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -32,19 +34,28 @@ class FoldError(RuntimeError):
 
 def conv_bn_pairs(module: nn.Module, run: Callable[[], object]) -> list[tuple[str, str]]:
     """(conv name, BatchNorm name) pairs where the BatchNorm's input is the conv's output tensor,
-    found by one call of ``run`` (a forward of ``module``) with hooks."""
+    found by one call of ``run`` (a forward of ``module``) with hooks. A conv or BatchNorm module
+    that runs more than once in the forward (shared weights) is left out: one fold cannot serve
+    two call sites."""
     names = {m: n for n, m in module.named_modules()}
-    produced: dict[int, nn.Conv2d] = {}
-    pairs: list[tuple[str, str]] = []
+    # id -> (conv, weak reference): an id alone could be a freed conv output's, reused by Python
+    # for a later tensor that no conv produced.
+    produced: dict[int, tuple[nn.Conv2d, weakref.ref[torch.Tensor]]] = {}
+    found: list[tuple[nn.Module, nn.Module]] = []
+    calls: collections.Counter[nn.Module] = collections.Counter()
     handles = []
 
     def after_conv(conv: nn.Module, _inp: object, out: torch.Tensor) -> None:
-        produced[id(out)] = conv  # type: ignore[assignment]
+        calls[conv] += 1
+        produced[id(out)] = (conv, weakref.ref(out))  # type: ignore[assignment]
 
     def before_bn(bn: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
-        conv = produced.get(id(inp[0]))
-        if conv is not None and isinstance(bn, nn.BatchNorm2d) and conv.out_channels == bn.num_features:
-            pairs.append((names[conv], names[bn]))
+        calls[bn] += 1
+        conv, ref = produced.get(id(inp[0]), (None, None))
+        if conv is None or ref is None or ref() is not inp[0]:
+            return
+        if isinstance(bn, nn.BatchNorm2d) and conv.out_channels == bn.num_features:
+            found.append((conv, bn))
 
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
@@ -57,7 +68,7 @@ def conv_bn_pairs(module: nn.Module, run: Callable[[], object]) -> list[tuple[st
     finally:
         for h in handles:
             h.remove()
-    return pairs
+    return [(names[c], names[b]) for c, b in found if calls[c] == 1 and calls[b] == 1]
 
 
 def _after_norm(bn: nn.BatchNorm2d) -> nn.Module:

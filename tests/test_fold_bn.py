@@ -97,3 +97,35 @@ def test_cuda_defaults_fold_and_agree_with_cpu(sample_model: Path) -> None:
         assert rt.folded == 49 and rt.description.endswith(" graph")
         res = agreement(rt.infer(frames), ref)
     assert res.max_abs_map < 1e-4 and res.boxes_iou_090 == len(frames), res
+
+
+class _Reused(nn.Module):
+    """One conv -> bn pair applied twice (shared weights): folding it once would serve neither call
+    site alone, so it is left as it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+        self.other = nn.Conv2d(3, 3, 1)
+        self.bn_other = nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn_other(self.other(self.bn(self.conv(self.bn(self.conv(x))))))
+
+
+def test_a_pair_used_twice_is_not_folded_the_others_are() -> None:
+    torch.manual_seed(0)
+    m = _Reused().eval()
+    with torch.no_grad():
+        for bn in (m.bn, m.bn_other):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.inference_mode():
+        before = m(x)
+    assert conv_bn_pairs(m, lambda: m(x)) == [("other", "bn_other")]
+    assert fold_batchnorm(m, lambda: m(x)) == 1
+    assert isinstance(m.bn, nn.BatchNorm2d) and isinstance(m.bn_other, nn.Identity)
+    with torch.inference_mode():
+        assert float((m(x) - before).abs().max()) < 1e-5
