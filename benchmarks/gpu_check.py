@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from rpol_edge.artifact import write_text_atomic
+from rpol_edge.bench import interleaved, paired_ratio
 from rpol_edge.compare import agreement, dataset_frames
 from rpol_edge.inspect import read_meta
 from rpol_edge.runtimes import Output, Runtime, open_runtime
@@ -229,18 +230,6 @@ def worst_images(a: Output, b: Output, k: int = 3) -> list[dict[str, Any]]:
     ]
 
 
-def paired(base: list[float], other: list[float]) -> dict[str, Any]:
-    """base/other per round (round k ran next to round k): median and [min, max]."""
-    ratios = [b / o for b, o in zip(base, other, strict=False) if o > 0]
-    if not ratios:
-        return {}
-    return {
-        "speedup": round(float(np.median(ratios)), 2),
-        "range": [round(min(ratios), 2), round(max(ratios), 2)],
-        "per_round": [round(r, 2) for r in ratios],
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", type=Path, help="raccoon data (VOC layout)")
@@ -331,9 +320,10 @@ def main() -> None:
 
     check.section("cpu_fp32_reference", reference)
 
-    timings: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    timings: dict[str, dict[int, dict[str, Any]]] = {n: {} for n in names}
+    """name -> round -> the child's result (a round that failed is absent, not shifted)."""
     for r in range(max(1, args.rounds)):
-        for name in names[::-1] if r % 2 else names:
+        for name in interleaved(names, r):
 
             def config_section(name: str = name, r: int = r) -> dict[str, Any]:
                 path = scratch / f"{name}.npz"
@@ -343,7 +333,7 @@ def main() -> None:
                 res = spawn(job, timeout_s=120)
                 if r == 0:
                     outputs[name] = path
-                timings[name].append(res)
+                timings[name][r] = res
                 rec.setdefault("configs_measured", {}).setdefault(name, []).append(res)
                 return {"round": r + 1, "p50_ms": [x["ms_p50"] for x in res["latency"]]}
 
@@ -378,13 +368,17 @@ def main() -> None:
         res: dict[str, Any] = {}
         if not timings.get("fp32_plain"):
             return res
+        plain = timings["fp32_plain"]
         for i, b in enumerate((1, 8)):
-            base = [t["latency"][i]["ms_p50"] for t in timings["fp32_plain"]]
             for name in names:
-                runs = [t["latency"][i]["ms_p50"] for t in timings[name]]
-                if runs and name != "fp32_plain":
+                both = sorted(set(plain) & set(timings[name]))  # rounds that both completed
+                base = [plain[r]["latency"][i]["ms_p50"] for r in both]
+                runs = [timings[name][r]["latency"][i]["ms_p50"] for r in both]
+                ratio = paired_ratio(base, runs)
+                if ratio is not None and name != "fp32_plain":
                     res[f"{name}_batch{b}"] = {
-                        "plain_ms_p50": base, "ms_p50": runs, **paired(base, runs),
+                        "rounds": [r + 1 for r in both], "plain_ms_p50": base, "ms_p50": runs,
+                        "speedup": ratio[0], "range": ratio[1],
                     }  # fmt: skip
         head = res.get(f"{DEFAULTS['fp32']}_batch1")
         if head:

@@ -62,12 +62,21 @@ class Spec:
         return choose(self.path, str(self.options.get("runtime", "auto"))).name
 
 
-def _option_value(text: str) -> Any:
-    """``true``/``false`` -> bool, ``4`` -> int (runtimes take ``threads=4`` as a number), else the text."""
+INT_OPTIONS = frozenset({"threads"})
+"""Runtime options that are numbers; every other value stays text (a path may be all digits)."""
+
+
+def _option_value(key: str, text: str) -> Any:
+    """``true``/``false`` -> bool, ``threads=4`` -> 4, else the text."""
     flag = {"true": True, "false": False}.get(text.lower())
     if flag is not None:
         return flag
-    return int(text) if text.isdigit() else text
+    if key in INT_OPTIONS:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"bench spec option {key}={text!r}: a whole number, e.g. {key}=2") from None
+    return text
 
 
 def parse_spec(text: str) -> Spec:
@@ -78,7 +87,8 @@ def parse_spec(text: str) -> Spec:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise ValueError(f"bench spec {text!r}: options are key=value, e.g. {path}@precision=fp16")
-        options[key.replace("-", "_")] = _option_value(value)
+        key = key.replace("-", "_")
+        options[key] = _option_value(key, value)
     if not Path(path).is_file():
         raise ValueError(f"bench spec {text!r}: no such file {path}")
     return Spec("model", Path(path), options, label=Path(path).name + (f"@{opts}" if opts else ""))
@@ -445,10 +455,7 @@ def run_row(job: dict[str, Any]) -> dict[str, Any]:
                 times["pre"].append(t1 - t0)
                 times["infer"].append(t2 - t1)
                 times["post"].append(t3 - t2)
-        total = [a + b + c for a, b, c in zip(times["pre"], times["infer"], times["post"], strict=True)]
-        row.ms = {s: _quantiles(v) for s, v in times.items()}
-        row.ms["total"] = _quantiles(total)
-        row.throughput = round(batch / float(np.median(total)), 2)
+        row.ms, row.throughput = summarize(times, batch)
         row.iters = iters
         row.round_total_p50 = [row.ms["total"]["p50"]]
         row.peak_rss_mb = peak_rss_mb()
@@ -473,6 +480,20 @@ _SAMPLES = "_samples"
 """Key of a child's raw per-stage times (s), pooled over rounds by the parent, never recorded."""
 
 
+def summarize(times: dict[str, list[float]], batch: int) -> tuple[dict[str, dict[str, float]], float]:
+    """Per-stage seconds -> (stage and total quantiles in ms, images/s at the median total)."""
+    total = [a + b + c for a, b, c in zip(times["pre"], times["infer"], times["post"], strict=True)]
+    ms = {s: _quantiles(v) for s, v in times.items()}
+    ms["total"] = _quantiles(total)
+    return ms, round(batch / float(np.median(total)), 2)
+
+
+def interleaved(items: Sequence[Any], round_index: int) -> list[Any]:
+    """``items`` in order on even rounds, reversed on odd ones: a drifting machine (or a warm
+    cache) then favours no position."""
+    return list(items)[::-1] if round_index % 2 else list(items)
+
+
 def merge_rounds(parts: list[dict[str, Any]]) -> Row:
     """One Row from the same (row, batch) timed in several processes: quantiles of the pooled
     samples, each round's own p50 kept (the speed-ups pair rounds, which ran side by side), peak
@@ -488,10 +509,7 @@ def merge_rounds(parts: list[dict[str, Any]]) -> Row:
     for d in parts:
         for s in STAGES:
             pooled[s] += d[_SAMPLES][s]
-    total = [a + b + c for a, b, c in zip(pooled["pre"], pooled["infer"], pooled["post"], strict=True)]
-    row.ms = {s: _quantiles(v) for s, v in pooled.items()}
-    row.ms["total"] = _quantiles(total)
-    row.throughput = round(row.batch / float(np.median(total)), 2)
+    row.ms, row.throughput = summarize(pooled, row.batch)
     row.iters = sum(int(d["iters"]) for d in parts)
     row.rounds = len(parts)
     row.round_total_p50 = [float(d["ms"]["total"]["p50"]) for d in parts]
@@ -582,9 +600,9 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         }  # fmt: skip
     ctx = get_context("spawn")
     parts: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    evaluated: set[tuple[int, int]] = set()
     for r in range(max(1, cfg.rounds)):
-        order = list(enumerate(planned))
-        for i, (spec, label) in order[::-1] if r % 2 else order:
+        for i, (spec, label) in interleaved(list(enumerate(planned)), r):
             for n in cfg.batches:
                 if progress:
                     progress(
@@ -593,6 +611,9 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
                 first_pass = r == 0 and n == cfg.batches[0]
                 evaluate = eval_args is not None and first_pass and spec.kind != "backbone"
                 scratch = cfg.work_dir / f"maps_{i}_{n}.npz"
+                if evaluate:
+                    scratch.unlink(missing_ok=True)  # never an earlier run's maps
+                    evaluated.add((i, n))
                 job: dict[str, Any] = {
                     "spec": spec, "label": label, "batch": n, "images": [str(p) for p in cfg.images],
                     "iters": cfg.iters, "warmup": cfg.warmup, "eval": eval_args if evaluate else None,
@@ -602,6 +623,8 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
                     parts.setdefault((i, n), []).append(pool.submit(run_row, job).result())
     rows: list[Row] = []
     maps: dict[int, Path] = {}
+    first_i = next((i for i, (spec, _) in enumerate(planned) if spec.kind == "model"), None)
+    lead: dict[int, Row] = {}
     for i, (spec, _) in enumerate(planned):
         for n in cfg.batches:
             row = merge_rounds(parts[(i, n)])
@@ -612,25 +635,38 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
             )
             row.artifact, row.artifact_mb = str(art), _size_mb(art)
             scratch = cfg.work_dir / f"maps_{i}_{n}.npz"
-            if row.available and scratch.is_file():
+            if (i, n) in evaluated and row.available and scratch.is_file():
                 maps[len(rows)] = scratch
+            else:
+                scratch.unlink(missing_ok=True)
+            if i == first_i:
+                lead[n] = row
             rows.append(row)
-    first = next((label for spec, label in planned if spec.kind == "model"), None)
-    _derive(rows, maps, first)
+    _derive(rows, maps, lead)
     return rows
 
 
-def paired_speedup(base: Row, row: Row) -> tuple[float, list[float]]:
-    """Median over rounds of base/row total p50 (round k against round k: they ran side by side),
-    and [min, max] of those ratios when there is more than one round."""
-    ratios = [b / r for b, r in zip(base.round_total_p50, row.round_total_p50, strict=False) if r > 0]
-    if len(ratios) < 2:
-        return round(base.ms["total"]["p50"] / row.ms["total"]["p50"], 3), []
+def paired_ratio(base: Sequence[float], other: Sequence[float]) -> tuple[float, list[float]] | None:
+    """base[k] / other[k] per round k (rounds of the same k ran side by side): their median and
+    [min, max]; None without a usable pair. Callers pass only rounds both sides have."""
+    ratios = [b / o for b, o in zip(base, other, strict=True) if o > 0]
+    if not ratios:
+        return None
     return round(float(np.median(ratios)), 3), [round(min(ratios), 3), round(max(ratios), 3)]
 
 
-def _derive(rows: list[Row], maps: dict[int, Path], first: str | None = None) -> None:
-    """Speed-up over the reference and over the first spec's row (``first``: its label), overhead
+def paired_speedup(base: Row, row: Row) -> tuple[float, list[float]]:
+    """Median over rounds of base/row total p50, and [min, max] of the per-round ratios when there
+    is more than one round (else the ratio of the p50s and no range)."""
+    n = min(len(base.round_total_p50), len(row.round_total_p50))
+    paired = paired_ratio(base.round_total_p50[:n], row.round_total_p50[:n]) if n >= 2 else None
+    if paired is None:
+        return round(base.ms["total"]["p50"] / row.ms["total"]["p50"], 3), []
+    return paired
+
+
+def _derive(rows: list[Row], maps: dict[int, Path], lead: dict[int, Row] | None = None) -> None:
+    """Speed-up over the reference and over the first spec's row (``lead``: batch -> it), overhead
     over the bare backbone of the same runtime (same batch, p50 totals and p50 inference), and
     parity of every evaluated row with the reference."""
     from rpol_edge.compare import agreement
@@ -658,9 +694,9 @@ def _derive(rows: list[Row], maps: dict[int, Path], first: str | None = None) ->
         base = find("reference", None, r.batch)
         if base is not None:
             r.speedup_vs_reference = paired_speedup(base, r)[0]
-        lead = next((x for x in rows if x.label == first and x.batch == r.batch and x.available), None)
-        if lead is not None and r.kind == "model" and lead is not r:
-            r.speedup_vs_first, r.speedup_vs_first_range = paired_speedup(lead, r)
+        first = (lead or {}).get(r.batch)
+        if first is not None and first.available and r.kind == "model" and first is not r:
+            r.speedup_vs_first, r.speedup_vs_first_range = paired_speedup(first, r)
         floor = find("backbone", r.runtime, r.batch)
         if floor is not None and r.kind != "backbone":
             r.overhead_vs_backbone = round(r.ms["infer"]["p50"] / floor.ms["infer"]["p50"], 3)

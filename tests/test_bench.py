@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime", reason="the ort rows need the ort extra")
@@ -22,6 +23,9 @@ def test_spec_parsing(sample_onnx: Path) -> None:
         b.parse_spec(f"{sample_onnx}@fp16")
     with pytest.raises(ValueError, match="no such file"):
         b.parse_spec("missing.onnx")
+    assert b.parse_spec(f"{sample_onnx}@weights=2024").options == {"weights": "2024"}  # a path stays text
+    with pytest.raises(ValueError, match="whole number"):
+        b.parse_spec(f"{sample_onnx}@threads=two")
 
 
 def test_fixed_batch_is_a_row_with_its_reason(variants: dict[str, Path]) -> None:
@@ -130,11 +134,17 @@ def test_bench_rounds_run_each_row_in_new_processes(sample_onnx: Path, tmp_path:
         images=images, iters=3, warmup=1, device="cpu", reference=False, backbone=False,
         work_dir=tmp_path / "w", rounds=2,
     )  # fmt: skip
+    stale = tmp_path / "w" / "maps_0_1.npz"  # an earlier, killed run's maps must not become parity
+    stale.parent.mkdir(parents=True)
+    np.savez(stale, score=np.zeros((1, 1, 2, 2), np.float32), mask=np.zeros((1, 1, 2, 2), np.uint8))
     first, second = b.run_bench(cfg)
+    assert not first.parity and not second.parity and not stale.exists()
     for r in (first, second):
         assert r.available and r.rounds == 2 and r.iters == 6 and len(r.round_total_p50) == 2
     assert first.speedup_vs_first is None and second.speedup_vs_first is not None
+    ratios = [a / c for a, c in zip(first.round_total_p50, second.round_total_p50, strict=True)]
     lo, hi = second.speedup_vs_first_range
-    assert lo <= second.speedup_vs_first <= hi
+    assert (lo, hi) == (round(min(ratios), 3), round(max(ratios), 3))
+    assert second.speedup_vs_first == round(float(np.median(ratios)), 3)
     md = b.to_markdown([first, second])
     assert "2 rounds" in md and f"{second.speedup_vs_first:.2f}x ({lo:.2f}-{hi:.2f})" in md

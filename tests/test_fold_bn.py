@@ -129,3 +129,53 @@ def test_a_pair_used_twice_is_not_folded_the_others_are() -> None:
     assert isinstance(m.bn, nn.BatchNorm2d) and isinstance(m.bn_other, nn.Identity)
     with torch.inference_mode():
         assert float((m(x) - before).abs().max()) < 1e-5
+
+
+class _InPlace(nn.Module):
+    """conv -> ReLU(inplace) -> bn: the bn reads the conv's output tensor, but modified."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.act = nn.ReLU(inplace=True)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.act(self.conv(x)))
+
+
+class _Mixed(nn.Module):
+    """A foldable pair, then the _Shared pattern (its conv output also feeds a residual)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+        self.shared = _Shared()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shared(self.bn1(self.conv1(x)))
+
+
+def test_in_place_op_between_conv_and_bn_is_not_a_pair() -> None:
+    m = _InPlace().eval()
+    x = torch.randn(1, 3, 8, 8)
+    assert conv_bn_pairs(m, lambda: m(x)) == []
+    assert fold_batchnorm(m, lambda: m(x)) == 0 and isinstance(m.bn, nn.BatchNorm2d)
+
+
+def test_one_bad_pair_is_put_back_the_good_ones_stay_folded(caplog: pytest.LogCaptureFixture) -> None:
+    torch.manual_seed(0)
+    m = _Mixed().eval()
+    with torch.no_grad():
+        m.bn1.running_mean.uniform_(-1, 1)
+        m.bn1.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.inference_mode():
+        before = m(x)
+    assert conv_bn_pairs(m, lambda: m(x)) == [("conv1", "bn1"), ("shared.conv", "shared.bn")]
+    assert fold_batchnorm(m, lambda: m(x)) == 1
+    assert "1 of 2 pairs refused" in caplog.text
+    assert isinstance(m.bn1, nn.Identity) and isinstance(m.shared.bn, nn.BatchNorm2d)
+    assert m.shared.conv.bias is None  # put back as it was
+    with torch.inference_mode():
+        assert float((m(x) - before).abs().max()) < 1e-5

@@ -92,7 +92,7 @@ class TorchRuntime(Runtime):
                 self._no_graph(str(exc))
 
     def _fold(self, module: torch.nn.Module) -> int:
-        """Fold BatchNorm into the convolutions, checked on random frames on this device; on a
+        """Fold BatchNorm into the convolutions, checked on one random frame on this device; on a
         refusal the module stays as it was (one log line)."""
         gen = torch.Generator().manual_seed(0)
         k = self.meta.input_size
