@@ -86,6 +86,7 @@ def test_normalization_constants_are_scalars_when_the_channels_agree(sample_onnx
     assert channel_constant((0.485, 0.456, 0.406)).shape == (1, 3, 1, 1)
     g = onnx.load(str(sample_onnx)).graph
     inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    first_sub = next(n for n in g.node if n.op_type == "Sub")
-    consts = [inits[i] for i in first_sub.input if i in inits]
-    assert len(consts) == 1 and consts[0].shape == () and float(consts[0]) == 127.5
+    for op in ("Sub", "Div"):  # mean, then std: both 0.5 * 255
+        first = next(n for n in g.node if n.op_type == op)
+        consts = [inits[i] for i in first.input if i in inits]
+        assert len(consts) == 1 and consts[0].shape == () and float(consts[0]) == 127.5, op
