@@ -111,9 +111,10 @@ class GraphedForward:
 
     def _run(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(frames)
-        g = self.graphs.get(bucket(n, self.max_batch))
+        b = bucket(n, self.max_batch)
+        g = self.graphs.get(b)
         if g is None:
-            g = self._capture(bucket(n, self.max_batch), frames.shape[1:])
+            g = self._capture(b, frames.shape[1:])
         # The previous call waited for its copy-out, so the staging buffers are free to overwrite.
         np.copyto(g.host_in[:n].numpy(), frames)
         with torch.cuda.stream(self.stream):
