@@ -436,7 +436,10 @@ def run_row(job: dict[str, Any]) -> dict[str, Any]:
             import cv2
 
             images = [cv2.resize(img, p.frame_size, interpolation=cv2.INTER_AREA) for img in images]
-        if p.cuda:
+        # Only torch rows read torch's CUDA memory counter: importing torch into an ORT or TensorRT
+        # row would put a second CUDA runtime in the timed process (and fail where torch is absent).
+        torch_cuda = p.cuda and spec.runtime == "torch"
+        if torch_cuda:
             import torch
 
             torch.cuda.reset_peak_memory_stats()
@@ -459,7 +462,7 @@ def run_row(job: dict[str, Any]) -> dict[str, Any]:
         row.iters = iters
         row.round_total_p50 = [row.ms["total"]["p50"]]
         row.peak_rss_mb = peak_rss_mb()
-        if p.cuda and spec.runtime != "ort":
+        if torch_cuda:
             import torch
 
             row.peak_cuda_mb = round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -563,7 +566,10 @@ def plan_rows(cfg: BenchConfig) -> list[tuple[Spec, str]]:
     if rpol is not None and cfg.backbone:
         rows.append((Spec("backbone", rpol, dict(common)), "bare backbone, torch"))
         if any(s.runtime == "ort" for s in cfg.specs):
-            onnx_path = cfg.work_dir / f"{rpol.stem}.backbone.onnx"
+            # Named by the fitted backbone's weights, so a cache from another model is never reused.
+            from rpol_edge.inspect import read_meta
+
+            onnx_path = cfg.work_dir / read_meta(rpol).weights_sha256[:12] / f"{rpol.stem}.backbone.onnx"
             ort_dev = resolve_device(RUNTIMES["ort"], cfg.device)
             spec = Spec(
                 "backbone", rpol, {**common, "runtime": "ort", "device": ort_dev, "onnx": str(onnx_path)}

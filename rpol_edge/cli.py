@@ -399,9 +399,10 @@ def bench(
             if path:
                 check_writable(path)
         specs = [b.parse_spec(m) for m in models]
-        if cuda_graph is not None:  # a spec's own @cuda_graph=... wins
+        if cuda_graph is not None:  # a spec's own @cuda_graph=... wins; ONNX Runtime has no such option
             for spec in specs:
-                spec.options.setdefault("cuda_graph", cuda_graph)
+                if spec.runtime in ("torch", "trt"):
+                    spec.options.setdefault("cuda_graph", cuda_graph)
         cfg = b.BenchConfig(
             specs=specs, images=files, batches=batches, iters=iters,
             warmup=warmup, device=device, threads=threads, reference=reference, backbone=backbone,

@@ -181,9 +181,14 @@ def quantize_int8(
     meta = read_onnx_meta(fp32_onnx)
     lo, _ = onnx_batch_range(fp32_onnx)
     if meta.raw_frames:
-        frames = raw_calibration_frames(data, root, split, meta, r.count, batch=lo)
+        stream = raw_calibration_frames(data, root, split, meta, r.count, batch=lo)
     else:
-        frames = calibration_frames(data, root, split, meta.resize_size, meta.input_size, r.count, batch=lo)
+        stream = calibration_frames(data, root, split, meta.resize_size, meta.input_size, r.count, batch=lo)
+    # uint8 frames, ~40 MB for 64 at 448: held so the number of batches is known before calibrating.
+    batches = list(stream)
+    if not batches:
+        raise ExportError(f"INT8: no readable calibration image in {root} ({split})")
+    frames = iter(batches)
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def get_next(self) -> dict[str, Any] | None:
@@ -213,8 +218,9 @@ def quantize_int8(
         # MinMax ranges merge exactly chunk by chunk: bounded memory at any count. (The histogram
         # methods keep every activation of every image until the end: about 230 MB per image at 448.)
         # onnxruntime 1.32 flushes every N batches and then finds nothing left when N divides the
-        # number of batches ("No data is collected"): pick an N that does not.
-        options["CalibMaxIntermediateOutputs"] = next(n for n in range(8, 64) if r.count % n)
+        # number of batches ("No data is collected"): pick an N that does not (the batches actually
+        # read: unreadable photos, a small split and a fixed graph batch all change their number).
+        options["CalibMaxIntermediateOutputs"] = next(n for n in range(8, 64) if len(batches) % n)
 
     def write(tmp: Path) -> None:
         pre = tmp.with_suffix(".pre.onnx")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rpol_edge.artifact import ModelArtifact, atomic_write
-from rpol_edge.export.onnx_props import input_dims, metadata_props
+from rpol_edge.export.onnx_props import input_dims, metadata_props, read_buffer
 from rpol_edge.extras import require_torch
 from rpol_edge.metadata import MetadataError, ModelMeta
 
@@ -198,10 +198,11 @@ def _set_metadata(model, meta: ModelMeta) -> None:  # type: ignore[no-untyped-de
     model.producer_version = meta.package_version
 
 
-def read_onnx_meta(path: Path) -> ModelMeta:
-    """The metadata record stored in an ONNX file, read without loading the graph (or ``onnx``)."""
+def read_onnx_meta(path: Path, buf: memoryview | None = None) -> ModelMeta:
+    """The metadata record stored in an ONNX file, read without loading the graph (or ``onnx``);
+    ``buf``: the file's bytes when the caller reads more from it (:func:`read_onnx_header`)."""
     try:
-        props = metadata_props(path)
+        props = metadata_props(path if buf is None else buf)
     except (OSError, ValueError) as exc:
         raise MetadataError(f"{path}: not a readable ONNX file ({exc.__class__.__name__})") from None
     if META_KEY not in props:
@@ -209,10 +210,19 @@ def read_onnx_meta(path: Path) -> ModelMeta:
     return ModelMeta.from_json(props[META_KEY], str(path))
 
 
-def onnx_batch_range(path: Path) -> tuple[int, int | None]:
+def onnx_batch_range(path: Path, buf: memoryview | None = None) -> tuple[int, int | None]:
     """(min, max) batch the graph accepts: a fixed first dimension, or (1, None) when symbolic."""
     try:
-        first = input_dims(path, INPUT)[0]
+        first = input_dims(path if buf is None else buf, INPUT)[0]
     except (OSError, ValueError, IndexError) as exc:
         raise MetadataError(f"{path}: cannot read the shape of input {INPUT!r} ({exc})") from None
     return (first, first) if isinstance(first, int) and first > 0 else (1, None)
+
+
+def read_onnx_header(path: Path) -> tuple[ModelMeta, tuple[int, int | None]]:
+    """Metadata and batch range from one read of the file (a runtime needs both before it opens)."""
+    try:
+        buf = read_buffer(path)
+    except OSError as exc:
+        raise MetadataError(f"{path}: not a readable ONNX file ({exc.__class__.__name__})") from None
+    return read_onnx_meta(path, buf), onnx_batch_range(path, buf)

@@ -71,23 +71,28 @@ def _text(view: memoryview) -> str:
     return bytes(view).decode("utf-8")
 
 
-def _read(path: Path) -> memoryview:
+def read_buffer(path: Path) -> memoryview:
+    """The file's bytes, to read several facts from one read (a graph file is tens of MB)."""
     return memoryview(Path(path).read_bytes())
 
 
-def metadata_props(path: Path) -> dict[str, str]:
-    """``ModelProto.metadata_props`` as a dict."""
+def _read(src: Path | memoryview) -> memoryview:
+    return src if isinstance(src, memoryview) else read_buffer(src)
+
+
+def metadata_props(src: Path | memoryview) -> dict[str, str]:
+    """``ModelProto.metadata_props`` as a dict (``src``: a path, or its :func:`read_buffer`)."""
     props: dict[str, str] = {}
-    for entry in _sub(_fields(_read(path)), 14):
+    for entry in _sub(_fields(_read(src)), 14):
         kv = {n: _text(v) for n, v in _fields(entry) if isinstance(v, memoryview)}
         props[kv.get(1, "")] = kv.get(2, "")
     return props
 
 
-def input_dims(path: Path, name: str) -> list[int | str]:
+def input_dims(src: Path | memoryview, name: str) -> list[int | str]:
     """The declared shape of graph input ``name``: ints for fixed sizes, names for symbolic ones
     (an empty string for a dimension with neither)."""
-    for graph in _sub(_fields(_read(path)), 7):
+    for graph in _sub(_fields(_read(src)), 7):
         for info in _sub(_fields(graph), 11):
             fields = list(_fields(info))
             if next((_text(v) for n, v in fields if n == 1 and isinstance(v, memoryview)), None) != name:

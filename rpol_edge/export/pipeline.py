@@ -118,7 +118,7 @@ def run_export(req: ExportRequest) -> ExportResult:
         from rpol_edge.export.trtexec import trtexec_command
 
         res.trtexec = trtexec_command(
-            source, read_onnx_meta(source).input_size, precision, tensorrt_version(), req.batch,
+            source, read_onnx_meta(source).input_shape(), precision, tensorrt_version(), req.batch,
             req.workspace_mb, timing_cache=req.out_dir / "timing.cache",
         )  # fmt: skip
     return res

@@ -28,7 +28,7 @@ from rpol_edge.export.trt_build import fp16_strategy
 
 def trtexec_args(
     onnx_path: Path,
-    input_size: int,
+    input_shape: int | tuple[int, int, int],
     precision: str,
     trt_version: str,
     batch: tuple[int, int, int] = (1, 1, 1),
@@ -38,13 +38,15 @@ def trtexec_args(
     cuda_graph: bool = False,
 ) -> list[str]:
     """argv of the trtexec run; ``onnx_path`` must be the file ``build_engine`` parses for this
-    precision on ``trt_version`` (:func:`rpol_edge.export.trt_build.choose_onnx`)."""
+    precision on ``trt_version`` (:func:`rpol_edge.export.trt_build.choose_onnx`). ``input_shape``:
+    (H, W, 3) of one frame (``ModelMeta.input_shape()``: a raw-frame graph takes whole frames), or
+    K for K x K."""
     onnx_path = Path(onnx_path)
     lo, opt, hi = batch
-    k = input_size
+    h, w, _ = (input_shape, input_shape, 3) if isinstance(input_shape, int) else input_shape
 
     def shape(n: int) -> str:
-        return f"{INPUT}:{n}x{k}x{k}x3"
+        return f"{INPUT}:{n}x{h}x{w}x3"
 
     args = ["trtexec", f"--onnx={onnx_path}"]
     if lo == hi:
@@ -73,11 +75,10 @@ def trtexec_command(*args: object, **kwargs: object) -> str:
 def trtexec_lines(onnx_path: Path, opt_batch: int = 1, workspace_mb: int = 1024) -> list[tuple[str, str]]:
     """(label, command) for each engine this exported ONNX file is the source of, per TensorRT
     version it was checked for (``trt_targets`` in its metadata). Empty for the CPU INT8 graph."""
-    from rpol_edge.export.onnx_export import onnx_batch_range, read_onnx_meta, targets_for_opset
+    from rpol_edge.export.onnx_export import read_onnx_header, targets_for_opset
     from rpol_edge.export.trt_compat import parse_targets
 
-    meta = read_onnx_meta(onnx_path)
-    lo, hi = onnx_batch_range(onnx_path)
+    meta, (lo, hi) = read_onnx_header(onnx_path)
     # A dynamic graph gets the profile rpol-edge builds for --batch 1:OPT:max(OPT, 8).
     batch = (1, max(opt_batch, 1), max(opt_batch, 8)) if hi is None else (lo, lo, hi)
     recorded = meta.extra.get("trt_targets", "")
@@ -89,6 +90,6 @@ def trtexec_lines(onnx_path: Path, opt_batch: int = 1, workspace_mb: int = 1024)
         typed = fp16_strategy(version) == "strongly_typed"
         wanted = {"fp32": ["fp32"] + ([] if typed else ["fp16"]), "fp16": ["fp16"] if typed else []}
         for precision in wanted.get(meta.precision, [meta.precision]):
-            cmd = trtexec_command(onnx_path, meta.input_size, precision, version, batch, workspace_mb)
+            cmd = trtexec_command(onnx_path, meta.input_shape(), precision, version, batch, workspace_mb)
             lines.append((f"TensorRT {version} {precision}", cmd))
     return lines

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from rpol_edge.export.onnx_export import INPUT, OUTPUTS, onnx_batch_range, read_onnx_meta
+from rpol_edge.export.onnx_export import INPUT, OUTPUTS, read_onnx_header
 from rpol_edge.runtimes.base import InferenceError, Output, Runtime
 
 
@@ -51,8 +51,7 @@ class OrtRuntime(Runtime):
         precision: str | None = None,
         cache_dir: Path | None = None,
     ) -> None:
-        meta = read_onnx_meta(model_path)
-        lo, hi = onnx_batch_range(model_path)
+        meta, (lo, hi) = read_onnx_header(model_path)
         super().__init__(meta, lo, hi)
         self.path = Path(model_path)
         self.device = device

@@ -77,8 +77,8 @@ class TorchRuntime(Runtime):
             # the map by up to 7e-3 against the CPU. The reference must be real FP32.
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = self.cudnn_benchmark
+        if self.device.type == "cuda" and self.cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True  # process-wide: only when asked for
         module = build_localizer(self.artifact, self.weights).to(self.device)
         if self.fold_bn:
             self.folded = self._fold(module)
@@ -87,7 +87,7 @@ class TorchRuntime(Runtime):
         self.module = module
         if self.cuda_graph:
             try:
-                self._graphed = GraphedForward(module, self.device)
+                self._graphed = GraphedForward(module, self.device, precision=self.meta.precision)
             except GraphCaptureError as exc:
                 self._no_graph(str(exc))
 
