@@ -85,13 +85,6 @@ def stable_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def samples_hash(samples: Sequence[Sample]) -> str:
-    h = hashlib.sha256()
-    for s in samples:
-        h.update(f"{s.image_id}\t{s.path}\n".encode())
-    return h.hexdigest()
-
-
 def checkpoint_path(directory: Path, rank: int, world_size: int) -> Path:
     return Path(directory) / f"rank{rank:05d}-of-{world_size:05d}.npz"
 

@@ -96,7 +96,13 @@ def shard(items: Sequence[T], ctx: DistContext, unit: int = 1) -> Sequence[T]:
 
 
 def rank_device(device: str, ctx: DistContext) -> str:
-    """One GPU per rank: a plain ``cuda`` becomes ``cuda:LOCAL_RANK`` in a distributed job."""
+    """One GPU per rank: a plain ``cuda`` becomes ``cuda:LOCAL_RANK`` in a distributed job. An
+    explicit ``cuda:N`` in a job of several ranks is refused: NCCL binds each rank to its
+    LOCAL_RANK GPU, and every model on GPU N would not match that."""
+    if ctx.enabled and ctx.world_size > 1 and device.startswith("cuda:"):
+        raise ValueError(
+            f"--device {device} under torchrun: give --device cuda (each rank takes cuda:LOCAL_RANK)"
+        )
     return f"cuda:{ctx.local_rank}" if ctx.enabled and device == "cuda" else device
 
 

@@ -31,10 +31,9 @@ import torch
 
 from rpol_edge.artifact import ModelArtifact
 from rpol_edge.build import build_localizer
-from rpol_edge.data import DatasetError, Sample, read_dataset
+from rpol_edge.data import DatasetError, Sample, read_dataset, sample_subset
 from rpol_edge.evaluate import head_rows
 from rpol_edge.feature_cache import CacheWriter, FeatureCacheError, cache_key, open_cache
-from rpol_edge.fit import sample_subset
 from rpol_edge.geometry import CropTransform, resize_crop
 from rpol_edge.images import load_rgb
 from rpol_edge.loader import iterate_batches
@@ -325,8 +324,9 @@ def explain(cfg: ExplainConfig, progress: Progress | None = None) -> list[Explan
     key = cache_key(meta, data, root, split, samples)
     cached = open_cache(cfg.cache, key) if cfg.cache else None
     loc = build_localizer(artifact, cfg.weights)
-    writer = CacheWriter(cfg.cache, key, meta.w_sha256) if cfg.cache and cached is None else None
     views = [_query_view(loc, artifact.meta, w, h_idx, Path(p), cfg.points) for p in cfg.images]
+    # Only now: a bad query image or point must not leave a half-made cache folder behind.
+    writer = CacheWriter(cfg.cache, key, meta.w_sha256) if cfg.cache and cached is None else None
     queries = [q for v in views for q in v.queries]
 
     by_id = {s.image_id: s for s in samples}

@@ -16,7 +16,6 @@ time, so resident memory stays bounded whatever N is.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from rpol_edge.data import Sample
+from rpol_edge.data import Sample, sample_list_sha256
 from rpol_edge.metadata import ModelMeta
 
 FORMAT = "rpol-edge-feature-cache/1"
@@ -38,14 +37,6 @@ WINDOW = 32
 
 class FeatureCacheError(ValueError):
     """A cache folder that is not a cache, is damaged, or belongs to another model or data set."""
-
-
-def image_list_sha256(samples: Sequence[Sample]) -> str:
-    """Hash of the ordered (id, path) list: another split, order or sampling gives another hash."""
-    h = hashlib.sha256()
-    for s in samples:
-        h.update(f"{s.image_id}\t{s.path}\n".encode())
-    return h.hexdigest()
 
 
 def cache_key(
@@ -66,7 +57,7 @@ def cache_key(
         "sampling_ratio": meta.sampling_ratio,
         "seed": meta.seed,
         "n_listed": len(samples),
-        "image_list_sha256": image_list_sha256(samples),
+        "image_list_sha256": sample_list_sha256(samples),
     }
 
 

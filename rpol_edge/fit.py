@@ -22,12 +22,11 @@ from rpol_edge.checkpoint import (
     check_world,
     checkpoint_path,
     ignore_stop_signals,
-    samples_hash,
     stable_hash,
 )
 from rpol_edge.checkpoint import load as load_checkpoint
 from rpol_edge.checkpoint import save as save_checkpoint
-from rpol_edge.data import DatasetError, Sample, read_dataset, sample_subset
+from rpol_edge.data import DatasetError, Sample, read_dataset, sample_list_sha256, sample_subset
 from rpol_edge.distributed import (
     SINGLE,
     DistContext,
@@ -206,7 +205,7 @@ def fit(
         checkpoints.validate()
         ident = Identity(
             config_hash(cfg, bb.weights_sha256, fit_size, fit_resize),
-            samples_hash(samples),
+            sample_list_sha256(samples),
             ctx.world_size,
             ctx.rank,
         )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ __all__ = [
     "DatasetError",
     "Sample",
     "read_dataset",
+    "sample_list_sha256",
     "sample_subset",
 ]
 
@@ -161,6 +162,17 @@ def read_dataset(kind: str, root: Path, split: str) -> list[Sample]:
     if not samples:
         raise DatasetError(f"no images found in {root} (kind {key}, split {split!r})")
     return samples
+
+
+def sample_list_sha256(samples: Sequence[Sample]) -> str:
+    """Hash of the ordered (id, path) list: another split, order or sampling gives another hash
+    (a resumed fit and a feature cache both refuse a list that is not theirs)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(f"{s.image_id}\t{s.path}\n".encode())
+    return h.hexdigest()
 
 
 def sample_subset(samples: list[Sample], ratio: float, seed: int) -> list[Sample]:
