@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rpol_edge.artifact import write_text_atomic
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "rpol_edge" / "sample"
 
@@ -74,7 +76,7 @@ def main() -> None:
     line = json.dumps(record)
     print(line)
     if a.out:
-        a.out.write_text(line + "\n")
+        write_text_atomic(a.out, line + "\n")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from rpol_edge.artifact import write_text_atomic
+
 CHILD = r"""
 import json, resource, sys
 from rpol_edge.cli import app
@@ -134,7 +136,7 @@ def main() -> None:
     print(json.dumps(summary, indent=1))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(summary, indent=1) + "\n")
+        write_text_atomic(args.out, json.dumps(summary, indent=1) + "\n")
 
 
 if __name__ == "__main__":

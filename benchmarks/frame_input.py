@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from rpol_edge.artifact import write_text_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -143,7 +145,7 @@ def main() -> None:
     )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=1))
+        write_text_atomic(args.out, json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

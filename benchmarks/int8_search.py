@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rpol_edge.artifact import file_sha256  # noqa: E402
+from rpol_edge.artifact import file_sha256, write_text_atomic  # noqa: E402
 from rpol_edge.export.int8 import CPU_RECIPE, Recipe  # noqa: E402
 
 BASE = Recipe()
@@ -138,7 +138,7 @@ def main() -> None:
             t0 = time.perf_counter()
             quantize_int8(fp32, path, "voc", args.root, "train", recipe=recipe)
             seconds[name] = time.perf_counter() - t0
-            recipe_file.write_text(recipe.to_json())
+            write_text_atomic(recipe_file, recipe.to_json())
         files[name] = path
         print(f"quantized {name} -> {path}", file=sys.stderr)
 
@@ -153,7 +153,7 @@ def main() -> None:
     for name in names:
         if digests[name] not in known:
             known[digests[name]], _ = accuracy(files[name], ref_out, args.root)
-            cache.write_text(json.dumps(known, indent=1))
+            write_text_atomic(cache, json.dumps(known, indent=1))
         rows[name] = dict(known[digests[name]])
         rows[name]["recipe"] = asdict(VARIANTS[name])
         rows[name]["chosen"] = VARIANTS[name] == CPU_RECIPE
@@ -198,7 +198,7 @@ def main() -> None:
             "rows": rows,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=1))
+        write_text_atomic(args.out, json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

@@ -410,10 +410,9 @@ def main() -> None:
         "protocols": results,
     }
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        tmp.replace(args.out)
+        from rpol_edge.artifact import write_text_atomic
+
+        write_text_atomic(args.out, json.dumps(record, indent=1))
         print(f"wrote {args.out}")
     print(f"{record['seconds']} s")
 

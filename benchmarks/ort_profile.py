@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from rpol_edge.artifact import write_text_atomic
+
 ORT_TYPES = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
@@ -76,7 +78,7 @@ def main() -> None:
     for node, v in list(rec["nodes_ms_per_run"].items())[: args.top]:
         print(f"  {node[:70]:70s} {v:7.3f} ms")
     if args.json_out:
-        args.json_out.write_text(json.dumps(rec, indent=1) + "\n")
+        write_text_atomic(args.json_out, json.dumps(rec, indent=1) + "\n")
 
 
 if __name__ == "__main__":

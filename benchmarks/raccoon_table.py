@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rpol_edge.artifact import write_text_atomic
 from rpol_edge.cli_support import METRIC_KEYS
 
 KEYS = METRIC_KEYS  # the columns `rpol-edge eval` prints
@@ -54,7 +55,7 @@ def main() -> None:
 
         if args.fits_only:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            write_text_atomic(args.out, "".join(json.dumps(r) + "\n" for r in rows))
             for r in rows:
                 print(json.dumps(r))
             return
@@ -82,7 +83,7 @@ def main() -> None:
     )  # fmt: skip
     rows += [json.loads(line) for line in base.stdout.splitlines()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_text_atomic(args.out, "".join(json.dumps(r) + "\n" for r in rows))
     for r in rows:
         print(json.dumps(r))
 
