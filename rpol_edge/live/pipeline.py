@@ -182,7 +182,9 @@ class _Run:
         self.last_write_ms = 0.0
         """The previous frame's write time, shown in the overlay (set by output, read by render)."""
         self._last_render_ms = 0.0
-        self._render_rate = _Rate()
+        self._output_rate = _Rate()
+        """Frames written per second, shown on the overlay: counted where frames leave, not at
+        render, which a live source may run for frames the output then drops (newest wins)."""
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -325,8 +327,7 @@ class _Run:
         work.result = r = FrameResult(work.frame, detection, work.score, work.transform)
         r.frame.ms["post"] = (t1 - t0) * 1e3
         if self.image_sinks:
-            self._render_rate.tick(t1)
-            lines = self._lines(self._render_rate.fps, r)
+            lines = self._lines(self._output_rate.fps, r)
             work.image = render(r.frame.bgr(), r.score, r.transform, r.detection.box, lines)
         self._last_render_ms = r.frame.ms["render"] = (time.perf_counter() - t1) * 1e3
 
@@ -350,6 +351,7 @@ class _Run:
             for sink in self.image_sinks:
                 sink.write(r, work.image)
             done = time.perf_counter()
+            self._output_rate.tick(done)
             self.last_write_ms = r.frame.ms["write"] = (done - t0) * 1e3
             r.latency_ms = (done - r.frame.started) * 1e3
             for sink in self.record_sinks:
