@@ -85,7 +85,7 @@ def evaluate(
         raise DatasetError(f"{data} split {split!r} under {root} has no boxes to evaluate against")
     acc = BoxAccuracy(operating_threshold=meta.threshold)
     rows = head_rows(meta)
-    topk = TopKLoc(operating_threshold=meta.threshold) if classifier else None
+    topk = TopKLoc(acc.thresholds) if classifier else None  # it scores the IoUs acc computes
     truth: dict[str, int] = {}
     if classifier:
         truth = {s.image_id: true_class(s.label, class_map or {}, s.image_id) for s in samples}

@@ -298,11 +298,9 @@ class TopKLoc:
     its ground-truth class is among the classifier's top k AND the largest contour's box has IoU >= 0.5
     with a ground-truth box. Integer counters per threshold, like :class:`BoxAccuracy`."""
 
-    def __init__(
-        self, thresholds: npt.ArrayLike = DEFAULT_THRESHOLDS, operating_threshold: float = 0.5
-    ) -> None:
+    def __init__(self, thresholds: npt.ArrayLike = DEFAULT_THRESHOLDS) -> None:
+        """``thresholds``: those of the BoxAccuracy whose IoUs :meth:`add_ious` receives."""
         self.thresholds: npt.NDArray[np.float64] = np.unique(np.asarray(thresholds, dtype=np.float64))
-        self.operating_threshold = float(operating_threshold)
         self.ks = (1, 5)
         self.correct: npt.NDArray[np.int64] = np.zeros((len(self.ks), self.thresholds.size), np.int64)
         self.operating: npt.NDArray[np.int64] = np.zeros(len(self.ks), np.int64)
@@ -318,18 +316,6 @@ class TopKLoc:
         self.operating += (in_top & (operating_iou >= _V1_DELTA)).astype(np.int64)
         self.cls_correct += in_top.astype(np.int64)
         self.n_images += 1
-
-    def add(
-        self, score_map: npt.NDArray[np.generic], gt_boxes: npt.NDArray[np.generic], rank: int | None
-    ) -> None:
-        largest, _ = best_ious_per_threshold(score_map, gt_boxes, self.thresholds)
-        hits = np.flatnonzero(self.thresholds == self.operating_threshold)
-        if hits.size:
-            op = float(largest[hits[0]])
-        else:
-            only = np.array([self.operating_threshold])
-            op = float(best_ious_per_threshold(score_map, gt_boxes, only)[0][0])
-        self.add_ious(largest, op, rank)
 
     def result(self) -> TopKLocResult:
         n = self.n_images

@@ -93,10 +93,6 @@ class Localizer(nn.Module):
             a = a / f.norm(dim=1, keepdim=True).clamp_min(EPS)
         return a
 
-    def activation(self, f: torch.Tensor) -> torch.Tensor:
-        """The response clamped at 0, as the paper's map."""
-        return self.response(f).clamp_min(0.0)
-
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.localize(self.features(frames))
 

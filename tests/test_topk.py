@@ -23,7 +23,7 @@ GREY_FOX = 280  # what the classifier most often calls a raccoon: raccoon is not
 
 
 def test_topk_loc_hand_worked() -> None:
-    m = TopKLoc(thresholds=[0.2, 0.5, 0.8], operating_threshold=0.5)
+    m = TopKLoc(thresholds=[0.2, 0.5, 0.8])
     m.add_ious(np.array([0.6, 0.55, 0.3]), 0.55, rank=0)  # A: class top-1, box right at 0.2 and 0.5
     m.add_ious(np.array([0.7, 0.4, 0.2]), 0.4, rank=3)  # B: class only in top-5, box right at 0.2
     m.add_ious(np.array([0.1, 0.6, 0.9]), 0.6, rank=None)  # C: box right, class missing -> never counts
