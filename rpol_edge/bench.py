@@ -151,6 +151,10 @@ class _Pipeline:
     frame_size: tuple[int, int] | None = None
     """(W, H) of a graph exported with ``--frame-size``: the photos are resized to it once, outside
     the clock, as a camera of that size would send them."""
+    images_rgb = True
+    """Channel order of the images ``pre`` receives: a raw-frame graph gets its own order (BGR by
+    default), converted with the resize outside the clock, so ``pre`` times no channel flip a
+    camera would not need."""
 
     def close(self) -> None:
         """Release sessions and buffers."""
@@ -184,10 +188,11 @@ def _model_pipeline(spec: Spec, batch: int) -> _Pipeline:
 
     if meta.raw_frames:
         p.frame_size = (meta.frame_width, meta.frame_height)
+        p.images_rgb = meta.frame_format == "rgb"
 
     def pre(images: list[np.ndarray]) -> tuple[np.ndarray, list[Any]]:
         # The shared step of `run` and `predict`: host resize + crop, or a pass-through for raw frames.
-        prepped = [prepare(img, meta, is_rgb=True) for img in images]
+        prepped = [prepare(img, meta, is_rgb=p.images_rgb) for img in images]
         return np.stack([f for f, _ in prepped]), [t for _, t in prepped]
 
     def infer(x: tuple[np.ndarray, list[Any]]) -> tuple[Any, list[Any]]:
@@ -436,6 +441,8 @@ def run_row(job: dict[str, Any]) -> dict[str, Any]:
             import cv2
 
             images = [cv2.resize(img, p.frame_size, interpolation=cv2.INTER_AREA) for img in images]
+            if not p.images_rgb:
+                images = [np.ascontiguousarray(img[..., ::-1]) for img in images]
         # Only torch rows read torch's CUDA memory counter: importing torch into an ORT or TensorRT
         # row would put a second CUDA runtime in the timed process (and fail where torch is absent).
         torch_cuda = p.cuda and spec.runtime == "torch"
