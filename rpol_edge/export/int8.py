@@ -25,7 +25,7 @@ from rpol_edge.export.onnx_export import (
     _set_metadata,
     onnx_batch_range,
     read_onnx_meta,
-    targets_for_opset,
+    recorded_targets,
 )
 from rpol_edge.loader import iterate_batches
 from rpol_edge.metadata import ModelMeta
@@ -195,9 +195,15 @@ def quantize_int8(
             batch = next(frames, None)
             return None if batch is None else {INPUT: batch}
 
+    # What the graph is follows from the recipe used, not from the flag that picked the default one:
+    # QDQ with symmetric int8 activations (zero point 0) and float biases is TensorRT's
+    # explicit-quantization form (TRT_RECIPE); anything else is a CPU graph.
+    trt_source = (
+        r.format == "qdq" and r.activation == "s8" and r.symmetric_activations and not r.quantize_bias
+    )
     scheme = "symmetric" if r.symmetric_activations else "asymmetric"
     # The CPU (uint8) graph is not a TensorRT source: it does not inherit the FP32 graph's TRT claim.
-    extra = {k: v for k, v in meta.extra.items() if symmetric or k != "trt_targets"}
+    extra = {k: v for k, v in meta.extra.items() if trt_source or k != "trt_targets"}
     written = meta.replace(
         precision="int8", extra={**extra, "int8_scheme": scheme, "int8_recipe": r.to_json()}
     )
@@ -247,12 +253,10 @@ def quantize_int8(
         finally:
             pre.unlink(missing_ok=True)
         q = onnx.load(str(tmp))
-        if symmetric:
-            from rpol_edge.export.trt_compat import parse_targets, require_compatible
+        if trt_source:
+            from rpol_edge.export.trt_compat import require_compatible
 
-            recorded = meta.extra.get("trt_targets", "")
-            targets = trt_targets or (parse_targets(recorded) if recorded else targets_for_opset(meta.opset))
-            require_compatible(q, targets, out_path.name)
+            require_compatible(q, trt_targets or recorded_targets(meta), out_path.name)
         _set_metadata(q, written)
         onnx.save(q, str(tmp))
 

@@ -174,6 +174,15 @@ def targets_for_opset(opset: int) -> tuple[str, ...]:
     return found
 
 
+def recorded_targets(meta: ModelMeta) -> tuple[str, ...]:
+    """The TensorRT versions a file was checked for at export (``trt_targets``), or, for files
+    written before that was recorded, every claimed version that takes its opset."""
+    from rpol_edge.export.trt_compat import parse_targets
+
+    recorded = meta.extra.get("trt_targets", "")
+    return parse_targets(recorded) if recorded else targets_for_opset(meta.opset)
+
+
 def require_compatible(model, targets: Sequence[str], what: str) -> None:  # type: ignore[no-untyped-def]
     from rpol_edge.export.trt_compat import require_compatible as check
 

@@ -75,14 +75,12 @@ def trtexec_command(*args: object, **kwargs: object) -> str:
 def trtexec_lines(onnx_path: Path, opt_batch: int = 1, workspace_mb: int = 1024) -> list[tuple[str, str]]:
     """(label, command) for each engine this exported ONNX file is the source of, per TensorRT
     version it was checked for (``trt_targets`` in its metadata). Empty for the CPU INT8 graph."""
-    from rpol_edge.export.onnx_export import read_onnx_header, targets_for_opset
-    from rpol_edge.export.trt_compat import parse_targets
+    from rpol_edge.export.onnx_export import read_onnx_header, recorded_targets
 
     meta, (lo, hi) = read_onnx_header(onnx_path)
     # A dynamic graph gets the profile rpol-edge builds for --batch 1:OPT:max(OPT, 8).
     batch = (1, max(opt_batch, 1), max(opt_batch, 8)) if hi is None else (lo, lo, hi)
-    recorded = meta.extra.get("trt_targets", "")
-    targets = parse_targets(recorded) if recorded else targets_for_opset(meta.opset)
+    targets = recorded_targets(meta)
     if meta.precision == "int8" and meta.extra.get("int8_scheme") != "symmetric":
         return []
     lines = []
