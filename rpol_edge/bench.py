@@ -342,7 +342,12 @@ def _backbone_pipeline(spec: Spec) -> _Pipeline:
         if threads:
             opts.intra_op_num_threads = int(threads)
         onnx_path = Path(str(spec.options["onnx"]))
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if p.cuda else ["CPUExecutionProvider"]
+        from rpol_edge.runtimes.ort_runtime import provider_chain
+
+        # The same provider choice as the model's ORT runtime (TensorRT EP first where present).
+        providers = provider_chain(
+            device, ort.get_available_providers(), "fp32", onnx_path.parent / "ort_trt_cache"
+        )
         session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=providers)
         p.description = f"bare backbone ort {session.get_providers()[0].replace('ExecutionProvider', '')}"
         p.infer = lambda x: session.run(None, {"x": x})[0]
