@@ -282,7 +282,7 @@ def fit(
         fit_resize=fit_resize,
         tau_mode=cfg.tau_mode,
         fit_data=cfg.data,
-        fit_root=str(Path(cfg.root).resolve()),
+        fit_root=str(Path(cfg.root).expanduser().resolve()),
         fit_split=cfg.split,
         sampling_ratio=cfg.sampling_ratio,
         seed=cfg.seed,
