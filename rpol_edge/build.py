@@ -11,7 +11,6 @@ from rpol_edge.artifact import ModelArtifact
 from rpol_edge.backbones import BackboneError, BackboneSpec, build_backbone
 from rpol_edge.metadata import ModelMeta
 from rpol_edge.model import Localizer
-from rpol_edge.operating_point import OperatingPoint
 
 
 def backbone_spec(meta: ModelMeta, weights: Path | None = None) -> BackboneSpec:
@@ -43,9 +42,5 @@ def build_localizer(artifact: ModelArtifact, weights: Path | None = None) -> Loc
         meta.input_size,
         meta.threshold,
         meta.head,
-        operating_point_of(meta),
+        meta.operating,
     )
-
-
-def operating_point_of(meta: ModelMeta) -> OperatingPoint:
-    return OperatingPoint(meta.operating_point, meta.threshold, meta.fraction)

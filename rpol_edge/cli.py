@@ -99,7 +99,6 @@ def fit(
     with cli_errors():
         require_torch("rpol-edge fit")
         from rpol_edge.checkpoint import CheckpointOptions, FitStopped
-        from rpol_edge.evaluate import describe
         from rpol_edge.fit import FitConfig, fit_to_file
 
         cfg = FitConfig(
@@ -143,7 +142,7 @@ def fit(
             report_skips(result.skipped, m.n_skipped)
             out.print(
                 f"wrote {output}: {m.backbone} K={m.input_size} tau={m.tau:.4f} ({m.tau_mode}) "
-                f"images={m.n_images} skipped={m.n_skipped} operating point: {describe(m)}"
+                f"images={m.n_images} skipped={m.n_skipped} operating point: {m.operating.label()}"
                 + (f" ranks={ctx.world_size}" if ctx.enabled else "")
             )
 
@@ -152,7 +151,6 @@ def fit(
 def info(model: Path) -> None:
     """Print the metadata record of a model file, ONNX file or engine."""
     from rpol_edge.inspect import read_meta
-    from rpol_edge.metadata import OperatingPoint
 
     with cli_errors():
         meta = read_meta(model)
@@ -160,7 +158,7 @@ def info(model: Path) -> None:
         for k, v in meta.to_dict().items():
             table.add_row(k, str(v))
         table.add_row(
-            "mask rule", OperatingPoint(meta.operating_point, meta.threshold, meta.fraction).describe()
+            "mask rule", meta.operating.describe()
         )
         out.print(table)
         if model.suffix.lower() == ".onnx":

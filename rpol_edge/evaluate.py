@@ -116,20 +116,11 @@ def evaluate(
     metrics["n_skipped"] = n_skipped
     metrics["n_unlabeled"] = len(unlabeled)
     metrics["operating_threshold"] = meta.threshold
-    metrics["operating_point"] = describe(meta)
+    metrics["operating_point"] = meta.operating.label()
     if topk is not None and classifier is not None:
         metrics["classifier"] = classifier.name
         metrics.update(topk.result())
     return EvalResult(metrics, skipped, runtime.description)
-
-
-def describe(meta: ModelMeta) -> str:
-    """The operating point in words, for tables and JSON records."""
-    if meta.operating_point == "fixed":
-        return f"fixed {meta.threshold:g}"
-    if meta.operating_point == "fraction":
-        return f"fraction {meta.fraction:.4f}"
-    return meta.operating_point
 
 
 def reduce_accuracy(acc: BoxAccuracy, n_skipped: int, ctx: DistContext) -> int:

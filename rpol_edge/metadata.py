@@ -41,6 +41,14 @@ class OperatingPoint:
         if self.rule == "fraction" and not 0.0 < self.fraction <= 1.0:
             raise ValueError(f"foreground fraction {self.fraction} is outside (0, 1]")
 
+    def label(self) -> str:
+        """Short form for tables and JSON records: ``fixed 0.5``, ``sign``, ``fraction 0.2500``."""
+        if self.rule == "fixed":
+            return f"fixed {self.threshold:g}"
+        if self.rule == "fraction":
+            return f"fraction {self.fraction:.4f}"
+        return self.rule
+
     def describe(self) -> str:
         return {
             "fixed": f"fixed threshold {self.threshold:g} (the paper's rule)",
@@ -111,6 +119,11 @@ class ModelMeta:
     def raw_frames(self) -> bool:
         """Whether the graph takes raw W x H frames and does resize + crop itself."""
         return self.frame_width > 0
+
+    @property
+    def operating(self) -> OperatingPoint:
+        """The operating point these fields record, as one value."""
+        return OperatingPoint(self.operating_point, self.threshold, self.fraction)
 
     def input_shape(self) -> tuple[int, int, int]:
         """(H, W, 3) of one input frame: the raw frame size, or K x K."""
