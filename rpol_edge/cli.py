@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
-import typer
-from rich.table import Table
+from rpol_edge.extras import MissingExtra, require_opencv
 
-from rpol_edge.cli_support import (
+try:  # before the imports below: they load OpenCV, and a missing one must be one line, not a traceback
+    require_opencv()
+except MissingExtra as exc:
+    sys.stderr.write(f"error: {exc}\n")
+    raise SystemExit(2) from None
+
+import typer  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from rpol_edge.cli_support import (  # noqa: E402
     TOPK_KEYS,
     check_writable,
     cli_errors,
@@ -20,8 +29,8 @@ from rpol_edge.cli_support import (
     rank_progress,
     report_skips,
 )
-from rpol_edge.extras import require_torch
-from rpol_edge.live.command import run_command
+from rpol_edge.extras import require_torch  # noqa: E402
+from rpol_edge.live.command import run_command  # noqa: E402
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Unsupervised object localization for the edge."
@@ -157,9 +166,7 @@ def info(model: Path) -> None:
         table = Table(show_header=False, box=None)
         for k, v in meta.to_dict().items():
             table.add_row(k, str(v))
-        table.add_row(
-            "mask rule", meta.operating.describe()
-        )
+        table.add_row("mask rule", meta.operating.describe())
         out.print(table)
         if model.suffix.lower() == ".onnx":
             from rpol_edge.export.trtexec import trtexec_lines
@@ -262,6 +269,14 @@ def predict(
         out.print(f"wrote {len(records)} overlay(s) and JSON file(s) to {output}")
 
 
+def _frame_size(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    from rpol_edge.export.frame_input import parse_frame_size  # a torch module: only when asked
+
+    return parse_frame_size(text)
+
+
 @app.command()
 def export(
     model: Path,
@@ -304,10 +319,14 @@ def export(
     ] = None,
     frame_format: Annotated[str, typer.Option(help="channel order of those frames: bgr | rgb")] = "bgr",
 ) -> None:
-    """Fold w* into the graph and export: ONNX, FP16 ONNX, INT8 (QDQ), TensorRT engine."""
+    """Fold w* into the graph and export: ONNX, FP16 ONNX, INT8 (QDQ), TensorRT engine.
+
+    MODEL is the fitted .rpol; or, with --trt on the device, an exported .onnx to build the
+    engine from (no PyTorch needed there).
+    """
     with cli_errors():
-        require_torch("rpol-edge export")
-        from rpol_edge.export.frame_input import parse_frame_size
+        if model.suffix.lower() != ".onnx":
+            require_torch("rpol-edge export")
         from rpol_edge.export.pipeline import ExportRequest, parse_batch, run_export
         from rpol_edge.export.trt_compat import parse_targets
 
@@ -327,7 +346,7 @@ def export(
             calib_root=calib_root,
             calib_split=calib_split,
             workspace_mb=workspace_mb,
-            frame_size=parse_frame_size(frame_size) if frame_size else None,
+            frame_size=_frame_size(frame_size),
             frame_format=frame_format,
         )
         req.validate()

@@ -7,6 +7,7 @@ The base install runs exported graphs (ONNX Runtime through the ``ort`` extra, T
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 TORCH_EXTRA = "torch"
 TORCH_MODULES = {"torch": "PyTorch", "timm": "timm", "torchvision": "torchvision"}
@@ -33,3 +34,16 @@ def require(what: str, modules: tuple[str, ...], extra: str) -> None:
 def require_torch(what: str, with_timm: bool = True) -> None:
     """``what`` (e.g. ``rpol-edge fit``) needs PyTorch, and timm for the backbone unless told not."""
     require(what, ("torch", "timm") if with_timm else ("torch",), TORCH_EXTRA)
+
+
+OPENCV_HINT = (
+    "on Jetson use JetPack's (sudo apt install python3-opencv, in a venv made with "
+    "--system-site-packages); elsewhere pip install 'rpol-edge[opencv]'"
+)
+
+
+def require_opencv() -> None:
+    """Raise :class:`MissingExtra` unless OpenCV is importable. It is a base dependency except on
+    aarch64 Linux, where a pip wheel would shadow JetPack's GStreamer build."""
+    if importlib.util.find_spec("cv2") is None:
+        raise MissingExtra(f"rpol-edge needs OpenCV (cv2), which is not installed: {OPENCV_HINT}")

@@ -64,6 +64,8 @@ def test_commands_on_exported_graphs_never_import_torch(sample_onnx: Path, tmp_p
         ),
         (["eval", onnx, "--root", str(out / "no-such-root")], 2),  # the one-line error path
         (["info", str(out / "missing.engine")], 2),
+        # An engine is built from a copied ONNX on the device without PyTorch; no TensorRT here.
+        (["export", onnx, "--trt", "-o", str(out / "engine")], 2),
     ]
     log_path = out / "log.json"
     proc = subprocess.run(

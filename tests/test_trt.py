@@ -243,6 +243,66 @@ def test_cuda_mem_round_trip_and_graph() -> None:
         graph.destroy()
 
 
+@pytest.mark.gpu
+def test_thread_local_capture_survives_other_threads() -> None:
+    """The live pipeline has five threads: a cudaMalloc on another thread during a global-mode
+    capture invalidates it (cudaErrorStreamCaptureUnsupported / Invalidated); thread-local mode,
+    as rpol-edge and trtexec capture, is not affected."""
+    require_gpu()
+    import threading
+
+    data = np.arange(1000, dtype=np.float32)
+    other_done = threading.Event()
+    other_errors: list[BaseException] = []
+
+    def other_thread() -> None:
+        try:
+            with cuda_mem.DeviceBuffer(1 << 20):
+                pass
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            other_errors.append(exc)
+        other_done.set()
+
+    with (
+        cuda_mem.Stream() as stream,
+        cuda_mem.DeviceBuffer(data.nbytes) as dev,
+        cuda_mem.HostBuffer(data.shape, np.float32) as src,
+        cuda_mem.HostBuffer(data.shape, np.float32) as dst,
+    ):
+
+        def copies() -> None:
+            cuda_mem.memcpy_htod_async(dev.ptr, src.ptr, data.nbytes, stream)
+            t = threading.Thread(target=other_thread)
+            t.start()
+            t.join()  # an unsafe call on another thread, in the middle of the capture
+            cuda_mem.memcpy_dtoh_async(dst.ptr, dev.ptr, data.nbytes, stream)
+
+        graph = cuda_mem.CudaGraph.capture(stream, copies)
+        assert other_done.is_set() and other_errors == []
+        np.copyto(src.array, data)
+        graph.launch()
+        stream.synchronize()
+        np.testing.assert_array_equal(dst.array, data)
+        graph.destroy()
+
+
+@pytest.mark.gpu
+def test_set_device_is_per_thread() -> None:
+    """A new host thread starts on device 0, whatever the main thread chose."""
+    require_gpu()
+    import threading
+
+    rt = cuda_mem.cudart()
+    last = cuda_mem.device_count() - 1
+    cuda_mem.set_device(last)
+    seen: list[int] = []
+    t = threading.Thread(target=lambda: seen.append(int(cuda_mem.check(rt.cudaGetDevice()))))
+    t.start()
+    t.join()
+    assert seen == [0] and int(cuda_mem.check(rt.cudaGetDevice())) == last
+    cuda_mem.set_device(0)
+
+
 class FakeTensorRT:
     """Just enough of the ``tensorrt`` module for TrtRuntime, with an "engine" whose execution is
     real CUDA work (mask <- first bytes of frames, score <- memset), so buffers, copies, bindings
@@ -348,7 +408,7 @@ def test_trt_runtime_plumbing_with_fake_engine(
     sidecar_path(engine).write_text(meta.to_json())
 
     rng = np.random.default_rng(1)
-    sizes = (1, 3, 1, 4, 3)
+    sizes = (1, 3, 3, 1, 4, 4, 3)
     with TrtRuntime(engine, device="cuda:0", cuda_graph=cuda_graph) as rt:
         assert (rt.min_batch, rt.max_batch) == (1, 4) and rt.meta.precision == "fp16"
         for n in sizes:
@@ -356,8 +416,30 @@ def test_trt_runtime_plumbing_with_fake_engine(
             out = rt.infer(frames)
             assert out.mask.reshape(-1).tobytes() == frames.reshape(-1)[: n * K * K].tobytes()
             assert (out.score == np.frombuffer(b"\x3f" * 4, np.float32)[0]).all()
-    # With graphs: one warm-up run and one captured run per batch size, then replays only.
-    assert fake.executions == (2 * len(set(sizes)) if cuda_graph else len(sizes))
+    # With graphs: a plain run whenever the batch size changes (TensorRT's rule before a replay),
+    # one capture per batch size, replays otherwise.
+    changes = sum(1 for i, n in enumerate(sizes) if i == 0 or sizes[i - 1] != n)
+    assert fake.executions == (changes + len(set(sizes)) if cuda_graph else len(sizes))
+
+    # The same runtime driven from another thread (the live pipeline's inference thread).
+    import threading
+
+    errors: list[BaseException] = []
+    with TrtRuntime(engine, device=f"cuda:{cuda_mem.device_count() - 1}", cuda_graph=cuda_graph) as rt:
+
+        def worker() -> None:
+            try:
+                for n in (2, 2, 1):
+                    frames = rng.integers(0, 256, (n, K, K, 3), dtype=np.uint8)
+                    out = rt.infer(frames)
+                    assert out.mask.reshape(-1).tobytes() == frames.reshape(-1)[: n * K * K].tobytes()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                errors.append(exc)
+
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+    assert errors == []
 
     engine.write_bytes(b"other plan")
     with pytest.raises(InferenceError, match="does not match its sidecar"), TrtRuntime(engine) as rt:

@@ -171,7 +171,10 @@ def test_trtexec_command_mirrors_the_builder() -> None:
     fixed = trtexec_args(p, 448, "fp16", "10.3", (4, 4, 4))
     assert fixed[:2] == ["trtexec", "--onnx=exp/model.onnx"]
     assert "--shapes=frames:4x448x448x3" in fixed and "--fp16" in fixed and "--stronglyTyped" not in fixed
-    assert "--timingCacheFile=exp/timing.cache" in fixed and "--saveEngine=exp/model.trtexec.engine" in fixed
+    assert (
+        "--timingCacheFile=exp/timing-10.3.cache" in fixed
+        and "--saveEngine=exp/model.trtexec.engine" in fixed
+    )
     assert "--memPoolSize=workspace:1024" in fixed
     assert "--noDataTransfers" not in fixed and "--useCudaGraph" not in fixed
     typed = trtexec_args(Path("exp/model.fp16.onnx"), 448, "fp16", "10.13", (1, 4, 8), cuda_graph=True)
@@ -181,7 +184,15 @@ def test_trtexec_command_mirrors_the_builder() -> None:
     assert "--int8" in trtexec_args(p, 224, "int8", "8.6") and "--stronglyTyped" in trtexec_args(
         p, 224, "int8", "10.15"
     )
-    assert not {"--fp16", "--int8", "--stronglyTyped"} & set(trtexec_args(p, 224, "fp32", "8.6"))
+    # TensorRT 11's trtexec: no --fp16/--int8, --stronglyTyped a no-op, CUDA graphs on by default.
+    eleven = trtexec_args(Path("exp/model.fp16.onnx"), 448, "fp16", "11.1")
+    assert not {"--fp16", "--stronglyTyped", "--useCudaGraph"} & set(eleven) and "--noCudaGraph" in eleven
+    assert "--noCudaGraph" not in trtexec_args(p, 448, "fp16", "11.1", cuda_graph=True)
+    assert "--noCudaGraph" not in typed
+    fp32 = set(trtexec_args(p, 224, "fp32", "8.6"))
+    assert not {"--fp16", "--int8", "--stronglyTyped"} & fp32
+    # FP32 engines are built with TF32 off (TensorRT's default is on); only fp32 says so.
+    assert "--noTF32" in fp32 and "--noTF32" not in fixed and "--noTF32" not in typed
 
 
 def test_trtexec_lines_from_exported_files(variants: dict[str, Path]) -> None:

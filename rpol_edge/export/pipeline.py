@@ -1,4 +1,9 @@
-"""`rpol-edge export`: model file -> ONNX (FP32, FP16, INT8) -> TensorRT, in one call."""
+"""`rpol-edge export`: model file -> ONNX (FP32, FP16, INT8) -> TensorRT, in one call.
+
+Or, on the device, an exported ``.onnx`` -> TensorRT engine: the ONNX was written on a PC (fit and
+export need PyTorch), the engine is built where it runs (plans are tied to the TensorRT version
+and GPU), and that step needs neither PyTorch nor the ``onnx`` package.
+"""
 
 from __future__ import annotations
 
@@ -32,11 +37,34 @@ class ExportRequest:
     """(W, H): every graph takes raw W x H camera frames and resizes/crops them itself."""
     frame_format: str = "bgr"
 
+    @property
+    def from_onnx(self) -> bool:
+        return self.model.suffix.lower() == ".onnx"
+
     def validate(self) -> None:
         """Refuse impossible combinations before anything is traced or built."""
-        if self.model.suffix != ".rpol":
-            raise ExportError(f"{self.model}: export starts from a fitted .rpol model")
-        if self.int8 and not (self.calib_data and self.calib_root):
+        if self.from_onnx:
+            if not self.trt:
+                raise ExportError(
+                    f"{self.model} is already ONNX: add --trt to build a TensorRT engine from it on this "
+                    "device; the other formats are exported from the fitted .rpol model"
+                )
+            options = {
+                "--frame-size": self.frame_size,
+                "--calib-root": self.calib_root,
+                "--weights": self.weights,
+            }
+            given = [flag for flag, value in options.items() if value]
+            if given:
+                raise ExportError(
+                    f"{', '.join(given)}: fixed when {self.model.name} was exported; "
+                    "export again from the .rpol"
+                )
+        elif self.model.suffix != ".rpol":
+            raise ExportError(
+                f"{self.model}: export starts from a fitted .rpol model (or, with --trt, an exported .onnx)"
+            )
+        if self.int8 and not self.from_onnx and not (self.calib_data and self.calib_root):
             raise ExportError("--int8 needs calibration images: --calib-data KIND --calib-root DIR")
         if self.trt:
             from rpol_edge.export.trt_build import require_tensorrt
@@ -68,8 +96,29 @@ def parse_batch(text: str) -> tuple[int, int, int]:
     return parts[0], parts[1], parts[2]
 
 
+def onnx_precision(path: Path, fp16: bool, int8: bool) -> str:
+    """The engine precision an exported ONNX builds: its own, or fp16 from an fp32 graph (--fp16)."""
+    meta = read_onnx_meta(path)
+    if meta.precision == "int8" and meta.extra.get("int8_scheme") != "symmetric":
+        raise ExportError(
+            f"{path.name} is the ONNX Runtime (CPU) INT8 graph, not a TensorRT source; use "
+            f"{FORMATS['onnx-int8-trt'].filename} (rpol-edge export MODEL --int8 --trt)"
+        )
+    if int8 and meta.precision != "int8":
+        raise ExportError(
+            f"--int8: {path.name} is {meta.precision}; build from {FORMATS['onnx-int8-trt'].filename}"
+        )
+    if fp16 and meta.precision == "fp32":
+        return "fp16"
+    if fp16 and meta.precision != "fp16":
+        raise ExportError(f"--fp16: {path.name} is {meta.precision}")
+    return meta.precision
+
+
 def run_export(req: ExportRequest) -> ExportResult:
     req.validate()
+    if req.from_onnx:
+        return _engine_from_onnx(req)
     res = ExportResult()
     frame = (*req.frame_size, req.frame_format) if req.frame_size else None
 
@@ -97,7 +146,7 @@ def run_export(req: ExportRequest) -> ExportResult:
     if req.fp16:
         onnx("onnx-fp16", "fp16")
     if req.trt:
-        from rpol_edge.export.trt_build import build_engine, fp16_strategy, tensorrt_version
+        from rpol_edge.export.trt_build import fp16_strategy, tensorrt_version
 
         precision = "int8" if req.int8 else ("fp16" if req.fp16 else "fp32")
         source = onnx_path
@@ -105,20 +154,46 @@ def run_export(req: ExportRequest) -> ExportResult:
             source = res.files["onnx-fp16"]
         if precision == "int8":
             source = res.files["onnx-int8-trt"]
-        engine = req.out_dir / FORMATS["trt"].filename
-        build_engine(
-            source,
-            engine,
-            precision=precision,
-            batch=req.batch,
-            workspace_mb=req.workspace_mb,
-            timing_cache=req.out_dir / "timing.cache",
-        )
-        res.files["trt"] = engine
-        from rpol_edge.export.trtexec import trtexec_command
-
-        res.trtexec = trtexec_command(
-            source, read_onnx_meta(source).input_shape(), precision, tensorrt_version(), req.batch,
-            req.workspace_mb, timing_cache=req.out_dir / "timing.cache",
-        )  # fmt: skip
+        _build(req, source, precision, req.batch, res)
     return res
+
+
+def _engine_from_onnx(req: ExportRequest) -> ExportResult:
+    from rpol_edge.export.onnx_export import onnx_batch_range
+    from rpol_edge.export.trt_build import choose_onnx, tensorrt_version
+
+    res = ExportResult()
+    precision = onnx_precision(req.model, req.fp16, req.int8)
+    source = req.model
+    if precision == "fp16" and read_onnx_meta(req.model).precision == "fp32":
+        # FP16 from the FP32 graph (builder flag, < 10.12) or from the FP16-cast one beside it.
+        sibling = req.model.with_name(FORMATS["onnx-fp16"].filename)
+        source = choose_onnx("fp16", tensorrt_version(), req.model, sibling if sibling.is_file() else None)
+    lo, hi = onnx_batch_range(source)
+    batch = req.batch
+    if hi is not None and batch != (lo, lo, hi):
+        if batch != (1, 1, 1):
+            raise ExportError(f"{source.name} has a fixed batch of {lo}: --batch {lo} (or leave --batch out)")
+        batch = (lo, lo, hi)  # the default --batch 1 means "the graph's own batch"
+    _build(req, source, precision, batch, res)
+    return res
+
+
+def _build(
+    req: ExportRequest, source: Path, precision: str, batch: tuple[int, int, int], res: ExportResult
+) -> None:
+    """The engine (+ sidecar) from ``source``, and the trtexec line that builds the same one."""
+    from rpol_edge.export.trt_build import build_engine, tensorrt_version, timing_cache_name
+    from rpol_edge.export.trtexec import trtexec_command
+    from rpol_edge.runtimes import cuda_mem
+
+    version = tensorrt_version()
+    engine = req.out_dir / FORMATS["trt"].filename
+    cache = req.out_dir / timing_cache_name(version, *cuda_mem.device_info(0))
+    req.out_dir.mkdir(parents=True, exist_ok=True)
+    build_engine(source, engine, precision, batch, req.workspace_mb, timing_cache=cache)
+    res.files["trt"] = engine
+    res.trtexec = trtexec_command(
+        source, read_onnx_meta(source).input_shape(), precision, version, batch, req.workspace_mb,
+        timing_cache=cache,
+    )  # fmt: skip

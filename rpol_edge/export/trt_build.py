@@ -12,6 +12,10 @@ from 10.12 on (weak typing is deprecated there, gone in 11) a strongly typed net
 from the FP16-cast ONNX the exporter writes, so the graph's own types decide. :func:`choose_onnx`
 maps that onto the two files for the caller.
 
+The version branches (8.6 on JetPack 6.0, 10.3 on JetPack 6.1/6.2, 10.x and 11.x on PCs) live in
+small pure functions -- :func:`network_flags`, :func:`fast_precisions`, :func:`parse_errors` --
+so the tests run them against per-version stand-ins of the ``tensorrt`` module.
+
 TensorRT and cuda-python are imported only inside the functions that need them, so this module
 imports (and its pure functions test) anywhere.
 """
@@ -119,6 +123,10 @@ class EngineMeta:
     fp16_strategy: str = ""
     onnx_name: str = ""
     """File name of the ONNX it was built from (beside the engine), for the staleness check."""
+    device_model: str = ""
+    """The board (``/proc/device-tree/model``, e.g. "NVIDIA Jetson Orin Nano Developer Kit"); empty
+    off Jetson. Every Orin module reports the GPU "Orin" / sm 8.7, so only this tells an engine
+    tuned on an AGX Orin from one tuned on an Orin Nano."""
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -169,10 +177,12 @@ def read_engine_meta(engine_path: Path) -> EngineMeta:
 
 
 def check_engine_compatible(
-    meta: EngineMeta, trt_version: str, gpu_name: str, cc: str, source: str = "engine"
+    meta: EngineMeta, trt_version: str, gpu_name: str, cc: str, source: str = "engine", device_model: str = ""
 ) -> None:
-    """Refuse a plan built by another TensorRT version or for another GPU (TensorRT plans are
-    neither forward/backward compatible nor portable across device models by default)."""
+    """Refuse a plan built by another TensorRT version, for another GPU or on another Jetson module
+    (TensorRT plans are neither forward/backward compatible nor portable across device models by
+    default; for two Orin modules TensorRT itself only warns). ``device_model`` is compared only when
+    both the sidecar and this machine name one (older sidecars and non-Jetson hosts have none)."""
     problems = []
     if meta.tensorrt_version != trt_version:
         problems.append(f"TensorRT {meta.tensorrt_version}, this machine has {trt_version}")
@@ -180,8 +190,76 @@ def check_engine_compatible(
         problems.append(
             f"GPU {meta.gpu_name} (sm {meta.compute_capability}), this machine has {gpu_name} (sm {cc})"
         )
+    elif meta.device_model and device_model and meta.device_model != device_model:
+        problems.append(f"the board {meta.device_model!r}, this machine is {device_model!r}")
     if problems:
         raise MetadataError(f"{source} was built for {'; '.join(problems)}: {REBUILD_HINT}")
+
+
+def device_model(path: Path = Path("/proc/device-tree/model")) -> str:
+    """The board's model string on Jetson (and other device-tree boards); "" where there is none."""
+    try:
+        return path.read_bytes().split(b"\0", 1)[0].decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def network_flags(trt_mod: Any, version: str, strongly_typed: bool) -> int:
+    """``Builder.create_network`` flags for this TensorRT.
+
+    - below 10, 0 means an implicit-batch network, which the 8.6 ONNX parser refuses ("only
+      supports TensorRT INetworkDefinitions with an explicit batch dimension"): EXPLICIT_BATCH;
+    - 10.x: every network is explicit-batch (EXPLICIT_BATCH is deprecated and ignored, so not
+      passed); ``strongly_typed`` sets STRONGLY_TYPED;
+    - 11.x: every network is strongly typed and EXPLICIT_BATCH is gone; STRONGLY_TYPED is kept
+      only as an ignored, deprecated flag (and renumbered), so nothing is passed.
+
+    Bits are always ``1 << int(flag)`` of the installed module: the numbers differ by version."""
+    flag = trt_mod.NetworkDefinitionCreationFlag
+    major = _version_tuple(version)[0]
+    flags = 0
+    if major < 10:
+        flags |= 1 << int(flag.EXPLICIT_BATCH)
+    if strongly_typed and major == 10:
+        flags |= 1 << int(flag.STRONGLY_TYPED)
+    return flags
+
+
+def fast_precisions(cc: str) -> tuple[bool, bool]:
+    """(fast FP16, fast INT8) for a compute capability "major.minor", as TensorRT's hardware
+    support matrix lists them: FP16 on 5.3 (Jetson TX1/Nano), 6.0, 6.2 (TX2) and 7.0 on; INT8 on
+    6.1 and from 7.0 on (Xavier 7.2, Turing 7.5, Ampere, Orin 8.7, Hopper, Blackwell).
+
+    ``Builder.platform_has_fast_fp16/int8`` answered this before; they are deprecated since
+    TensorRT 10.5 and not bound in 11, so the answer comes from the capability the build reads."""
+    major, minor = _version_tuple(cc)
+    fp16 = (major, minor) in ((5, 3), (6, 0), (6, 2)) or major >= 7
+    int8 = (major, minor) == (6, 1) or major >= 7
+    return fp16, int8
+
+
+def parse_errors(parser: Any) -> str:
+    """The ONNX parser's errors, one line each. ``node_name``/``node_operator`` exist from 10.0 on;
+    8.6's ParserError has only the node index, so they are asked for only where bound."""
+    lines = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        node = int(err.node())
+        if node < 0:
+            where = "graph"
+        else:
+            name = err.node_name() if hasattr(err, "node_name") else ""
+            op = err.node_operator() if hasattr(err, "node_operator") else ""
+            where = f"node {node}" + (f" {name!r}" if name else "") + (f" ({op})" if op else "")
+        lines.append(f"  {where}: {err.desc()}")
+    return "\n".join(lines)
+
+
+def timing_cache_name(trt_version: str, gpu_name: str, cc: str) -> str:
+    """A timing cache per TensorRT version and GPU (``timing-10.3.0.30-Orin-sm87.cache``): a cache
+    copied from a PC, or left by a JetPack upgrade, then never meets the build it does not fit."""
+    gpu = re.sub(r"[^A-Za-z0-9.]+", "-", gpu_name).strip("-") or "gpu"
+    return f"timing-{trt_version}-{gpu}-sm{cc.replace('.', '')}.cache"
 
 
 _LOGGER: trt.ILogger | None = None
@@ -196,16 +274,6 @@ def trt_logger() -> trt.ILogger:
     if _LOGGER is None:
         _LOGGER = trt.Logger(trt.Logger.WARNING)
     return _LOGGER
-
-
-def _parse_errors(parser: trt.OnnxParser) -> str:
-    lines = []
-    for i in range(parser.num_errors):
-        err = parser.get_error(i)
-        node = err.node()
-        where = f"node {node} {err.node_name()!r} ({err.node_operator()})" if node >= 0 else "graph"
-        lines.append(f"  {where}: {err.desc()}")
-    return "\n".join(lines)
 
 
 def dims(d: trt.Dims) -> tuple[int, ...]:
@@ -259,12 +327,14 @@ def build_engine(
     ``onnx_path`` must be the file :func:`choose_onnx` picks: the FP16-cast ONNX for FP16 on
     TensorRT >= 10.12, the FP32 one otherwise (checked against the ONNX's own metadata).
     ``batch`` is the (min, opt, max) optimization profile. ``timing_cache``, when given, is read
-    if it exists and rewritten after the build, which makes rebuilds much faster.
+    if it exists and rewritten after the build, which makes rebuilds much faster; name it with
+    :func:`timing_cache_name` (a foreign one is set aside with a warning, never fatal). FP32
+    engines are built with TF32 off.
 
     INT8 is explicit quantization: ``onnx_path`` is the symmetric QDQ graph the exporter writes
     (``model.int8.trt.onnx``, calibrated on fit images), so the Q/DQ scales decide what runs in
     INT8; implicit calibrated INT8 is deprecated in TensorRT 10 and gone in 11. Refused on GPUs
-    without fast INT8.
+    without fast INT8 (:func:`fast_precisions`).
     """
     require_tensorrt()
     import tensorrt as trt
@@ -297,28 +367,31 @@ def build_engine(
         )
 
     gpu_name, cc = cuda_mem.device_info(0)
-    logger = trt_logger()
-    builder = trt.Builder(logger)
-    if precision == "int8":
-        if not builder.platform_has_fast_int8:
-            raise EngineBuildError(f"{gpu_name} (sm {cc}) has no fast INT8; build fp16 instead")
-    if precision == "fp16" and not builder.platform_has_fast_fp16:
+    fast_fp16, fast_int8 = fast_precisions(cc)
+    if precision == "int8" and not fast_int8:
+        raise EngineBuildError(f"{gpu_name} (sm {cc}) has no fast INT8; build fp16 instead")
+    if precision == "fp16" and not fast_fp16:
         warnings.warn(
             f"{gpu_name} (sm {cc}) has no fast FP16; the fp16 engine may be slower than fp32", stacklevel=2
         )
+    logger = trt_logger()
+    builder = trt.Builder(logger)
 
     # Strongly typed from 10.12 on: the graph's own types (FP16 casts, Q/DQ) decide precisions.
     typed = precision in ("fp16", "int8") and strategy == "strongly_typed"
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if typed else 0
-    network = builder.create_network(flags)
+    network = builder.create_network(network_flags(trt, version, typed))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
-        raise EngineBuildError(f"TensorRT {version} could not parse {onnx_path}:\n{_parse_errors(parser)}")
+        raise EngineBuildError(f"TensorRT {version} could not parse {onnx_path}:\n{parse_errors(parser)}")
     frame = onnx_meta.input_shape()
     _check_network(network, frame, (lo, opt, hi))
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    if precision == "fp32":
+        # TF32 is on by default in every builder config: Ampere, Orin and later would run the
+        # convolutions with 10-bit mantissas. An "fp32" engine means FP32 (trtexec: --noTF32).
+        config.clear_flag(trt.BuilderFlag.TF32)
     if precision == "fp16" and not typed:
         config.set_flag(trt.BuilderFlag.FP16)
     if precision == "int8" and not typed:
@@ -327,17 +400,12 @@ def build_engine(
     profile.set_shape(INPUT, trt.Dims([lo, *frame]), trt.Dims([opt, *frame]), trt.Dims([hi, *frame]))
     config.add_optimization_profile(profile)
     if timing_cache is not None:
-        data = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
-        cache = config.create_timing_cache(data)
-        config.set_timing_cache(cache, False)
+        _use_timing_cache(config, Path(timing_cache))
 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EngineBuildError(f"TensorRT {version} failed to build {onnx_path.name} (see its log above)")
     plan_bytes = bytes(memoryview(plan))
-    if timing_cache is not None:
-        serialized = bytes(memoryview(config.get_timing_cache().serialize()))
-        write_bytes_atomic(Path(timing_cache), serialized)
 
     meta = EngineMeta(
         tensorrt_version=version,
@@ -353,9 +421,51 @@ def build_engine(
         engine_sha256=hashlib.sha256(plan_bytes).hexdigest(),
         fp16_strategy=strategy if precision == "fp16" else "",
         onnx_name=onnx_path.name if onnx_path.parent.resolve() == engine_path.parent.resolve() else "",
+        device_model=device_model(),
     )
     side = sidecar_path(engine_path)
     side.unlink(missing_ok=True)  # never leave an old sidecar describing the new plan
     write_bytes_atomic(engine_path, plan_bytes)
     write_bytes_atomic(side, meta.to_json().encode())
+    # Only after the plan is safe on disk: a cache that cannot be written costs the next build time,
+    # never this build's result.
+    if timing_cache is not None:
+        _save_timing_cache(config, Path(timing_cache))
     return meta
+
+
+def _use_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
+    """Read ``path`` into the builder config; one made by another TensorRT or GPU (or damaged) is
+    set aside with a warning and the build starts from an empty cache, which is written back."""
+    data = b""
+    if path.is_file():
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            warnings.warn(f"timing cache {path} unreadable ({exc}); building without it", stacklevel=3)
+    cache = config.create_timing_cache(data) if data else None
+    if data and (cache is None or not config.set_timing_cache(cache, False)):
+        warnings.warn(
+            f"timing cache {path} was made by another TensorRT version or GPU (or is damaged); "
+            "building without it, and it will be rewritten for this one",
+            stacklevel=3,
+        )
+        cache = None
+    if cache is None:
+        cache = config.create_timing_cache(b"")
+        if cache is None or not config.set_timing_cache(cache, False):
+            warnings.warn("TensorRT refused an empty timing cache; building without one", stacklevel=3)
+
+
+def _save_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
+    cache = config.get_timing_cache()  # None when no cache was set
+    if cache is None:
+        return
+    blob = cache.serialize()
+    if blob is None:
+        warnings.warn(f"TensorRT could not serialize the timing cache; {path} not written", stacklevel=3)
+        return
+    try:
+        write_bytes_atomic(path, bytes(memoryview(blob)))
+    except OSError as exc:
+        warnings.warn(f"timing cache {path} not written ({exc})", stacklevel=3)

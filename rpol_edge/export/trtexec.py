@@ -5,16 +5,21 @@ flag mirrors a decision of :func:`rpol_edge.export.trt_build.build_engine`:
 
 - precision: FP16 is ``--fp16`` over the FP32 graph before TensorRT 10.12 and ``--stronglyTyped``
   over the FP16-cast graph from 10.12 on (:func:`fp16_strategy`); INT8 is the symmetric QDQ graph
-  with ``--int8`` before 10.12, ``--stronglyTyped`` after. FP32 passes no precision flag.
+  with ``--int8`` before 10.12, ``--stronglyTyped`` after. TensorRT 11's trtexec has no
+  ``--fp16``/``--int8`` and its ``--stronglyTyped`` is a deprecated no-op (every network is
+  strongly typed), so 11.x lines carry neither. FP32 passes ``--noTF32``: TensorRT
+  enables TF32 by default, and rpol-edge builds its FP32 engines with TF32 off.
 - shapes: the optimization profile (``--minShapes/--optShapes/--maxShapes``) for a dynamic
   batch, ``--shapes`` for a fixed one; timing runs at the opt batch.
-- ``--memPoolSize=workspace:<MiB>`` and ``--timingCacheFile`` as the builder uses them.
+- ``--memPoolSize=workspace:<MiB>`` and ``--timingCacheFile`` as the builder uses them (a cache per
+  TensorRT version, and per GPU where the GPU is known: :func:`timing_cache_name`).
 - ``--saveEngine`` writes beside, not over, rpol-edge's engine (that one has a sidecar).
 - no ``--noDataTransfers``: rpol-edge's infer time includes the uint8 upload and the two maps'
   download, and trtexec then reports H2D / GPU compute / D2H separately, so both the comparable
   end-to-end latency and the bare engine time are printed.
-- ``--useCudaGraph`` only when rpol-edge's runtime runs the engine as a CUDA graph too (its
-  ``cuda_graph`` option; off by default).
+- CUDA graphs as rpol-edge's runtime runs them (its ``cuda_graph`` option; off by default):
+  ``--useCudaGraph`` to turn them on before 11; from 11 trtexec uses graphs by default, so
+  ``--noCudaGraph`` turns them off.
 """
 
 from __future__ import annotations
@@ -54,17 +59,32 @@ def trtexec_args(
     else:
         args += [f"--minShapes={shape(lo)}", f"--optShapes={shape(opt)}", f"--maxShapes={shape(hi)}"]
     typed = fp16_strategy(trt_version) == "strongly_typed"
+    major = _major(trt_version)
     if precision in ("fp16", "int8"):
-        args.append("--stronglyTyped" if typed else f"--{precision}")
-    elif precision != "fp32":
+        if not typed:
+            args.append(f"--{precision}")
+        elif major < 11:
+            args.append("--stronglyTyped")
+    elif precision == "fp32":
+        args.append("--noTF32")
+    else:
         raise ValueError(f"precision {precision!r}: choose fp32, fp16 or int8")
     args.append(f"--memPoolSize=workspace:{int(workspace_mb)}")
     folder = onnx_path.parent
-    args.append(f"--timingCacheFile={timing_cache or folder / 'timing.cache'}")
+    args.append(f"--timingCacheFile={timing_cache or folder / f'timing-{trt_version}.cache'}")
     args.append(f"--saveEngine={engine_path or folder / 'model.trtexec.engine'}")
-    if cuda_graph:
+    if cuda_graph and major < 11:
         args.append("--useCudaGraph")
+    elif not cuda_graph and major >= 11:
+        args.append("--noCudaGraph")
     return args
+
+
+def _major(trt_version: str) -> int:
+    try:
+        return int(trt_version.strip().split(".")[0])
+    except ValueError:
+        raise ValueError(f"not a TensorRT version: {trt_version!r}") from None
 
 
 def trtexec_command(*args: object, **kwargs: object) -> str:

@@ -37,12 +37,30 @@ class CudaUnavailable(ImportError):
 
 
 def cudart() -> Any:
-    """The ``cuda.bindings.runtime`` module, imported on first use (it ships no type stubs)."""
+    """The CUDA runtime bindings, imported on first use (they ship no type stubs).
+
+    ``cuda.bindings.runtime`` (cuda-bindings >= 12.6), else ``cuda.cudart`` (cuda-python < 12.6, the
+    version that matches JetPack 6.0's CUDA 12.2): the same functions under the older module path.
+    """
     try:
         from cuda.bindings import runtime
     except ImportError:
-        raise CudaUnavailable(f"CUDA support needs cuda-python (cuda.bindings): {INSTALL_HINT}") from None
+        try:
+            from cuda import cudart as runtime  # type: ignore[no-redef]
+        except ImportError:
+            raise CudaUnavailable(f"CUDA support needs cuda-python (cuda.bindings): {INSTALL_HINT}") from None
     return runtime
+
+
+def native_handle(obj: Any) -> int:
+    """A cuda-bindings handle (a stream) as the integer TensorRT takes. ``int(obj)`` is deprecated
+    from cuda-bindings 12.9.1 / 13.0 for ``cuda.bindings.utils.get_cuda_native_handle``; the
+    versions that match JetPack 6 (cuda-python 12.2 / 12.6) have only ``int()``."""
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:
+        return int(obj)
+    return int(get_cuda_native_handle(obj))
 
 
 def error_name(err: Any) -> str:
@@ -72,13 +90,49 @@ def check(result: Any) -> Any:
 
 
 def device_count() -> int:
-    """CUDA devices visible; 0 when cuda-python, the driver or a GPU is missing (never raises)."""
+    """CUDA devices visible; 0 when cuda-python, the driver or a GPU is missing (never raises).
+    For a message to a user, :func:`visible_devices` says why there are none."""
     try:
-        rt = cudart()
-    except CudaUnavailable:
+        return visible_devices()
+    except (CudaUnavailable, CudaError):
         return 0
+
+
+def _versions(rt: Any) -> tuple[int, int]:
+    """(driver, runtime) CUDA versions as 12020-style integers; 0 where unknown (no driver)."""
+    got = []
+    for call in (rt.cudaDriverGetVersion, rt.cudaRuntimeGetVersion):
+        res = call()
+        got.append(int(res[1]) if res[0] == rt.cudaError_t.cudaSuccess else 0)
+    return got[0], got[1]
+
+
+def _cuda_version(v: int) -> str:
+    return f"{v // 1000}.{v % 1000 // 10}"
+
+
+def visible_devices() -> int:
+    """CUDA devices visible. Raises :class:`CudaError` named by CUDA when the runtime cannot start,
+    with what to do for the usual cause: cuda-bindings built for a newer CUDA than the driver
+    (cuda-bindings 13 statically links the CUDA 13 runtime; JetPack 6's driver is CUDA 12.x)."""
+    rt = cudart()
     res = rt.cudaGetDeviceCount()
-    return int(res[1]) if res[0] == rt.cudaError_t.cudaSuccess else 0
+    if res[0] == rt.cudaError_t.cudaSuccess:
+        return int(res[1])
+    driver, runtime = _versions(rt)
+    name = error_name(res[0])
+    if name in ("cudaErrorInsufficientDriver", "cudaErrorNoDevice") and driver == 0:
+        hint = "no NVIDIA driver found (or no GPU visible)"
+    elif name == "cudaErrorInsufficientDriver":
+        major = driver // 1000
+        hint = (
+            f"the driver supports CUDA {_cuda_version(driver)}, cuda-bindings needs "
+            f"{_cuda_version(runtime)}: pip install 'cuda-bindings>={major}.0,<{major + 1}' (on Jetson, "
+            "the jetpack60 / jetpack61 extra: benchmarks/JETSON.md)"
+        )
+    else:
+        hint = f"driver CUDA {_cuda_version(driver)}, runtime {_cuda_version(runtime)}"
+    raise CudaError(name, hint)
 
 
 def set_device(index: int) -> None:
@@ -103,7 +157,7 @@ class Stream:
 
     @property
     def handle(self) -> int:
-        return int(self.stream)
+        return native_handle(self.stream)
 
     def synchronize(self) -> None:
         check(cudart().cudaStreamSynchronize(self.stream))
@@ -198,9 +252,14 @@ def memcpy_dtoh_async(dst: int, src: int, nbytes: int, stream: Stream) -> None:
 class CudaGraph:
     """Work enqueued on a stream, captured once and replayed with one launch.
 
-    ``CudaGraph.capture(stream, enqueue)`` runs ``enqueue()`` under stream capture (global mode,
-    as TensorRT documents), so nothing executes during capture; ``launch()`` then replays it on
-    the same stream. Pointers and sizes are baked in: a new shape or buffer needs a new graph.
+    ``CudaGraph.capture(stream, enqueue)`` runs ``enqueue()`` under stream capture, so nothing
+    executes during capture; ``launch()`` then replays it on the same stream. Pointers and sizes
+    are baked in: a new shape or buffer needs a new graph.
+
+    Capture is thread-local (as trtexec captures): in the global mode an unsafe CUDA call from any
+    other thread -- the live pipeline has five -- would invalidate the capture, or fail itself.
+    A failed capture leaves an error behind in the thread's CUDA state; it is cleared with
+    ``cudaGetLastError`` (trtexec does the same) so the plain path that follows does not report it.
     """
 
     def __init__(self, graph: Any, graph_exec: Any, stream: Stream) -> None:
@@ -211,19 +270,26 @@ class CudaGraph:
     @classmethod
     def capture(cls, stream: Stream, enqueue: Callable[[], None]) -> CudaGraph:
         rt = cudart()
-        check(rt.cudaStreamBeginCapture(stream.stream, rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal))
+        mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        check(rt.cudaStreamBeginCapture(stream.stream, mode))
         try:
             enqueue()
         except BaseException:
             res = rt.cudaStreamEndCapture(stream.stream)  # leave the stream usable; drop the partial graph
             if res[0] == rt.cudaError_t.cudaSuccess and res[1] is not None:
                 rt.cudaGraphDestroy(res[1])
+            rt.cudaGetLastError()
             raise
-        graph = check(rt.cudaStreamEndCapture(stream.stream))
+        try:
+            graph = check(rt.cudaStreamEndCapture(stream.stream))  # fails when the capture was invalidated
+        except CudaError:
+            rt.cudaGetLastError()
+            raise
         try:
             graph_exec = check(rt.cudaGraphInstantiate(graph, 0))
         except CudaError:
             rt.cudaGraphDestroy(graph)
+            rt.cudaGetLastError()
             raise
         return cls(graph, graph_exec, stream)
 

@@ -6,6 +6,17 @@ engine's max batch and pinned host buffers beside them, and binds the device add
 ``_infer`` only copies frames in, enqueues, copies the two maps out. With ``cuda_graph=True`` the
 copy-in / enqueue / copy-out sequence is captured once per batch size and replayed with one launch,
 which removes most of the launch overhead on small inputs (Jetson, batch 1).
+
+Two rules of TensorRT and CUDA that this code follows, because breaking them fails silently:
+
+- After every input-shape change the context must run one ordinary enqueue before a captured
+  graph is replayed (TensorRT updates shape-dependent state during enqueue, and a graph replays
+  only the kernels it recorded). So a batch size that differs from the previous call's runs
+  plainly once, and its graph (captured right after that run, or reused) replays from the next
+  call of the same size on: a batch 8 -> 3 -> 8 sequence never replays a stale graph.
+- The current CUDA device is per host thread. ``infer`` may run on any thread (the live pipeline
+  runs it on its inference thread), so the device is made current on the calling thread before
+  any CUDA call.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from rpol_edge.export.trt_build import (
     TrtUnavailable,
     check_engine_compatible,
     check_engine_fresh,
+    device_model,
     dims,
     read_engine_meta,
     require_tensorrt,
@@ -70,15 +82,16 @@ class TrtRuntime(Runtime):
             require_tensorrt()
             import tensorrt as trt
 
-            if cuda_mem.device_count() <= self.device_index:
-                raise InferenceError(
-                    f"trt runtime: no CUDA device {self.device_index} (driver missing or no GPU visible)"
-                )
+            count = cuda_mem.visible_devices()
+            if count <= self.device_index:
+                raise InferenceError(f"trt runtime: no CUDA device {self.device_index} ({count} visible)")
             gpu_name, cc = cuda_mem.device_info(self.device_index)
-        except (TrtUnavailable, cuda_mem.CudaUnavailable) as exc:
-            raise InferenceError(str(exc)) from None
+        except (TrtUnavailable, cuda_mem.CudaUnavailable, cuda_mem.CudaError) as exc:
+            raise InferenceError(f"trt runtime: {exc}") from None
         self.engine_meta: EngineMeta = read_engine_meta(self.model_path)
-        check_engine_compatible(self.engine_meta, trt.__version__, gpu_name, cc, source=str(self.model_path))
+        check_engine_compatible(
+            self.engine_meta, trt.__version__, gpu_name, cc, str(self.model_path), device_model()
+        )
         check_engine_fresh(self.engine_meta, self.model_path)
         em = self.engine_meta
         super().__init__(em.model.replace(precision=em.precision), em.min_batch, em.max_batch)
@@ -98,10 +111,16 @@ class TrtRuntime(Runtime):
         graph = " graph" if self.cuda_graph else ""
         return f"trt {self.gpu_name} {self.meta.precision}{graph}"
 
+    def _use_device(self) -> None:
+        """Make this runtime's GPU current on the calling thread: a new thread starts on device 0,
+        and another runtime on this thread may have chosen another GPU since (cudaSetDevice on the
+        current device is cheap, so it is not cached)."""
+        cuda_mem.set_device(self.device_index)
+
     def activate(self) -> None:
         import tensorrt as trt
 
-        cuda_mem.set_device(self.device_index)
+        self._use_device()
         plan = self.model_path.read_bytes()
         em = self.engine_meta
         if em.engine_sha256 and hashlib.sha256(plan).hexdigest() != em.engine_sha256:
@@ -157,6 +176,8 @@ class TrtRuntime(Runtime):
                 raise InferenceError(f"{self.model_path}: TensorRT refused the address of {name}")
 
     def deactivate(self) -> None:
+        if self._stream is not None or self._bindings:
+            self._use_device()
         for graph in self._graphs.values():
             graph.destroy()
         self._graphs.clear()
@@ -175,15 +196,18 @@ class TrtRuntime(Runtime):
         self._runtime = None
         self._batch = 0
 
-    def _set_batch(self, n: int) -> None:
+    def _set_batch(self, n: int) -> bool:
+        """Set the context's input shape to batch ``n``; True when it changed."""
         assert self._context is not None
         if n == self._batch:
-            return
+            return False
+        self._batch = 0  # unknown until TensorRT accepts the new shape
         if not self._context.set_input_shape(INPUT, (n, *self.meta.input_shape())):
             raise InferenceError(
                 f"TensorRT refused batch {n} (engine profile {self.min_batch}..{self.max_batch})"
             )
         self._batch = n
+        return True
 
     def _enqueue(self, n: int) -> None:
         """Copy-in, execute, copy-out for batch ``n`` on the stream (captured as-is by a graph)."""
@@ -196,34 +220,31 @@ class TrtRuntime(Runtime):
             out = self._bindings[name]
             cuda_mem.memcpy_dtoh_async(out.host.ptr, out.device.ptr, out.nbytes(n), self._stream)
 
-    def _graph(self, n: int) -> cuda_mem.CudaGraph | None:
-        graph = self._graphs.get(n)
-        if graph is None:
-            assert self._stream is not None
-            # TensorRT must have run once with the new shape before capture (it updates state then).
-            self._enqueue(n)
-            self._stream.synchronize()
-            try:
-                graph = cuda_mem.CudaGraph.capture(self._stream, lambda: self._enqueue(n))
-            except (cuda_mem.CudaError, InferenceError) as exc:
-                warnings.warn(f"CUDA graph capture failed ({exc}); running without graphs", stacklevel=3)
-                self.cuda_graph = False
-                return None
-            self._graphs[n] = graph
-        return graph
+    def _capture(self, n: int) -> None:
+        """Capture batch ``n``'s sequence; the context has just run it plainly at this shape."""
+        assert self._stream is not None
+        try:
+            self._graphs[n] = cuda_mem.CudaGraph.capture(self._stream, lambda: self._enqueue(n))
+        except (cuda_mem.CudaError, InferenceError) as exc:
+            warnings.warn(f"CUDA graph capture failed ({exc}); running without graphs", stacklevel=4)
+            self.cuda_graph = False
 
     def _infer(self, frames: np.ndarray) -> Output:
         assert self._stream is not None
+        self._use_device()
         n = frames.shape[0]
-        self._set_batch(n)
+        changed = self._set_batch(n)
         np.copyto(self._bindings[INPUT].host.array[:n], frames)
-        graph = self._graph(n) if self.cuda_graph else None
+        graph = self._graphs.get(n) if self.cuda_graph and not changed else None
         if graph is not None:
             graph.launch()
         else:
+            # A plain run: the first at this shape (TensorRT's rule before any replay), or no graphs.
             self._enqueue(n)
         self._stream.synchronize()
         # Copies: the pinned buffers are overwritten by the next call.
         score = self._bindings["score"].host.array[:n].copy()
         mask = self._bindings["mask"].host.array[:n].copy()
+        if self.cuda_graph and n not in self._graphs:
+            self._capture(n)  # replayed from the next call of this size on
         return Output(score=score, mask=mask)
