@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[torch,onnx,ort,cuda,dev,explain]'
+	$(PY) -m pip install -q -e '.[torch,onnx,ort,cuda,dev,explain,docs]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -20,6 +20,7 @@ typecheck: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH bash scripts/typecheck.sh
 	$(VENV)/bin/mypy rpol_edge
 	$(VENV)/bin/ruff check rpol_edge tests benchmarks examples
+	$(VENV)/bin/lint-imports --no-cache
 
 test: $(STAMP) typecheck
 	$(PY) -m pytest -q -rs -p no:cacheprovider

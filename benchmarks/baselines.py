@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rpol_edge.core.geometry import CropTransform
 from rpol_edge.data import read_dataset
-from rpol_edge.fit import default_resize
-from rpol_edge.geometry import CropTransform
-from rpol_edge.metrics import BoxAccuracy
+from rpol_edge.evaluate.metrics import BoxAccuracy
+from rpol_edge.fitting.pipeline import default_resize
 
 
 def centered_map(k: int, fraction: float) -> np.ndarray:

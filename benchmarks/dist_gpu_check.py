@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rpol_edge.artifact import write_text_atomic
+from rpol_edge.core.files import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "rpol_edge" / "sample"
@@ -41,7 +41,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
-    from rpol_edge.artifact import ModelArtifact
+    from rpol_edge.core.artifact import ModelArtifact
 
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device")

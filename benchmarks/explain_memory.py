@@ -22,11 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from rpol_edge.artifact import write_text_atomic
+from rpol_edge.core.files import write_text_atomic
 
 CHILD = r"""
 import json, resource, sys
-from rpol_edge.cli import app
+from rpol_edge.cli.app import app
 try:
     app(sys.argv[1:], standalone_mode=False)
 finally:
@@ -55,7 +55,7 @@ def repeated_tree(root: Path, split: str, repeat: int, dest: Path) -> str:
 
 
 def scaled_model(src: Path, dst: Path, factor: int, root: Path, split: str) -> None:
-    from rpol_edge.artifact import ModelArtifact
+    from rpol_edge.core.artifact import ModelArtifact
 
     a = ModelArtifact.load(src)
     a.meta = a.meta.replace(
@@ -105,7 +105,7 @@ def main() -> None:
         split10 = repeated_tree(root, "train", args.repeat, d / "voc10")
         m1, m10 = d / "m1.rpol", d / "m10.rpol"
         subprocess.run(
-            [sys.executable, "-m", "rpol_edge.cli", "fit", "--data", "voc", "--root", str(root), "--split",
+            [sys.executable, "-m", "rpol_edge", "fit", "--data", "voc", "--root", str(root), "--split",
              "train", "--input-size", str(args.input_size), "-o", str(m1)],
             check=True, capture_output=True,
         )  # fmt: skip

@@ -49,7 +49,7 @@ def repeated_tree(src: Path, dst: Path, repeats: int) -> tuple[Path, int]:
 
 
 def child_fit(root: str, input_size: int, batch: int, workers: int) -> dict[str, float]:
-    from rpol_edge.fit import FitConfig, fit
+    from rpol_edge.fitting.pipeline import FitConfig, fit
 
     marks: list[tuple[float, int]] = []
 
@@ -73,7 +73,7 @@ def child_fit(root: str, input_size: int, batch: int, workers: int) -> dict[str,
 def child_bare(input_size: int, batch: int, seconds: float) -> dict[str, float]:
     import torch
 
-    from rpol_edge.backbones import BackboneSpec, build_backbone
+    from rpol_edge.backbones.timm_backbone import BackboneSpec, build_backbone
 
     bb = build_backbone(BackboneSpec("lite0"), input_size)
     model = bb.module.eval()

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from rpol_edge.artifact import write_text_atomic
+from rpol_edge.core.files import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,13 +45,13 @@ def main() -> None:
 
     import cv2
 
-    from rpol_edge.compare import agreement
+    from rpol_edge.core.geometry import resize_crop
+    from rpol_edge.core.prepare import prepare
     from rpol_edge.data import read_dataset
-    from rpol_edge.export.frame_input import parse_frame_size
-    from rpol_edge.export.onnx_export import export_onnx
-    from rpol_edge.geometry import resize_crop
-    from rpol_edge.images import load_rgb
-    from rpol_edge.prepare import prepare
+    from rpol_edge.data.images import load_rgb
+    from rpol_edge.evaluate.compare import agreement
+    from rpol_edge.exporters.frame_input import parse_frame_size
+    from rpol_edge.exporters.onnx_export import export_onnx
     from rpol_edge.runtimes import Output, infer_all
     from rpol_edge.runtimes.ort_runtime import OrtRuntime
 

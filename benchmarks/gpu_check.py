@@ -41,14 +41,14 @@ from typing import Any
 
 import numpy as np
 
-from rpol_edge.artifact import write_text_atomic
-from rpol_edge.bench import interleaved, paired_ratio
-from rpol_edge.compare import agreement, dataset_frames
-from rpol_edge.inspect import read_meta
+from rpol_edge.bench.stats import interleaved, paired_ratio
+from rpol_edge.core.files import write_text_atomic
+from rpol_edge.core.model_file import read_meta
+from rpol_edge.evaluate.compare import agreement, dataset_frames
 from rpol_edge.runtimes import Output, Runtime, open_runtime
 
 SPEEDUP_TARGET = 2.5
-"""CUDA graph over plain torch CUDA at batch 1 (issue 11)."""
+"""CUDA graph over plain torch CUDA at batch 1."""
 
 PLAIN = {"cuda_graph": False, "fold_bn": False, "cudnn_benchmark": False}
 """The plain torch CUDA runtime the target is measured against: eager, as it was before graphs."""
@@ -279,7 +279,7 @@ def main() -> None:
         if args.model is not None:
             read_meta(args.model)  # a clear error now, not in every section
             return str(args.model)
-        from rpol_edge.fit import FitConfig, fit
+        from rpol_edge.fitting.pipeline import FitConfig, fit
 
         path = args.out.parent / "raccoon.rpol"
         cfg = FitConfig(
@@ -364,7 +364,7 @@ def main() -> None:
     check.section("parity", parity)
 
     def speedup() -> dict[str, Any]:
-        """Every configuration over fp32_plain (the issue's baseline), per batch, rounds paired."""
+        """Every configuration over fp32_plain (the baseline), per batch, rounds paired."""
         res: dict[str, Any] = {}
         if not timings.get("fp32_plain"):
             return res
@@ -405,7 +405,7 @@ def main() -> None:
         check.section("profile", profiles, need_s=30)
 
     def accuracy() -> dict[str, Any]:
-        from rpol_edge.evaluate import evaluate
+        from rpol_edge.evaluate.evaluation import evaluate
 
         res: dict[str, Any] = {}
         for name in DEFAULTS.values():

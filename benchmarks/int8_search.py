@@ -29,8 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rpol_edge.artifact import file_sha256, write_text_atomic  # noqa: E402
-from rpol_edge.export.int8 import CPU_RECIPE, Recipe  # noqa: E402
+from rpol_edge.core.files import file_sha256, write_text_atomic  # noqa: E402
+from rpol_edge.exporters.int8 import CPU_RECIPE, Recipe  # noqa: E402
 
 BASE = Recipe()
 """The recipe before this search (QDQ, per-channel, U8S8, MinMax, every backbone Conv)."""
@@ -60,8 +60,8 @@ VARIANTS: dict[str, Recipe] = {
 
 def time_one(path: Path, iters: int, warmup: int, image: Path) -> dict[str, float]:
     """Batch-1 latency of one ONNX file in this (fresh) process, through the package's runtime."""
-    from rpol_edge.geometry import resize_crop
-    from rpol_edge.images import load_rgb
+    from rpol_edge.core.geometry import resize_crop
+    from rpol_edge.data.images import load_rgb
     from rpol_edge.runtimes.ort_runtime import OrtRuntime
 
     rt = OrtRuntime(path)
@@ -79,8 +79,8 @@ def time_one(path: Path, iters: int, warmup: int, image: Path) -> dict[str, floa
 
 
 def accuracy(path: Path, fp32: Any, root: Path) -> tuple[dict[str, Any], Any]:
-    from rpol_edge.compare import agreement, dataset_frames
-    from rpol_edge.evaluate import evaluate
+    from rpol_edge.evaluate.compare import agreement, dataset_frames
+    from rpol_edge.evaluate.evaluation import evaluate
     from rpol_edge.runtimes import infer_all
     from rpol_edge.runtimes.ort_runtime import OrtRuntime
 
@@ -120,8 +120,8 @@ def main() -> None:
     if args.model is None:
         p.error("--model is required")
 
-    from rpol_edge.export.int8 import quantize_int8
-    from rpol_edge.export.onnx_export import export_onnx
+    from rpol_edge.exporters.int8 import quantize_int8
+    from rpol_edge.exporters.onnx_export import export_onnx
 
     args.work.mkdir(parents=True, exist_ok=True)
     fp32 = args.work / "model.onnx"

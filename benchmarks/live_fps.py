@@ -26,8 +26,8 @@ from typing import Any
 
 import cv2
 
-from rpol_edge.images import is_image_path, load_rgb
-from rpol_edge.inspect import read_meta
+from rpol_edge.core.model_file import read_meta
+from rpol_edge.data.images import is_image_path, load_rgb
 from rpol_edge.runtimes import Runtime
 
 THREAD_STAGES = {
@@ -98,7 +98,7 @@ def measure_cli(args: argparse.Namespace, images: list[Path]) -> dict[str, Any]:
         cmd = [
             sys.executable,
             "-m",
-            "rpol_edge.cli",
+            "rpol_edge",
             "run",
             str(args.model),
             "--source",

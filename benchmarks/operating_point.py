@@ -1,4 +1,4 @@
-"""Label-free operating points, measured by k-fold cross-validation on the raccoon photos (issue 10).
+"""Label-free operating points, measured by k-fold cross-validation on the raccoon photos.
 
 Backbone features of all 200 photos (and of their scale-shifted canvases, scale_shift.py) are
 computed once; every protocol then fits w*/tau from summed features (no labels) and scores each
@@ -32,14 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scale_shift import build_canvases, largest_box_coverage  # noqa: E402
 
-from rpol_edge.backbones import BackboneSpec, build_backbone  # noqa: E402
-from rpol_edge.boxes import iou_inclusive, largest_box  # noqa: E402
-from rpol_edge.data import Sample, read_dataset  # noqa: E402
-from rpol_edge.geometry import resize_crop  # noqa: E402
-from rpol_edge.images import load_rgb  # noqa: E402
-from rpol_edge.metrics import DEFAULT_THRESHOLDS, best_ious_per_threshold, correct_matrix, summarize  # noqa: E402
-from rpol_edge.model import Localizer  # noqa: E402
-from rpol_edge.operating_point import (  # noqa: E402
+from rpol_edge.backbones.timm_backbone import BackboneSpec, build_backbone  # noqa: E402
+from rpol_edge.core.boxes import iou_inclusive, largest_box  # noqa: E402
+from rpol_edge.core.geometry import resize_crop  # noqa: E402
+from rpol_edge.core.localizer import Localizer  # noqa: E402
+from rpol_edge.core.operating_point import (  # noqa: E402
     OperatingPoint,
     fixed_mask,
     minmax,
@@ -49,7 +46,15 @@ from rpol_edge.operating_point import (  # noqa: E402
     to_u8_levels,
     upsample,
 )
-from rpol_edge.wstar import FeatureSums, solve, unit_features  # noqa: E402
+from rpol_edge.core.wstar import FeatureSums, solve, unit_features  # noqa: E402
+from rpol_edge.data import Sample, read_dataset  # noqa: E402
+from rpol_edge.data.images import load_rgb  # noqa: E402
+from rpol_edge.evaluate.metrics import (  # noqa: E402
+    DEFAULT_THRESHOLDS,
+    best_ious_per_threshold,
+    correct_matrix,
+    summarize,
+)
 
 T = DEFAULT_THRESHOLDS
 
@@ -410,7 +415,7 @@ def main() -> None:
         "protocols": results,
     }
     if args.out:
-        from rpol_edge.artifact import write_text_atomic
+        from rpol_edge.core.files import write_text_atomic
 
         write_text_atomic(args.out, json.dumps(record, indent=1))
         print(f"wrote {args.out}")

@@ -15,14 +15,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rpol_edge.artifact import write_text_atomic
-from rpol_edge.cli_support import METRIC_KEYS
+from rpol_edge.cli.common import METRIC_KEYS
+from rpol_edge.core.files import write_text_atomic
 
 KEYS = METRIC_KEYS  # the columns `rpol-edge eval` prints
 
 
 def cli(*args: object) -> None:
-    cmd = [sys.executable, "-m", "rpol_edge.cli", *map(str, args)]
+    cmd = [sys.executable, "-m", "rpol_edge", *map(str, args)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -71,7 +71,7 @@ def main() -> None:
             rows.append({"row": f"compare torch_fp32 vs {label}", **json.loads((d / "c.json").read_text())})
 
         # The symmetric QDQ graph TensorRT INT8 builds from, scored in ONNX Runtime.
-        from rpol_edge.export.int8 import quantize_int8
+        from rpol_edge.exporters.int8 import quantize_int8
 
         sym = d / "model.int8.trt.onnx"
         quantize_int8(d / "exp" / "model.onnx", sym, "voc", args.root, "train", symmetric=True)

@@ -1,4 +1,4 @@
-"""A scale-shifted test set made from the raccoon photos themselves (issue 10).
+"""A scale-shifted test set made from the raccoon photos themselves.
 
 Each photo is shrunk and laid onto a canvas of its own size whose background is real background:
 the largest box-free strip of another photo (left, right, above or below all of that photo's boxes),
@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from rpol_edge.data import Sample
-from rpol_edge.images import load_rgb
+from rpol_edge.data.images import load_rgb
 
 
 @dataclass(frozen=True)

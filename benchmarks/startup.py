@@ -10,7 +10,7 @@ parent stays small and its own peak is recorded), and reports medians:
 - ``bare``: the same work written with onnxruntime + OpenCV only (the floor).
 - ``cli predict``: the whole ``rpol-edge predict MODEL IMAGE -o DIR`` command (overlay PNG, JSON).
 
-Targets (issue 11): rpol_edge <= 0.6 s and <= 250 MB. Without ``--model`` the bundled sample is
+Targets: rpol_edge <= 0.6 s and <= 250 MB. Without ``--model`` the bundled sample is
 fitted and exported at 448 first (needs the torch and onnx extras; the timed children never
 import torch). Usage:
 
@@ -41,9 +41,9 @@ import json, sys, time
 t0 = time.perf_counter()
 from pathlib import Path
 from typing import Any
-from rpol_edge.geometry import resize_crop
-from rpol_edge.images import load_rgb
-from rpol_edge.predict import detect
+from rpol_edge.core.geometry import resize_crop
+from rpol_edge.data.images import load_rgb
+from rpol_edge.evaluate.predict import detect
 from rpol_edge.runtimes import infer_all, open_runtime
 t1 = time.perf_counter()
 with open_runtime(Path(sys.argv[1]), "ort", device="cpu") as rt:
@@ -107,8 +107,8 @@ BUILD = """
 import sys
 from pathlib import Path
 from typing import Any
-from rpol_edge.export.onnx_export import export_onnx
-from rpol_edge.fit import FitConfig, fit
+from rpol_edge.exporters.onnx_export import export_onnx
+from rpol_edge.fitting.pipeline import FitConfig, fit
 sample, folder = Path(sys.argv[1]), Path(sys.argv[2])
 fit(FitConfig("voc", sample, "train", input_size=448, workers=0)).artifact.save(folder / "sample.rpol")
 export_onnx(folder / "sample.rpol", folder / "model.onnx")
@@ -144,7 +144,7 @@ def main() -> None:
             "cli predict": [
                 py,
                 "-c",
-                "from rpol_edge.cli import main; main()",
+                "from rpol_edge.cli.app import main; main()",
                 "predict",
                 str(model),
                 str(image),
@@ -192,7 +192,7 @@ def main() -> None:
         f"{'met' if record['meets_targets'] else 'NOT met'}; torch/timm imported: "
         f"{ours.get('imported_torch_or_timm') or 'no'}"
     )
-    from rpol_edge.artifact import write_text_atomic  # only now: this process stays small while timing
+    from rpol_edge.core.files import write_text_atomic  # only now: this process stays small while timing
 
     write_text_atomic(args.out, json.dumps(record, indent=1) + "\n")
     print(f"wrote {args.out}")

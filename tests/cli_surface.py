@@ -17,7 +17,7 @@ def surface() -> dict[str, Any]:
     import typer
     from typer.testing import CliRunner
 
-    from rpol_edge.cli import app
+    from rpol_edge.cli.app import app
 
     cmd = typer.main.get_command(app)
     runner = CliRunner()

@@ -19,7 +19,7 @@ def sample_root() -> Path:
 @pytest.fixture(scope="session")
 def sample_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """lite0 (real ImageNet weights) fitted on the bundled train split at input 224."""
-    from rpol_edge.fit import FitConfig, fit
+    from rpol_edge.fitting.pipeline import FitConfig, fit
 
     path = tmp_path_factory.mktemp("model") / "sample.rpol"
     fit(FitConfig("voc", SAMPLE, "train", input_size=TEST_INPUT, workers=0)).artifact.save(path)
@@ -29,7 +29,7 @@ def sample_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def sample_onnx(sample_model: Path) -> Path:
     pytest.importorskip("onnx", reason="ONNX export needs the onnx extra")
-    from rpol_edge.export.onnx_export import export_onnx
+    from rpol_edge.exporters.onnx_export import export_onnx
 
     path = sample_model.parent / "model.onnx"
     export_onnx(sample_model, path, batch=(1, 2, 8))
@@ -42,8 +42,8 @@ def variants(
 ) -> dict[str, Path]:
     """Every ONNX flavour rpol-edge writes for TensorRT, through export (which checks it)."""
     pytest.importorskip("onnxslim", reason="export simplifies with onnxslim (onnx extra)")
-    from rpol_edge.export.int8 import quantize_int8
-    from rpol_edge.export.onnx_export import export_onnx
+    from rpol_edge.exporters.int8 import quantize_int8
+    from rpol_edge.exporters.onnx_export import export_onnx
 
     d = tmp_path_factory.mktemp("variants")
     out = {

@@ -11,41 +11,43 @@ import pytest
 
 pytest.importorskip("onnxruntime", reason="the ort rows need the ort extra")
 
-from rpol_edge import bench as b  # noqa: E402
+from rpol_edge.bench import report, runner, stats  # noqa: E402
+from rpol_edge.bench import spec as bench_spec  # noqa: E402
 from tests.conftest import SAMPLE  # noqa: E402
 
 
 def test_spec_parsing(sample_onnx: Path) -> None:
-    s = b.parse_spec(f"{sample_onnx}@runtime=ort,threads=1,cuda-graph=true")
+    s = bench_spec.parse_spec(f"{sample_onnx}@runtime=ort,threads=1,cuda-graph=true")
     assert s.path == sample_onnx and s.options == {"runtime": "ort", "threads": 1, "cuda_graph": True}
     assert s.runtime == "ort" and s.label == "model.onnx@runtime=ort,threads=1,cuda-graph=true"
     with pytest.raises(ValueError, match="key=value"):
-        b.parse_spec(f"{sample_onnx}@fp16")
+        bench_spec.parse_spec(f"{sample_onnx}@fp16")
     with pytest.raises(ValueError, match="no such file"):
-        b.parse_spec("missing.onnx")
-    assert b.parse_spec(f"{sample_onnx}@weights=2024").options == {"weights": "2024"}  # a path stays text
+        bench_spec.parse_spec("missing.onnx")
+    # a path stays text
+    assert bench_spec.parse_spec(f"{sample_onnx}@weights=2024").options == {"weights": "2024"}
     with pytest.raises(ValueError, match="whole number"):
-        b.parse_spec(f"{sample_onnx}@threads=two")
+        bench_spec.parse_spec(f"{sample_onnx}@threads=two")
 
 
 def test_fixed_batch_is_a_row_with_its_reason(variants: dict[str, Path]) -> None:
     """A fixed-batch graph is not looped N times and called batch N: the row says why it is empty."""
-    spec = b.Spec("model", variants["fp32-static"], {"device": "cpu"}, "m")
-    row = b.run_row({"spec": spec, "label": "m", "batch": 4, "images": [], "iters": 1, "warmup": 0})
+    spec = bench_spec.Spec("model", variants["fp32-static"], {"device": "cpu"}, "m")
+    row = runner.run_row({"spec": spec, "label": "m", "batch": 4, "images": [], "iters": 1, "warmup": 0})
     assert not row["available"] and "fixed at 1; export with --batch 1:4:8" in row["reason"]
 
 
 def test_bench_rows_ratios_parity_outputs(sample_model: Path, sample_onnx: Path, tmp_path: Path) -> None:
     images = sorted((SAMPLE / "JPEGImages").iterdir())[:4]
-    cfg = b.BenchConfig(
-        specs=[b.parse_spec(str(sample_model)), b.parse_spec(str(sample_onnx)),
-               b.parse_spec(f"{sample_model}@precision=fp16")],
+    cfg = runner.BenchConfig(
+        specs=[bench_spec.parse_spec(str(sample_model)), bench_spec.parse_spec(str(sample_onnx)),
+               bench_spec.parse_spec(f"{sample_model}@precision=fp16")],
         images=images, batches=[2], iters=2, warmup=1, device="cpu", threads=1, work_dir=tmp_path / "w",
         eval_data="voc", eval_root=SAMPLE, eval_split="test",
     )  # fmt: skip
-    rows = {r.label: r for r in b.run_bench(cfg)}
+    rows = {r.label: r for r in runner.run_bench(cfg)}
     assert list(rows) == [
-        "reference (seed pipeline)", "bare backbone, torch", "bare backbone, ort",
+        "reference pipeline", "bare backbone, torch", "bare backbone, ort",
         "sample.rpol", "model.onnx", "sample.rpol@precision=fp16",
     ]  # fmt: skip
     fp16 = rows["sample.rpol@precision=fp16"]
@@ -57,10 +59,10 @@ def test_bench_rows_ratios_parity_outputs(sample_model: Path, sample_onnx: Path,
         assert set(r.ms) == {"pre", "infer", "post", "total"}, label
         assert 0 < r.ms["infer"]["p50"] <= r.ms["infer"]["p90"] <= r.ms["infer"]["p99"], label
         assert r.throughput > 0 and r.peak_rss_mb > 50 and r.speedup_vs_reference is not None, label
-    assert rows["reference (seed pipeline)"].speedup_vs_reference == 1.0
+    assert rows["reference pipeline"].speedup_vs_reference == 1.0
     assert rows["bare backbone, ort"].artifact.endswith("sample.backbone.onnx")
     # The fused graph's overhead is over the bare backbone of its own runtime.
-    onnx_row, ref = rows["model.onnx"], rows["reference (seed pipeline)"]
+    onnx_row, ref = rows["model.onnx"], rows["reference pipeline"]
     expected = onnx_row.ms["infer"]["p50"] / rows["bare backbone, ort"].ms["infer"]["p50"]
     assert onnx_row.overhead_vs_backbone == pytest.approx(expected, rel=1e-2)
     # Accuracy and parity with the reference on the 12 labelled sample test images.
@@ -68,27 +70,28 @@ def test_bench_rows_ratios_parity_outputs(sample_model: Path, sample_onnx: Path,
         assert r.accuracy["n_images"] == 12 and 0 <= r.accuracy["maxboxacc_v2_rpol"] <= 100
     assert ref.parity == {"max_abs_score": 0.0, "boxes_identical": 12, "boxes_iou_090": 12, "n": 12}
     assert onnx_row.parity["max_abs_score"] < 1e-3 and onnx_row.parity["boxes_iou_090"] >= 11
-    # The reference thresholds on the host as the seed does; the fused graph must agree with it.
+    # The reference pipeline thresholds on the host as the reference implementation does; the
+    # fused graph must agree with it.
     assert onnx_row.accuracy["maxboxacc_v2"] == pytest.approx(ref.accuracy["maxboxacc_v2"], abs=8.34)
     assert not list((tmp_path / "w").glob("maps_*.npz"))  # scratch maps cleaned up
 
     all_rows = list(rows.values())
-    md = b.to_markdown(all_rows, "cmd")
-    assert "| reference (seed pipeline) | torch | fp32 | 2 |" in md and "n/a: InferenceError" in md
+    md = report.to_markdown(all_rows, "cmd")
+    assert "| reference pipeline | torch | fp32 | 2 |" in md and "n/a: InferenceError" in md
     assert "MaxBoxAccV2 (RPOL)" in md
-    rec = b.record(all_rows, cfg, "rpol-edge bench ...")
-    b.write_json(tmp_path / "r.json", rec)
+    rec = report.record(all_rows, cfg, "rpol-edge bench ...")
+    report.write_json(tmp_path / "r.json", rec)
     back = json.loads((tmp_path / "r.json").read_text())
     assert back["machine"]["cpu_count"] == os.cpu_count() and len(back["rows"]) == 6
     png = tmp_path / "p.png"
-    b.plot(all_rows, png, "test")
+    report.plot(all_rows, png, "test")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
 def test_bench_cli_errors_are_one_line(sample_onnx: Path) -> None:
     from typer.testing import CliRunner
 
-    from rpol_edge.cli import app
+    from rpol_edge.cli.app import app
 
     r = CliRunner().invoke(app, ["bench", str(sample_onnx), "--batch", "0"])
     assert r.exit_code == 2 and "sizes must be >= 1" in r.output and "Traceback" not in r.output
@@ -98,46 +101,46 @@ def test_bench_cli_errors_are_one_line(sample_onnx: Path) -> None:
 
 def _part(p50_total: float, samples: list[float], available: bool = True) -> dict:
     """A child's record as run_row returns it: pre/post 0, infer = the given samples (s)."""
-    row = b.Row("m", "model", "ort", "fp32", 1, available=available, reason="" if available else "boom")
+    row = stats.Row("m", "model", "ort", "fp32", 1, available=available, reason="" if available else "boom")
     d = row.to_dict()
     if available:
         d["ms"] = {"total": {"p50": p50_total}}
         d["iters"], d["peak_rss_mb"] = len(samples), 100.0 + p50_total
-        d[b._SAMPLES] = {"pre": [0.0] * len(samples), "infer": samples, "post": [0.0] * len(samples)}
+        d[stats.SAMPLES] = {"pre": [0.0] * len(samples), "infer": samples, "post": [0.0] * len(samples)}
     return d
 
 
 def test_rounds_pool_samples_and_pair_speedups() -> None:
     """Quantiles come from all rounds' samples; speed-ups pair round k with round k."""
-    merged = b.merge_rounds([_part(10.0, [0.010, 0.012]), _part(20.0, [0.020, 0.030])])
+    merged = stats.merge_rounds([_part(10.0, [0.010, 0.012]), _part(20.0, [0.020, 0.030])])
     assert merged.rounds == 2 and merged.iters == 4 and merged.round_total_p50 == [10.0, 20.0]
     assert merged.ms["infer"]["p50"] == pytest.approx(16.0)  # median of 10, 12, 20, 30 ms
     assert merged.ms["total"]["p50"] == pytest.approx(16.0) and merged.peak_rss_mb == 120.0
-    assert b._SAMPLES not in merged.to_dict()
-    assert not b.merge_rounds([_part(10.0, [0.01]), _part(0.0, [], available=False)]).available
-    base = b.Row(
+    assert stats.SAMPLES not in merged.to_dict()
+    assert not stats.merge_rounds([_part(10.0, [0.01]), _part(0.0, [], available=False)]).available
+    base = stats.Row(
         "a", "model", "ort", "fp32", 1, ms={"total": {"p50": 30.0}}, round_total_p50=[20.0, 40.0, 30.0]
     )
-    fast = b.Row(
+    fast = stats.Row(
         "b", "model", "ort", "int8", 1, ms={"total": {"p50": 15.0}}, round_total_p50=[10.0, 25.0, 10.0]
     )
     # Per round 2.0, 1.6, 3.0: median 2.0 (the pooled p50s would say 2.0 too, by chance), range 1.6-3.0.
-    assert b.paired_speedup(base, fast) == (2.0, [1.6, 3.0])
-    one = b.Row("c", "model", "ort", "int8", 1, ms={"total": {"p50": 12.0}}, round_total_p50=[12.0])
-    assert b.paired_speedup(base, one) == (2.5, [])
+    assert stats.paired_speedup(base, fast) == (2.0, [1.6, 3.0])
+    one = stats.Row("c", "model", "ort", "int8", 1, ms={"total": {"p50": 12.0}}, round_total_p50=[12.0])
+    assert stats.paired_speedup(base, one) == (2.5, [])
 
 
 def test_bench_rounds_run_each_row_in_new_processes(sample_onnx: Path, tmp_path: Path) -> None:
     images = sorted((SAMPLE / "JPEGImages").iterdir())[:2]
-    cfg = b.BenchConfig(
-        specs=[b.parse_spec(str(sample_onnx)), b.parse_spec(f"{sample_onnx}@threads=1")],
+    cfg = runner.BenchConfig(
+        specs=[bench_spec.parse_spec(str(sample_onnx)), bench_spec.parse_spec(f"{sample_onnx}@threads=1")],
         images=images, iters=3, warmup=1, device="cpu", reference=False, backbone=False,
         work_dir=tmp_path / "w", rounds=2,
     )  # fmt: skip
     stale = tmp_path / "w" / "maps_0_1.npz"  # an earlier, killed run's maps must not become parity
     stale.parent.mkdir(parents=True)
     np.savez(stale, score=np.zeros((1, 1, 2, 2), np.float32), mask=np.zeros((1, 1, 2, 2), np.uint8))
-    first, second = b.run_bench(cfg)
+    first, second = runner.run_bench(cfg)
     assert not first.parity and not second.parity and not stale.exists()
     for r in (first, second):
         assert r.available and r.rounds == 2 and r.iters == 6 and len(r.round_total_p50) == 2
@@ -146,5 +149,5 @@ def test_bench_rounds_run_each_row_in_new_processes(sample_onnx: Path, tmp_path:
     lo, hi = second.speedup_vs_first_range
     assert (lo, hi) == (round(min(ratios), 3), round(max(ratios), 3))
     assert second.speedup_vs_first == round(float(np.median(ratios)), 3)
-    md = b.to_markdown([first, second])
+    md = report.to_markdown([first, second])
     assert "2 rounds" in md and f"{second.speedup_vs_first:.2f}x ({lo:.2f}-{hi:.2f})" in md

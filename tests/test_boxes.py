@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rpol_edge.boxes import (
+from rpol_edge.core.boxes import (
     box_from_score_map,
     boxes_from_mask,
     contour_boxes,

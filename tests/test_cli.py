@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rpol_edge.artifact import ModelArtifact
-from rpol_edge.cli import app
+from rpol_edge.cli.app import app
+from rpol_edge.core.artifact import ModelArtifact
 from tests.conftest import SAMPLE
 
 runner = CliRunner()

@@ -70,8 +70,8 @@ def _cuda() -> None:
 
 
 def _sample_frames(model: Path) -> np.ndarray:
-    from rpol_edge.compare import dataset_frames
-    from rpol_edge.inspect import read_meta
+    from rpol_edge.core.model_file import read_meta
+    from rpol_edge.evaluate.compare import dataset_frames
 
     return dataset_frames(read_meta(model), "voc", SAMPLE, "test", workers=0)
 
@@ -89,7 +89,7 @@ def test_graph_matches_eager_on_every_batch_shape(sample_model: Path, precision:
     """Batch 1, full buckets, padded partial batches, the same bucket again with stale rows left in
     its static buffer by the call before, and a second use of batch 1."""
     _cuda()
-    from rpol_edge.compare import agreement
+    from rpol_edge.evaluate.compare import agreement
 
     frames = _sample_frames(sample_model)
     tol, identical = GRAPH_TOL[precision]
@@ -111,8 +111,8 @@ def test_graphed_forward_chunks_large_batches(sample_model: Path) -> None:
     _cuda()
     import torch
 
-    from rpol_edge.artifact import ModelArtifact
-    from rpol_edge.build import build_localizer
+    from rpol_edge.backbones.localizer import build_localizer
+    from rpol_edge.core.artifact import ModelArtifact
     from rpol_edge.runtimes.torch_cuda_graph import GraphedForward
 
     frames = _sample_frames(sample_model)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rpol_edge.export.onnx_props import OnnxFormatError, input_dims, metadata_props
+from rpol_edge.core.onnx_props import OnnxFormatError, input_dims, metadata_props
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "rpol_edge" / "sample"
@@ -23,7 +23,7 @@ HEAVY = ("torch", "timm", "torchvision")
 # one of them is the one named.
 COMMANDS_CHILD = """
 import json, sys
-from rpol_edge.cli import app
+from rpol_edge.cli.app import app
 log = []
 for argv in json.loads(sys.argv[1]):
     try:
@@ -103,7 +103,7 @@ def test_missing_torch_is_one_line_naming_the_extra(sample_model: Path, tmp_path
         ),
     ]
     for argv, expected in cases:
-        code = block + f"from rpol_edge.cli import main\nsys.argv[1:] = {argv!r}\nmain()"
+        code = block + f"from rpol_edge.cli.app import main\nsys.argv[1:] = {argv!r}\nmain()"
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2, (argv, proc.stderr)
         lines = proc.stderr.strip().splitlines()

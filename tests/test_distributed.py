@@ -22,8 +22,10 @@ import numpy as np
 import pytest
 import torch
 
-from rpol_edge.artifact import ModelArtifact
-from rpol_edge.checkpoint import (
+from rpol_edge.core.artifact import ModelArtifact
+from rpol_edge.core.wstar import FeatureSums
+from rpol_edge.evaluate.evaluation import evaluate
+from rpol_edge.fitting.checkpoint import (
     CheckpointError,
     CheckpointOptions,
     FitState,
@@ -33,11 +35,9 @@ from rpol_edge.checkpoint import (
     load,
     save,
 )
-from rpol_edge.distributed import SINGLE, all_reduce_fields, shard_bounds
-from rpol_edge.evaluate import evaluate
-from rpol_edge.fit import FitConfig, fit
+from rpol_edge.fitting.distributed import SINGLE, all_reduce_fields, shard_bounds
+from rpol_edge.fitting.pipeline import FitConfig, fit
 from rpol_edge.runtimes import open_runtime
-from rpol_edge.wstar import FeatureSums
 from tests.conftest import SAMPLE
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from rpol_edge.core.geometry import CropTransform
+from rpol_edge.core.wstar import FeatureSums, solve
 from rpol_edge.data import DatasetError
-from rpol_edge.explain import (
+from rpol_edge.explain.explainer import (
     ExplainConfig,
     Explanation,
     cell_to_point,
@@ -24,9 +26,7 @@ from rpol_edge.explain import (
     similarity,
     unit_map,
 )
-from rpol_edge.feature_cache import FeatureCacheError
-from rpol_edge.geometry import CropTransform
-from rpol_edge.wstar import FeatureSums, solve
+from rpol_edge.explain.feature_cache import FeatureCacheError
 from tests.conftest import SAMPLE
 from tests.test_cli import one_line_error, run
 
@@ -145,8 +145,8 @@ def test_explain_cli_writes_figure_and_json(
 
 
 def test_fit_records_its_training_set_and_old_metadata_still_loads(sample_model: Path) -> None:
-    from rpol_edge.artifact import ModelArtifact
-    from rpol_edge.metadata import ModelMeta
+    from rpol_edge.core.artifact import ModelArtifact
+    from rpol_edge.core.metadata import ModelMeta
 
     a = ModelArtifact.load(sample_model)
     m = a.meta

@@ -11,11 +11,12 @@ import pytest
 onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx extra")
 pytest.importorskip("onnxruntime", reason="the ort runtime needs the ort extra")
 
-from rpol_edge.artifact import ModelArtifact  # noqa: E402
-from rpol_edge.evaluate import evaluate  # noqa: E402
-from rpol_edge.export.int8 import CPU_RECIPE, TRT_RECIPE, quantize_int8  # noqa: E402
-from rpol_edge.export.onnx_export import export_onnx, onnx_batch_range, read_onnx_meta  # noqa: E402
-from rpol_edge.metadata import same_model  # noqa: E402
+from rpol_edge.core.artifact import ModelArtifact  # noqa: E402
+from rpol_edge.core.metadata import same_model  # noqa: E402
+from rpol_edge.core.onnx_meta import onnx_batch_range, read_onnx_meta  # noqa: E402
+from rpol_edge.evaluate.evaluation import evaluate  # noqa: E402
+from rpol_edge.exporters.int8 import CPU_RECIPE, TRT_RECIPE, quantize_int8  # noqa: E402
+from rpol_edge.exporters.onnx_export import export_onnx  # noqa: E402
 from rpol_edge.runtimes import InferenceError, open_runtime  # noqa: E402
 from tests.conftest import SAMPLE, SHARED_RACCOON  # noqa: E402
 
@@ -80,7 +81,7 @@ def test_normalization_constants_are_scalars_when_the_channels_agree(sample_onnx
     Lite0's 0.5/0.5 must reach the graph as scalars; per-channel statistics stay per channel."""
     from onnx import numpy_helper
 
-    from rpol_edge.model import channel_constant
+    from rpol_edge.core.localizer import channel_constant
 
     assert channel_constant((0.5, 0.5, 0.5)).shape == ()
     assert channel_constant((0.485, 0.456, 0.406)).shape == (1, 3, 1, 1)

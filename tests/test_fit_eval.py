@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from rpol_edge.artifact import ModelArtifact
-from rpol_edge.backbones import BackboneError, BackboneSpec, build_backbone, lite0_checkpoint
-from rpol_edge.evaluate import evaluate
-from rpol_edge.fit import FitConfig, fit
-from rpol_edge.metadata import MetadataError
+from rpol_edge.backbones.timm_backbone import BackboneError, BackboneSpec, build_backbone, lite0_checkpoint
+from rpol_edge.core.artifact import ModelArtifact
+from rpol_edge.core.metadata import MetadataError
+from rpol_edge.evaluate.evaluation import evaluate
+from rpol_edge.fitting.pipeline import FitConfig, fit
 from rpol_edge.runtimes import open_runtime
 from tests.conftest import SAMPLE, SHARED_RACCOON
 
@@ -89,7 +89,7 @@ def test_eval_on_sample_reports_every_metric(sample_model: Path, tmp_path: Path)
 
 @pytest.mark.skipif(not SHARED_RACCOON.is_dir(), reason="../shared/data/raccoon not present")
 def test_raccoon_accuracy_at_448(tmp_path: Path) -> None:
-    """The issue's bar: default backbone, input 448, fit on train, eval on test."""
+    """The default recipe: default backbone, input 448, fit on train, eval on test."""
     model = tmp_path / "m.rpol"
     fit(FitConfig("voc", SHARED_RACCOON, "train", workers=2)).artifact.save(model)
     with open_runtime(model, "torch") as rt:
@@ -97,7 +97,7 @@ def test_raccoon_accuracy_at_448(tmp_path: Path) -> None:
     assert m["n_images"] == 40
     assert m["maxboxacc_v2_rpol"] >= 68.0
     assert m["maxboxacc"] >= 75.0
-    # issue 10: the label-free operating point (sign), no threshold chosen with labels
+    # the label-free operating point (sign), no threshold chosen with labels
     assert m["operating_point"] == "sign" and m["gt_known_loc"] >= 70.0
 
 

@@ -10,12 +10,12 @@ import pytest
 torch = pytest.importorskip("torch", reason="folding is a torch-runtime feature (torch extra)")
 from torch import nn  # noqa: E402
 
-from rpol_edge.artifact import ModelArtifact  # noqa: E402
-from rpol_edge.build import build_localizer  # noqa: E402
-from rpol_edge.fold_bn import FoldError, conv_bn_pairs, fold_batchnorm  # noqa: E402
-from rpol_edge.images import load_rgb  # noqa: E402
-from rpol_edge.prepare import prepare  # noqa: E402
+from rpol_edge.backbones.localizer import build_localizer  # noqa: E402
+from rpol_edge.core.artifact import ModelArtifact  # noqa: E402
+from rpol_edge.core.prepare import prepare  # noqa: E402
+from rpol_edge.data.images import load_rgb  # noqa: E402
 from rpol_edge.runtimes import open_runtime  # noqa: E402
+from rpol_edge.runtimes.fold_bn import FoldError, conv_bn_pairs, fold_batchnorm  # noqa: E402
 from tests.conftest import SAMPLE  # noqa: E402
 
 
@@ -88,7 +88,7 @@ def test_torch_runtime_folded_matches_unfolded(sample_model: Path) -> None:
 def test_cuda_defaults_fold_and_agree_with_cpu(sample_model: Path) -> None:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    from rpol_edge.compare import agreement
+    from rpol_edge.evaluate.compare import agreement
 
     frames = _frames(sample_model, 6)
     with open_runtime(sample_model, "torch", device="cpu") as cpu:

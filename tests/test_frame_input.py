@@ -19,14 +19,15 @@ from torch import nn
 onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx extra")
 ort = pytest.importorskip("onnxruntime", reason="the ort runtime needs the ort extra")
 
-from rpol_edge.boxes import iou_inclusive  # noqa: E402
-from rpol_edge.compare import agreement  # noqa: E402
-from rpol_edge.export.frame_input import FrameInput, parse_frame_size  # noqa: E402
-from rpol_edge.export.int8 import quantize_int8  # noqa: E402
-from rpol_edge.export.onnx_export import export_onnx, read_onnx_meta  # noqa: E402
-from rpol_edge.metadata import ModelMeta  # noqa: E402
-from rpol_edge.predict import detect  # noqa: E402
-from rpol_edge.prepare import FrameSizeError, prepare  # noqa: E402
+from rpol_edge.core.boxes import iou_inclusive  # noqa: E402
+from rpol_edge.core.metadata import ModelMeta  # noqa: E402
+from rpol_edge.core.onnx_meta import read_onnx_meta  # noqa: E402
+from rpol_edge.core.prepare import FrameSizeError, prepare  # noqa: E402
+from rpol_edge.evaluate.compare import agreement  # noqa: E402
+from rpol_edge.evaluate.predict import detect  # noqa: E402
+from rpol_edge.exporters.frame_input import FrameInput, parse_frame_size  # noqa: E402
+from rpol_edge.exporters.int8 import quantize_int8  # noqa: E402
+from rpol_edge.exporters.onnx_export import export_onnx  # noqa: E402
 from rpol_edge.runtimes import InferenceError, Output, infer_all, open_runtime  # noqa: E402
 from tests.conftest import SAMPLE, SHARED_RACCOON  # noqa: E402
 from tests.test_live import FRAME_H, FRAME_W, cli, frames_bgr, read_jsonl, write_video  # noqa: E402

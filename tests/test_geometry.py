@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rpol_edge.geometry import CropTransform, resize_crop
+from rpol_edge.core.geometry import CropTransform, resize_crop
 
 
 def test_gt_boxes_follow_resize_and_crop_hand_worked() -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rpol_edge.images import IMAGE_SUFFIXES, ImageError, is_image_path, load_rgb
+from rpol_edge.data.images import IMAGE_SUFFIXES, ImageError, is_image_path, load_rgb
 
 
 def _check_rgb(arr: np.ndarray, height: int, width: int) -> None:
@@ -148,7 +148,7 @@ def test_16bit_pillow_written_png(tmp_path: Path) -> None:
 
 def test_16bit_big_endian_mode(tmp_path: Path) -> None:
     # I;16B exists only in memory / some TIFFs; check the conversion path itself.
-    from rpol_edge.images import _to_rgb
+    from rpol_edge.data.images import _to_rgb
 
     im = Image.frombytes("I;16B", (2, 1), np.array([0, 4000], dtype=">u2").tobytes())
     out = _to_rgb(im)

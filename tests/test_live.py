@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from rpol_edge.cli import app
-from rpol_edge.geometry import resize_crop
+from rpol_edge.cli.app import app
+from rpol_edge.core.geometry import resize_crop
 from rpol_edge.live.frames import FrameResult
 from rpol_edge.live.mjpeg import MjpegSource
 from rpol_edge.live.outputs import Sink
@@ -95,7 +95,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def rpol_edge_process(*args: object, log: Path) -> subprocess.Popen[bytes]:
     """`rpol-edge ...` as a child process (signals need a process of their own), stderr+stdout to ``log``."""
-    cmd = [sys.executable, "-c", "from rpol_edge.cli import main; main()", *map(str, args)]
+    cmd = [sys.executable, "-c", "from rpol_edge.cli.app import main; main()", *map(str, args)]
     return subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
@@ -323,7 +323,9 @@ def test_garbage_stream_is_dropped_then_given_up(model: Path, tmp_path: Path) ->
     deadline = time.monotonic() + 45
     server = JunkServer(b"garbage line\r\n" * 50)
     summary, log = tmp_path / "summary.json", tmp_path / "log.txt"
-    code = "import rpol_edge.live.mjpeg as m; m.READ_TIMEOUT_S = 1.0; from rpol_edge.cli import main; main()"
+    code = (
+        "import rpol_edge.live.mjpeg as m; m.READ_TIMEOUT_S = 1.0; from rpol_edge.cli.app import main; main()"
+    )
     cmd = [sys.executable, "-c", code, "run", str(model), "--source", server.url, "--summary", str(summary)]
     cmd += ["--max-reconnects", "1", "--open-timeout", "5"]
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)

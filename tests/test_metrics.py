@@ -1,4 +1,4 @@
-"""Hand-worked checks of rpol_edge.metrics on tiny synthetic 32x32 maps.
+"""Hand-worked checks of rpol_edge.evaluate.metrics on tiny synthetic 32x32 maps.
 
 Conventions used in the derivations below (see tests/test_boxes.py): a block
 of rows r0..r1, cols c0..c1 not touching the far border gives the box
@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from rpol_edge.metrics import (
+from rpol_edge.evaluate.metrics import (
     DEFAULT_THRESHOLDS,
     IOU_DELTAS,
     BoxAccuracy,

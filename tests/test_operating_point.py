@@ -10,10 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from rpol_edge.metadata import MetadataError, ModelMeta
-from rpol_edge.metrics import BoxAccuracy
-from rpol_edge.model import Localizer
-from rpol_edge.operating_point import (
+from rpol_edge.core.localizer import Localizer
+from rpol_edge.core.metadata import MetadataError, ModelMeta
+from rpol_edge.core.operating_point import (
     OperatingPoint,
     fraction_levels,
     fraction_mask,
@@ -23,6 +22,7 @@ from rpol_edge.operating_point import (
     to_u8_levels,
     upsample,
 )
+from rpol_edge.evaluate.metrics import BoxAccuracy
 
 
 def _grids(seed: int, n: int = 6, side: int = 14) -> torch.Tensor:

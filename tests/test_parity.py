@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rpol_edge.compare import agreement, compare, dataset_frames
+from rpol_edge.evaluate.compare import agreement, compare, dataset_frames
 from rpol_edge.runtimes import RUNTIMES, Output, infer_all, missing_modules, open_runtime
 from tests.conftest import SAMPLE, SHARED_RACCOON
 
@@ -78,8 +78,9 @@ def test_every_operating_point_exports_with_identical_masks(
     onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx extra")
     if missing_modules(RUNTIMES["ort"]):
         pytest.skip("ort runtime not installed")
-    from rpol_edge.artifact import ModelArtifact
-    from rpol_edge.export.onnx_export import export_onnx, read_onnx_meta
+    from rpol_edge.core.artifact import ModelArtifact
+    from rpol_edge.core.onnx_meta import read_onnx_meta
+    from rpol_edge.exporters.onnx_export import export_onnx
 
     art = ModelArtifact.load(sample_model)
     assert art.meta.operating_point == "sign"

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rpol_edge.classifier import load_classifier, read_class_map, true_class
+from rpol_edge.backbones.classifier import load_classifier, read_class_map, true_class
+from rpol_edge.core.geometry import resize_crop
 from rpol_edge.data import read_dataset
-from rpol_edge.evaluate import evaluate
-from rpol_edge.geometry import resize_crop
-from rpol_edge.images import load_rgb
-from rpol_edge.metrics import BoxAccuracy, TopKLoc
+from rpol_edge.data.images import load_rgb
+from rpol_edge.evaluate.evaluation import evaluate
+from rpol_edge.evaluate.metrics import BoxAccuracy, TopKLoc
 from rpol_edge.runtimes import infer_all, open_runtime
 from tests.conftest import SAMPLE
 from tests.test_cli import one_line_error, run

@@ -7,22 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rpol_edge.export.trt_build import (
-    EngineBuildError,
+from rpol_edge.core.engine_meta import (
     EngineMeta,
-    TrtUnavailable,
-    build_engine,
     check_engine_compatible,
     check_engine_fresh,
-    choose_onnx,
-    fp16_strategy,
     read_engine_meta,
     sidecar_path,
-    tensorrt_version,
 )
-from rpol_edge.metadata import MetadataError, ModelMeta
+from rpol_edge.core.metadata import MetadataError, ModelMeta
+from rpol_edge.exporters.trt_build import EngineBuildError, build_engine, choose_onnx, fp16_strategy
 from rpol_edge.runtimes import cuda_mem
 from rpol_edge.runtimes.base import InferenceError
+from rpol_edge.runtimes.trt_common import TrtUnavailable, tensorrt_version
 
 K = 32
 
@@ -152,7 +148,7 @@ def test_read_engine_meta_sidecar(tmp_path: Path) -> None:
 
 
 def test_inspect_reads_engine_sidecar(tmp_path: Path) -> None:
-    from rpol_edge.inspect import read_meta
+    from rpol_edge.core.model_file import read_meta
 
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"plan")
@@ -390,12 +386,12 @@ def test_trt_runtime_plumbing_with_fake_engine(
     import hashlib
     import sys
 
-    from rpol_edge.export import trt_build
+    from rpol_edge.runtimes import trt_common
     from rpol_edge.runtimes.trt_runtime import TrtRuntime
 
     fake = FakeTensorRT()
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    monkeypatch.setattr(trt_build, "_LOGGER", None)
+    monkeypatch.setattr(trt_common, "_LOGGER", None)
     gpu, cc = cuda_mem.device_info(0)
     engine = tmp_path / "fake.engine"
     engine.write_bytes(b"fake plan")
@@ -454,7 +450,7 @@ def write_test_onnx(path: Path, fp16: bool) -> None:
     onnx = pytest.importorskip("onnx", reason="onnx not installed")
     from onnx import TensorProto, helper, numpy_helper
 
-    from rpol_edge.export.onnx_export import META_KEY
+    from rpol_edge.core.onnx_meta import META_KEY
 
     inner = TensorProto.FLOAT16 if fp16 else TensorProto.FLOAT
     scale = numpy_helper.from_array(np.array(1 / 255, np.float16 if fp16 else np.float32), "scale")
@@ -524,7 +520,7 @@ def test_build_and_infer(tmp_path: Path, precision: str, cuda_graph: bool) -> No
 
 def test_stale_engine_is_refused(tmp_path: Path) -> None:
     """An ONNX re-exported beside its engine (new w*, threshold...) makes the old engine stale."""
-    from rpol_edge.artifact import file_sha256
+    from rpol_edge.core.files import file_sha256
 
     onnx_file = tmp_path / "model.onnx"
     onnx_file.write_bytes(b"graph v1")

@@ -12,8 +12,9 @@ pytest.importorskip("onnxslim", reason="export simplifies with onnxslim (onnx ex
 
 from onnx import TensorProto, helper  # noqa: E402
 
-from rpol_edge.export.onnx_export import export_onnx, read_onnx_meta  # noqa: E402
-from rpol_edge.export.trt_compat import (  # noqa: E402
+from rpol_edge.core.onnx_meta import read_onnx_meta  # noqa: E402
+from rpol_edge.exporters.onnx_export import export_onnx  # noqa: E402
+from rpol_edge.exporters.trt_compat import (  # noqa: E402
     DEFAULT_TARGETS,
     TrtCompatError,
     check_model,
@@ -21,7 +22,7 @@ from rpol_edge.export.trt_compat import (  # noqa: E402
     parse_targets,
     require_compatible,
 )
-from rpol_edge.export.trtexec import trtexec_args, trtexec_lines  # noqa: E402
+from rpol_edge.exporters.trtexec import trtexec_args, trtexec_lines  # noqa: E402
 
 
 def _graph(nodes, inputs, outputs, inits=(), opset: int = 17):  # type: ignore[no-untyped-def]
@@ -34,7 +35,7 @@ def _vi(name: str, dtype: int, shape: list[int]):  # type: ignore[no-untyped-def
 
 
 def test_uint8_transpose_fails_naming_the_node() -> None:
-    """The bug of issue 7: Transpose on the UINT8 input before the Cast."""
+    """A Transpose on the UINT8 input before the Cast (TensorRT 8.6 rejects it)."""
     model = _graph(
         [
             helper.make_node("Transpose", ["frames"], ["t"], name="nhwc_to_nchw", perm=[0, 3, 1, 2]),
@@ -143,9 +144,9 @@ def test_backbone_presets_pass(preset: str, tmp_path: Path) -> None:
     import timm
     import torch
 
-    from rpol_edge.backbones import BackboneSpec, build_backbone
-    from rpol_edge.export.onnx_export import _simplify, _trace
-    from rpol_edge.model import Localizer
+    from rpol_edge.backbones.timm_backbone import BackboneSpec, build_backbone
+    from rpol_edge.core.localizer import Localizer
+    from rpol_edge.exporters.onnx_export import _simplify, _trace
 
     def moco(sd: dict) -> dict:  # type: ignore[type-arg]
         return {"state_dict": {f"module.encoder_q.{k}": v for k, v in sd.items()}}

@@ -15,20 +15,22 @@ import pytest
 import trt_standins
 from trt_standins import VERSIONS, Cudart, install, onnx_source, standin_plan
 
-from rpol_edge.export import trt_build
-from rpol_edge.export.trt_build import (
-    EngineBuildError,
+from rpol_edge.core.engine_meta import (
     EngineMeta,
-    build_engine,
     check_engine_compatible,
-    choose_onnx,
     device_model,
-    fast_precisions,
     read_engine_meta,
     sidecar_path,
+)
+from rpol_edge.core.metadata import MetadataError
+from rpol_edge.exporters import trt_build
+from rpol_edge.exporters.trt_build import (
+    EngineBuildError,
+    build_engine,
+    choose_onnx,
+    fast_precisions,
     timing_cache_name,
 )
-from rpol_edge.metadata import MetadataError
 from rpol_edge.runtimes import cuda_mem
 from rpol_edge.runtimes.base import InferenceError
 
@@ -102,7 +104,7 @@ def test_int8_refused_without_fast_int8(tmp_path: Path, monkeypatch: pytest.Monk
     import onnx
     from test_trt import model_meta
 
-    from rpol_edge.export.onnx_export import META_KEY
+    from rpol_edge.core.onnx_meta import META_KEY
 
     path = onnx_source(tmp_path / "m.int8.trt.onnx")
     graph = onnx.load(str(path))
@@ -317,8 +319,8 @@ def test_engine_from_copied_onnx(
 ) -> None:
     """Fit and ONNX export on a PC, engine on the Jetson: no PyTorch there. FP16 comes from the FP32
     graph (builder flag) or from the FP16-cast graph beside it (strongly typed)."""
-    from rpol_edge.export.formats import FORMATS
-    from rpol_edge.export.pipeline import ExportRequest, run_export
+    from rpol_edge.exporters.formats import FORMATS
+    from rpol_edge.exporters.pipeline import ExportRequest, run_export
 
     install(monkeypatch, version)
     fp32 = onnx_source(tmp_path / FORMATS["onnx"].filename)
@@ -336,8 +338,8 @@ def test_engine_from_copied_onnx(
 
 
 def test_engine_from_onnx_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rpol_edge.export.onnx_export import ExportError
-    from rpol_edge.export.pipeline import ExportRequest, run_export
+    from rpol_edge.exporters.formats import ExportError
+    from rpol_edge.exporters.pipeline import ExportRequest, run_export
 
     install(monkeypatch, "10.13.0.35")
     fp32 = onnx_source(tmp_path / "model.onnx")

@@ -2,7 +2,7 @@
 bindings, so the TensorRT code's version branches and its CUDA sequencing are tested where neither
 can be installed.
 
-These are NOT TensorRT and NOT CUDA. They implement only the surface ``rpol_edge.export.trt_build``
+These are NOT TensorRT and NOT CUDA. They implement only the surface ``rpol_edge.exporters.trt_build``
 and ``rpol_edge.runtimes.trt_runtime`` touch, and model the facts below, each taken from the
 sources cited (NVIDIA/TensorRT at the tags named, onnx/onnx-tensorrt release branches, the CUDA
 runtime's documented rules). A test that passes here shows the code handles those facts; the real
@@ -612,13 +612,12 @@ def install(monkeypatch: Any, version: str, cudart: Cudart | None = None, gpu: s
     """Put the stand-ins where rpol-edge imports them from (``tensorrt``; ``cuda_mem.cudart``)."""
     import sys
 
-    from rpol_edge.export import trt_build
-    from rpol_edge.runtimes import cuda_mem
+    from rpol_edge.runtimes import cuda_mem, trt_common
 
     trt = TensorRT(version, gpu)
     trt.cudart = cudart or Cudart()
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setattr(trt_build, "_LOGGER", None)
+    monkeypatch.setattr(trt_common, "_LOGGER", None)
     monkeypatch.setattr(cuda_mem, "cudart", lambda: trt.cudart)
     monkeypatch.setattr(cuda_mem, "native_handle", int)  # stand-in handles are not cuda-bindings objects
     return trt

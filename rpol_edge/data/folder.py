@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from rpol_edge.data import DatasetError, Sample, no_boxes
-from rpol_edge.images import is_image_path
+from rpol_edge.data.images import is_image_path
 
 __all__ = ["read"]
 

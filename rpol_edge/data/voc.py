@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from rpol_edge.data import DatasetError, Sample, check_box, parse_float, parse_int, short_list, text_lines
-from rpol_edge.images import IMAGE_SUFFIXES
+from rpol_edge.data.images import IMAGE_SUFFIXES
 
 __all__ = ["read", "read_annotation"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from rpol_edge.images import ImageError, load_rgb
+from rpol_edge.data.images import ImageError, load_rgb
 from rpol_edge.live.sources import Captured, CorruptFrame, Source
 
 

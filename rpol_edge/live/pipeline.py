@@ -38,14 +38,14 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from rpol_edge.geometry import CropTransform
+from rpol_edge.core.geometry import CropTransform
+from rpol_edge.core.prepare import describe, prepare
+from rpol_edge.evaluate.overlay import render
+from rpol_edge.evaluate.predict import detect
 from rpol_edge.live.frames import Frame, FrameResult
 from rpol_edge.live.outputs import Sink
 from rpol_edge.live.sources import Backoff, CorruptFrame, OpenFailed, Source, StreamDropped, open_source
 from rpol_edge.live.stats import RunStats, RunSummary
-from rpol_edge.overlay import render
-from rpol_edge.predict import detect
-from rpol_edge.prepare import describe, prepare
 from rpol_edge.runtimes import Runtime, infer_all
 
 log = logging.getLogger("rpol_edge.live")

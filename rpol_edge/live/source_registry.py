@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rpol_edge.images import is_image_path
+from rpol_edge.data.images import is_image_path
 from rpol_edge.live.image_sources import ImageFilesSource
 from rpol_edge.live.sources import Source, SourceError, check_network_uri
 

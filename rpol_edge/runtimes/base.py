@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from rpol_edge.metadata import ModelMeta
+from rpol_edge.core.metadata import ModelMeta
 
 
 class InferenceError(RuntimeError):

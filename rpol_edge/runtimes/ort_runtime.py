@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from rpol_edge.export.onnx_export import INPUT, OUTPUTS, read_onnx_header
+from rpol_edge.core.onnx_meta import INPUT, OUTPUTS, read_onnx_header
 from rpol_edge.runtimes.base import InferenceError, Output, Runtime
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rpol_edge.artifact import ModelArtifact
-from rpol_edge.build import build_localizer
-from rpol_edge.fold_bn import FoldError, fold_batchnorm
+from rpol_edge.backbones.localizer import build_localizer
+from rpol_edge.core.artifact import ModelArtifact
 from rpol_edge.runtimes.base import InferenceError, Output, Runtime
+from rpol_edge.runtimes.fold_bn import FoldError, fold_batchnorm
 from rpol_edge.runtimes.torch_cuda_graph import GraphCaptureError, GraphedForward
 
 log = logging.getLogger("rpol_edge.runtimes")
@@ -38,9 +38,9 @@ class TorchRuntime(Runtime):
     ) -> None:
         """``cuda_graph``: None (default) is on for CUDA, off for the CPU; True on the CPU is
         ignored with a log line, like a capture that fails. ``fold_bn`` (default on): BatchNorm
-        folded into the convolutions at load time (rpol_edge/fold_bn.py; maps move by ~3e-6; on an H200 it
-        took the FP32 CUDA graph from 2.32 to 1.42 ms). ``cudnn_benchmark`` (default off): cuDNN
-        times its algorithms per shape and keeps the fastest; measured on an H200 it gained
+        folded into the convolutions at load time (:mod:`rpol_edge.runtimes.fold_bn`; maps move by
+        ~3e-6; on an H200 it took the FP32 CUDA graph from 2.32 to 1.42 ms). ``cudnn_benchmark``
+        (default off): cuDNN times its algorithms per shape and keeps the fastest; on an H200 it gained
         nothing at batch 1 and ~8 % at batch 8, and together with folding one test photo's map
         differed from the CPU's by up to 1.0 (boxes identical): off until that is understood."""
         artifact = ModelArtifact.load(model_path)

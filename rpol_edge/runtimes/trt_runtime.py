@@ -30,20 +30,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rpol_edge.export.onnx_export import INPUT
-from rpol_edge.export.trt_build import (
+from rpol_edge.core.engine_meta import (
     EngineMeta,
-    TrtUnavailable,
     check_engine_compatible,
     check_engine_fresh,
     device_model,
-    dims,
     read_engine_meta,
-    require_tensorrt,
-    trt_logger,
 )
+from rpol_edge.core.onnx_meta import INPUT
 from rpol_edge.runtimes import cuda_mem
 from rpol_edge.runtimes.base import InferenceError, Output, Runtime
+from rpol_edge.runtimes.trt_common import TrtUnavailable, dims, require_tensorrt, trt_logger
 
 if TYPE_CHECKING:
     import tensorrt as trt

@@ -1,0 +1,57 @@
+"""The two jobs that make model files, as plain calls: fit w* on a folder, export the result.
+
+Both take the same option names as the config records they fill (`FitConfig`, `ExportRequest`), so
+a misspelt option is refused with the list of valid ones instead of being ignored. Fitting and
+exporting need the ``torch`` and ``onnx`` extras; they are imported only when called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any
+
+from rpol_edge.api.model import Model
+
+
+def _checked(cls: type, given: dict[str, Any], fixed: set[str]) -> None:
+    names = {f.name for f in dataclasses.fields(cls)} - fixed
+    for key in given:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise TypeError(f"unknown option {key!r}{hint}; options: {', '.join(sorted(names))}")
+
+
+def fit(root: str | Path, output: str | Path, data: str = "folder", **options: Any) -> Model:
+    """Fit w* on the images under ``root`` (no labels used), write ``output`` (.rpol), open it.
+
+    ``data`` is the reader: ``folder`` (any images), ``voc``, ``cub`` or ``wsol``; ``options`` are
+    `rpol_edge.fitting.pipeline.FitConfig` fields (``input_size``, ``backbone``, ``split``, ...).
+    A plain folder has no splits, so ``split`` defaults to none there.
+    """
+    from rpol_edge.fitting.pipeline import FitConfig, fit_to_file
+
+    _checked(FitConfig, options, {"data", "root"})
+    if data == "folder":
+        options.setdefault("split", "")
+    cfg = FitConfig(data=data, root=Path(root), **options)
+    fit_to_file(cfg, Path(output))
+    return Model(output, "torch", device=cfg.device)
+
+
+def export(model: str | Path, out_dir: str | Path, **options: Any) -> dict[str, Path]:
+    """Export a fitted ``.rpol`` (or build a TensorRT engine from an exported ``.onnx``).
+
+    ``options`` are `rpol_edge.exporters.pipeline.ExportRequest` fields: ``trt``, ``fp16``, ``int8``
+    (with ``calib_data`` and ``calib_root``), ``batch=(min, opt, max)``, ``frame_size=(W, H)``...
+    Returns the written files by format name (``onnx``, ``onnx-fp16``, ``trt``, ...).
+    """
+    from rpol_edge.exporters.pipeline import ExportRequest, run_export
+
+    _checked(ExportRequest, options, {"model", "out_dir"})
+    for key in ("calib_root", "weights"):
+        if options.get(key) is not None:
+            options[key] = Path(options[key])
+    return run_export(ExportRequest(model=Path(model), out_dir=Path(out_dir), **options)).files

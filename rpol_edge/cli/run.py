@@ -1,0 +1,292 @@
+"""`rpol-edge run`: parse options, build the source and outputs, call `run_live`, print the summary.
+
+Heavy modules (OpenCV, the pipeline, the runtimes) are imported inside the command, so that
+``rpol-edge --help`` and the other commands do not pay for them. The shared CLI helpers come from
+``rpol_edge.cli.common``; ``rpol_edge.cli.app`` imports this module to register the command.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from rpol_edge.cli.common import check_writable, cli_errors, err, out
+from rpol_edge.live.source_registry import accepted_sources
+from rpol_edge.live.sources import SourceError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rpol_edge.live.outputs import Sink
+    from rpol_edge.live.sources import Source
+    from rpol_edge.live.stats import RunSummary
+    from rpol_edge.runtimes import Runtime
+
+SOURCE_HELP = "camera, stream, video file, image file, folder or glob: " + accepted_sources()
+
+
+def run_command(
+    model: Annotated[Path, typer.Argument(help="model file (.rpol), ONNX file or TensorRT engine")],
+    source: Annotated[str | None, typer.Option("--source", help=SOURCE_HELP)] = None,
+    camera: Annotated[
+        int | None, typer.Option("--camera", help="V4L2 camera index (same as --source camera://N)")
+    ] = None,
+    runtime: Annotated[str, typer.Option("--runtime", help="auto | torch | ort | trt")] = "auto",
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")] = "auto",
+    weights: Annotated[Path | None, typer.Option("--weights", help="backbone checkpoint file")] = None,
+    precision: Annotated[str | None, typer.Option(help="torch runtime: fp32 | fp16 (CUDA)")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for inference")] = None,
+    cuda_graph: Annotated[
+        bool | None,
+        typer.Option(
+            "--cuda-graph/--no-cuda-graph",
+            help="CUDA graphs (torch: default on for CUDA; trt: default off)",
+            show_default=False,
+        ),
+    ] = None,
+    show: Annotated[bool, typer.Option("--show", help="display a window (q or Esc ends the run)")] = False,
+    save: Annotated[Path | None, typer.Option("--save", help="annotated video (.mp4, mp4v)")] = None,
+    save_fps: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="frame rate of --save (default: the source's, else 25)"),
+    ] = None,
+    jsonl: Annotated[Path | None, typer.Option("--jsonl", help="one JSON record per frame")] = None,
+    save_frames: Annotated[
+        Path | None, typer.Option("--save-frames", help="folder for annotated JPEG frames")
+    ] = None,
+    summary: Annotated[
+        Path | None, typer.Option("--summary", help="write the end-of-run summary as JSON")
+    ] = None,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="stop after this many frames")] = None,
+    open_timeout: Annotated[
+        float, typer.Option(min=0.1, help="seconds to wait for the source to open")
+    ] = 10.0,
+    max_reconnects: Annotated[
+        int,
+        typer.Option(
+            min=-1, help="reconnect attempts without a frame in between before giving up (-1: never)"
+        ),
+    ] = 10,
+) -> None:
+    """Live localization on cameras, streams, video files and image folders.
+
+    Ends at the end of the source, after --max-frames, or on Ctrl-C / SIGTERM, with flushed outputs.
+
+    Exit codes: 0 when the run ends, Ctrl-C and SIGTERM included (also while the source is still
+    opening): outputs flushed, summary printed, its "stopped by" saying why; 1 when a network
+    stream was lost for good (after --max-reconnects); 2 on bad input.
+    """
+    from rpol_edge.core.files import atomic_write
+    from rpol_edge.live.source_registry import parse_source
+    from rpol_edge.runtimes import open_runtime
+
+    with cli_errors(), _source_errors(err), _log_to(err), _interrupt_ends_run(err):
+        if (source is None) == (camera is None):
+            raise ValueError("give exactly one of --source URI or --camera N")
+        src = parse_source(source if source is not None else f"camera://{camera}")
+        _check_outputs({"--save": save, "--jsonl": jsonl, "--summary": summary}, save_frames)
+        sinks = _sinks(show, save, save_fps, jsonl, save_frames)
+        rt = open_runtime(
+            model,
+            runtime,
+            device=device,
+            weights=weights,
+            precision=precision,
+            threads=threads,
+            cuda_graph=cuda_graph,
+        )
+
+        def report(result: RunSummary) -> None:
+            _print_summary(out, result)
+            if summary is not None:
+                text = json.dumps(result.to_dict(), indent=1)
+                atomic_write(summary, lambda tmp: _write_text(tmp, text))
+
+        with rt:  # run_live opens the source (within --open-timeout) and closes it
+            err.print(f"runtime: {rt.description} ({model})", highlight=False, markup=False)
+            result = _run(rt, src, sinks, max_frames, open_timeout, max_reconnects, err, report)
+        if result.stop_reason == "source lost":
+            raise typer.Exit(1)
+
+
+def _check_outputs(files: dict[str, Path | None], frames: Path | None) -> None:
+    """Refuse an output that cannot be written now, before the model loads and the source opens,
+    not at the first frame or, for --summary, at the very end of a long run.
+
+    Parent folders are created here (a path under /proc, or under a file, fails now).
+    """
+    for option, path in files.items():
+        if path is None:
+            continue
+        if path.is_dir():
+            raise ValueError(f"{option} {path} is a folder; give a file name")
+        _make_folder(f"{option} {path}", path.parent)
+        try:
+            check_writable(path)
+        except ValueError as exc:
+            raise ValueError(f"{option} {path}: {exc}") from None
+    if frames is not None:
+        if frames.exists() and not frames.is_dir():
+            raise ValueError(f"--save-frames {frames} is a file; give a folder")
+        _make_folder(f"--save-frames {frames}", frames)
+        if not os.access(frames, os.W_OK):
+            raise ValueError(f"--save-frames {frames}: cannot write to this folder")
+
+
+def _make_folder(what: str, folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "a file is in the way" if isinstance(exc, FileExistsError) else exc.strerror
+        raise ValueError(f"{what}: cannot create the folder {exc.filename}: {why}") from None
+
+
+@contextmanager
+def _interrupt_ends_run(err: Console) -> Iterator[None]:
+    """Ctrl-C outside the pipeline's own handling (while the model loads) ends like one during
+    the run, with exit code 0, not cli's 130: one rule for the whole command."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        raise typer.Exit(0) from None
+
+
+def _sinks(
+    show: bool, save: Path | None, save_fps: float | None, jsonl: Path | None, frames: Path | None
+) -> list[Sink]:
+    from rpol_edge.live.outputs import FramesSink, JsonlSink, VideoSink, WindowSink
+
+    sinks: list[Sink] = []
+    if show:
+        sinks.append(WindowSink())
+    if save is not None:
+        if save.suffix.lower() != ".mp4":
+            raise ValueError(f"--save {save}: give an .mp4 file name (mp4v codec)")
+        sinks.append(VideoSink(save, save_fps))
+    if frames is not None:
+        sinks.append(FramesSink(frames))
+    if jsonl is not None:
+        sinks.append(JsonlSink(jsonl))
+    return sinks
+
+
+def _run(
+    rt: Runtime,
+    src: Source,
+    sinks: list[Sink],
+    max_frames: int | None,
+    open_timeout: float,
+    max_reconnects: int,
+    err: Console,
+    report: Callable[[RunSummary], None],
+) -> RunSummary:
+    """run_live under a progress bar (frames done, of how many when the source knows); ``report``
+    is called with the summary inside run_live, under its signal handlers."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rpol_edge.live.pipeline import run_live
+
+    columns = (TextColumn("run"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("run", total=None)
+
+        def update(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        def report_after_bar(summary: RunSummary) -> None:
+            bar.stop()  # the transient bar goes before the summary table is printed
+            report(summary)
+
+        return run_live(
+            rt,
+            src,
+            sinks,
+            max_frames=max_frames,
+            open_timeout=open_timeout,
+            max_reconnects=max_reconnects,
+            progress=update,
+            report=report_after_bar,
+        )
+
+
+def _print_summary(console: Console, s: RunSummary) -> None:
+    from rich.table import Table
+
+    table = Table("summary", "value")
+    rows = {
+        "source": s.source,
+        "runtime": s.runtime,
+        "stopped by": s.stop_reason,
+        "frames": s.frames,
+        "dropped frames": s.dropped_frames,
+        "corrupt frames": s.corrupt_frames,
+        "stream drops": s.stream_drops,
+        "reconnects": f"{s.reconnects} ({s.reconnect_attempts} attempts)",
+        "mean FPS": f"{s.mean_fps:.2f}",
+        "latency p50 / p95 ms": f"{s.latency_ms['p50']:.1f} / {s.latency_ms['p95']:.1f}",
+    }
+    rows.update({f"{k} ms (mean)": f"{v['mean']:.1f}" for k, v in s.stage_ms.items()})
+    for k, v in rows.items():
+        table.add_row(k, str(v))
+    console.print(table)
+
+
+@contextmanager
+def _source_errors(err: Console) -> Iterator[None]:
+    """SourceError is not in cli's list of known errors: same one-line message, same exit code 2."""
+    from rich.markup import escape
+
+    try:
+        yield
+    except SourceError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+class _ConsoleHandler(logging.Handler):
+    """Log records as single unwrapped lines on the CLI's stderr console (shared with the progress bar)."""
+
+    STYLES = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "red"}
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich.text import Text
+
+        try:
+            self.console.print(
+                Text(self.format(record), style=self.STYLES.get(record.levelname, "")), soft_wrap=True
+            )
+        except Exception:  # noqa: BLE001 - logging must never break the run
+            self.handleError(record)
+
+
+@contextmanager
+def _log_to(err: Console) -> Iterator[None]:
+    """Drops, reconnects and skipped frames are logged to stderr for the duration of this command."""
+    logger = logging.getLogger("rpol_edge.live")
+    handler = _ConsoleHandler(err)
+    old_level, old_propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        logger.propagate = old_propagate
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")

@@ -1,0 +1,233 @@
+"""The one metadata record every artifact carries (model file, ONNX metadata_props, engine sidecar).
+
+Every runtime reads it back and checks it before use, so a map is never produced with the wrong
+preprocessing, input size or threshold. It is the only place where mean/std travel after fitting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from rpol_edge import __version__
+
+FORMAT_VERSION = 1
+OPERATING_RULES: tuple[str, ...] = ("fixed", "sign", "otsu", "fraction")
+"""The mask rules of rpol_edge/core/operating_point.py, named here so reading metadata needs no torch."""
+
+
+DEFAULT_OPERATING_POINT = "sign"
+"""Chosen by benchmarks/operating_point.py (k-fold CV over the raccoon photos and a scale-shifted
+set): GT-known within a point of the best threshold's, with no constant to fit or to tune."""
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The rule and its one constant; recorded in the model's metadata."""
+
+    rule: str = "fixed"
+    threshold: float = 0.5
+    """t of the ``fixed`` rule."""
+    fraction: float = 0.0
+    """q of the ``fraction`` rule."""
+
+    def __post_init__(self) -> None:
+        if self.rule not in OPERATING_RULES:
+            raise ValueError(f"unknown operating point {self.rule!r} (choose {', '.join(OPERATING_RULES)})")
+        if self.rule == "fixed" and not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"operating threshold {self.threshold} is outside (0, 1)")
+        if self.rule == "fraction" and not 0.0 < self.fraction <= 1.0:
+            raise ValueError(f"foreground fraction {self.fraction} is outside (0, 1]")
+
+    def label(self) -> str:
+        """Short form for tables and JSON records: ``fixed 0.5``, ``sign``, ``fraction 0.2500``."""
+        if self.rule == "fixed":
+            return f"fixed {self.threshold:g}"
+        if self.rule == "fraction":
+            return f"fraction {self.fraction:.4f}"
+        return self.rule
+
+    def describe(self) -> str:
+        return {
+            "fixed": f"fixed threshold {self.threshold:g} (the paper's rule)",
+            "sign": "sign of w*^T f (label-free, no constant)",
+            "otsu": "Otsu per image (label-free)",
+            "fraction": f"top {self.fraction:.1%} of each map (label-free, share of ||f|| > tau)",
+        }[self.rule]
+
+
+TAU_MODES = ("joint", "mean")
+
+
+class MetadataError(ValueError):
+    """An artifact's metadata is missing, malformed, or does not match what it is combined with."""
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    backbone: str
+    """Preset name or timm model name the features come from."""
+    weights_sha256: str
+    """sha256 of the checkpoint file, or ``timm:<name>`` for hub weights."""
+    input_size: int
+    """K: the square network input (crop) size, also the score-map size."""
+    resize_size: int
+    """S: images are resized to S x S, then center-cropped to K x K (the reference protocol)."""
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    feature_stride: int
+    channels: int
+    output_stride: int
+    """Requested backbone output stride (ResNets: 32/16/8); rebuilds the same backbone."""
+    head: str
+    """``rpol`` (w* over normalized features) or ``caam`` (channel sum, the baseline)."""
+    n_heads: int
+    """1 for class-agnostic; the number of classes for a class-wise fit."""
+    tau: float
+    threshold: float
+    """Operating threshold t in (0, 1): the mask keeps pixels above int(t * max)."""
+    w_sha256: str
+    n_images: int
+    n_skipped: int
+    fit_size: int
+    fit_resize: int
+    package_version: str = __version__
+    precision: str = "fp32"
+    opset: int = 0
+    """0 until the model is exported to ONNX."""
+    format_version: int = FORMAT_VERSION
+    tau_mode: str = "joint"
+    """How tau was estimated: ``joint`` (supplement Eq. 25) or ``mean`` (plain E||f||)."""
+    fit_data: str = ""
+    """Data kind, root and split the fit streamed ("" for files older than these fields), with the
+    sampling ratio and seed: what ``explain`` needs to stream the same training points again."""
+    fit_root: str = ""
+    fit_split: str = ""
+    sampling_ratio: float = 1.0
+    seed: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+    frame_width: int = 0
+    """W of the raw camera frames a graph exported with ``--frame-size WxH`` takes (resize, crop
+    and colour order in the graph); 0: the graph takes pre-processed K x K RGB frames."""
+    frame_height: int = 0
+    frame_format: str = ""
+    """Channel order of those raw frames: ``bgr`` (OpenCV's) or ``rgb``; empty without them."""
+
+    @property
+    def raw_frames(self) -> bool:
+        """Whether the graph takes raw W x H frames and does resize + crop itself."""
+        return self.frame_width > 0
+
+    @property
+    def operating(self) -> OperatingPoint:
+        """The operating point these fields record, as one value."""
+        return OperatingPoint(self.operating_point, self.threshold, self.fraction)
+
+    def input_shape(self) -> tuple[int, int, int]:
+        """(H, W, 3) of one input frame: the raw frame size, or K x K."""
+        if self.raw_frames:
+            return (self.frame_height, self.frame_width, 3)
+        return (self.input_size, self.input_size, 3)
+
+    operating_point: str = "fixed"
+    """How the map becomes the mask (rpol_edge/core/operating_point.py): ``fixed`` (the paper's rule at
+    ``threshold``), or a label-free rule: ``sign``, ``otsu``, ``fraction``. Files written before
+    this field existed are ``fixed`` and behave as they did."""
+    fraction: float = 0.0
+    """q of the ``fraction`` rule (keep the top q of each map); 0 for the other rules."""
+
+    def replace(self, **changes: Any) -> ModelMeta:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "artifact") -> ModelMeta:
+        names = {f.name for f in dataclasses.fields(cls)}
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        missing = sorted(required - set(data))
+        if missing:
+            raise MetadataError(f"{source}: metadata lacks {', '.join(missing)} (not an rpol-edge artifact?)")
+        version = int(data.get("format_version", FORMAT_VERSION))
+        if version > FORMAT_VERSION:
+            raise MetadataError(
+                f"{source}: metadata format {version} is newer than rpol-edge {__version__} reads; upgrade"
+            )
+        kept = {k: v for k, v in data.items() if k in names}
+        for key in ("mean", "std"):
+            kept[key] = tuple(float(x) for x in kept[key])
+        try:
+            meta = cls(**kept)
+        except TypeError as exc:
+            raise MetadataError(f"{source}: malformed metadata ({exc})") from None
+        meta.validate(source)
+        return meta
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "artifact") -> ModelMeta:
+        return cls.from_dict(json_object(text, source), source)
+
+    def validate(self, source: str = "artifact") -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise MetadataError(f"{source}: operating threshold {self.threshold} is outside (0, 1)")
+        if self.input_size <= 0 or self.resize_size < self.input_size:
+            raise MetadataError(
+                f"{source}: input size {self.input_size} / resize {self.resize_size} are inconsistent"
+            )
+        if self.head not in ("rpol", "caam"):
+            raise MetadataError(f"{source}: unknown head {self.head!r} (expected rpol or caam)")
+        if self.operating_point not in OPERATING_RULES:
+            raise MetadataError(
+                f"{source}: unknown operating point {self.operating_point!r} "
+                f"(expected {', '.join(OPERATING_RULES)}; a newer rpol-edge wrote it?)"
+            )
+        if self.operating_point == "fraction" and not 0.0 < self.fraction <= 1.0:
+            raise MetadataError(f"{source}: foreground fraction {self.fraction} is outside (0, 1]")
+        if self.tau_mode not in TAU_MODES:
+            raise MetadataError(f"{source}: unknown tau mode {self.tau_mode!r} (expected joint or mean)")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise MetadataError(f"{source}: mean/std must be three numbers, std > 0")
+        if self.raw_frames and (self.frame_height <= 0 or self.frame_format not in ("bgr", "rgb")):
+            raise MetadataError(
+                f"{source}: raw frame input {self.frame_width}x{self.frame_height} "
+                f"{self.frame_format!r} is inconsistent (need W, H > 0 and bgr or rgb)"
+            )
+
+
+def json_object(text: str, source: str) -> dict[str, Any]:
+    """Parse a metadata JSON object, or raise MetadataError naming the source."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MetadataError(f"{source}: metadata is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise MetadataError(f"{source}: metadata is not a JSON object")
+    return data
+
+
+def same_model(a: ModelMeta, b: ModelMeta) -> bool:
+    """Whether two records describe the same fitted localizer (ignoring export-time fields)."""
+    keys = (
+        "backbone",
+        "weights_sha256",
+        "input_size",
+        "resize_size",
+        "mean",
+        "std",
+        "head",
+        "w_sha256",
+        "threshold",
+        "operating_point",
+        "fraction",
+    )
+    return all(getattr(a, k) == getattr(b, k) for k in keys)

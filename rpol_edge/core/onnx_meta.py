@@ -1,0 +1,48 @@
+"""The ONNX contract (input and output names) and the metadata record of an exported graph, read
+from the file without loading the graph and without the ``onnx`` package: runtimes and
+``info`` need it where PyTorch and onnx are not installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rpol_edge.core.metadata import MetadataError, ModelMeta
+from rpol_edge.core.onnx_props import input_dims, metadata_props, read_buffer
+
+META_KEY = "rpol_edge"
+
+
+INPUT = "frames"
+
+
+OUTPUTS = ("score", "mask")
+
+
+def read_onnx_meta(path: Path, buf: memoryview | None = None) -> ModelMeta:
+    """The metadata record stored in an ONNX file, read without loading the graph (or ``onnx``);
+    ``buf``: the file's bytes when the caller reads more from it (:func:`read_onnx_header`)."""
+    try:
+        props = metadata_props(path if buf is None else buf)
+    except (OSError, ValueError) as exc:
+        raise MetadataError(f"{path}: not a readable ONNX file ({exc.__class__.__name__})") from None
+    if META_KEY not in props:
+        raise MetadataError(f"{path}: no rpol-edge metadata (not exported by rpol-edge export?)")
+    return ModelMeta.from_json(props[META_KEY], str(path))
+
+
+def onnx_batch_range(path: Path, buf: memoryview | None = None) -> tuple[int, int | None]:
+    """(min, max) batch the graph accepts: a fixed first dimension, or (1, None) when symbolic."""
+    try:
+        first = input_dims(path if buf is None else buf, INPUT)[0]
+    except (OSError, ValueError, IndexError) as exc:
+        raise MetadataError(f"{path}: cannot read the shape of input {INPUT!r} ({exc})") from None
+    return (first, first) if isinstance(first, int) and first > 0 else (1, None)
+
+
+def read_onnx_header(path: Path) -> tuple[ModelMeta, tuple[int, int | None]]:
+    """Metadata and batch range from one read of the file (a runtime needs both before it opens)."""
+    try:
+        buf = read_buffer(path)
+    except OSError as exc:
+        raise MetadataError(f"{path}: not a readable ONNX file ({exc.__class__.__name__})") from None
+    return read_onnx_meta(path, buf), onnx_batch_range(path, buf)

@@ -1,0 +1,36 @@
+"""Drawing shared by `predict` and `run`: heatmap blended over the original frame, box, text."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from rpol_edge.core.geometry import CropTransform
+
+BOX_COLOR = (0, 255, 0)  # BGR
+
+
+def render(
+    image_bgr: np.ndarray,
+    score: np.ndarray,
+    transform: CropTransform,
+    box: Sequence[int] | None,
+    lines: Sequence[str] = (),
+    alpha: float = 0.45,
+) -> np.ndarray:
+    """A new BGR image: the K x K score map laid back onto the frame, the box, and text lines."""
+    heat = transform.map_to_original(score.astype(np.float32))
+    colored = cv2.applyColorMap((np.clip(heat, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    out = cv2.addWeighted(image_bgr, 1.0 - alpha, colored, alpha, 0.0)
+    if box is not None:
+        x0, y0, x1, y1 = (int(v) for v in box)
+        thickness = max(2, round(min(out.shape[:2]) / 200))
+        cv2.rectangle(out, (x0, y0), (x1, y1), BOX_COLOR, thickness)
+    scale = max(0.5, min(out.shape[:2]) / 900)
+    for i, text in enumerate(lines):
+        org = (8, int(22 * scale * (i + 1)) + 4)
+        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out

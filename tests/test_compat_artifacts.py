@@ -1,0 +1,118 @@
+"""Files made before the package was laid out in subpackages keep working, and the CLI kept its
+commands and flags: a ``.rpol``, an FP32 and an INT8 ``.onnx`` and an engine sidecar, written by
+the flat-layout code (tests/fixtures/pre_layout/README.md says how), load, run and give the boxes
+they gave then; what today's code writes carries the same metadata fields."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import rpol_edge
+from rpol_edge.core.engine_meta import check_engine_compatible, check_engine_fresh, read_engine_meta
+from rpol_edge.core.metadata import MetadataError
+from rpol_edge.core.model_file import read_meta
+
+FIX = Path(__file__).parent / "fixtures" / "pre_layout"
+EXPECTED = json.loads((FIX / "expected.json").read_text())
+PHOTOS = [rpol_edge.SAMPLE_ROOT / "JPEGImages" / name for name in EXPECTED["images"]]
+WEIGHTS = FIX / "test_efficientnet.pth"
+ARTIFACTS = {
+    "rpol": (FIX / "tiny.rpol", {"runtime": "torch", "device": "cpu", "weights": WEIGHTS}),
+    "onnx": (FIX / "exp" / "model.onnx", {"device": "cpu"}),
+}
+OLD_INT8 = FIX / "exp-int8" / "model.int8.onnx"
+
+# Help wording changed on purpose with the layout (the words of how the work was organised went).
+WORDING = [
+    ("against the seed's reference pipeline", "against the reference pipeline"),
+    ("time the seed's reference pipeline", "time the reference implementation's pipeline"),
+]
+
+
+@pytest.mark.parametrize("kind", list(ARTIFACTS))
+def test_old_artifacts_give_the_same_boxes(kind: str) -> None:
+    if kind == "rpol":
+        pytest.importorskip("torch")
+    path, options = ARTIFACTS[kind]
+    with rpol_edge.load(path, **options) as model:
+        got = [model.predict(p) for p in PHOTOS]
+    for want, det in zip(EXPECTED["boxes"][kind], got, strict=True):
+        assert list(det.box or []) == want["box"]
+        assert det.score == pytest.approx(want["score"], abs=2e-6)
+
+
+def _boxes(path: Path) -> list[tuple[tuple[int, int, int, int] | None, float]]:
+    with rpol_edge.load(path, device="cpu") as model:
+        return [(d.box, round(d.score, 6)) for d in map(model.predict, PHOTOS)]
+
+
+def test_old_int8_graph_is_what_an_export_writes_today(tmp_path: Path) -> None:
+    """ONNX Runtime's integer kernels differ by CPU (AVX2 vs AVX-512 VNNI: the same INT8 file gave
+    box (111, 53, 298, 179) where it was written and (116, 75, 298, 179) on an AMD EPYC with
+    AVX-512 VNNI, both with the flat-layout code), so recorded INT8 boxes are not portable. What is:
+    today's export of the same FP32 graph with the recipe the old file records is the same graph
+    (scales and zero points), and on this machine both give the same boxes."""
+    pytest.importorskip("onnx")
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from rpol_edge.core.onnx_meta import read_onnx_meta
+    from rpol_edge.exporters.int8 import Recipe, quantize_int8
+
+    old = read_onnx_meta(OLD_INT8)
+    fields = json.loads(old.extra["int8_recipe"])
+    recipe = Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    new_path = tmp_path / "model.int8.onnx"
+    new = quantize_int8(ARTIFACTS["onnx"][0], new_path, "voc", rpol_edge.SAMPLE_ROOT, "train", recipe=recipe)
+    assert sorted(dataclasses.asdict(new)) == EXPECTED["meta_fields"]
+    assert new.extra["int8_recipe"] == old.extra["int8_recipe"]
+
+    def tensors(path: Path) -> dict[str, np.ndarray]:
+        return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+
+    a, b = tensors(OLD_INT8), tensors(new_path)
+    assert sorted(a) == sorted(b)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-7, err_msg=name)
+    assert _boxes(OLD_INT8) == _boxes(new_path)
+
+
+def test_old_engine_sidecar_still_reads_and_guards() -> None:
+    engine = FIX / "exp" / "model.engine"
+    meta = read_engine_meta(engine)
+    check_engine_fresh(meta, engine)  # its ONNX beside it is the one it was built from
+    check_engine_compatible(meta, "10.3.0.30", "Orin", "8.7")
+    with pytest.raises(MetadataError, match="TensorRT 10.3.0.30, this machine has 10.15"):
+        check_engine_compatible(meta, "10.15.1.29", "Orin", "8.7")
+    assert sorted(dataclasses.asdict(meta.model)) == EXPECTED["meta_fields"]
+    assert meta.model == read_meta(FIX / "exp" / "model.onnx")
+
+
+def test_new_files_carry_the_same_metadata_fields(sample_model: Path, sample_onnx: Path) -> None:
+    for path in (sample_model, sample_onnx):
+        assert sorted(dataclasses.asdict(read_meta(path))) == EXPECTED["meta_fields"], path.name
+
+
+def _words(text: str) -> str:
+    """Help text without the box drawing and the line wrapping (a reworded line reflows)."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+def test_cli_commands_and_flags_unchanged() -> None:
+    from cli_surface import surface
+
+    before = json.loads((FIX / "cli.json").read_text())
+    now = surface()
+    assert sorted(now) == sorted(before), "commands added or removed"
+    for name, old in before.items():
+        assert now[name]["params"] == old["params"], f"{name}: parameters changed"
+        help_before = _words(old["help"]).replace("Usage: root", "Usage: rpol-edge")
+        for a, b in WORDING:
+            help_before = help_before.replace(a, b)
+        assert _words(now[name]["help"]).replace("Usage: root", "Usage: rpol-edge") == help_before, name
