@@ -78,7 +78,7 @@ def test_info_predict_eval_calibrate(sample_model: Path, tmp_path: Path) -> None
     [
         (["fit", "--root", str(SAMPLE), "--head", "caam", "--operating-point", "sign"], "needs w*"),
         (["fit", "--root", str(SAMPLE), "--operating-point", "median"], "choose fixed, sign"),
-        (["fit", "--root", str(SAMPLE), "--operating-point", "fraction"], "--fraction"),
+        (["fit", "--root", str(SAMPLE), "--operating-point", "fraction"], "--fraction 0.0: the"),
         (["eval", "{model}", "--data", "vocc", "--root", str(SAMPLE)], "did you mean"),
         (["eval", "{model}", "--data", "voc", "--root", str(SAMPLE), "--split", "val"], "train"),
         (["eval", "{model}", "--runtime", "ort", "--data", "voc", "--root", str(SAMPLE)], "export"),
@@ -92,7 +92,7 @@ def test_info_predict_eval_calibrate(sample_model: Path, tmp_path: Path) -> None
         ),
         (["eval", "{model}", "--data", "voc", "--root", str(SAMPLE), "--json", "{empty}"], "is a folder"),
         (["fit", "--root", str(SAMPLE / "JPEGImages"), "--threshold", "1.5"], "(0, 1)"),
-        (["fit", "--root", str(SAMPLE / "JPEGImages"), "--input-size", "0"], "at least 32"),
+        (["fit", "--root", str(SAMPLE / "JPEGImages"), "--input-size", "0"], "--input-size 0: at least 32"),
         (["fit", "--root", str(SAMPLE / "JPEGImages"), "-o", "{empty}"], "is a folder"),
         (["predict", "{model}", "{junk}"], "none of the 1 image"),
         (["export", "{model}", "--int8"], "--calib-data"),

@@ -1,4 +1,4 @@
-"""The Jetson guide (benchmarks/JETSON.md) against the code: its install lines resolve, for a
+"""The Jetson guide (docs/jetson.md) against the code: its install lines resolve, for a
 Jetson, to what JetPack needs, and its trtexec lines are the ones rpol-edge prints."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rpol_edge.export.trt_build import fp16_strategy
-from rpol_edge.export.trtexec import trtexec_command
+from rpol_edge.exporters.trt_build import fp16_strategy
+from rpol_edge.exporters.trtexec import trtexec_command
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -21,7 +21,7 @@ packaging = pytest.importorskip("packaging", reason="packaging (dev extra) not i
 from packaging.requirements import Requirement  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-GUIDE = (REPO / "benchmarks" / "JETSON.md").read_text()
+GUIDE = (REPO / "docs" / "jetson.md").read_text()
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 # What pip evaluates markers against on a Jetson with JetPack 6 (Ubuntu 22.04, Python 3.10).
 JETSON = {

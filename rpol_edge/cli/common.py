@@ -7,8 +7,10 @@ A module of its own so that ``rpol_edge.cli.app`` and the commands that live bes
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,6 +90,28 @@ def cli_errors() -> Iterator[None]:
     except _known_errors() as exc:
         err.print("error: " + str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def field_flag(name: str, flags: dict[str, str]) -> str:
+    return flags.get(name, "--" + name.replace("_", "-"))
+
+
+def to_flags(message: str, fields: Iterable[str], flags: dict[str, str]) -> str:
+    """A library message that names fields (``input_size=16: at least 32``) in the CLI's words
+    (``--input-size 16: at least 32``): the library stays free of flags, the user sees the flags."""
+    names = "|".join(sorted(map(re.escape, fields), key=len, reverse=True))
+    pattern = rf"\b({names})=(\S+?)(?=[:,;)\s]|$)"
+    return re.sub(pattern, lambda m: f"{field_flag(m[1], flags)} {m[2]}", message)
+
+
+@contextmanager
+def fields_as_flags(record: type, flags: dict[str, str] | None = None) -> Iterator[None]:
+    """Re-raise a ValueError of a config record's ``validate`` with its fields shown as flags."""
+    try:
+        yield
+    except ValueError as exc:
+        names = [f.name for f in dataclasses.fields(record)]
+        raise ValueError(to_flags(str(exc), names, flags or {})) from None
 
 
 class RateColumn(ProgressColumn):

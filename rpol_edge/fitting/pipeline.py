@@ -15,8 +15,7 @@ from rpol_edge.backbones.timm_backbone import BackboneSpec, build_backbone
 from rpol_edge.core.artifact import ModelArtifact
 from rpol_edge.core.files import array_sha256
 from rpol_edge.core.localizer import Localizer
-from rpol_edge.core.metadata import OPERATING_RULES, TAU_MODES, ModelMeta
-from rpol_edge.core.operating_point import DEFAULT_OPERATING_POINT
+from rpol_edge.core.metadata import ModelMeta
 from rpol_edge.core.wstar import FeatureSums, solve
 from rpol_edge.data import DatasetError, Sample, read_dataset, sample_list_sha256, sample_subset
 from rpol_edge.data.loader import Batch, iterate_batches
@@ -33,6 +32,7 @@ from rpol_edge.fitting.checkpoint import (
 )
 from rpol_edge.fitting.checkpoint import load as load_checkpoint
 from rpol_edge.fitting.checkpoint import save as save_checkpoint
+from rpol_edge.fitting.config import FitConfig, default_resize
 from rpol_edge.fitting.distributed import (
     SINGLE,
     DistContext,
@@ -48,80 +48,6 @@ from rpol_edge.runtimes import RUNTIMES, resolve_device
 
 Progress = Callable[[int, int], None]
 """Called with (images done, images total)."""
-
-
-def default_resize(input_size: int) -> int:
-    """The CUB protocol's resize-then-crop ratio (480 -> 448) carried to any input size."""
-    return int(round(input_size * 480 / 448))
-
-
-@dataclass
-class FitConfig:
-    data: str
-    root: Path
-    split: str = "train"
-    backbone: str = "lite0"
-    weights: Path | None = None
-    output_stride: int = 32
-    input_size: int = 448
-    resize_size: int | None = None
-    fit_size: int | None = None
-    """Fit resolution; defaults to the input size (the reference fixes 224: see ``reference_fit``)."""
-    fit_resize: int | None = None
-    reference_fit: bool = False
-    """The reference protocol: fit images resized to 224 x 224, no crop."""
-    head: str = "rpol"
-    tau_mode: str = "joint"
-    """``joint`` (supplement Eq. 25) or ``mean`` (the plain mean feature norm, for comparison)."""
-    classwise: bool = False
-    sampling_ratio: float = 1.0
-    seed: int = 0
-    operating_point: str | None = None
-    """How the map becomes the mask (rpol_edge/core/operating_point.py); ``sign`` needs no labels and no
-    constant. ``fixed`` is the paper's rule at ``threshold``. None: ``sign`` for the rpol head,
-    ``fixed`` for caam (whose channel sum has no negative side)."""
-    threshold: float = 0.5
-    fraction: float = 0.0
-    """q of the ``fraction`` rule."""
-    batch_size: int = 16
-    workers: int = 2
-    device: str = "auto"
-
-    @property
-    def rule(self) -> str:
-        return self.operating_point or ("fixed" if self.head == "caam" else DEFAULT_OPERATING_POINT)
-
-    def validate(self) -> None:
-        """Refuse a bad configuration before the backbone is built and the data streamed."""
-        if self.input_size < 32:
-            raise ValueError(f"--input-size {self.input_size}: at least 32 (one stride-32 feature cell)")
-        if self.resize_size is not None and self.resize_size < self.input_size:
-            raise ValueError(
-                f"--resize-size {self.resize_size} is smaller than the input size {self.input_size}"
-            )
-        if self.fit_size is not None and self.fit_size < 32:
-            raise ValueError(f"--fit-size {self.fit_size}: at least 32")
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"--threshold {self.threshold}: must be in (0, 1)")
-        if self.rule not in OPERATING_RULES:
-            raise ValueError(f"--operating-point {self.rule!r}: choose {', '.join(OPERATING_RULES)}")
-        if self.rule == "sign" and self.head == "caam":
-            raise ValueError(
-                "--operating-point sign needs w* (--head rpol): the channel sum of ReLU features has no "
-                "negative side; use fixed, otsu or fraction with --head caam"
-            )
-        if self.rule == "fraction" and not 0.0 < self.fraction <= 1.0:
-            raise ValueError(f"--fraction {self.fraction}: the fraction rule needs a share in (0, 1]")
-        if self.head not in ("rpol", "caam"):
-            raise ValueError(f"--head {self.head!r}: choose rpol or caam")
-        if self.tau_mode not in TAU_MODES:
-            raise ValueError(f"--tau {self.tau_mode!r}: choose joint or mean")
-        if self.output_stride not in (8, 16, 32):
-            raise ValueError(f"--output-stride {self.output_stride}: choose 32, 16 or 8")
-        if not 0.0 < self.sampling_ratio <= 1.0:
-            raise ValueError(f"--sampling-ratio {self.sampling_ratio}: must be in (0, 1]")
-        if self.batch_size < 1 or self.workers < 0:
-            raise ValueError("--batch-size must be >= 1 and --workers >= 0")
 
 
 @dataclass

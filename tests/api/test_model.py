@@ -3,6 +3,7 @@ and its boxes are the ones ``rpol-edge predict`` writes."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -94,3 +95,26 @@ def test_fit_export_load_round_trip(tmp_path: Path) -> None:
     with rpol_edge.load(files["onnx"]) as model:
         assert model.runtime.name == "ort"
         assert model.predict(PHOTOS[0]).box == ref.box
+
+
+def test_library_errors_name_the_field_and_the_cli_its_flag() -> None:
+    from rpol_edge.cli.common import to_flags
+    from rpol_edge.cli.fit import FIT, FLAGS
+    from rpol_edge.fitting.config import FitConfig
+
+    cfg = FitConfig("folder", Path("."), input_size=16)
+    with pytest.raises(ValueError, match=r"^input_size=16: at least 32") as exc:
+        cfg.validate()
+    names = [f.name for f in dataclasses.fields(FitConfig)]
+    assert to_flags(str(exc.value), names, FLAGS).startswith("--input-size 16: at least 32")
+    assert to_flags("tau_mode=x: choose joint or mean", names, FLAGS) == "--tau x: choose joint or mean"
+    # the CLI's defaults are the record's: one place to change a default
+    import typer
+
+    from rpol_edge.cli.app import app
+
+    fit_cmd = typer.main.get_command(app).commands["fit"]  # type: ignore[attr-defined]
+    defaults = {p.name: p.default for p in fit_cmd.params}
+    for name in ("split", "backbone", "input_size", "head", "seed", "batch_size", "workers", "device"):
+        assert defaults[name] == getattr(FIT, name) == getattr(FitConfig("x", Path(".")), name)
+    assert defaults["tau"] == FIT.tau_mode

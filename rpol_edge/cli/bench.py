@@ -1,0 +1,119 @@
+"""`rpol-edge bench`: the one benchmark, every row in its own process."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from rpol_edge.cli.common import (
+    check_writable,
+    cli_errors,
+    err,
+    out,
+)
+from rpol_edge.cli.options import CudaGraph, Device
+from rpol_edge.data.sample import SAMPLE_ROOT
+
+
+def bench(
+    models: Annotated[
+        list[str],
+        typer.Argument(
+            help="model files (.rpol, .onnx, .engine) on their runtime, or PATH@key=value,... with runtime "
+            "options, e.g. m.rpol@precision=fp16 exp/model.onnx@runtime=ort,device=cuda"
+        ),
+    ],
+    images: Annotated[Path, typer.Option(help="folder of images to time on")] = SAMPLE_ROOT / "JPEGImages",
+    device: Device = "auto",
+    batch: Annotated[str, typer.Option(help="batch sizes, comma-separated, e.g. 1,4")] = "1",
+    iters: int = 30,
+    warmup: int = 5,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch/ORT")] = None,
+    reference: Annotated[bool, typer.Option(help="time the reference implementation's pipeline")] = True,
+    backbone: Annotated[bool, typer.Option(help="time the bare backbone per runtime (needs .rpol)")] = True,
+    eval_data: Annotated[str, typer.Option(help="accuracy + parity per row (voc, cub, wsol)")] = "",
+    eval_root: Annotated[Path | None, typer.Option(help="data root for --eval-data")] = None,
+    eval_split: Annotated[str, typer.Option(help="split for --eval-data")] = "test",
+    work_dir: Annotated[Path, typer.Option(help="bare-backbone ONNX and scratch files")] = Path("bench_work"),
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the record (machine, rows)")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="write the tables as Markdown here")] = None,
+    plot_out: Annotated[Path | None, typer.Option("--plot", help="PNG: p50 ms per row/batch/stage")] = None,
+    cuda_graph: CudaGraph = None,
+    rounds: Annotated[
+        int, typer.Option(help="time every row this many times, a new process each, rows interleaved")
+    ] = 1,
+) -> None:
+    """The one benchmark: each runtime x precision x batch in its own process, against the
+    reference pipeline and the bare backbone; p50/p90/p99 per stage, throughput, size, peak memory."""
+    import shlex
+
+    from rpol_edge.bench import report, runner
+    from rpol_edge.bench import spec as bench_spec
+    from rpol_edge.data.images import is_image_path
+
+    with cli_errors():
+        files = sorted(p for p in images.iterdir() if is_image_path(p))[:32] if images.is_dir() else [images]
+        if not files:
+            raise ValueError(f"no images in {images}")
+        try:
+            batches = sorted({int(x) for x in batch.split(",") if x.strip()})
+        except ValueError:
+            raise ValueError(f"--batch {batch!r}: give sizes like 1,4") from None
+        if not batches or min(batches) < 1:
+            raise ValueError(f"--batch {batch!r}: sizes must be >= 1")
+        if rounds < 1:
+            raise ValueError(f"--rounds {rounds}: give 1 or more")
+        if bool(eval_data) != bool(eval_root):
+            raise ValueError("--eval-data and --eval-root go together")
+        for path in (json_out, markdown, plot_out):
+            if path:
+                check_writable(path)
+        specs = [bench_spec.parse_spec(m) for m in models]
+        if cuda_graph is not None:  # a spec's own @cuda_graph=... wins; ONNX Runtime has no such option
+            for spec in specs:
+                if spec.runtime in ("torch", "trt"):
+                    spec.options.setdefault("cuda_graph", cuda_graph)
+        cfg = runner.BenchConfig(
+            specs=specs, images=files, batches=batches, iters=iters,
+            warmup=warmup, device=device, threads=threads, reference=reference, backbone=backbone,
+            work_dir=work_dir, eval_data=eval_data, eval_root=eval_root, eval_split=eval_split,
+            rounds=rounds,
+        )  # fmt: skip
+        with err.status("benchmark...") as status:
+            rows = runner.run_bench(cfg, lambda what: status.update(f"timing {what} (own process)..."))
+        title = (
+            "ms per batch; img/s; vs ref / vs 1st = speed-up over the reference / the first model given;"
+            " vs backbone = infer time over the bare one"
+        )
+        table = Table(*report.COLUMNS, title=title)
+        for r in report.table_rows(rows):
+            table.add_row(*r)
+        out.print(table)
+        acc = report.accuracy_rows(rows)
+        if acc:
+            at = Table(*report.ACC_COLUMNS, title=f"accuracy and parity with the reference ({eval_split})")
+            for r in acc:
+                at.add_row(*r)
+            out.print(at)
+        command = "rpol-edge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        rec = report.record(rows, cfg, command)
+        if json_out:
+            report.write_json(json_out, rec)
+        if markdown:
+            from rpol_edge.core.files import write_text_atomic
+
+            write_text_atomic(markdown, report.to_markdown(rows, f"`{command}`\n"))
+        if plot_out:
+            title = f"{rec['machine'].get('gpu') or platform_name()}, {len(files)} images"
+            report.plot(rows, plot_out, title)
+
+
+def platform_name() -> str:
+    import os
+    import platform
+
+    return f"{platform.machine()} {platform.processor() or ''} x{os.cpu_count()}".strip()

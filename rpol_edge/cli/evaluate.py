@@ -1,0 +1,137 @@
+"""`rpol-edge eval`, `compare` and `demo`: accuracy on a labelled split, parity between two
+model files, and the whole method on the bundled sample."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rpol_edge.cli.common import (
+    TOPK_KEYS,
+    check_writable,
+    cli_errors,
+    err,
+    metrics_table,
+    out,
+    progress_bar,
+    rank_progress,
+    report_skips,
+)
+from rpol_edge.cli.options import CudaGraph, Data, Device, Root, RuntimeOpt, Split, Weights
+from rpol_edge.core.extras import require_torch
+
+
+def eval_cmd(
+    model: Path,
+    root: Root,
+    data: Data = "voc",
+    split: Split = "test",
+    runtime: RuntimeOpt = "auto",
+    device: Device = "auto",
+    weights: Weights = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the metrics here")] = None,
+    save_maps: Annotated[Path | None, typer.Option(help="one float32 .npy score map per image")] = None,
+    calibrate: Annotated[
+        bool, typer.Option(help="store the best threshold as the model's operating one")
+    ] = False,
+    classifier: Annotated[
+        str | None,
+        typer.Option(help="Top-1/Top-5 Loc with this classifier: 'lite0' (embedded ImageNet) or a timm name"),
+    ] = None,
+    classifier_weights: Annotated[
+        Path | None, typer.Option(help="classifier state dict (timm architecture --classifier)")
+    ] = None,
+    class_map: Annotated[
+        Path | None, typer.Option(help='JSON: data-set label -> classifier class, "*" for unlabeled images')
+    ] = None,
+    batch_size: int = 8,
+    workers: int = 2,
+    cuda_graph: CudaGraph = None,
+) -> None:
+    """Localization accuracy (GT-known Loc, MaxBoxAcc, MaxBoxAccV2 both protocols; Top-k Loc).
+
+    Under torchrun each rank scores its shard; rank 0 prints and writes the whole split's metrics."""
+    from rpol_edge.backbones.classifier import load_classifier, read_class_map
+    from rpol_edge.core.files import write_text_atomic
+    from rpol_edge.evaluate.evaluation import calibrate as write_threshold
+    from rpol_edge.evaluate.evaluation import evaluate
+    from rpol_edge.fitting.distributed import process_group, rank_device
+    from rpol_edge.runtimes import choose, open_runtime, resolve_device
+
+    with cli_errors(), process_group(backend="gloo") as ctx:  # a few hundred integers: gloo is plenty
+        if calibrate and model.suffix != ".rpol":
+            raise ValueError("--calibrate writes into a fitted .rpol model; calibrate it, then re-export")
+        if json_out:
+            check_writable(json_out)
+        if (classifier_weights or class_map) and not classifier:
+            raise ValueError("--classifier-weights and --class-map need --classifier NAME")
+        if classifier and ctx.enabled:
+            raise ValueError("--classifier under torchrun is not supported yet: run Top-k Loc in one process")
+        cmap = read_class_map(class_map)
+        clf = load_classifier(classifier, classifier_weights) if classifier else None
+        dev = rank_device(resolve_device(choose(model, runtime), device), ctx)
+        rt = open_runtime(model, runtime, device=dev, weights=weights, cuda_graph=cuda_graph)
+        with rt, rank_progress("eval")(ctx) as update:
+            result = evaluate(rt, data, root, split, save_maps, batch_size, workers, update, clf, cmap, ctx)
+        if not ctx.is_main:
+            return
+        report_skips(result.skipped, result.metrics["n_skipped"])
+        metrics = {"model": str(model), "runtime": result.runtime, **result.metrics}
+        out.print(metrics_table("metric", metrics, TOPK_KEYS if clf else ()))
+        if json_out:
+            write_text_atomic(json_out, json.dumps(metrics, indent=1, default=str))
+        if calibrate:
+            meta = write_threshold(model, metrics["best_threshold"])
+            out.print(f"operating point of {model} set to the fixed threshold {meta.threshold}")
+
+
+def compare(
+    reference: Annotated[Path, typer.Argument(help="reference model file (usually the .rpol, torch FP32)")],
+    candidate: Annotated[Path, typer.Argument(help="model file to check against it (.onnx, .engine, .rpol)")],
+    root: Root,
+    data: Data = "voc",
+    split: Split = "test",
+    ref_device: Annotated[str, typer.Option(help="device of the reference runtime")] = "cpu",
+    device: Device = "auto",
+    precision: Annotated[str | None, typer.Option(help="torch candidate precision fp32 | fp16")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the agreement record here")] = None,
+    workers: int = 2,
+) -> None:
+    """Parity of two runtimes on a split: max/mean |score map difference| and box agreement."""
+    from rpol_edge.core.files import write_text_atomic
+    from rpol_edge.evaluate.compare import compare as run_compare
+    from rpol_edge.evaluate.compare import dataset_frames
+    from rpol_edge.runtimes import open_runtime
+
+    with cli_errors():
+        ref = open_runtime(reference, "auto", device=ref_device)
+        cand = open_runtime(candidate, "auto", device=device, precision=precision)
+        with ref, cand, err.status(f"comparing {cand.description} with {ref.description}..."):
+            frames = dataset_frames(ref.meta, data, root, split, workers)
+            result = run_compare(ref, cand, frames)
+        record = {"reference": ref.description, "candidate": cand.description, **result.to_dict()}
+        for key, value in record.items():
+            out.print(f"{key:16s} {value}", highlight=False)
+        if json_out:
+            write_text_atomic(json_out, json.dumps(record, indent=1))
+
+
+def demo(
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="folder for the model, metrics, overlays")
+    ] = Path("out/demo"),
+    input_size: int = 448,
+    workers: int = 2,
+) -> None:
+    """Fit on the bundled sample photos, evaluate, and write overlays: the whole method in one go."""
+    with cli_errors():
+        require_torch("rpol-edge demo")
+        from rpol_edge.evaluate.demo import run_demo
+
+        with progress_bar("fit on bundled sample") as update:
+            result = run_demo(output, input_size, workers, update)
+        out.print(metrics_table("metric (bundled test split)", result.metrics))
+        out.print(f"model: {result.model}\noverlays: {result.n_overlays} PNG + JSON in {result.overlays}")

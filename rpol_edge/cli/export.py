@@ -1,0 +1,106 @@
+"""`rpol-edge export`: a fitted model to ONNX (FP32, FP16, INT8) and TensorRT, or an exported ONNX
+to an engine on the device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rpol_edge.cli.common import (
+    cli_errors,
+    err,
+    out,
+)
+from rpol_edge.cli.options import Weights
+from rpol_edge.core.extras import require_torch
+
+
+def _frame_size(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    from rpol_edge.exporters.frame_input import parse_frame_size  # a torch module: only when asked
+
+    return parse_frame_size(text)
+
+
+def export(
+    model: Path,
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder for the exported files")] = Path(
+        "export"
+    ),
+    onnx: Annotated[
+        bool,
+        typer.Option("--onnx", help="the fused ONNX graph (always written: every format starts from it)"),
+    ] = True,
+    trt: Annotated[
+        bool, typer.Option("--trt", help="build a TensorRT engine (needs TensorRT + GPU)")
+    ] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 backbone (ONNX fp16 graph / TensorRT)")] = False,
+    int8: Annotated[
+        bool,
+        typer.Option("--int8", help="INT8 QDQ ONNX for CPUs (ONNX Runtime), calibrated on --calib-* images"),
+    ] = False,
+    batch: Annotated[str, typer.Option(help="N (fixed) or MIN:OPT:MAX (dynamic)")] = "1",
+    opset: Annotated[int | None, typer.Option(help="ONNX opset (default 17 legacy, 18 dynamo)")] = None,
+    exporter: Annotated[str, typer.Option(help="legacy | dynamo (torch.onnx)")] = "legacy",
+    simplify: Annotated[
+        bool, typer.Option(help="onnxslim: fold shape arithmetic (TensorRT 8.6 needs it for TF-same pads)")
+    ] = True,
+    trt_targets: Annotated[
+        str | None,
+        typer.Option(
+            help="TensorRT versions the graphs must pass the static check for, e.g. 8.6,10.3,10.15 "
+            "(default: every claimed version whose opset range holds the graph's opset)"
+        ),
+    ] = None,
+    weights: Weights = None,
+    calib_data: Annotated[str, typer.Option(help="INT8 calibration data kind (cub|wsol|voc|folder)")] = "",
+    calib_root: Annotated[Path | None, typer.Option(help="INT8 calibration data root")] = None,
+    calib_split: str = "train",
+    workspace_mb: int = 1024,
+    frame_size: Annotated[
+        str | None,
+        typer.Option(help="WxH: the graphs take raw camera frames of this size (resize + crop in graph)"),
+    ] = None,
+    frame_format: Annotated[str, typer.Option(help="channel order of those frames: bgr | rgb")] = "bgr",
+) -> None:
+    """Fold w* into the graph and export: ONNX, FP16 ONNX, INT8 (QDQ), TensorRT engine.
+
+    MODEL is the fitted .rpol; or, with --trt on the device, an exported .onnx to build the
+    engine from (no PyTorch needed there).
+    """
+    with cli_errors():
+        if model.suffix.lower() != ".onnx":
+            require_torch("rpol-edge export")
+        from rpol_edge.exporters.pipeline import ExportRequest, parse_batch, run_export
+        from rpol_edge.exporters.trt_compat import parse_targets
+
+        req = ExportRequest(
+            model=model,
+            out_dir=output,
+            trt=trt,
+            fp16=fp16,
+            int8=int8,
+            batch=parse_batch(batch),
+            opset=opset,
+            exporter=exporter,
+            simplify=simplify,
+            trt_targets=parse_targets(trt_targets) if trt_targets else None,
+            weights=weights,
+            calib_data=calib_data,
+            calib_root=calib_root,
+            calib_split=calib_split,
+            workspace_mb=workspace_mb,
+            frame_size=_frame_size(frame_size),
+            frame_format=frame_format,
+        )
+        req.validate()
+        with err.status("exporting (trace, check, write)..."):
+            result = run_export(req)
+        for fmt, path in result.files.items():
+            out.print(f"{fmt:10s} {path}")
+        if result.trtexec:
+            out.print("cross-check with NVIDIA's tool (same ONNX, shapes, precision, timing cache):")
+            out.print(result.trtexec, markup=False, highlight=False, soft_wrap=True)

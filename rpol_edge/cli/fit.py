@@ -1,0 +1,133 @@
+"""`rpol-edge fit`: options -> `FitConfig`, then the fit job (one process or one torchrun rank)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rpol_edge.cli.common import (
+    check_writable,
+    cli_errors,
+    err,
+    fields_as_flags,
+    out,
+    rank_progress,
+    report_skips,
+)
+from rpol_edge.cli.options import Data, Device, Root, Split, Weights
+from rpol_edge.core.extras import require_torch
+from rpol_edge.fitting.config import FitConfig
+
+FIT = FitConfig(data="folder", root=Path("."))
+"""The library's defaults: every default below is read from here, not typed again."""
+
+# The CLI's own flag where it is not the field name with dashes.
+FLAGS = {"tau_mode": "--tau"}
+
+
+def fit(
+    root: Root,
+    data: Data = "folder",
+    split: Split = FIT.split,
+    output: Annotated[Path, typer.Option("-o", "--output", help="model file to write (.rpol)")] = Path(
+        "model.rpol"
+    ),
+    backbone: Annotated[
+        str, typer.Option(help="preset (lite0, moco_r50, dino_vits16, dino_r50, sup_r50) or timm name")
+    ] = FIT.backbone,
+    weights: Weights = None,
+    output_stride: Annotated[int, typer.Option(help="ResNet output stride 32/16/8")] = FIT.output_stride,
+    input_size: Annotated[int, typer.Option(help="network input K (square)")] = FIT.input_size,
+    resize_size: Annotated[
+        int | None, typer.Option(help="resize S before the K crop (default K*480/448)")
+    ] = None,
+    fit_size: Annotated[int | None, typer.Option(help="fit resolution (default: the input size)")] = None,
+    reference_fit: Annotated[bool, typer.Option(help="the reference's fit: 224x224 resize, no crop")] = (
+        FIT.reference_fit
+    ),
+    head: Annotated[str, typer.Option(help="rpol | caam (baseline)")] = FIT.head,
+    tau: Annotated[
+        str, typer.Option("--tau", help="joint (Eq. 25, default) | mean (plain mean feature norm)")
+    ] = FIT.tau_mode,
+    classwise: Annotated[bool, typer.Option(help="one w* per class label")] = FIT.classwise,
+    sampling_ratio: Annotated[float, typer.Option(help="fit on this random fraction")] = FIT.sampling_ratio,
+    seed: int = FIT.seed,
+    operating_point: Annotated[
+        str | None,
+        typer.Option(
+            help="mask rule: sign (label-free: w*^T f > 0; the default with --head rpol) | fixed (the "
+            "paper's, at --threshold; the default with --head caam) | otsu | fraction (top --fraction)"
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="a fixed operating threshold (implies --operating-point fixed; default 0.5)"),
+    ] = None,
+    fraction: Annotated[float, typer.Option(help="share of each map the fraction rule keeps")] = FIT.fraction,
+    batch_size: int = FIT.batch_size,
+    workers: Annotated[int, typer.Option(help="decoding worker processes")] = FIT.workers,
+    device: Device = FIT.device,
+    checkpoint_every: Annotated[
+        int, typer.Option(help="save each rank's partial sums every N of its images (0: only on SIGTERM)")
+    ] = 0,
+    checkpoint_dir: Annotated[
+        Path | None, typer.Option(help="folder for the checkpoints (default: OUTPUT.ckpt)")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="continue from the checkpoints of the same command")] = False,
+) -> None:
+    """Fit w* on unlabeled images (closed form, frozen backbone) and write the model file.
+
+    Under torchrun (`torchrun --nproc-per-node N -m rpol_edge fit ...`) each rank fits its shard
+    and rank 0 writes the file (README, "Scale-out")."""
+    with cli_errors():
+        require_torch("rpol-edge fit")
+        from rpol_edge.fitting.checkpoint import CheckpointOptions, FitStopped
+        from rpol_edge.fitting.pipeline import fit_to_file
+
+        cfg = FitConfig(
+            data=data,
+            root=root,
+            split=split,
+            backbone=backbone,
+            weights=weights,
+            output_stride=output_stride,
+            input_size=input_size,
+            resize_size=resize_size,
+            fit_size=fit_size,
+            reference_fit=reference_fit,
+            head=head,
+            tau_mode=tau,
+            classwise=classwise,
+            sampling_ratio=sampling_ratio,
+            seed=seed,
+            operating_point=operating_point or ("fixed" if threshold is not None else None),
+            threshold=FIT.threshold if threshold is None else threshold,
+            fraction=fraction,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+        )
+        with fields_as_flags(FitConfig, FLAGS):
+            cfg.validate()
+        check_writable(output)
+        ckpt_dir = checkpoint_dir or output.with_name(output.name + ".ckpt")
+        ckpt = CheckpointOptions(ckpt_dir, checkpoint_every, resume)
+        ckpt.validate()
+        try:
+            result, ctx = fit_to_file(cfg, output, ckpt, rank_progress("fit"))
+        except FitStopped as exc:
+            err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(128 + exc.signum) from None
+        m = result.artifact.meta
+        if result.resumed_at is not None:
+            where = f"{ctx.label}: " if ctx.enabled else ""
+            err.print(f"{where}resumed at image {result.resumed_at} of its shard", highlight=False)
+        if ctx.is_main:
+            report_skips(result.skipped, m.n_skipped)
+            out.print(
+                f"wrote {output}: {m.backbone} K={m.input_size} tau={m.tau:.4f} ({m.tau_mode}) "
+                f"images={m.n_images} skipped={m.n_skipped} operating point: {m.operating.label()}"
+                + (f" ranks={ctx.world_size}" if ctx.enabled else "")
+            )

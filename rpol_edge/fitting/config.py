@@ -1,0 +1,85 @@
+"""What a fit is asked to do, as one record: the Python API takes its fields as keyword options and
+the CLI takes its defaults from it, so a default is written once. No torch here (the CLI reads it
+at start-up)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rpol_edge.core.metadata import DEFAULT_OPERATING_POINT, OPERATING_RULES, TAU_MODES
+
+
+def default_resize(input_size: int) -> int:
+    """The CUB protocol's resize-then-crop ratio (480 -> 448) carried to any input size."""
+    return int(round(input_size * 480 / 448))
+
+
+@dataclass
+class FitConfig:
+    data: str
+    root: Path
+    split: str = "train"
+    backbone: str = "lite0"
+    weights: Path | None = None
+    output_stride: int = 32
+    input_size: int = 448
+    resize_size: int | None = None
+    fit_size: int | None = None
+    """Fit resolution; defaults to the input size (the reference fixes 224: see ``reference_fit``)."""
+    fit_resize: int | None = None
+    reference_fit: bool = False
+    """The reference protocol: fit images resized to 224 x 224, no crop."""
+    head: str = "rpol"
+    tau_mode: str = "joint"
+    """``joint`` (supplement Eq. 25) or ``mean`` (the plain mean feature norm, for comparison)."""
+    classwise: bool = False
+    sampling_ratio: float = 1.0
+    seed: int = 0
+    operating_point: str | None = None
+    """How the map becomes the mask (rpol_edge/core/operating_point.py); ``sign`` needs no labels and no
+    constant. ``fixed`` is the paper's rule at ``threshold``. None: ``sign`` for the rpol head,
+    ``fixed`` for caam (whose channel sum has no negative side)."""
+    threshold: float = 0.5
+    fraction: float = 0.0
+    """q of the ``fraction`` rule."""
+    batch_size: int = 16
+    workers: int = 2
+    device: str = "auto"
+
+    @property
+    def rule(self) -> str:
+        return self.operating_point or ("fixed" if self.head == "caam" else DEFAULT_OPERATING_POINT)
+
+    def validate(self) -> None:
+        """Refuse a bad configuration before the backbone is built and the data streamed. Messages
+        name the field (``input_size=16: ...``); the CLI shows them with its flags."""
+        if self.input_size < 32:
+            raise ValueError(f"input_size={self.input_size}: at least 32 (one stride-32 feature cell)")
+        if self.resize_size is not None and self.resize_size < self.input_size:
+            raise ValueError(f"resize_size={self.resize_size}: smaller than input_size={self.input_size}")
+        if self.fit_size is not None and self.fit_size < 32:
+            raise ValueError(f"fit_size={self.fit_size}: at least 32")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold={self.threshold}: must be in (0, 1)")
+        if self.rule not in OPERATING_RULES:
+            raise ValueError(f"operating_point={self.rule}: choose {', '.join(OPERATING_RULES)}")
+        if self.rule == "sign" and self.head == "caam":
+            raise ValueError(
+                "operating_point=sign needs w* (head=rpol): the channel sum of ReLU features has no "
+                "negative side; use fixed, otsu or fraction with head=caam"
+            )
+        if self.rule == "fraction" and not 0.0 < self.fraction <= 1.0:
+            raise ValueError(f"fraction={self.fraction}: the fraction rule needs a share in (0, 1]")
+        if self.head not in ("rpol", "caam"):
+            raise ValueError(f"head={self.head}: choose rpol or caam")
+        if self.tau_mode not in TAU_MODES:
+            raise ValueError(f"tau_mode={self.tau_mode}: choose joint or mean")
+        if self.output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride={self.output_stride}: choose 32, 16 or 8")
+        if not 0.0 < self.sampling_ratio <= 1.0:
+            raise ValueError(f"sampling_ratio={self.sampling_ratio}: must be in (0, 1]")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size}: must be >= 1")
+        if self.workers < 0:
+            raise ValueError(f"workers={self.workers}: must be >= 0")
