@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test typecheck bench
+.PHONY: setup demo test typecheck docs bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,7 +22,10 @@ typecheck: $(STAMP)
 	$(VENV)/bin/ruff check rpol_edge tests benchmarks examples
 	$(VENV)/bin/lint-imports --no-cache
 
-test: $(STAMP) typecheck
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet -d $(abspath $(VENV))/site
+
+test: $(STAMP) typecheck docs
 	$(PY) -m pytest -q -rs -p no:cacheprovider
 
 bench: demo

@@ -1,4 +1,4 @@
-"""Label-free comparison rows for the README: a centered box of a fixed fraction of the crop.
+"""Label-free comparison rows for the results table: a centered box of a fixed fraction of the crop.
 
 Scored with the same metrics code and the same resize/crop protocol as `rpol-edge eval`.
 Usage: python benchmarks/baselines.py --root ../shared/data/raccoon --split test [--input-size 448]

@@ -1,12 +1,11 @@
 """The one prepared GPU run: torch CUDA plain vs CUDA graph (and what the graph runtime adds:
 BatchNorm folding, cuDNN autotuning), FP32 and FP16, against CPU FP32.
 
-Records, on the raccoon test split (40 real photos):
-* latency of ``runtime.infer`` (frames already pre-processed; copy in, forward, copy out)
-  p50/p90/p99 at batch 1 and 8 for each configuration, each configuration in its OWN process,
-  ``--rounds`` times, configurations interleaved (order reversed every other round), so one
-  configuration's leftovers (CPU threads, allocator, cuDNN state) cannot slow another and drift
-  hits all alike; speed-ups are the median of per-round ratios with their min-max;
+The timings are `rpol-edge bench`'s (``rpol_edge.bench``): every configuration is a bench row
+(``MODEL@runtime=torch,device=cuda,cuda_graph=...``), each timed in its OWN process, ``--rounds``
+times, rows interleaved, p50/p90/p99 per stage at batch 1 and 8; speed-ups are the bench's paired
+ratios (median of per-round ratios of total p50, with their min-max). What the bench does not do
+is done here, on the raccoon test split (40 real photos):
 * parity of every configuration against the CPU FP32 reference (its own process too): max/mean
   |d score|, boxes identical, boxes at IoU >= 0.9; and of each graph against its plain twin;
 * a kernel profile (torch.profiler, CUDA activity) of one eager forward per configuration named in
@@ -17,7 +16,7 @@ Every section runs in its own try/except: an error is recorded in the JSON and t
 The JSON is rewritten (atomically) after every section, so a run killed at its time limit still
 leaves everything measured so far. Sections are skipped once ``--budget-s`` is spent.
 
-Usage (lent GPU machine; see README "CUDA graphs" for carrying the model, weights and data):
+Usage (lent GPU machine; see docs/runtimes.md for carrying the model, weights and data):
     python benchmarks/gpu_check.py --model .gpu/raccoon.rpol --root .gpu/raccoon --out $OUT/gpu_check.json
 Dry run of every non-CUDA path here:
     python benchmarks/gpu_check.py --model m.rpol --root ../shared/data/raccoon --out /tmp/g.json \\
@@ -41,7 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from rpol_edge.bench.stats import interleaved, paired_ratio
+from rpol_edge.bench.runner import BenchConfig, run_bench
+from rpol_edge.bench.spec import Spec
+from rpol_edge.bench.stats import Row, paired_speedup
 from rpol_edge.core.files import write_text_atomic
 from rpol_edge.core.model_file import read_meta
 from rpol_edge.evaluate.compare import agreement, dataset_frames
@@ -119,34 +120,6 @@ class Check:
         write_text_atomic(self.out, json.dumps(self.rec, indent=1, default=str))
 
 
-def latency(rt: Runtime, frames: np.ndarray, batch: int, iters: int, warmup: int) -> dict[str, Any]:
-    """``rt.infer`` wall time per batch (it returns host arrays, so the device is synchronized)."""
-    n = len(frames)
-    batches = [
-        np.ascontiguousarray(frames[[(i * batch + j) % n for j in range(batch)]])
-        for i in range(min(iters, 16))
-    ]
-    times = []
-    for i in range(warmup + iters):
-        x = batches[i % len(batches)]
-        t = time.perf_counter()
-        rt.infer(x)
-        if i >= warmup:
-            times.append((time.perf_counter() - t) * 1e3)
-    ms = np.asarray(times)
-    p50 = float(np.percentile(ms, 50))
-    return {
-        "runtime": rt.description,
-        "batch": batch,
-        "iters": iters,
-        "ms_p50": round(p50, 3),
-        "ms_p90": round(float(np.percentile(ms, 90)), 3),
-        "ms_p99": round(float(np.percentile(ms, 99)), 3),
-        "ms_mean": round(float(ms.mean()), 3),
-        "images_per_s_p50": round(batch * 1e3 / p50, 1),
-    }
-
-
 def run_batches(rt: Runtime, frames: np.ndarray, batch: int = 8) -> Output:
     """All frames through ``rt`` in batches of ``batch`` (the last one partial: a padded graph)."""
     parts = [rt.infer(frames[s : s + batch]) for s in range(0, len(frames), batch)]
@@ -157,7 +130,7 @@ def run_batches(rt: Runtime, frames: np.ndarray, batch: int = 8) -> Output:
 
 
 def child(job: dict[str, Any]) -> dict[str, Any]:
-    """One configuration in this fresh process: open, first call, outputs, latency (or profile)."""
+    """One configuration in this fresh process: open, first call, outputs (or a kernel profile)."""
     with np.load(job["frames"]) as z:
         frames = z["frames"]
     opts = dict(job["options"])
@@ -172,8 +145,6 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
             np.savez(job["outputs"], score=out.score, mask=out.mask, score_b1=one.score, mask_b1=one.mask)
         if job.get("profile"):
             res["profile"] = profile(rt, frames[:1])
-        else:
-            res["latency"] = [latency(rt, frames, b, job["iters"], job["warmup"]) for b in job["batches"]]
         res["runtime"] = rt.description
         res["graph_active"] = bool(getattr(rt, "cuda_graph", False)) and job["device"].startswith("cuda")
         res["graph_self_check_max_abs"] = getattr(rt, "graph_self_check", {})
@@ -305,7 +276,7 @@ def main() -> None:
         return
     base_job: dict[str, Any] = {
         "model": str(model_file), "weights": str(args.weights) if args.weights else None,
-        "frames": str(frames_file), "iters": args.iters, "warmup": args.warmup, "batches": [1, 8],
+        "frames": str(frames_file),
     }  # fmt: skip
     outputs: dict[str, Path] = {}
 
@@ -313,31 +284,40 @@ def main() -> None:
         path = scratch / "cpu_fp32.npz"
         job = {**base_job, "device": "cpu", "options": {"precision": "fp32", "fold_bn": False}}
         job["outputs"] = str(path)
-        job["iters"], job["warmup"], job["batches"] = 3, 1, [1]
         res = spawn(job, timeout_s=180)
         outputs["cpu_fp32"] = path
         return {"runtime": res["runtime"]}
 
     check.section("cpu_fp32_reference", reference)
 
-    timings: dict[str, dict[int, dict[str, Any]]] = {n: {} for n in names}
-    """name -> round -> the child's result (a round that failed is absent, not shifted)."""
-    for r in range(max(1, args.rounds)):
-        for name in interleaved(names, r):
+    def outputs_section(name: str) -> dict[str, Any]:
+        path = scratch / f"{name}.npz"
+        res = spawn({**base_job, "device": args.device, "options": CONFIGS[name], "outputs": str(path)}, 120)
+        outputs[name] = path
+        rec.setdefault("configs_opened", {})[name] = res
+        return {"runtime": res["runtime"], "first_call_ms": res["first_call_ms"]}
 
-            def config_section(name: str = name, r: int = r) -> dict[str, Any]:
-                path = scratch / f"{name}.npz"
-                job = {**base_job, "device": args.device, "options": CONFIGS[name]}
-                if r == 0:
-                    job["outputs"] = str(path)
-                res = spawn(job, timeout_s=120)
-                if r == 0:
-                    outputs[name] = path
-                timings[name][r] = res
-                rec.setdefault("configs_measured", {}).setdefault(name, []).append(res)
-                return {"round": r + 1, "p50_ms": [x["ms_p50"] for x in res["latency"]]}
+    for name in names:
+        check.section(f"outputs {name}", lambda name=name: outputs_section(name), need_s=15)
 
-            check.section(f"{name}#{r + 1}", config_section, need_s=15)
+    rows: list[Row] = []
+
+    def timing() -> dict[str, Any]:
+        """The bench, one row per configuration (its own process per row and round)."""
+        images = sorted((args.root / "JPEGImages").glob("*.jpg"))[: args.limit]
+        specs = [
+            Spec("model", model_file, {"runtime": "torch", "device": args.device, "weights": args.weights,
+                                       **CONFIGS[n]}, label=n)
+            for n in names
+        ]  # fmt: skip
+        cfg = BenchConfig(
+            specs, images, batches=[1, 8], iters=args.iters, warmup=args.warmup, device=args.device,
+            reference=False, backbone=False, work_dir=scratch / "bench", rounds=max(1, args.rounds),
+        )  # fmt: skip
+        rows.extend(run_bench(cfg, lambda what: print(f"  timing {what}", flush=True)))
+        return {"rows": [r.to_dict() for r in rows]}
+
+    check.section("timing", timing, need_s=60)
 
     def parity() -> dict[str, Any]:
         from rpol_edge.runtimes import Output as Out
@@ -366,20 +346,19 @@ def main() -> None:
     def speedup() -> dict[str, Any]:
         """Every configuration over fp32_plain (the baseline), per batch, rounds paired."""
         res: dict[str, Any] = {}
-        if not timings.get("fp32_plain"):
-            return res
-        plain = timings["fp32_plain"]
-        for i, b in enumerate((1, 8)):
+        by = {(r.label, r.batch): r for r in rows if r.available}
+        for b in (1, 8):
+            base = by.get(("fp32_plain", b))
             for name in names:
-                both = sorted(set(plain) & set(timings[name]))  # rounds that both completed
-                base = [plain[r]["latency"][i]["ms_p50"] for r in both]
-                runs = [timings[name][r]["latency"][i]["ms_p50"] for r in both]
-                ratio = paired_ratio(base, runs)
-                if ratio is not None and name != "fp32_plain":
-                    res[f"{name}_batch{b}"] = {
-                        "rounds": [r + 1 for r in both], "plain_ms_p50": base, "ms_p50": runs,
-                        "speedup": ratio[0], "range": ratio[1],
-                    }  # fmt: skip
+                row = by.get((name, b))
+                if base is None or row is None or name == "fp32_plain":
+                    continue
+                ratio, span = paired_speedup(base, row)
+                res[f"{name}_batch{b}"] = {
+                    "plain_round_total_p50": base.round_total_p50, "round_total_p50": row.round_total_p50,
+                    "infer_p50_ms": row.ms["infer"]["p50"], "plain_infer_p50_ms": base.ms["infer"]["p50"],
+                    "speedup": ratio, "range": span or [ratio, ratio],
+                }  # fmt: skip
         head = res.get(f"{DEFAULTS['fp32']}_batch1")
         if head:
             res["target_batch1_fp32"] = SPEEDUP_TARGET

@@ -21,5 +21,5 @@ timeout 180 python3 -m rpol_edge bench $M $M@cuda_graph=false,fold_bn=false --de
   --iters 100 --warmup 20 --images .gpu/raccoon/JPEGImages --eval-data voc --eval-root .gpu/raccoon \
   --work-dir /tmp/bench_work --json "$OUT/gpu_bench.json" --markdown "$OUT/gpu_bench.md" \
   --plot "$OUT/gpu_bench.png" || echo "bench rc=$?"
-timeout 90 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_cuda_graph.py tests/test_parity.py \
-  tests/test_fold_bn.py 2>&1 | tail -25 | tee "$OUT/pytest_gpu.log"
+timeout 90 python3 -m pytest -q -p no:cacheprovider -m gpu tests/runtimes/test_torch_cuda_graph.py tests/test_parity.py \
+  tests/runtimes/test_fold_bn.py 2>&1 | tail -25 | tee "$OUT/pytest_gpu.log"

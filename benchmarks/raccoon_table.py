@@ -1,6 +1,6 @@
-"""Every accuracy and parity number of the README's results table, through the CLI, as records.
+"""Every accuracy and parity number of the results table (docs/benchmarks.md), through the CLI, as records.
 
-Runs the exact commands the README shows (fit, eval, baselines, export, compare) on the raccoon
+Runs the exact commands the docs show (fit, eval, baselines, export, compare) on the raccoon
 set and appends one JSON line per row to --out. About 4 minutes on 2 CPU cores.
 Usage: python benchmarks/raccoon_table.py --root ../shared/data/raccoon \
            --out benchmarks/results/raccoon_table.jsonl

@@ -31,6 +31,7 @@ OLD_INT8 = FIX / "exp-int8" / "model.int8.onnx"
 WORDING = [
     ("against the seed's reference pipeline", "against the reference pipeline"),
     ("time the seed's reference pipeline", "time the reference implementation's pipeline"),
+    ('(README, "Scale-out")', "(docs/scale-out.md)"),
 ]
 
 

@@ -102,9 +102,9 @@ def test_fast_precisions_from_compute_capability(cc: str, fp16: bool, int8: bool
 def test_int8_refused_without_fast_int8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The decision no longer asks Builder.platform_has_fast_int8 (not bound in 11)."""
     import onnx
-    from test_trt import model_meta
 
     from rpol_edge.core.onnx_meta import META_KEY
+    from tests.runtimes.test_trt_runtime import model_meta
 
     path = onnx_source(tmp_path / "m.int8.trt.onnx")
     graph = onnx.load(str(path))
@@ -178,7 +178,7 @@ def test_board_recorded_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def standin_engine(tmp_path: Path, version: str = "10.13.0.35", lo: int = 1, hi: int = 8) -> Path:
-    from test_trt import engine_meta
+    from tests.runtimes.test_trt_runtime import engine_meta
 
     engine = tmp_path / "m.engine"
     plan = standin_plan(K, lo, hi)

@@ -625,7 +625,7 @@ def install(monkeypatch: Any, version: str, cudart: Cudart | None = None, gpu: s
 
 def onnx_source(path: Path) -> Path:
     """The tiny rpol-edge-contract ONNX test_trt writes (imported lazily: it needs onnx)."""
-    from test_trt import write_test_onnx
+    from tests.runtimes.test_trt_runtime import write_test_onnx
 
     write_test_onnx(path, fp16=path.name.endswith(".fp16.onnx"))
     return path

@@ -80,7 +80,7 @@ def fit(
     """Fit w* on unlabeled images (closed form, frozen backbone) and write the model file.
 
     Under torchrun (`torchrun --nproc-per-node N -m rpol_edge fit ...`) each rank fits its shard
-    and rank 0 writes the file (README, "Scale-out")."""
+    and rank 0 writes the file (docs/scale-out.md)."""
     with cli_errors():
         require_torch("rpol-edge fit")
         from rpol_edge.fitting.checkpoint import CheckpointOptions, FitStopped

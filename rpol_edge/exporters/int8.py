@@ -3,7 +3,7 @@
 What gets quantized is a `Recipe` (data, recorded in the artifact's metadata as ``int8_recipe``).
 The folded head (1x1 w* conv, channel norm, min-max, Resize, threshold) always stays FP32: it is
 cheap and the map's shape depends on it. `CPU_RECIPE` was chosen by measurement
-(benchmarks/int8_search.py, README "INT8 recipe"); `TRT_RECIPE` is the symmetric QDQ graph TensorRT
+(benchmarks/int8_search.py; docs/export.md); `TRT_RECIPE` is the symmetric QDQ graph TensorRT
 takes for explicit quantization.
 """
 
@@ -74,7 +74,7 @@ class Recipe:
 
 
 CPU_RECIPE = Recipe(ops=("Conv", "Clip"))
-"""Chosen by benchmarks/int8_search.py (README "INT8 recipe"). Quantizing Clip (ReLU6) gives each
+"""Chosen by benchmarks/int8_search.py (docs/export.md). Quantizing Clip (ReLU6) gives each
 Conv output its [0, 6] scale: no DequantizeLinear->QuantizeLinear re-quantization per block, and
 about 8x finer activation steps than the pre-ReLU6 range."""
 

@@ -1,7 +1,7 @@
 """The live pipeline: capture, pre-processing, inference, drawing and output run concurrently.
 
 Five threads, one per stage, meeting at bounded hand-offs, so that throughput is set by the slowest
-stage and not by their sum (measured: README "Live run", benchmarks/live_fps.py):
+stage and not by their sum (measured: docs/live.md, benchmarks/live_fps.py):
 
 * capture (worker thread) reads and decodes the source;
 * prepare (worker thread) does the shared pre-processing (``prepare.prepare``: resize, crop and
@@ -28,13 +28,10 @@ from __future__ import annotations
 import functools
 import logging
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import FrameType
-from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -43,53 +40,21 @@ from rpol_edge.core.prepare import describe, prepare
 from rpol_edge.evaluate.overlay import render
 from rpol_edge.evaluate.predict import detect
 from rpol_edge.live.frames import Frame, FrameResult
+from rpol_edge.live.handoff import POLL_S, LatestSlot, put_until_stopped
 from rpol_edge.live.outputs import Sink
+from rpol_edge.live.signals import Interrupted, RunSignals
 from rpol_edge.live.sources import Backoff, CorruptFrame, OpenFailed, Source, StreamDropped, open_source
 from rpol_edge.live.stats import RunStats, RunSummary
 from rpol_edge.runtimes import Runtime, infer_all
 
 log = logging.getLogger("rpol_edge.live")
 
-T = TypeVar("T")
+
 Progress = Callable[[int, int | None], None]
 """Called after each output frame with (frames done, total or None for live sources)."""
 
-POLL_S = 0.1
-"""How often blocked threads look at the stop flag; bounds how late a stop is noticed."""
 
 RECONNECT_BACKOFF = Backoff(first=0.5, factor=2.0, cap=10.0)
-
-
-class LatestSlot(Generic[T]):
-    """A one-item mailbox where ``put`` replaces an unread item instead of waiting.
-
-    This is what keeps a live source live: capture never blocks, inference always gets the newest
-    frame, and ``put`` reports each overwrite so it can be counted as a drop.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: T | None = None
-        self._full = False
-
-    def put(self, item: T) -> bool:
-        """Store ``item``; True when it replaced one nobody read."""
-        with self._cond:
-            dropped = self._full
-            self._item, self._full = item, True
-            self._cond.notify()
-            return dropped
-
-    def get(self, timeout: float) -> T:
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._full, timeout):
-                raise queue.Empty
-            item, self._item, self._full = self._item, None, False
-            return item  # type: ignore[return-value]
-
-    def empty(self) -> bool:
-        with self._cond:
-            return not self._full
 
 
 @dataclass
@@ -122,17 +87,6 @@ class _Rate:
             rate = 1.0 / max(now - self._last, 1e-6)
             self.fps = rate if self.fps == 0.0 else 0.9 * self.fps + 0.1 * rate
         self._last = now
-
-
-def _put(q: queue.Queue[T], item: T, stop: threading.Event) -> bool:
-    """Blocking put that gives up when the run is stopping (the consumer may be gone)."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=POLL_S)
-            return True
-        except queue.Full:
-            pass
-    return False
 
 
 class _Run:
@@ -290,7 +244,7 @@ class _Run:
         if isinstance(box, LatestSlot):
             self.stats.handoff_drops[stage] += box.put(work)
             return True
-        return _put(box, work, self.stop)
+        return put_until_stopped(box, work, self.stop)
 
     def worker(self, stage: str, upstream: str, to: str, step: Callable[[_Work], None]) -> None:
         """The loop of one middle stage: take, ``step``, pass on, until upstream is drained."""
@@ -386,60 +340,6 @@ class _Run:
         return threading.Thread(target=target, name=f"rpol-edge {name}", daemon=True)
 
 
-class _Interrupted(BaseException):
-    """Raised by the signal handler to leave a blocking call (the open, a stuck output) at once.
-
-    A BaseException, like KeyboardInterrupt, so no ``except Exception`` on the way swallows it;
-    private, so `run_live` catches only its own and still re-raises a caller's KeyboardInterrupt.
-    """
-
-
-class _Signals:
-    """Ctrl-C and SIGTERM for one run: the run always ends with closed outputs and a summary.
-
-    What a signal does depends on the phase:
-
-    * ``opening``: nothing is written yet and the open is a blocking call, so it is left at once;
-    * ``running``: stop (capture and inference stop, output drains what is queued); a second
-      Ctrl-C leaves a stuck output at once;
-    * ``closing``: the outputs are being flushed, the threads joined (both bounded) and the
-      summary reported; further signals are noted and ignored, so impatience never costs the
-      recording or the summary.
-
-    The handlers stay installed until `run_live` has closed every sink, joined its threads and
-    reported the summary.
-    Only possible from the main thread (Python's rule); elsewhere the caller owns signals.
-    """
-
-    REASONS = {signal.SIGINT: "interrupted", signal.SIGTERM: "SIGTERM"}
-
-    def __init__(self, run: _Run) -> None:
-        self.run = run
-        self.phase = "opening"
-        self._previous: dict[signal.Signals, Any] = {}
-
-    def __enter__(self) -> _Signals:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handler) for sig in self.REASONS}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._previous.items():
-            signal.signal(sig, old)
-
-    def _handler(self, signum: int, frame: FrameType | None) -> None:
-        sig = signal.Signals(signum)
-        run = self.run
-        if self.phase == "closing":
-            log.warning("%s received: still flushing outputs, finishing first", sig.name)
-            return
-        again = run.stop.is_set()
-        run.request_stop(self.REASONS[sig])
-        if self.phase == "opening" or (again and sig == signal.SIGINT):
-            raise _Interrupted
-        log.warning("%s received: finishing (flushing outputs)", sig.name)
-
-
 def run_live(
     runtime: Runtime,
     source: Source,
@@ -481,7 +381,7 @@ def run_live(
     ]
     started: list[Sink] = []
     close_errors: list[BaseException] = []
-    with _Signals(run) as signals:
+    with RunSignals(run) as signals:
         try:
             if not source.is_open:
                 open_source(source, open_timeout)
@@ -496,7 +396,7 @@ def run_live(
             for t in (*workers, capture):
                 t.start()
             run.output()
-        except _Interrupted:
+        except Interrupted:
             pass  # the handler recorded why; end like any other stop, with closed outputs
         except BaseException as exc:
             run.request_stop("interrupted" if isinstance(exc, KeyboardInterrupt) else "error")

@@ -128,7 +128,7 @@ def visible_devices() -> int:
         hint = (
             f"the driver supports CUDA {_cuda_version(driver)}, cuda-bindings needs "
             f"{_cuda_version(runtime)}: pip install 'cuda-bindings>={major}.0,<{major + 1}' (on Jetson, "
-            "the jetpack60 / jetpack61 extra: benchmarks/JETSON.md)"
+            "the jetpack60 / jetpack61 extra: docs/jetson.md)"
         )
     else:
         hint = f"driver CUDA {_cuda_version(driver)}, runtime {_cuda_version(runtime)}"

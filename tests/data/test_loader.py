@@ -14,7 +14,7 @@ import numpy as np
 from rpol_edge.data import Sample, no_boxes
 from rpol_edge.data.loader import iterate_batches
 
-SAMPLE = Path(__file__).resolve().parents[1] / "rpol_edge" / "sample"
+SAMPLE = Path(__file__).resolve().parents[2] / "rpol_edge" / "sample"
 SAMPLE_IMAGES = sorted((SAMPLE / "JPEGImages").glob("*.jpg"))
 
 

@@ -40,7 +40,7 @@ from rpol_edge.fitting.pipeline import FitConfig, fit
 from rpol_edge.runtimes import open_runtime
 from tests.conftest import SAMPLE
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SIZE = ["--input-size", "64", "--batch-size", "8", "--workers", "0"]
 
 

@@ -30,7 +30,7 @@ from rpol_edge.exporters.int8 import quantize_int8  # noqa: E402
 from rpol_edge.exporters.onnx_export import export_onnx  # noqa: E402
 from rpol_edge.runtimes import InferenceError, Output, infer_all, open_runtime  # noqa: E402
 from tests.conftest import SAMPLE, SHARED_RACCOON  # noqa: E402
-from tests.test_live import FRAME_H, FRAME_W, cli, frames_bgr, read_jsonl, write_video  # noqa: E402
+from tests.live.live_support import FRAME_H, FRAME_W, cli, frames_bgr, read_jsonl, write_video  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,8 @@ from rpol_edge.explain.explainer import (
     unit_map,
 )
 from rpol_edge.explain.feature_cache import FeatureCacheError
+from tests.cli.test_commands import one_line_error, run
 from tests.conftest import SAMPLE
-from tests.test_cli import one_line_error, run
 
 QUERY = SAMPLE / "JPEGImages" / "raccoon-13.jpg"
 

@@ -15,8 +15,8 @@ from rpol_edge.data.images import load_rgb
 from rpol_edge.evaluate.evaluation import evaluate
 from rpol_edge.evaluate.metrics import BoxAccuracy, TopKLoc
 from rpol_edge.runtimes import infer_all, open_runtime
+from tests.cli.test_commands import one_line_error, run
 from tests.conftest import SAMPLE
-from tests.test_cli import one_line_error, run
 
 MILITARY_UNIFORM = 652  # ImageNet-1k index (timm ImageNetInfo: n03763968 'military uniform')
 GREY_FOX = 280  # what the classifier most often calls a raccoon: raccoon is not an ImageNet-1k class
