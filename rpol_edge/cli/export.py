@@ -15,6 +15,10 @@ from rpol_edge.cli.common import (
 )
 from rpol_edge.cli.options import Weights
 from rpol_edge.core.extras import require_torch
+from rpol_edge.exporters.pipeline import ExportRequest
+
+EXPORT = ExportRequest(model=Path("model.rpol"), out_dir=Path("export"))
+"""The library's defaults: the options below read theirs from here."""
 
 
 def _frame_size(text: str | None) -> tuple[int, int] | None:
@@ -36,18 +40,22 @@ def export(
     ] = True,
     trt: Annotated[
         bool, typer.Option("--trt", help="build a TensorRT engine (needs TensorRT + GPU)")
-    ] = False,
-    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 backbone (ONNX fp16 graph / TensorRT)")] = False,
+    ] = EXPORT.trt,
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="FP16 backbone (ONNX fp16 graph / TensorRT)")
+    ] = EXPORT.fp16,
     int8: Annotated[
         bool,
         typer.Option("--int8", help="INT8 QDQ ONNX for CPUs (ONNX Runtime), calibrated on --calib-* images"),
-    ] = False,
+    ] = EXPORT.int8,
     batch: Annotated[str, typer.Option(help="N (fixed) or MIN:OPT:MAX (dynamic)")] = "1",
-    opset: Annotated[int | None, typer.Option(help="ONNX opset (default 17 legacy, 18 dynamo)")] = None,
-    exporter: Annotated[str, typer.Option(help="legacy | dynamo (torch.onnx)")] = "legacy",
+    opset: Annotated[
+        int | None, typer.Option(help="ONNX opset (default 17 legacy, 18 dynamo)")
+    ] = EXPORT.opset,
+    exporter: Annotated[str, typer.Option(help="legacy | dynamo (torch.onnx)")] = EXPORT.exporter,
     simplify: Annotated[
         bool, typer.Option(help="onnxslim: fold shape arithmetic (TensorRT 8.6 needs it for TF-same pads)")
-    ] = True,
+    ] = EXPORT.simplify,
     trt_targets: Annotated[
         str | None,
         typer.Option(
@@ -56,15 +64,19 @@ def export(
         ),
     ] = None,
     weights: Weights = None,
-    calib_data: Annotated[str, typer.Option(help="INT8 calibration data kind (cub|wsol|voc|folder)")] = "",
+    calib_data: Annotated[str, typer.Option(help="INT8 calibration data kind (cub|wsol|voc|folder)")] = (
+        EXPORT.calib_data
+    ),
     calib_root: Annotated[Path | None, typer.Option(help="INT8 calibration data root")] = None,
-    calib_split: str = "train",
-    workspace_mb: int = 1024,
+    calib_split: str = EXPORT.calib_split,
+    workspace_mb: int = EXPORT.workspace_mb,
     frame_size: Annotated[
         str | None,
         typer.Option(help="WxH: the graphs take raw camera frames of this size (resize + crop in graph)"),
     ] = None,
-    frame_format: Annotated[str, typer.Option(help="channel order of those frames: bgr | rgb")] = "bgr",
+    frame_format: Annotated[str, typer.Option(help="channel order of those frames: bgr | rgb")] = (
+        EXPORT.frame_format
+    ),
 ) -> None:
     """Fold w* into the graph and export: ONNX, FP16 ONNX, INT8 (QDQ), TensorRT engine.
 
