@@ -50,7 +50,7 @@ def main() -> None:
     from rpol_edge.data import read_dataset
     from rpol_edge.data.images import load_rgb
     from rpol_edge.evaluate.compare import agreement
-    from rpol_edge.exporters.frame_input import parse_frame_size
+    from rpol_edge.exporters.formats import parse_frame_size
     from rpol_edge.exporters.onnx_export import export_onnx
     from rpol_edge.runtimes import Output, infer_all
     from rpol_edge.runtimes.ort_runtime import OrtRuntime

@@ -1,8 +1,9 @@
 """rpol-edge: unsupervised object localization with representer point selection, for edge devices.
 
     import rpol_edge
-    model = rpol_edge.fit("photos/", "model.rpol")        # w* in closed form, no labels
-    det = rpol_edge.load("model.onnx").predict("photo.jpg")
+    rpol_edge.fit("photos/", "model.rpol").close()        # w* in closed form, no labels
+    with rpol_edge.load("model.onnx") as model:           # exported with rpol_edge.export
+        det = model.predict("photo.jpg")
     det.box, det.score, det.score_map, det.mask
 
 The names resolve on first use (PEP 562), so ``import rpol_edge`` stays light and never imports

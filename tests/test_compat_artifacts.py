@@ -32,6 +32,16 @@ WORDING = [
     ("against the seed's reference pipeline", "against the reference pipeline"),
     ("time the seed's reference pipeline", "time the reference implementation's pipeline"),
     ('(README, "Scale-out")', "(docs/scale-out.md)"),
+    # what predict and explain take: folders and patterns too, one rule everywhere
+    (
+        "<list[Path]> image files [required]",
+        "<list[Path]> image files, folders (every image under them, recursively) or "
+        "quoted patterns ('photos/*.jpg', 'data/**/*.png') [required]",
+    ),
+    ("Box (original pixels, JSON) and overlay PNG for each image.",
+     "Box (original pixels, JSON) and overlay PNG for each image, and all boxes in predictions.jsonl."),
+    ("query image(s): one pass over the training set",
+     "query image(s), folders or quoted patterns: one pass over the training set"),
 ]
 
 
@@ -100,6 +110,21 @@ def test_new_files_carry_the_same_metadata_fields(sample_model: Path, sample_onn
         assert sorted(dataclasses.asdict(read_meta(path))) == EXPECTED["meta_fields"], path.name
 
 
+# Options added since the layout change, on purpose (the first-day findings): the old ones must
+# stay as they were; these are left out of the comparison (their parameter and their help line).
+ADDED = {"predict": ("min_area", "json_out"), "run": ("min_area",), "info": ("json_out",)}
+
+
+def _without_added(words: str, params: list[dict[str, object]], added: tuple[str, ...]) -> str:
+    for p in params:
+        if p["name"] in added:
+            flag = str(p["opts"][0])  # type: ignore[index]
+            start = words.index(f"{flag} ")
+            end = words.find(" --", start + len(flag))
+            words = words[:start] + words[end + 1 :] if end != -1 else words[:start]
+    return words
+
+
 def _words(text: str) -> str:
     """Help text without the box drawing and the line wrapping (a reworded line reflows)."""
     return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
@@ -112,8 +137,12 @@ def test_cli_commands_and_flags_unchanged() -> None:
     now = surface()
     assert sorted(now) == sorted(before), "commands added or removed"
     for name, old in before.items():
-        assert now[name]["params"] == old["params"], f"{name}: parameters changed"
+        added = ADDED.get(name, ())
+        kept = [p for p in now[name]["params"] if p["name"] not in added]
+        assert kept == old["params"], f"{name}: parameters changed"
+        assert len(now[name]["params"]) - len(kept) == len(added), f"{name}: an added option is missing"
         help_before = _words(old["help"]).replace("Usage: root", "Usage: rpol-edge")
         for a, b in WORDING:
             help_before = help_before.replace(a, b)
-        assert _words(now[name]["help"]).replace("Usage: root", "Usage: rpol-edge") == help_before, name
+        help_now = _without_added(_words(now[name]["help"]), now[name]["params"], added)
+        assert help_now.replace("Usage: root", "Usage: rpol-edge") == help_before, name

@@ -242,3 +242,21 @@ def test_fresh_environment_without_torch_runs_and_predicts(
     got = _bare(bare_venv, "info", str(sample_model))
     assert got.returncode == 2 and "pip install 'rpol-edge[torch]'" in got.stderr.strip().splitlines()[-1]
     assert len(got.stderr.strip().splitlines()) == 1
+
+
+# The modules whose torch imports the import-linter contract ignores (lazy, inside functions) and
+# the ones the CLI loads at start-up: importing them must not load torch, which the static
+# contract cannot see once an edge is ignored.
+LAZY = [
+    "rpol_edge.core.artifact", "rpol_edge.runtimes", "rpol_edge.fitting.distributed",
+    "rpol_edge.backbones.classifier", "rpol_edge.fitting.config", "rpol_edge.exporters.pipeline",
+    "rpol_edge.cli.app",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("module", LAZY)
+def test_modules_with_lazy_torch_imports_do_not_import_it(module: str) -> None:
+    code = f"import sys, {module}; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.strip() == "[]", f"{module} imports {got.stdout.strip()}"

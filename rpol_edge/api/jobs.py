@@ -29,13 +29,12 @@ def fit(root: str | Path, output: str | Path, data: str = "folder", **options: A
 
     ``data`` is the reader: ``folder`` (any images), ``voc``, ``cub`` or ``wsol``; ``options`` are
     `rpol_edge.fitting.pipeline.FitConfig` fields (``input_size``, ``backbone``, ``split``, ...).
-    A plain folder has no splits, so ``split`` defaults to none there.
+    As on the command line, ``split="train"`` reads ``root/train`` when that folder exists and
+    the whole of ``root`` otherwise.
     """
     from rpol_edge.fitting.pipeline import FitConfig, fit_to_file
 
     _checked(FitConfig, options, {"data", "root"})
-    if data == "folder":
-        options.setdefault("split", "")
     cfg = FitConfig(data=data, root=Path(root), **options)
     fit_to_file(cfg, Path(output))
     return Model(output, "torch", device=cfg.device)

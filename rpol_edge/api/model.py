@@ -22,7 +22,7 @@ from rpol_edge.core.metadata import ModelMeta
 from rpol_edge.core.prepare import prepare
 from rpol_edge.data.images import load_rgb
 from rpol_edge.evaluate.overlay import render
-from rpol_edge.evaluate.predict import detect
+from rpol_edge.evaluate.predict import check_min_area, detect
 from rpol_edge.runtimes import Runtime, infer_all, open_runtime
 
 ImageLike = str | Path | np.ndarray
@@ -43,14 +43,21 @@ class Prediction:
     """(K, K) bool: the score map above the model's operating threshold."""
     transform: CropTransform
     """How the image was resized and cropped into the K x K input (maps boxes and maps back)."""
+    bgr: bool = False
+    """Whether the image came in as BGR (`Model.predict_frames`' default): `overlay` expects the
+    same order back."""
 
     def heatmap(self) -> np.ndarray:
         """The score map laid back onto the input image: (H, W) float32, zero outside the crop."""
         return self.transform.map_to_original(self.score_map)
 
     def overlay(self, image: ImageLike) -> np.ndarray:
-        """A BGR picture of the image with the heatmap blended in and the box drawn."""
-        bgr = cv2.cvtColor(_as_rgb(image), cv2.COLOR_RGB2BGR)
+        """A BGR picture (for ``cv2.imwrite``) of the image with the heatmap blended in and the box
+        drawn; an array is taken in the order it was predicted in (BGR from `predict_frames`)."""
+        if isinstance(image, np.ndarray) and self.bgr:
+            bgr = _check_frame(image)
+        else:
+            bgr = cv2.cvtColor(_as_rgb(image), cv2.COLOR_RGB2BGR)
         return render(bgr, self.score_map, self.transform, self.box)
 
 
@@ -58,13 +65,22 @@ class Model:
     """A fitted or exported localizer, ready to run: ``Model("model.onnx").predict("photo.jpg")``.
 
     ``runtime`` is ``auto`` (by file type) or one of torch, ort, trt; ``device`` ``auto`` picks CUDA
-    where the runtime reaches it; further keyword options go to the runtime (for example
+    where the runtime reaches it; ``min_area`` (a share of the input crop) reports "no object" for
+    smaller masks; further keyword options go to the runtime (for example
     ``precision="fp16"`` for torch, ``threads=2`` for ort). Close it (or use ``with``) to free
     sessions and GPU buffers.
     """
 
-    def __init__(self, path: str | Path, runtime: str = "auto", device: str = "auto", **options: Any) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        runtime: str = "auto",
+        device: str = "auto",
+        min_area: float = 0.0,
+        **options: Any,
+    ) -> None:
         self.path = Path(path)
+        self.min_area = check_min_area(min_area)
         self.runtime: Runtime = open_runtime(self.path, runtime, device=device, **options)
         self.runtime.__enter__()
 
@@ -97,12 +113,22 @@ class Model:
         preds = []
         for i, (_, t) in enumerate(prepped):
             score, mask = out.score[i, 0], out.mask[i, 0]
-            d = detect(score, mask, t)
-            preds.append(Prediction(d.box, d.score, score, mask.astype(bool), t))
+            d = detect(score, mask, t, self.min_area)
+            preds.append(Prediction(d.box, d.score, score, mask.astype(bool), t, bgr))
         return preds
 
     def close(self) -> None:
         self.runtime.__exit__(None, None, None)
+
+    def __del__(self) -> None:
+        # A safety net for ``load(...).predict(...)`` without ``with``: sessions and GPU buffers go
+        # with the object. ``close`` (or ``with``) remains the way to free them at a known point.
+        runtime = getattr(self, "runtime", None)
+        if runtime is not None and runtime.active:
+            try:
+                runtime.__exit__(None, None, None)
+            except Exception:  # noqa: BLE001 - at interpreter exit modules may already be gone
+                pass
 
     def __enter__(self) -> Model:
         return self

@@ -182,10 +182,26 @@ def _set_output_stride(model: nn.Module, output_stride: int) -> None:
                 mod.kernel_size = 1
 
 
+def check_known(name: str) -> None:
+    """A preset or an architecture timm knows (with or without a pretrained tag), else the closest
+    names: the cause, not a hub error after a download attempt."""
+    arch = name.split(".")[0]
+    if name in PRESETS or timm.is_model(arch):
+        return
+    import difflib
+
+    close = difflib.get_close_matches(name, [*PRESETS, *timm.list_models()], n=3, cutoff=0.6)
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    raise BackboneError(
+        f"unknown backbone {name!r}: not a preset ({', '.join(PRESETS)}) nor a timm architecture{hint}"
+    )
+
+
 def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
     """Create the frozen, eval-mode feature extractor for ``spec``; raises BackboneError with a reason."""
     preset = PRESETS.get(spec.name)
     arch = preset.arch if preset else spec.name
+    check_known(spec.name)
     is_vit = arch.startswith(("vit_", "deit_"))
     kwargs: dict[str, Any] = {"num_classes": 0}
     if is_vit:
@@ -237,9 +253,11 @@ def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
     cfg = model.pretrained_cfg
     patch = int(model.patch_embed.patch_size[0]) if is_vit else 1
     module = FeatureBackbone(model, is_vit, patch)
+    # The stride from a probe of a size every backbone divides (224 = 7 x 32 = 14 x 16 = 16 x 14):
+    # at an odd input size the grid is rounded and input // cells is not the stride.
     with torch.no_grad():
-        probe = module(torch.zeros(1, 3, input_size, input_size))
-    stride = input_size // probe.shape[-1]
+        probe = module(torch.zeros(1, 3, 224, 224))
+    stride = 224 // probe.shape[-1]
     return Backbone(
         module=module,
         mean=tuple(float(x) for x in cfg["mean"]),  # type: ignore[arg-type]

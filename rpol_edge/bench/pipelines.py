@@ -37,6 +37,8 @@ class _Pipeline:
     input_size = 0
     cuda = False
     frame_size: tuple[int, int] | None = None
+    weights_mb = 0.0
+    """For a .rpol: the backbone weights it loads besides its own small file (in memory, MB)."""
     """(W, H) of a graph exported with ``--frame-size``: the photos are resized to it once, outside
     the clock, as a camera of that size would send them."""
     images_rgb = True
@@ -72,6 +74,11 @@ def _model_pipeline(spec: Spec, batch: int) -> _Pipeline:
     p = _Pipeline()
     p.precision, p.input_size, p.description = meta.precision, meta.input_size, rt.description
     p.device = str(getattr(rt, "device", "cpu"))
+    module = getattr(rt, "module", None)  # the torch runtime: w* file + the backbone it builds
+    if module is not None:
+        p.weights_mb = round(
+            sum(t.numel() * t.element_size() for t in module.state_dict().values()) / 2**20, 2
+        )
     p.cuda = "cuda" in p.device.lower() or rt.name == "trt"
 
     if meta.raw_frames:

@@ -56,6 +56,7 @@ def run_row(job: dict[str, Any]) -> dict[str, Any]:
 
         row.precision = p.precision if spec.kind != "backbone" else "fp32"
         row.device = p.device
+        row.artifact_mb = p.weights_mb
         images = [load_rgb(Path(f)) for f in job["images"]]
         if p.frame_size:
             import cv2
@@ -219,7 +220,8 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
                 if spec.kind == "backbone" and "onnx" in spec.options
                 else spec.path
             )
-            row.artifact, row.artifact_mb = str(art), _size_mb(art)
+            row.artifact = str(art)
+            row.artifact_mb = round(_size_mb(art) + row.artifact_mb, 2)  # + a .rpol's backbone
             scratch = cfg.work_dir / f"maps_{i}_{n}.npz"
             if (i, n) in evaluated and row.available and scratch.is_file():
                 maps[len(rows)] = scratch

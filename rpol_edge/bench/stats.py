@@ -34,6 +34,8 @@ class Row:
     """Images per second at the median total latency."""
     artifact: str = ""
     artifact_mb: float = 0.0
+    """What the row needs on disk or in memory: the model file, plus for a .rpol the backbone
+    weights it builds (a .rpol itself holds only w* and its sums)."""
     peak_rss_mb: float = 0.0
     peak_cuda_mb: float | None = None
     iters: int = 0

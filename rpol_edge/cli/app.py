@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 from rpol_edge.core.extras import MissingExtra, require_opencv
 
@@ -26,6 +27,24 @@ from rpol_edge.cli.run import run_command  # noqa: E402
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Unsupervised object localization for the edge."
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from rpol_edge import __version__
+
+        typer.echo(f"rpol-edge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Unsupervised object localization for the edge."""
+
 
 # Registration order is the order `rpol-edge --help` lists the commands in.
 app.command()(fit)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -34,7 +36,9 @@ if TYPE_CHECKING:
     from rpol_edge.fitting.distributed import DistContext
 
 err = Console(stderr=True)
-out = Console()
+# Results on stdout are never hard-wrapped when they go to a pipe or a file: a box or a table row
+# stays on one line for grep and logs (a terminal still gets its own width).
+out = Console() if sys.stdout.isatty() else Console(soft_wrap=True, width=1000)
 
 METRIC_KEYS = (
     "n_images",
@@ -88,7 +92,7 @@ def cli_errors() -> Iterator[None]:
         err.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
     except _known_errors() as exc:
-        err.print("error: " + str(exc), markup=False, highlight=False, soft_wrap=True)
+        err.print("error: " + str(exc), markup=False, highlight=False, soft_wrap=True, emoji=False)
         raise typer.Exit(2) from None
 
 
@@ -134,13 +138,22 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task(label, total=None)
+    # The bar starts with the first update, not on entry: a command that fails while it checks
+    # its inputs (an unknown backbone, a missing image) prints its one error line and no empty bar.
+    bar = Progress(*columns, console=err, transient=False)
+    task: list[TaskID] = []
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+    def update(done: int, total: int) -> None:
+        if not task:
+            bar.start()
+            task.append(bar.add_task(label, total=None))
+        bar.update(task[0], completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if task:
+            bar.stop()
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from rpol_edge.cli.common import (
     check_writable,
     cli_errors,
     err,
+    fields_as_flags,
     metrics_table,
     out,
     progress_bar,
@@ -130,8 +131,9 @@ def demo(
     with cli_errors():
         require_torch("rpol-edge demo")
         from rpol_edge.evaluate.demo import run_demo
+        from rpol_edge.fitting.config import FitConfig
 
-        with progress_bar("fit on bundled sample") as update:
+        with fields_as_flags(FitConfig), progress_bar("fit on bundled sample") as update:
             result = run_demo(output, input_size, workers, update)
         out.print(metrics_table("metric (bundled test split)", result.metrics))
         out.print(f"model: {result.model}\noverlays: {result.n_overlays} PNG + JSON in {result.overlays}")

@@ -25,7 +25,10 @@ def _parse_point(text: str) -> tuple[float, float]:
 
 def explain(
     model: Annotated[Path, typer.Argument(help="fitted model file (.rpol)")],
-    images: Annotated[list[Path], typer.Argument(help="query image(s): one pass over the training set")],
+    images: Annotated[
+        list[Path],
+        typer.Argument(help="query image(s), folders or quoted patterns: one pass over the training set"),
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="folder for the figures and JSON")] = Path(
         "explain"
     ),
@@ -47,6 +50,7 @@ def explain(
     workers: int = 2,
 ) -> None:
     """Representer points: which training images (and where) push a query point's activation up or down."""
+    from rpol_edge.data.folder import expand_images
     from rpol_edge.explain.explainer import ExplainConfig
     from rpol_edge.explain.explainer import explain as run_explain
     from rpol_edge.explain.figure import write_explanation
@@ -54,7 +58,7 @@ def explain(
     with cli_errors():
         cfg = ExplainConfig(
             model=model,
-            images=images,
+            images=expand_images(images),
             points=[_parse_point(p) for p in point or []],
             data=data,
             root=root,

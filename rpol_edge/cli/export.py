@@ -24,7 +24,7 @@ EXPORT = ExportRequest(model=Path("model.rpol"), out_dir=Path("export"))
 def _frame_size(text: str | None) -> tuple[int, int] | None:
     if not text:
         return None
-    from rpol_edge.exporters.frame_input import parse_frame_size  # a torch module: only when asked
+    from rpol_edge.exporters.formats import parse_frame_size
 
     return parse_frame_size(text)
 

@@ -116,7 +116,8 @@ def fit(
         ckpt = CheckpointOptions(ckpt_dir, checkpoint_every, resume)
         ckpt.validate()
         try:
-            result, ctx = fit_to_file(cfg, output, ckpt, rank_progress("fit"))
+            with fields_as_flags(FitConfig, FLAGS):  # checks that need the backbone (its stride)
+                result, ctx = fit_to_file(cfg, output, ckpt, rank_progress("fit"))
         except FitStopped as exc:
             err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(128 + exc.signum) from None

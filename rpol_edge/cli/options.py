@@ -21,3 +21,11 @@ CudaGraph = Annotated[
         show_default=False,
     ),
 ]
+MinArea = Annotated[
+    float,
+    typer.Option(
+        "--min-area",
+        help="report no object (box null) when the mask covers less than this share of the input crop "
+        "(0: any mask is an object)",
+    ),
+]

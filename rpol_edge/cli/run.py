@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from rpol_edge.cli.common import check_writable, cli_errors, err, out
+from rpol_edge.cli.options import MinArea
 from rpol_edge.live.source_registry import accepted_sources
 from rpol_edge.live.sources import SourceError
 
@@ -74,6 +75,7 @@ def run_command(
             min=-1, help="reconnect attempts without a frame in between before giving up (-1: never)"
         ),
     ] = 10,
+    min_area: MinArea = 0.0,
 ) -> None:
     """Live localization on cameras, streams, video files and image folders.
 
@@ -84,12 +86,14 @@ def run_command(
     stream was lost for good (after --max-reconnects); 2 on bad input.
     """
     from rpol_edge.core.files import atomic_write
+    from rpol_edge.evaluate.predict import check_min_area
     from rpol_edge.live.source_registry import parse_source
     from rpol_edge.runtimes import open_runtime
 
     with cli_errors(), _source_errors(err), _log_to(err), _interrupt_ends_run(err):
         if (source is None) == (camera is None):
             raise ValueError("give exactly one of --source URI or --camera N")
+        check_min_area(min_area)
         src = parse_source(source if source is not None else f"camera://{camera}")
         _check_outputs({"--save": save, "--jsonl": jsonl, "--summary": summary}, save_frames)
         sinks = _sinks(show, save, save_fps, jsonl, save_frames)
@@ -111,7 +115,7 @@ def run_command(
 
         with rt:  # run_live opens the source (within --open-timeout) and closes it
             err.print(f"runtime: {rt.description} ({model})", highlight=False, markup=False)
-            result = _run(rt, src, sinks, max_frames, open_timeout, max_reconnects, err, report)
+            result = _run(rt, src, sinks, max_frames, open_timeout, max_reconnects, err, report, min_area)
         if result.stop_reason == "source lost":
             raise typer.Exit(1)
 
@@ -187,6 +191,7 @@ def _run(
     max_reconnects: int,
     err: Console,
     report: Callable[[RunSummary], None],
+    min_area: float = 0.0,
 ) -> RunSummary:
     """run_live under a progress bar (frames done, of how many when the source knows); ``report``
     is called with the summary inside run_live, under its signal handlers."""
@@ -214,6 +219,7 @@ def _run(
             max_reconnects=max_reconnects,
             progress=update,
             report=report_after_bar,
+            min_area=min_area,
         )
 
 

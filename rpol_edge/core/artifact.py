@@ -8,6 +8,7 @@ torch is imported only to save or load a model file (`rpol_edge.core.files` writ
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ class ModelArtifact:
 
         payload = {
             "magic": MAGIC,
-            "meta": self.meta.to_json(),
+            "meta": portable(self.meta, Path(path).parent).to_json(),
             "w": torch.from_numpy(np.asarray(self.w, np.float64)),
             "v_sum": torch.from_numpy(np.asarray(self.v_sum, np.float64)),
             "u_sum": torch.from_numpy(np.asarray(self.u_sum, np.float64)),
@@ -63,7 +64,7 @@ class ModelArtifact:
         missing = [k for k in ("meta", "w", "v_sum", "u_sum", "count") if k not in obj]
         if missing:
             raise MetadataError(f"{path}: damaged model file (no {', '.join(missing)})")
-        meta = ModelMeta.from_json(obj["meta"], str(path))
+        meta = located(ModelMeta.from_json(obj["meta"], str(path)), path.parent)
         w = obj["w"].numpy()
         if w.shape != (meta.n_heads, meta.channels):
             raise MetadataError(
@@ -73,3 +74,34 @@ class ModelArtifact:
             raise MetadataError(f"{path}: w* does not match its recorded hash (file edited or damaged)")
         taus = obj["taus"].numpy() if isinstance(obj.get("taus"), torch.Tensor) else None
         return cls(meta, w, obj["v_sum"].numpy(), obj["u_sum"].numpy(), obj["count"].numpy(), taus)
+
+
+def portable(meta: ModelMeta, folder: Path) -> ModelMeta:
+    """The paths a model file records (fit data root, backbone checkpoint), relative to the folder
+    it is written to: the file does not carry the maker's absolute paths, and a folder moved with
+    its data keeps working (`located` resolves them again on load)."""
+
+    def rel(text: str) -> str:
+        if not text or not os.path.isabs(text):
+            return text
+        return os.path.relpath(text, os.path.abspath(folder))
+
+    extra = dict(meta.extra)
+    if "weights" in extra:
+        extra["weights"] = rel(extra["weights"])
+    return meta.replace(fit_root=rel(meta.fit_root), extra=extra)
+
+
+def located(meta: ModelMeta, folder: Path) -> ModelMeta:
+    """`portable`'s inverse: relative recorded paths resolved against the model file's folder
+    (absolute ones, as older files hold, stay as they are)."""
+
+    def absolute(text: str) -> str:
+        if not text or os.path.isabs(text):
+            return text
+        return os.path.normpath(os.path.join(os.path.abspath(folder), text))
+
+    extra = dict(meta.extra)
+    if "weights" in extra:
+        extra["weights"] = absolute(extra["weights"])
+    return meta.replace(fit_root=absolute(meta.fit_root), extra=extra)

@@ -25,9 +25,23 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        # mkstemp makes the file owner-only (0600); give it the mode open() would (0666 less the
+        # umask), so a model shared with another user or a container is readable there.
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _read_umask() -> int:
+    """The process umask (reading it means setting it: set it straight back). Read once, at
+    import, while no other thread can be creating files."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
 
 
 def file_sha256(path: Path) -> str:

@@ -125,6 +125,50 @@ class ModelMeta:
         """The operating point these fields record, as one value."""
         return OperatingPoint(self.operating_point, self.threshold, self.fraction)
 
+    def shipped(self) -> ModelMeta:
+        """The record an exported graph or engine carries: without the maker's paths (the fit's
+        data root and the backbone checkpoint path), which only the .rpol needs (explain, refit)."""
+        extra = {k: v for k, v in self.extra.items() if k != "weights"}
+        return self.replace(fit_root="", extra=extra)
+
+    def shown(self) -> dict[str, Any]:
+        """The fields that apply to this file, for people (``info``): no threshold under a rule
+        that has none, no opset before export, no raw-frame fields without raw frames."""
+        skip = set()
+        if self.operating_point != "fixed":
+            skip.add("threshold")
+        if self.operating_point != "fraction":
+            skip.add("fraction")
+        if not self.opset:
+            skip.add("opset")
+        if not self.raw_frames:
+            skip |= {"frame_width", "frame_height", "frame_format"}
+        if self.fit_data == "folder":
+            skip.add("fit_split")  # a folder fit reads the whole folder unless it has a split subfolder
+        if not self.extra:
+            skip.add("extra")
+        if not self.fit_root:
+            skip.add("fit_root")  # exported files do not carry the maker's paths
+        return {k: v for k, v in self.to_dict().items() if k not in skip}
+
+    def io(self, batch: tuple[int, int | None] = (1, None)) -> list[tuple[str, str]]:
+        """The graph's tensors as a client must feed and read them: (name, description)."""
+        n = f"N in {batch[0]}..{batch[1]}" if batch[1] is not None else f"N >= {batch[0]}"
+        n = f"N = {batch[0]}" if batch[1] == batch[0] else n
+        k, m = self.input_size, self.n_heads
+        if self.raw_frames:
+            order = self.frame_format.upper()
+            frames = (f"uint8 (N, {self.frame_height}, {self.frame_width}, 3), NHWC, {order}, 0..255: raw "
+                      f"frames; the graph resizes to {self.resize_size} and crops {k}")  # fmt: skip
+        else:
+            frames = (f"uint8 (N, {k}, {k}, 3), NHWC, RGB, 0..255: resized to {self.resize_size} and "
+                      f"center-cropped to {k} on the host")  # fmt: skip
+        return [
+            ("frames (input)", f"{frames}; {n}"),
+            ("score (output)", f"float32 (N, {m}, {k}, {k}) in [0, 1]: the localization map, per head"),
+            ("mask (output)", f"uint8 (N, {m}, {k}, {k}), 1 where the map passes the operating point"),
+        ]
+
     def input_shape(self) -> tuple[int, int, int]:
         """(H, W, 3) of one input frame: the raw frame size, or K x K."""
         if self.raw_frames:

@@ -160,6 +160,8 @@ def read_dataset(kind: str, root: Path, split: str) -> list[Sample]:
         raise DatasetError(f"{root}: dataset root is not a folder")
     samples = reader(root, split)
     if not samples:
+        if key == "folder":  # a folder has no splits unless it has a subfolder of that name
+            raise DatasetError(f"no images found in {root} (searched recursively)")
         raise DatasetError(f"no images found in {root} (kind {key}, split {split!r})")
     return samples
 

@@ -16,13 +16,15 @@ list on every machine.
 
 from __future__ import annotations
 
+import glob
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from rpol_edge.data import DatasetError, Sample, no_boxes
 from rpol_edge.data.images import is_image_path
 
-__all__ = ["read"]
+__all__ = ["expand_images", "list_images", "read"]
 
 
 def read(root: Path, split: str) -> list[Sample]:
@@ -30,6 +32,13 @@ def read(root: Path, split: str) -> list[Sample]:
     base = root
     if split and split not in (".", "all") and (root / split).is_dir():
         base = root / split
+    return [
+        Sample(image_id=p.relative_to(base).as_posix(), path=p, boxes=no_boxes()) for p in list_images(base)
+    ]
+
+
+def list_images(base: Path) -> list[Path]:
+    """Every image file under ``base``, recursively (the one folder rule of every command)."""
     relative: list[str] = []
 
     def on_error(exc: OSError) -> None:
@@ -44,4 +53,37 @@ def read(root: Path, split: str) -> list[Sample]:
                 continue
             relative.append(path.relative_to(base).as_posix())
     relative.sort()
-    return [Sample(image_id=rel, path=base / rel, boxes=no_boxes()) for rel in relative]
+    return [base / rel for rel in relative]
+
+
+GLOB_CHARS = "*?["
+
+
+def expand_images(args: Sequence[str | Path]) -> list[Path]:
+    """Image arguments as a user types them -> image files, in order, before any work starts.
+
+    A file is itself; a folder is every image under it, recursively (as ``fit --data folder``
+    reads it); a pattern with ``*``, ``?`` or ``[`` (quoted, so the shell left it) is expanded,
+    ``**`` across folders. A path that does not exist, a folder or pattern without images, is an
+    error naming it: something the user typed is never skipped silently. Files that exist but do
+    not decode are the caller's counted skips.
+    """
+    out: list[Path] = []
+    for arg in args:
+        text = str(arg)
+        path = Path(text).expanduser()
+        if path.is_dir():
+            found = list_images(path)
+            if not found:
+                raise DatasetError(f"{text}: the folder holds no image files")
+            out += found
+        elif path.exists():
+            out.append(path)
+        elif any(c in text for c in GLOB_CHARS):
+            found = [Path(p) for p in sorted(glob.glob(text, recursive=True)) if is_image_path(Path(p))]
+            if not found:
+                raise DatasetError(f"{text}: the pattern matches no image files")
+            out += found
+        else:
+            raise DatasetError(f"{text}: no such file or folder")
+    return out

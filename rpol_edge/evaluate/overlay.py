@@ -30,7 +30,20 @@ def render(
         cv2.rectangle(out, (x0, y0), (x1, y1), BOX_COLOR, thickness)
     scale = max(0.5, min(out.shape[:2]) / 900)
     for i, text in enumerate(lines):
-        org = (8, int(22 * scale * (i + 1)) + 4)
-        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (255, 255, 255), 1, cv2.LINE_AA)
+        outlined_text(out, text, (8, int(22 * scale * (i + 1)) + 4), 0.6 * scale)
     return out
+
+
+def outlined_text(image: np.ndarray, text: str, org: tuple[int, int], scale: float) -> None:
+    """White text with a black outline, readable on any heatmap. The outline is the same stroke
+    drawn shifted around the text, not a thicker stroke: OpenCV 5 advances each glyph by the
+    stroke's thickness, so a thick black copy drifts right of the white one (a ghost copy)."""
+    radius = max(1, round(scale))
+    for dx in range(-radius, radius + 1):
+        for dy in range(-radius, radius + 1):
+            if dx or dy:
+                cv2.putText(image, text, (org[0] + dx, org[1] + dy), FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, text, org, FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX

@@ -23,15 +23,19 @@ from rpol_edge.runtimes import Runtime, infer_all
 @dataclass(frozen=True)
 class Detection:
     box: tuple[int, int, int, int] | None
-    """x0, y0, x1, y1 in original-frame pixels (inclusive); None when the mask is empty."""
+    """x0, y0, x1, y1 in original-frame pixels (inclusive); None for "no object": the mask is
+    empty, or covers less than ``min_area`` of the input crop."""
     score: float
-    """Mean localization score inside the box (0 without a box)."""
+    """Mean of the score map inside the box, in [0, 1] (0 without a box)."""
     input_box: tuple[int, int, int, int] | None
 
 
-def detect(score: np.ndarray, mask: np.ndarray, transform: CropTransform) -> Detection:
-    """The one post-processing step every runtime shares: largest contour of the mask -> box."""
-    if not mask.any():
+def detect(score: np.ndarray, mask: np.ndarray, transform: CropTransform, min_area: float = 0.0) -> Detection:
+    """The one post-processing step every runtime shares: largest contour of the mask -> box.
+
+    ``min_area``: the share of the K x K crop the mask must cover for an object to be reported
+    (0: any non-empty mask is one)."""
+    if not mask.any() or (min_area > 0 and np.count_nonzero(mask) < min_area * mask.size):
         return Detection(None, 0.0, None)
     b = boxes_from_mask(mask, multi_contour=False)[0]
     x0, y0, x1, y1 = (int(v) for v in b)
@@ -41,7 +45,14 @@ def detect(score: np.ndarray, mask: np.ndarray, transform: CropTransform) -> Det
 
 
 def detection_record(d: Detection) -> dict[str, Any]:
-    return {"box": list(d.box) if d.box else None, "score": round(d.score, 6)}
+    """The fields every JSON output shares (docs/outputs.md): ``object`` false means no box."""
+    return {"object": d.box is not None, "box": list(d.box) if d.box else None, "score": round(d.score, 6)}
+
+
+def check_min_area(min_area: float) -> float:
+    if not 0.0 <= min_area < 1.0:
+        raise ValueError(f"--min-area {min_area}: a share of the input crop in [0, 1)")
+    return min_area
 
 
 def predict_files(
@@ -50,11 +61,15 @@ def predict_files(
     out_dir: Path,
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
+    min_area: float = 0.0,
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
-    """Write ``<stem>.png`` (overlay) and ``<stem>.json`` per image; returns the records and the skips."""
+    """Write ``<stem>.png`` (overlay) and ``<stem>.json`` per image, and every record in one
+    ``predictions.jsonl``; returns the records and the skips."""
     meta = runtime.meta
     if meta.n_heads != 1:
         raise ValueError("predict needs a class-agnostic model (a class-wise fit localizes a known class)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} exists and is not a folder: give -o a folder for the overlays and JSON")
     records: list[dict[str, Any]] = []
     skipped: list[tuple[Path, str]] = []
     names = output_names(images)
@@ -73,7 +88,7 @@ def predict_files(
         prepped = [prepare(img, meta, is_rgb=True) for _, img in loaded]
         out = infer_all(runtime, np.stack([f for f, _ in prepped]))
         for i, ((path, image), (_, t)) in enumerate(zip(loaded, prepped, strict=True)):
-            d = detect(out.score[i, 0], out.mask[i, 0], t)
+            d = detect(out.score[i, 0], out.mask[i, 0], t, min_area)
             rec = {"image": str(path), "width": t.src_w, "height": t.src_h, **detection_record(d)}
             stem = out_dir / names[path]
             overlay = render(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), out.score[i, 0], t, d.box)
@@ -84,7 +99,12 @@ def predict_files(
             progress(min(start + batch_size, len(images)), len(images))
     if images and not records:
         raise ImageError(f"none of the {len(images)} image(s) could be read ({skipped[0][1]})")
+    write_text_atomic(out_dir / JSONL_NAME, "".join(json.dumps(r) + "\n" for r in records))
     return records, skipped
+
+
+JSONL_NAME = "predictions.jsonl"
+"""All records of one predict call, one JSON object per line, in input order."""
 
 
 def output_names(images: Sequence[Path]) -> dict[Path, str]:

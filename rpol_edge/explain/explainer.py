@@ -289,6 +289,12 @@ def explain(cfg: ExplainConfig, progress: Progress | None = None) -> list[Explan
         raise ValueError("explain needs at least one query image")
     if cfg.top < 1:
         raise ValueError(f"--top {cfg.top}: at least 1")
+    if Path(cfg.model).suffix.lower() != ".rpol":
+        raise MetadataError(
+            f"{cfg.model}: explain needs the fitted .rpol model (it streams the training images "
+            "through the backbone and splits w* into their contributions; an exported graph carries "
+            "neither the backbone's features nor w*'s training sums)"
+        )
     started = time.perf_counter()
     artifact = ModelArtifact.load(cfg.model)
     meta = artifact.meta

@@ -9,6 +9,36 @@ class ExportError(RuntimeError):
     """The graph could not be exported, checked, or read back."""
 
 
+MAX_FRAME_SIDE = 8192
+"""The largest raw-frame side a graph is exported for (8K video is 7680 x 4320): the graph holds
+one frame's resize buffers, so a typo like 99999x99999 would ask for tens of GB."""
+
+
+def parse_frame_size(text: str) -> tuple[int, int]:
+    """'1280x720' -> (1280, 720), each side in 1..MAX_FRAME_SIDE."""
+    w, sep, h = text.lower().partition("x")
+    try:
+        size = (int(w), int(h))
+    except ValueError:
+        size = (0, 0)
+    if not sep or min(size) <= 0:
+        raise ValueError(f"--frame-size {text!r}: give WIDTHxHEIGHT, e.g. 1280x720")
+    if max(size) > MAX_FRAME_SIDE:
+        raise ValueError(f"--frame-size {text}: at most {MAX_FRAME_SIDE} pixels a side")
+    return size
+
+
+def check_frame_covers_input(size: tuple[int, int], input_size: int) -> None:
+    """A raw frame smaller than the model's K x K input would be upsampled inside the graph: no
+    detail is gained and the box is as coarse as the frame, so it is refused."""
+    if min(size) < input_size:
+        raise ExportError(
+            f"--frame-size {size[0]}x{size[1]}: smaller than the model's {input_size}x{input_size} input, "
+            f"the graph would upsample every frame; give frames of at least {input_size} a side (or "
+            "export without --frame-size and let the host resize)"
+        )
+
+
 @dataclass(frozen=True)
 class Format:
     name: str

@@ -22,18 +22,6 @@ from rpol_edge.core.geometry import CropTransform
 FRAME_FORMATS = ("bgr", "rgb")
 
 
-def parse_frame_size(text: str) -> tuple[int, int]:
-    """'1280x720' -> (1280, 720)."""
-    w, sep, h = text.lower().partition("x")
-    try:
-        size = (int(w), int(h))
-    except ValueError:
-        size = (0, 0)
-    if not sep or min(size) <= 0:
-        raise ValueError(f"--frame-size {text!r}: give WIDTHxHEIGHT, e.g. 1280x720")
-    return size
-
-
 class FrameInput(nn.Module):
     """frames (N, H, W, 3) uint8, ``fmt`` channel order -> the Localizer's (score, mask)."""
 

@@ -148,7 +148,7 @@ def export_onnx(
         targets = tuple(trt_targets) if trt_targets is not None else targets_for_opset(int(actual))
         require_compatible(model, targets, f"{out_path.name} (opset {actual})")
         extra = {**meta.extra, "trt_targets": ",".join(targets)}
-        written = meta.replace(opset=int(actual), extra=extra)
+        written = meta.replace(opset=int(actual), extra=extra).shipped()
         _set_metadata(model, written)
         try:
             onnx.checker.check_model(model, full_check=True)

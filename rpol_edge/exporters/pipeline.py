@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rpol_edge.core.onnx_meta import read_onnx_meta
-from rpol_edge.exporters.formats import FORMATS, ExportError
+from rpol_edge.exporters.formats import FORMATS, ExportError, check_frame_covers_input
 from rpol_edge.exporters.onnx_export import export_onnx
 
 
@@ -122,6 +122,10 @@ def run_export(req: ExportRequest) -> ExportResult:
         return _engine_from_onnx(req)
     res = ExportResult()
     frame = (*req.frame_size, req.frame_format) if req.frame_size else None
+    if req.frame_size:
+        from rpol_edge.core.model_file import read_meta
+
+        check_frame_covers_input(req.frame_size, read_meta(req.model).input_size)
 
     def onnx(fmt: str, precision: str) -> Path:
         path = req.out_dir / FORMATS[fmt].filename

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rpol_edge.core.metadata import DEFAULT_OPERATING_POINT, OPERATING_RULES, TAU_MODES
+from rpol_edge.runtimes import InferenceError, check_device
 
 
 def default_resize(input_size: int) -> int:
@@ -63,7 +64,7 @@ class FitConfig:
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold={self.threshold}: must be in (0, 1)")
         if self.rule not in OPERATING_RULES:
-            raise ValueError(f"operating_point={self.rule}: choose {', '.join(OPERATING_RULES)}")
+            raise ValueError(f"operating_point={self.rule!r}: choose {', '.join(OPERATING_RULES)}")
         if self.rule == "sign" and self.head == "caam":
             raise ValueError(
                 "operating_point=sign needs w* (head=rpol): the channel sum of ReLU features has no "
@@ -72,9 +73,9 @@ class FitConfig:
         if self.rule == "fraction" and not 0.0 < self.fraction <= 1.0:
             raise ValueError(f"fraction={self.fraction}: the fraction rule needs a share in (0, 1]")
         if self.head not in ("rpol", "caam"):
-            raise ValueError(f"head={self.head}: choose rpol or caam")
+            raise ValueError(f"head={self.head!r}: choose rpol or caam")
         if self.tau_mode not in TAU_MODES:
-            raise ValueError(f"tau_mode={self.tau_mode}: choose joint or mean")
+            raise ValueError(f"tau_mode={self.tau_mode!r}: choose joint or mean")
         if self.output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride={self.output_stride}: choose 32, 16 or 8")
         if not 0.0 < self.sampling_ratio <= 1.0:
@@ -83,3 +84,7 @@ class FitConfig:
             raise ValueError(f"batch_size={self.batch_size}: must be >= 1")
         if self.workers < 0:
             raise ValueError(f"workers={self.workers}: must be >= 0")
+        try:
+            check_device(self.device)
+        except InferenceError as exc:
+            raise ValueError(str(exc)) from None

@@ -65,6 +65,18 @@ def class_index(samples: list[Sample]) -> dict[int, int]:
     return {lab: i for i, lab in enumerate(labels)}
 
 
+def check_grid(size: int, stride: int, name: str) -> None:
+    """A size the backbone maps to a whole grid of at least 2 x 2 cells: 33 would give one cell
+    (a constant map, always the whole crop or nothing) and a partial cell the convolutions pad."""
+    if size % stride or size // stride < 2:
+        lo = 2 * stride
+        near = max(lo, round(size / stride) * stride)
+        raise ValueError(
+            f"{name}={size}: the backbone's stride is {stride}, so use a multiple of {stride} "
+            f"of at least {lo} (e.g. {near})"
+        )
+
+
 def fit_device(cfg: FitConfig) -> str:
     """The device the fit computes on (``auto`` resolved by the runtimes' one rule)."""
     return resolve_device(RUNTIMES["torch"], cfg.device)
@@ -119,6 +131,9 @@ def fit(
 
     spec = BackboneSpec(cfg.backbone, str(cfg.weights or ""), cfg.output_stride)
     bb = build_backbone(spec, cfg.input_size)
+    check_grid(cfg.input_size, bb.stride, "input_size")
+    if fit_size != cfg.input_size:
+        check_grid(fit_size, bb.stride, "fit_size")
     device = torch.device(rank_device(fit_device(cfg), ctx))
     # A Localizer with an empty head gives the one shared normalization path.
     extractor = Localizer(bb.module, torch.zeros(1, bb.channels), bb.mean, bb.std, fit_size, 0.5).to(device)
@@ -183,7 +198,7 @@ def fit(
         taus = np.zeros(1)
     else:
         w, taus = solve(sums, cfg.tau_mode)
-    extra = {"weights": str(cfg.weights)} if cfg.weights else {}
+    extra = {"weights": str(Path(cfg.weights).expanduser().resolve())} if cfg.weights else {}
     if classes:
         extra["classes"] = ",".join(str(c) for c in classes)
     meta = ModelMeta(

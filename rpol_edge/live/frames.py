@@ -31,6 +31,8 @@ class Frame:
     name: str | None = None
     is_rgb: bool = False
     ms: dict[str, float] = field(default_factory=dict)
+    position_s: float | None = None
+    """Position in a video file (seconds): see `Captured.position_s`."""
 
     def bgr(self) -> np.ndarray:
         """The frame in BGR, the order the overlay draws in (converted only for RGB sources)."""
@@ -50,7 +52,10 @@ class FrameResult:
 
 def frame_record(r: FrameResult) -> dict[str, Any]:
     """The JSONL line: box in original-frame pixels, score, per-stage and end-to-end milliseconds."""
-    rec: dict[str, Any] = {"frame": r.frame.index, "timestamp": round(r.frame.timestamp, 6)}
+    rec: dict[str, Any] = {"frame": r.frame.index}
+    if r.frame.position_s is not None:  # a video file: where in the video, to match its frames
+        rec["position_s"] = r.frame.position_s
+    rec["timestamp"] = round(r.frame.timestamp, 6)  # wall clock when it was read
     if r.frame.name is not None:
         rec["image"] = r.frame.name
     rec["width"] = r.transform.src_w

@@ -85,7 +85,8 @@ class CaptureSource(Source):
             return None
         if frame is None or frame.ndim != 3 or frame.shape[2] != 3 or frame.size == 0:
             raise CorruptFrame(f"frame of unexpected shape {getattr(frame, 'shape', None)}")
-        return Captured(frame, arrived=arrived)
+        position = None if self.is_live else round(float(self._cap.get(cv2.CAP_PROP_POS_MSEC)) / 1e3, 6)
+        return Captured(frame, arrived=arrived, position_s=position)
 
     def close(self) -> None:
         if self._cap is not None:

@@ -149,6 +149,13 @@ class FramesSink(Sink):
             raise OSError(f"{path}: could not write the frame")
 
 
+GUI_HINT = (
+    "for a window, replace it with a GUI build: pip uninstall -y opencv-python-headless && "
+    "pip install opencv-python (on a Jetson: JetPack's python3-opencv, in a venv made with "
+    "--system-site-packages; docs/jetson.md)"
+)
+
+
 class WindowSink(Sink):
     """An OpenCV window; q or Esc or closing it ends the run.
 
@@ -174,7 +181,7 @@ class WindowSink(Sink):
             cv2.imshow(self.title, image)
             key = cv2.waitKey(1) & 0xFF
         except cv2.error:
-            self._disable("this OpenCV has no GUI support (opencv-python-headless?)")
+            self._disable(f"this OpenCV has no GUI support (opencv-python-headless?); {GUI_HINT}")
             return
         self._shown = True
         if key in (27, ord("q")):

@@ -75,20 +75,6 @@ class _Work:
 Channel = LatestSlot[_Work] | queue.Queue[_Work]
 
 
-class _Rate:
-    """Frames per second as an exponential moving average of the intervals (for the overlay)."""
-
-    def __init__(self) -> None:
-        self.fps = 0.0
-        self._last: float | None = None
-
-    def tick(self, now: float) -> None:
-        if self._last is not None:
-            rate = 1.0 / max(now - self._last, 1e-6)
-            self.fps = rate if self.fps == 0.0 else 0.9 * self.fps + 0.1 * rate
-        self._last = now
-
-
 class _Run:
     """State shared by the five threads of one run."""
 
@@ -103,8 +89,10 @@ class _Run:
         backoff: Backoff,
         queue_size: int,
         progress: Progress | None,
+        min_area: float = 0.0,
     ) -> None:
         self.runtime = runtime
+        self.min_area = min_area
         self.source = source
         self.sinks = list(sinks)
         self.max_frames = max_frames
@@ -136,7 +124,6 @@ class _Run:
         self.last_write_ms = 0.0
         """The previous frame's write time, shown in the overlay (set by output, read by render)."""
         self._last_render_ms = 0.0
-        self._output_rate = _Rate()
         """Frames written per second, shown on the overlay: counted where frames leave, not at
         render, which a live source may run for frames the output then drops (newest wins)."""
 
@@ -185,6 +172,7 @@ class _Run:
                 captured.name,
                 captured.is_rgb,
                 {"capture": (now - started) * 1e3},
+                captured.position_s,
             )
             index += 1
             self.stats.captured += 1
@@ -276,12 +264,12 @@ class _Run:
     def render(self, work: _Work) -> None:
         assert work.score is not None and work.mask is not None and work.transform is not None
         t0 = time.perf_counter()
-        detection = detect(work.score, work.mask, work.transform)
+        detection = detect(work.score, work.mask, work.transform, self.min_area)
         t1 = time.perf_counter()
         work.result = r = FrameResult(work.frame, detection, work.score, work.transform)
         r.frame.ms["post"] = (t1 - t0) * 1e3
         if self.image_sinks:
-            lines = self._lines(self._output_rate.fps, r)
+            lines = self._lines(self.stats.mean_fps(), r)
             work.image = render(r.frame.bgr(), r.score, r.transform, r.detection.box, lines)
         self._last_render_ms = r.frame.ms["render"] = (time.perf_counter() - t1) * 1e3
 
@@ -305,7 +293,6 @@ class _Run:
             for sink in self.image_sinks:
                 sink.write(r, work.image)
             done = time.perf_counter()
-            self._output_rate.tick(done)
             self.last_write_ms = r.frame.ms["write"] = (done - t0) * 1e3
             r.latency_ms = (done - r.frame.started) * 1e3
             for sink in self.record_sinks:
@@ -319,10 +306,11 @@ class _Run:
                 self.request_stop("max frames")
                 return
 
-    def _lines(self, fps: float, r: FrameResult) -> list[str]:
+    def _lines(self, fps: float | None, r: FrameResult) -> list[str]:
         ms = r.frame.ms
+        rate = "  -- FPS" if fps is None else f"{fps:5.1f} FPS"
         return [
-            f"{fps:5.1f} FPS  {self.runtime.description}",
+            f"{rate}  {self.runtime.description}",
             f"cap {ms['capture']:.1f}  pre {ms['pre']:.1f}  infer {ms['infer']:.1f}  "
             f"post {ms['post']:.1f}  render {self._last_render_ms:.1f}  write {self.last_write_ms:.1f} ms",
         ]
@@ -353,6 +341,7 @@ def run_live(
     progress: Progress | None = None,
     join_timeout: float = 5.0,
     report: Callable[[RunSummary], None] | None = None,
+    min_area: float = 0.0,
 ) -> RunSummary:
     """Localize every frame of ``source`` (or the newest ones, for live sources) into ``outputs``.
 
@@ -363,13 +352,14 @@ def run_live(
     SIGTERM (main thread only; also while the source is still opening: a summary with no frames).
     Errors from any stage are re-raised here after every output has been closed. ``report`` gets
     the summary while the signal handlers are still installed, so printing or saving it cannot be
-    cut short by a late Ctrl-C.
+    cut short by a late Ctrl-C. ``min_area``: see `detect` (no object below it).
     """
     if runtime.meta.n_heads != 1:
         raise ValueError("run needs a class-agnostic model (a class-wise fit localizes a known class)")
     run = _Run(
-        runtime, source, outputs, max_frames, open_timeout, max_reconnects, backoff, queue_size, progress
-    )
+        runtime, source, outputs, max_frames, open_timeout, max_reconnects, backoff, queue_size, progress,
+        min_area,
+    )  # fmt: skip
     capture = run.thread("capture", run.capture, run.done["capture"])
     workers = [  # downstream first: the order they are joined in
         run.thread(name, functools.partial(run.worker, stage, up, to, step), run.done[stage])

@@ -7,12 +7,13 @@ CLI's help text (``accepted_sources``) does not load OpenCV.
 
 from __future__ import annotations
 
-import glob
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rpol_edge.data import DatasetError
+from rpol_edge.data.folder import GLOB_CHARS, expand_images
 from rpol_edge.data.images import is_image_path
 from rpol_edge.live.image_sources import ImageFilesSource
 from rpol_edge.live.sources import Source, SourceError, check_network_uri
@@ -96,17 +97,13 @@ def parse_source(uri: str) -> Source:
 
 def path_source(text: str) -> Source:
     """Glob, folder, image file or video file, decided by what is on disk."""
-    if any(c in text for c in "*?["):
-        paths = [Path(p) for p in sorted(glob.glob(text, recursive=True)) if is_image_path(Path(p))]
-        if not paths:
-            raise SourceError(f"{text}: the glob matches no image files")
-        return ImageFilesSource(text, paths, "image glob")
     path = Path(text).expanduser()
-    if path.is_dir():
-        paths = sorted(p for p in path.iterdir() if p.is_file() and is_image_path(p))
-        if not paths:
-            raise SourceError(f"{text}: the folder holds no image files")
-        return ImageFilesSource(text, paths, "image folder")
+    if path.is_dir() or (not path.exists() and any(c in text for c in GLOB_CHARS)):
+        try:  # the one rule for folders (recursive) and patterns, shared with predict and explain
+            paths = expand_images([text])
+        except DatasetError as exc:
+            raise SourceError(str(exc)) from None
+        return ImageFilesSource(text, paths, "image folder" if path.is_dir() else "image glob")
     if not path.is_file():
         raise SourceError(f"{text}: no such file or folder (accepted sources: {accepted_sources()})")
     if is_image_path(path):

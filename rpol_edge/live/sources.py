@@ -55,6 +55,9 @@ class Captured:
     """``time.perf_counter()`` when a live frame's data arrived. Waiting for the next frame is not
     latency, so live sources set this and their capture time and end-to-end latency start here;
     None means the whole read counts (files, folders)."""
+    position_s: float | None = None
+    """Where the frame is in a video file (seconds from its start, the decoder's position), for
+    records that must line up with the video; None for live sources and images."""
     is_rgb: bool = False
     """True for sources that decode to RGB (image files, through the shared loader): the pipeline
     converts only what needs the other order (the K x K network input, or the overlay), so a frame

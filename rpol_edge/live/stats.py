@@ -126,6 +126,13 @@ class RunStats:
         for s in STAGES:
             self.stages[s].add(r.frame.ms.get(s, 0.0))
 
+    def mean_fps(self) -> float | None:
+        """Frames out per second since the first frame was read: the summary's ``mean_fps``, so
+        far (None before two frames are out). The overlay shows this, so frame and summary agree."""
+        if self.first_read is None or self.last_output is None or self.frames < 2:
+            return None
+        return self.frames / max(self.last_output - self.first_read, 1e-9)
+
     def summary(self, source: str, runtime: str, stop_reason: str) -> RunSummary:
         elapsed = 0.0
         if self.first_read is not None and self.last_output is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,9 +105,39 @@ def choose(model: Path, runtime: str) -> RuntimeInfo:
     if suffix not in info.suffixes:
         raise InferenceError(
             f"runtime {runtime} runs {'/'.join(info.suffixes)} files, not {Path(model).name}; "
-            "export it first: rpol-edge export MODEL --onnx [--trt] -o DIR"
+            + _runtime_advice(suffix, runtime)
         )
     return info
+
+
+def _runtime_advice(suffix: str, runtime: str) -> str:
+    """What to do instead: the runtime that runs this file, or the export that makes one."""
+    own = next((i.name for i in RUNTIMES.values() if suffix in i.suffixes), None)
+    if own == "torch":
+        flags = "--onnx --trt" if runtime == "trt" else "--onnx"
+        return f"export it first (rpol-edge export MODEL {flags} -o DIR), or use --runtime torch (or auto)"
+    if own is not None:
+        build = " or build an engine from it (rpol-edge export MODEL.onnx --trt)" if own == "ort" else ""
+        return f"use --runtime {own} (or auto){build}"
+    return "choose --runtime auto"
+
+
+DEVICE_HELP = "auto, cpu, cuda or cuda:N"
+
+
+def check_device(device: str) -> str:
+    """``auto`` / ``cpu`` / ``cuda`` / ``cuda:N``, lower-cased; anything else is refused in one line
+    (every command and runtime validates ``--device`` here, so none ignores a typo)."""
+    text = str(device).strip().lower()
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        close = (
+            ["cuda"]
+            if text.startswith("gpu")
+            else difflib.get_close_matches(text, ["auto", "cpu", "cuda"], n=1)
+        )
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise InferenceError(f"device {device!r}{hint}: choose {DEVICE_HELP}")
+    return text
 
 
 def cuda_available(info: RuntimeInfo) -> bool:
@@ -126,6 +157,7 @@ def cuda_available(info: RuntimeInfo) -> bool:
 
 def resolve_device(info: RuntimeInfo, device: str) -> str:
     """``auto`` is the fastest device this runtime can use: CUDA when reachable, else the CPU."""
+    device = check_device(device)
     if device != "auto":
         return device
     if info.name == "trt":

@@ -99,7 +99,7 @@ def test_fit_export_load_round_trip(tmp_path: Path) -> None:
 
 def test_library_errors_name_the_field_and_the_cli_its_flag() -> None:
     from rpol_edge.cli.common import to_flags
-    from rpol_edge.cli.fit import FIT, FLAGS
+    from rpol_edge.cli.fit import FLAGS
     from rpol_edge.fitting.config import FitConfig
 
     cfg = FitConfig("folder", Path("."), input_size=16)
@@ -115,6 +115,8 @@ def test_library_errors_name_the_field_and_the_cli_its_flag() -> None:
 
     fit_cmd = typer.main.get_command(app).commands["fit"]  # type: ignore[attr-defined]
     defaults = {p.name: p.default for p in fit_cmd.params}
-    for name in ("split", "backbone", "input_size", "head", "seed", "batch_size", "workers", "device"):
-        assert defaults[name] == getattr(FIT, name) == getattr(FitConfig("x", Path(".")), name)
-    assert defaults["tau"] == FIT.tau_mode
+    expected = {"split": "train", "backbone": "lite0", "input_size": 448, "head": "rpol", "seed": 0,
+                "batch_size": 16, "workers": 2, "device": "auto", "tau": "joint"}  # fmt: skip
+    assert {k: defaults[k] for k in expected} == expected
+    record = FitConfig("x", Path("."))
+    assert {k: getattr(record, "tau_mode" if k == "tau" else k) for k in expected} == expected

@@ -60,6 +60,8 @@ def test_bench_rows_ratios_parity_outputs(sample_model: Path, sample_onnx: Path,
         assert 0 < r.ms["infer"]["p50"] <= r.ms["infer"]["p90"] <= r.ms["infer"]["p99"], label
         assert r.throughput > 0 and r.peak_rss_mb > 50 and r.speedup_vs_reference is not None, label
     assert rows["reference pipeline"].speedup_vs_reference == 1.0
+    # a .rpol row needs its backbone: the MB column counts it, not only the small w* file
+    assert rows["sample.rpol"].artifact_mb > 10 * sample_model.stat().st_size / 2**20 + 5
     assert rows["bare backbone, ort"].artifact.endswith("sample.backbone.onnx")
     # The fused graph's overhead is over the bare backbone of its own runtime.
     onnx_row, ref = rows["model.onnx"], rows["reference pipeline"]

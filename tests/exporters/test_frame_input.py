@@ -25,7 +25,8 @@ from rpol_edge.core.onnx_meta import read_onnx_meta  # noqa: E402
 from rpol_edge.core.prepare import FrameSizeError, prepare  # noqa: E402
 from rpol_edge.evaluate.compare import agreement  # noqa: E402
 from rpol_edge.evaluate.predict import detect  # noqa: E402
-from rpol_edge.exporters.frame_input import FrameInput, parse_frame_size  # noqa: E402
+from rpol_edge.exporters.formats import parse_frame_size  # noqa: E402
+from rpol_edge.exporters.frame_input import FrameInput  # noqa: E402
 from rpol_edge.exporters.int8 import quantize_int8  # noqa: E402
 from rpol_edge.exporters.onnx_export import export_onnx  # noqa: E402
 from rpol_edge.runtimes import InferenceError, Output, infer_all, open_runtime  # noqa: E402
