@@ -6,7 +6,8 @@ memory (``ru_maxrss`` of that child, from ``os.wait4``; it starts at the parent'
 parent stays small and its own peak is recorded), and reports medians:
 
 - ``rpol_edge``: ``open_runtime(model, "ort", device="cpu")``, then one photo through the shared
-  pre-processing (decode, resize, crop), the graph, and the shared post-processing (box).
+  pre-processing (decode, resize, crop), the graph, and the shared post-processing (box);
+  ``rpol_edge openvino``: the same through ``open_runtime(model, "openvino")`` (when installed).
 - ``bare``: the same work written with onnxruntime + OpenCV only (the floor).
 - ``cli predict``: the whole ``rpol-edge predict MODEL IMAGE -o DIR`` command (overlay PNG, JSON).
 
@@ -46,7 +47,7 @@ from rpol_edge.data.images import load_rgb
 from rpol_edge.evaluate.predict import detect
 from rpol_edge.runtimes import infer_all, open_runtime
 t1 = time.perf_counter()
-with open_runtime(Path(sys.argv[1]), "ort", device="cpu") as rt:
+with open_runtime(Path(sys.argv[1]), sys.argv[3], device="cpu") as rt:
     t2 = time.perf_counter()
     frame, t = resize_crop(load_rgb(Path(sys.argv[2])), rt.meta.resize_size, rt.meta.input_size)
     out = infer_all(rt, frame[None])
@@ -123,6 +124,21 @@ def build_sample_model(folder: Path) -> Path:
     return folder / "model.onnx"
 
 
+def openvino_installed() -> bool:
+    """Asked without importing it here (this process must stay small)."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def cpu_name() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    return next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
+
+
 def median(rows: list[dict[str, Any]], key: str) -> float:
     return float(statistics.median(float(r[key]) for r in rows if key in r))
 
@@ -139,7 +155,7 @@ def main() -> None:
         image = args.image.resolve()
         py = sys.executable
         variants = {
-            "rpol_edge": [py, "-c", RPOL_EDGE, str(model), str(image)],
+            "rpol_edge": [py, "-c", RPOL_EDGE, str(model), str(image), "ort"],
             "bare": [py, "-c", BARE, str(model), str(image)],
             "cli predict": [
                 py,
@@ -152,6 +168,8 @@ def main() -> None:
                 str(Path(tmp) / "pred"),
             ],
         }
+        if openvino_installed():
+            variants["rpol_edge openvino"] = [py, "-c", RPOL_EDGE, str(model), str(image), "openvino"]
         parent_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         load_before = os.getloadavg()[0]
         rows: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
@@ -168,6 +186,7 @@ def main() -> None:
         if "heavy" in runs[0]:
             summary[name]["imported_torch_or_timm"] = sorted({m for r in runs for m in r["heavy"]})
     ours = summary["rpol_edge"]
+    ov = summary.get("rpol_edge openvino")
     record = {
         "model": str(args.model or "bundled sample, fitted + exported at 448"),
         "input_size": rows["rpol_edge"][0]["input_size"],
@@ -178,13 +197,17 @@ def main() -> None:
         "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, Python {platform.python_version()}",
         "targets": {"wall_s": TARGET_S, "peak_mb": TARGET_MB},
         "meets_targets": ours["wall_s_median"] <= TARGET_S and ours["peak_mb_median"] <= TARGET_MB,
+        "openvino_meets_targets": (
+            ov["wall_s_median"] <= TARGET_S and ov["peak_mb_median"] <= TARGET_MB if ov else None
+        ),
+        "cpu": cpu_name(),
         "variants": summary,
         "runs": rows,
     }
-    print(f"{'variant':12s} {'wall s':>7s} {'peak MB':>8s} {'import s':>9s} {'open s':>7s} {'frame s':>8s}")
+    print(f"{'variant':18s} {'wall s':>7s} {'peak MB':>8s} {'import s':>9s} {'open s':>7s} {'frame s':>8s}")
     for name, s in summary.items():
         parts = [f"{s.get(f'{k}_median', float('nan')):9.3f}" for k in ("import_s", "open_s", "frame_s")]
-        print(f"{name:12s} {s['wall_s_median']:7.3f} {s['peak_mb_median']:8.1f} {' '.join(parts)}")
+        print(f"{name:18s} {s['wall_s_median']:7.3f} {s['peak_mb_median']:8.1f} {' '.join(parts)}")
     load = f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"
     print(f"machine load (1-min average) {load} on {os.cpu_count()} cores")
     print(

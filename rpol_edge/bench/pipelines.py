@@ -62,8 +62,10 @@ def _model_pipeline(spec: Spec, batch: int) -> _Pipeline:
     from rpol_edge.runtimes import infer_all, open_runtime
 
     opts = dict(spec.options)
-    runtime = str(opts.pop("runtime", "auto"))
-    rt = open_runtime(spec.path, runtime, **opts)
+    opts.pop("runtime", None)
+    # The runtime by file type (or the spec's runtime=), never the CPU auto-pick: a row named
+    # model.int8.onnx is ONNX Runtime on every machine; OpenVINO rows say @runtime=openvino.
+    rt = open_runtime(spec.path, spec.runtime, **opts)
     if batch < rt.min_batch or (rt.max_batch is not None and batch > rt.max_batch):
         # Looping a fixed-batch graph would time N batch-1 calls and call it batch N.
         raise ValueError(

@@ -282,6 +282,23 @@ def _derive(rows: list[Row], maps: dict[int, Path], lead: dict[int, Row] | None 
         path.unlink(missing_ok=True)
 
 
+CPU_FLAGS = (
+    "avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx512_fp16",
+)  # fmt: skip
+"""The flags that decide which CPU kernels the runtimes use (VNNI for INT8, BF16/AMX for bf16)."""
+
+
+def cpu_record(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
+    """CPU model and the kernel-relevant flags: the ranking of CPU runtimes depends on them."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return {"cpu": platform.processor()}
+    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    return {"cpu": model, "cpu_flags": [f for f in CPU_FLAGS if f in flags]}
+
+
 def machine_record(with_torch: bool = True) -> dict[str, Any]:
     """What the numbers were measured on (CPU, cores, GPU, versions). ``with_torch=False`` when no
     row ran on torch: importing it only to read its version would defeat a torch-free deployment."""
@@ -290,6 +307,7 @@ def machine_record(with_torch: bool = True) -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
+        **cpu_record(),
     }
     try:
         if not with_torch:
@@ -305,6 +323,12 @@ def machine_record(with_torch: bool = True) -> dict[str, Any]:
         import onnxruntime
 
         rec["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    try:
+        import openvino
+
+        rec["openvino"] = openvino.__version__.split("-")[0]
     except ImportError:
         pass
     return rec

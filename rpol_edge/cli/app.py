@@ -16,6 +16,7 @@ except MissingExtra as exc:
 import typer  # noqa: E402
 
 from rpol_edge.cli.bench import bench  # noqa: E402
+from rpol_edge.cli.common import show_runtime_choices  # noqa: E402
 from rpol_edge.cli.evaluate import compare, demo, eval_cmd  # noqa: E402
 from rpol_edge.cli.explain import explain  # noqa: E402
 from rpol_edge.cli.export import export  # noqa: E402
@@ -44,6 +45,7 @@ def _root(
     ] = False,
 ) -> None:
     """Unsupervised object localization for the edge."""
+    show_runtime_choices()
 
 
 # Registration order is the order `rpol-edge --help` lists the commands in.

@@ -8,6 +8,7 @@ A module of its own so that ``rpol_edge.cli.app`` and the commands that live bes
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import sys
@@ -229,3 +230,32 @@ def report_skips(skipped: list[tuple[Any, str]], total: int | None = None) -> No
     if skipped:
         n = len(skipped) if total is None else total
         err.print(f"[yellow]skipped {n} unreadable image(s)[/], e.g. {skipped[0][1]}", highlight=False)
+
+
+class ConsoleHandler(logging.Handler):
+    """Log records as single unwrapped lines on the CLI's stderr console (shared with the progress bar)."""
+
+    STYLES = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "red"}
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich.text import Text
+
+        try:
+            self.console.print(
+                Text(self.format(record), style=self.STYLES.get(record.levelname, "")), soft_wrap=True
+            )
+        except Exception:  # noqa: BLE001 - logging must never break the run
+            self.handleError(record)
+
+
+def show_runtime_choices() -> None:
+    """The runtimes' one-line notes (which runtime ``auto`` chose and why, a fallback) on stderr."""
+    logger = logging.getLogger("rpol_edge.runtimes")
+    if not any(isinstance(h, ConsoleHandler) for h in logger.handlers):
+        logger.addHandler(ConsoleHandler(err))
+        logger.setLevel(logging.INFO)
+        logger.propagate = False

@@ -100,6 +100,10 @@ def compare(
     precision: Annotated[str | None, typer.Option(help="torch candidate precision fp32 | fp16")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the agreement record here")] = None,
     workers: int = 2,
+    runtime: Annotated[
+        str, typer.Option("--runtime", help="candidate's runtime: auto | torch | ort | openvino | trt")
+    ] = "auto",
+    ref_runtime: Annotated[str, typer.Option(help="reference's runtime (auto: by file type)")] = "auto",
 ) -> None:
     """Parity of two runtimes on a split: max/mean |score map difference| and box agreement."""
     from rpol_edge.core.files import write_text_atomic
@@ -108,8 +112,8 @@ def compare(
     from rpol_edge.runtimes import open_runtime
 
     with cli_errors():
-        ref = open_runtime(reference, "auto", device=ref_device)
-        cand = open_runtime(candidate, "auto", device=device, precision=precision)
+        ref = open_runtime(reference, ref_runtime, device=ref_device)
+        cand = open_runtime(candidate, runtime, device=device, precision=precision)
         with ref, cand, err.status(f"comparing {cand.description} with {ref.description}..."):
             frames = dataset_frames(ref.meta, data, root, split, workers)
             result = run_compare(ref, cand, frames)

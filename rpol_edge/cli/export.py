@@ -77,6 +77,12 @@ def export(
     frame_format: Annotated[str, typer.Option(help="channel order of those frames: bgr | rgb")] = (
         EXPORT.frame_format
     ),
+    openvino: Annotated[
+        bool, typer.Option("--openvino", help="also OpenVINO IRs: model.xml (and model.int8.xml with --int8)")
+    ] = EXPORT.openvino,
+    openvino_precision: Annotated[
+        str, typer.Option(help="what model.xml runs at: f32 (exact) | bf16 (AMX / AVX-512 BF16 CPUs)")
+    ] = EXPORT.openvino_precision,
 ) -> None:
     """Fold w* into the graph and export: ONNX, FP16 ONNX, INT8 (QDQ), TensorRT engine.
 
@@ -107,12 +113,14 @@ def export(
             workspace_mb=workspace_mb,
             frame_size=_frame_size(frame_size),
             frame_format=frame_format,
+            openvino=openvino,
+            openvino_precision=openvino_precision,
         )
         req.validate()
         with err.status("exporting (trace, check, write)..."):
             result = run_export(req)
         for fmt, path in result.files.items():
-            out.print(f"{fmt:10s} {path}")
+            out.print(f"{fmt:14s} {path}")
         if result.trtexec:
             out.print("cross-check with NVIDIA's tool (same ONNX, shapes, precision, timing cache):")
             out.print(result.trtexec, markup=False, highlight=False, soft_wrap=True)

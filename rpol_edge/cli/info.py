@@ -22,6 +22,10 @@ def batch_range(model: Path) -> tuple[int, int | None]:
         from rpol_edge.core.onnx_meta import onnx_batch_range
 
         return onnx_batch_range(model)
+    if model.suffix.lower() == ".xml":
+        from rpol_edge.core.ir_meta import read_ir_meta
+
+        return read_ir_meta(model)[1]
     from rpol_edge.core.engine_meta import read_engine_meta
 
     side = read_engine_meta(model)

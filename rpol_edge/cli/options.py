@@ -10,7 +10,7 @@ import typer
 Data = Annotated[str, typer.Option("--data", help="cub | wsol | voc | folder")]
 Root = Annotated[Path, typer.Option("--root", help="data-set root folder")]
 Split = Annotated[str, typer.Option("--split", help="split name (train, test, ...)")]
-RuntimeOpt = Annotated[str, typer.Option("--runtime", help="auto | torch | ort | trt")]
+RuntimeOpt = Annotated[str, typer.Option("--runtime", help="auto | torch | ort | openvino | trt")]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA when reachable) | cpu | cuda | cuda:N")]
 Weights = Annotated[Path | None, typer.Option("--weights", help="backbone checkpoint file")]
 CudaGraph = Annotated[

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rpol_edge.cli.common import check_writable, cli_errors, err, out
+from rpol_edge.cli.common import ConsoleHandler, check_writable, cli_errors, err, out
 from rpol_edge.cli.options import MinArea
 from rpol_edge.live.source_registry import accepted_sources
 from rpol_edge.live.sources import SourceError
@@ -39,7 +39,7 @@ def run_command(
     camera: Annotated[
         int | None, typer.Option("--camera", help="V4L2 camera index (same as --source camera://N)")
     ] = None,
-    runtime: Annotated[str, typer.Option("--runtime", help="auto | torch | ort | trt")] = "auto",
+    runtime: Annotated[str, typer.Option("--runtime", help="auto | torch | ort | openvino | trt")] = "auto",
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")] = "auto",
     weights: Annotated[Path | None, typer.Option("--weights", help="backbone checkpoint file")] = None,
     precision: Annotated[str | None, typer.Option(help="torch runtime: fp32 | fp16 (CUDA)")] = None,
@@ -257,31 +257,11 @@ def _source_errors(err: Console) -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-class _ConsoleHandler(logging.Handler):
-    """Log records as single unwrapped lines on the CLI's stderr console (shared with the progress bar)."""
-
-    STYLES = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "red"}
-
-    def __init__(self, console: Console) -> None:
-        super().__init__()
-        self.console = console
-
-    def emit(self, record: logging.LogRecord) -> None:
-        from rich.text import Text
-
-        try:
-            self.console.print(
-                Text(self.format(record), style=self.STYLES.get(record.levelname, "")), soft_wrap=True
-            )
-        except Exception:  # noqa: BLE001 - logging must never break the run
-            self.handleError(record)
-
-
 @contextmanager
 def _log_to(err: Console) -> Iterator[None]:
     """Drops, reconnects and skipped frames are logged to stderr for the duration of this command."""
     logger = logging.getLogger("rpol_edge.live")
-    handler = _ConsoleHandler(err)
+    handler = ConsoleHandler(err)
     old_level, old_propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

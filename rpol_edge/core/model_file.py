@@ -19,8 +19,12 @@ def read_meta(path: Path) -> ModelMeta:
         from rpol_edge.core.onnx_meta import read_onnx_meta
 
         return read_onnx_meta(path)
+    if suffix == ".xml":
+        from rpol_edge.core.ir_meta import read_ir_meta
+
+        return read_ir_meta(path)[0]
     if suffix in (".engine", ".plan"):
         from rpol_edge.core.engine_meta import read_engine_meta
 
         return read_engine_meta(path).model
-    raise MetadataError(f"{path}: unknown artifact type {suffix!r} (expected .rpol, .onnx, .engine)")
+    raise MetadataError(f"{path}: unknown artifact type {suffix!r} (expected .rpol, .onnx, .xml, .engine)")

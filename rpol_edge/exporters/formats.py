@@ -66,4 +66,10 @@ FORMATS: dict[str, Format] = {
         "symmetric QDQ INT8, the TensorRT INT8 source",
     ),
     "trt": Format("trt", "model.engine", ("cuda",), "tensorrt", "TensorRT plan + JSON sidecar"),
+    "openvino": Format(
+        "openvino", "model.xml", ("cpu",), "openvino", "OpenVINO IR of the FP32 graph (+ .bin)"
+    ),
+    "openvino-int8": Format(
+        "openvino-int8", "model.int8.xml", ("cpu",), "openvino", "OpenVINO IR of the QDQ INT8 graph (+ .bin)"
+    ),
 }

@@ -37,6 +37,10 @@ class ExportRequest:
     frame_size: tuple[int, int] | None = None
     """(W, H): every graph takes raw W x H camera frames and resizes/crops them itself."""
     frame_format: str = "bgr"
+    openvino: bool = False
+    """Also write OpenVINO IRs (``model.xml``; ``model.int8.xml`` with ``int8``)."""
+    openvino_precision: str = "f32"
+    """What the IR of the FP32 graph runs at: ``f32`` (exact) or ``bf16`` (AMX / AVX-512 BF16 CPUs)."""
 
     @property
     def from_onnx(self) -> bool:
@@ -71,6 +75,13 @@ class ExportRequest:
             from rpol_edge.runtimes.trt_common import require_tensorrt
 
             require_tensorrt()
+        if self.openvino:
+            if self.openvino_precision not in ("f32", "bf16"):
+                raise ExportError(f"--openvino-precision {self.openvino_precision!r}: choose f32 or bf16")
+            try:
+                import openvino  # noqa: F401
+            except ImportError:
+                raise ExportError("--openvino needs OpenVINO: pip install 'rpol-edge[openvino]'") from None
         if self.frame_format not in ("bgr", "rgb"):
             raise ExportError(f"--frame-format {self.frame_format!r}: choose bgr or rgb")
         if self.out_dir.exists() and not self.out_dir.is_dir():
@@ -150,6 +161,14 @@ def run_export(req: ExportRequest) -> ExportResult:
         res.files[fmt] = path
     if req.fp16:
         onnx("onnx-fp16", "fp16")
+    if req.openvino:
+        from rpol_edge.runtimes.openvino_runtime import write_ir
+
+        res.files["openvino"] = req.out_dir / FORMATS["openvino"].filename
+        write_ir(onnx_path, res.files["openvino"], req.openvino_precision)
+        if "onnx-int8" in res.files:  # the asymmetric QDQ graph: OpenVINO's INT8 kernels take it
+            res.files["openvino-int8"] = req.out_dir / FORMATS["openvino-int8"].filename
+            write_ir(res.files["onnx-int8"], res.files["openvino-int8"], "f32")
     if req.trt:
         from rpol_edge.exporters.trt_build import fp16_strategy
         from rpol_edge.runtimes.trt_common import tensorrt_version

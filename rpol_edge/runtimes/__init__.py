@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,15 @@ RUNTIMES: dict[str, RuntimeInfo] = {
         "ort",
         "ONNX Runtime (TensorRT EP, CUDA EP, CPU)",
     ),
+    "openvino": RuntimeInfo(
+        "openvino",
+        "rpol_edge.runtimes.openvino_runtime",
+        "OpenVinoRuntime",
+        (".xml", ".onnx"),
+        ("openvino",),
+        "openvino",
+        "OpenVINO (CPU; Intel GPU/NPU passed through)",
+    ),
     "trt": RuntimeInfo(
         "trt",
         "rpol_edge.runtimes.trt_runtime",
@@ -63,7 +73,7 @@ RUNTIMES: dict[str, RuntimeInfo] = {
 }
 
 
-ALIASES = {"tensorrt": "trt", "onnxruntime": "ort", "onnx": "ort", "pytorch": "torch"}
+ALIASES = {"tensorrt": "trt", "onnxruntime": "ort", "onnx": "ort", "pytorch": "torch", "ov": "openvino"}
 
 
 def missing_modules(info: RuntimeInfo) -> list[str]:
@@ -125,10 +135,17 @@ def _runtime_advice(suffix: str, runtime: str) -> str:
 DEVICE_HELP = "auto, cpu, cuda or cuda:N"
 
 
-def check_device(device: str) -> str:
-    """``auto`` / ``cpu`` / ``cuda`` / ``cuda:N``, lower-cased; anything else is refused in one line
-    (every command and runtime validates ``--device`` here, so none ignores a typo)."""
+OPENVINO_DEVICES = r"gpu(\.\d+)?|npu"
+"""Devices only OpenVINO runs on (Intel GPU, NPU), passed through to it."""
+
+
+def check_device(device: str, runtime: str = "") -> str:
+    """``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` (for OpenVINO also ``gpu``, ``gpu.N``, ``npu``),
+    lower-cased; anything else is refused in one line (every command and runtime validates
+    ``--device`` here, so none ignores a typo)."""
     text = str(device).strip().lower()
+    if runtime == "openvino" and re.fullmatch(OPENVINO_DEVICES, text):
+        return text
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
         close = (
             ["cuda"]
@@ -157,20 +174,42 @@ def cuda_available(info: RuntimeInfo) -> bool:
 
 def resolve_device(info: RuntimeInfo, device: str) -> str:
     """``auto`` is the fastest device this runtime can use: CUDA when reachable, else the CPU."""
-    device = check_device(device)
+    device = check_device(device, info.name)
+    if info.name == "openvino" and device.startswith("cuda"):
+        raise InferenceError(
+            f"device {device!r} is not an OpenVINO device: it runs on cpu, gpu, gpu.N or npu (Intel); "
+            "for an NVIDIA GPU use --runtime ort or trt"
+        )
     if device != "auto":
         return device
+    if info.name == "openvino":
+        return "cpu"
     if info.name == "trt":
         return "cuda"
     return "cuda" if cuda_available(info) else "cpu"
 
 
+CPU_AUTO: dict[str, str] = {"int8": "openvino"}
+"""On a CPU, which installed runtime ``--runtime auto`` runs an ``.onnx`` graph of each precision on
+(the others: ONNX Runtime). Chosen by measurement (docs/runtimes.md, "OpenVINO"): OpenVINO ran the
+QDQ INT8 graph faster than ONNX Runtime with the same fidelity on both CPUs measured (an Intel Xeon
+with AMX and an AMD EPYC with AVX-512 VNNI); on the FP32 graph it was not faster at exact f32, and
+bf16 is not exact, so FP32 graphs stay on ONNX Runtime."""
+
+log = logging.getLogger("rpol_edge.runtimes")
+
+
 def open_runtime(model: Path, runtime: str = "auto", **options: Any) -> Runtime:
     """Create (not yet activate) the runtime for a model file; use it in a ``with`` block.
 
-    ``runtime="auto"`` picks the runtime by file type (.rpol torch, .onnx ort, .engine trt) and
+    ``runtime="auto"`` picks the runtime by file type (.rpol torch, .onnx ort, .engine trt, .xml
+    openvino; on a CPU an INT8 .onnx runs on OpenVINO when it is installed, see `CPU_AUTO`) and
     ``device="auto"`` the fastest device it can reach; ``runtime.description`` says what was chosen.
     """
+    if runtime == "auto" and Path(model).suffix.lower() == ".onnx":
+        picked = _cpu_pick(Path(model), options)
+        if picked is not None:
+            return picked
     info = choose(model, runtime)
     if "device" in options and options["device"] is not None:
         options["device"] = resolve_device(info, str(options["device"]))
@@ -181,6 +220,10 @@ def open_runtime(model: Path, runtime: str = "auto", **options: Any) -> Runtime:
             if info.extra
             else f"runtime {info.name} needs {', '.join(gone)}"
         )
+    return _create(info, Path(model), options)
+
+
+def _create(info: RuntimeInfo, model: Path, options: dict[str, Any]) -> Runtime:
     cls = getattr(importlib.import_module(info.module), info.cls)
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "model_path"}
     given = {k: v for k, v in options.items() if v is not None}
@@ -191,3 +234,31 @@ def open_runtime(model: Path, runtime: str = "auto", **options: Any) -> Runtime:
             f"(it takes {', '.join(sorted(accepted))})"
         )
     return cls(Path(model), **given)  # type: ignore[no-any-return]
+
+
+def _cpu_pick(model: Path, options: dict[str, Any]) -> Runtime | None:
+    """The `CPU_AUTO` choice for an ``.onnx`` on a CPU, compiled here so that a runtime that cannot
+    compile the graph on this CPU falls back to ONNX Runtime with one line, never a traceback.
+    None: the usual ONNX Runtime (not a CPU run, no rule for this graph, OpenVINO not installed, or
+    an option only ONNX Runtime takes)."""
+    from rpol_edge.core.onnx_meta import read_onnx_meta
+
+    ov = RUNTIMES["openvino"]
+    device = options.get("device") or "cpu"
+    if resolve_device(RUNTIMES["ort"], str(device)) != "cpu" or missing_modules(ov):
+        return None
+    if set(k for k, v in options.items() if v is not None) - {"device", "threads"}:
+        return None
+    precision = read_onnx_meta(model).precision
+    if CPU_AUTO.get(precision) != "openvino":
+        return None
+    rt = _create(ov, model, {**options, "device": "cpu"})
+    try:
+        rt.activate()
+    except InferenceError as exc:
+        log.warning("runtime auto: OpenVINO cannot run %s here (%s); using ONNX Runtime", model.name, exc)
+        return None
+    rt.active = True
+    log.info("runtime auto: %s on OpenVINO (the faster CPU runtime for %s graphs; --runtime ort forces ONNX "
+             "Runtime)", model.name, precision.upper())  # fmt: skip
+    return rt
