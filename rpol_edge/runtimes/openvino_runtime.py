@@ -42,19 +42,18 @@ class OpenVinoRuntime(Runtime):
 
         self.path = Path(model_path)
         self.core = ov.Core()
-        try:
-            self.model = self.core.read_model(str(self.path))
-        except Exception as exc:  # noqa: BLE001
-            raise InferenceError(
-                f"{self.path}: OpenVINO could not read it ({str(exc).splitlines()[0]})"
-            ) from None
+        self.model: Any = None
         if self.path.suffix.lower() == ".onnx":
+            # The graph is compiled from its path (activate): with the compiled-model cache that
+            # skips parsing the ONNX again; the record and batch range come from its header.
             meta, (lo, hi) = read_onnx_header(self.path)
         else:
+            try:
+                self.model = self.core.read_model(str(self.path))
+            except Exception as exc:  # noqa: BLE001
+                why = str(exc).splitlines()[0]
+                raise InferenceError(f"{self.path}: OpenVINO could not read it ({why})") from None
             meta, (lo, hi) = ir_meta(self.model, self.path), ir_batch_range(self.model)
-        names = [o.get_any_name() for o in self.model.outputs]
-        if tuple(names) != OUTPUTS or [i.get_any_name() for i in self.model.inputs] != [INPUT]:
-            raise InferenceError(f"{self.path}: inputs/outputs {names}, expected {INPUT} -> {list(OUTPUTS)}")
         recorded = meta.extra.get("openvino_precision", "")
         chosen = precision or recorded or "f32"
         if chosen not in PRECISIONS:
@@ -80,12 +79,24 @@ class OpenVinoRuntime(Runtime):
             config["CACHE_DIR"] = str(cache)
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
+        source = self.model if self.model is not None else str(self.path)
         try:
-            self.compiled = self.core.compile_model(self.model, self.device, config)
+            self.compiled = self.core.compile_model(source, self.device, config)
         except Exception as exc:  # noqa: BLE001
             raise InferenceError(
                 f"{self.path}: OpenVINO could not compile it for {self.device} ({str(exc).splitlines()[0]})"
             ) from None
+        # A tensor may carry several names (the graph's and its producer's): match by membership.
+        outs = [set(o.get_names()) for o in self.compiled.outputs]
+        ins = [set(i.get_names()) for i in self.compiled.inputs]
+        if (
+            len(outs) != 2
+            or any(n not in o for n, o in zip(OUTPUTS, outs, strict=True))
+            or len(ins) != 1
+            or INPUT not in ins[0]
+        ):
+            self.compiled = None
+            raise InferenceError(f"{self.path}: tensors {ins} -> {outs}, expected {INPUT} -> {list(OUTPUTS)}")
         self.request = self.compiled.create_infer_request()
 
     def deactivate(self) -> None:
