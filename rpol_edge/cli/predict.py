@@ -46,7 +46,8 @@ def predict(
 
     with cli_errors():
         check_min_area(min_area)
-        files = expand_images(images)  # a typed path that does not exist fails here, before any work
+        # a typed path that does not exist fails here, before any work; -o is never read back
+        files = expand_images(images, exclude=[output])
         rt = open_runtime(model, runtime, device=device, weights=weights)
         with rt, progress_bar("predict") as update:
             records, skipped = predict_files(rt, files, output, progress=update, min_area=min_area)

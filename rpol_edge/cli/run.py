@@ -94,7 +94,8 @@ def run_command(
         if (source is None) == (camera is None):
             raise ValueError("give exactly one of --source URI or --camera N")
         check_min_area(min_area)
-        src = parse_source(source if source is not None else f"camera://{camera}")
+        written = [save_frames] if save_frames is not None else []  # never read back what we write
+        src = parse_source(source if source is not None else f"camera://{camera}", exclude=written)
         _check_outputs({"--save": save, "--jsonl": jsonl, "--summary": summary}, save_frames)
         sinks = _sinks(show, save, save_fps, jsonl, save_frames)
         rt = open_runtime(

@@ -76,32 +76,51 @@ class ModelArtifact:
         return cls(meta, w, obj["v_sum"].numpy(), obj["u_sum"].numpy(), obj["count"].numpy(), taus)
 
 
+RELATIVE = {"fit_root": "fit_root_rel", "weights": "weights_rel"}
+"""Each recorded path's copy relative to the model file's folder (``extra``), written beside it."""
+
+
+def _get(meta: ModelMeta, key: str) -> str:
+    return meta.fit_root if key == "fit_root" else meta.extra.get(key, "")
+
+
+def _set(meta: ModelMeta, key: str, value: str, extra: dict[str, str]) -> ModelMeta:
+    if key == "fit_root":
+        return meta.replace(fit_root=value, extra=extra)
+    return meta.replace(extra={**extra, key: value})
+
+
 def portable(meta: ModelMeta, folder: Path) -> ModelMeta:
-    """The paths a model file records (fit data root, backbone checkpoint), relative to the folder
-    it is written to: the file does not carry the maker's absolute paths, and a folder moved with
-    its data keeps working (`located` resolves them again on load)."""
-
-    def rel(text: str) -> str:
-        if not text or not os.path.isabs(text):
-            return text
-        return os.path.relpath(text, os.path.abspath(folder))
-
-    extra = dict(meta.extra)
-    if "weights" in extra:
-        extra["weights"] = rel(extra["weights"])
-    return meta.replace(fit_root=rel(meta.fit_root), extra=extra)
+    """The record as a model file keeps it: each recorded path (fit data root, backbone checkpoint)
+    as it is, made absolute, and also relative to the folder the file is written to, so that
+    `located` finds them on this machine and in a folder moved together with its data. (Exported
+    graphs and engines carry neither: `ModelMeta.shipped`.)"""
+    extra = {k: v for k, v in meta.extra.items() if k not in RELATIVE.values()}
+    for key, rel_key in RELATIVE.items():
+        text = _get(meta, key)
+        if not text:
+            continue
+        path = os.path.abspath(text)  # a relative --weights path was typed relative to the cwd
+        meta = _set(meta, key, path, extra)
+        extra = dict(meta.extra)
+        try:
+            extra[rel_key] = os.path.relpath(path, os.path.abspath(folder))
+        except ValueError:  # another drive (Windows): no relative form
+            pass
+        meta = meta.replace(extra=extra)
+    return meta
 
 
 def located(meta: ModelMeta, folder: Path) -> ModelMeta:
-    """`portable`'s inverse: relative recorded paths resolved against the model file's folder
-    (absolute ones, as older files hold, stay as they are)."""
-
-    def absolute(text: str) -> str:
-        if not text or os.path.isabs(text):
-            return text
-        return os.path.normpath(os.path.join(os.path.abspath(folder), text))
-
-    extra = dict(meta.extra)
-    if "weights" in extra:
-        extra["weights"] = absolute(extra["weights"])
-    return meta.replace(fit_root=absolute(meta.fit_root), extra=extra)
+    """Each recorded path where it is now: as recorded when that exists (this machine; a relative
+    one, as older files may hold for --weights, taken from the working folder), else the relative
+    copy resolved against the model file's folder (the folder was moved with its data)."""
+    for key, rel_key in RELATIVE.items():
+        text, rel = _get(meta, key), meta.extra.get(rel_key, "")
+        if text and os.path.exists(text):
+            continue
+        if rel:
+            moved = os.path.normpath(os.path.join(os.path.abspath(folder), rel))
+            if os.path.exists(moved):
+                meta = _set(meta, key, moved, dict(meta.extra))
+    return meta

@@ -128,7 +128,7 @@ class ModelMeta:
     def shipped(self) -> ModelMeta:
         """The record an exported graph or engine carries: without the maker's paths (the fit's
         data root and the backbone checkpoint path), which only the .rpol needs (explain, refit)."""
-        extra = {k: v for k, v in self.extra.items() if k != "weights"}
+        extra = {k: v for k, v in self.extra.items() if k not in ("weights", "weights_rel", "fit_root_rel")}
         return self.replace(fit_root="", extra=extra)
 
     def shown(self) -> dict[str, Any]:

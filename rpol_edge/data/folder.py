@@ -37,15 +37,21 @@ def read(root: Path, split: str) -> list[Sample]:
     ]
 
 
-def list_images(base: Path) -> list[Path]:
-    """Every image file under ``base``, recursively (the one folder rule of every command)."""
+def list_images(base: Path, exclude: Sequence[Path] = ()) -> list[Path]:
+    """Every image file under ``base``, recursively (the one folder rule of every command), leaving
+    out the folders in ``exclude`` (a command's own output folder inside its input)."""
     relative: list[str] = []
+    skip = {os.path.realpath(p) for p in exclude}
 
     def on_error(exc: OSError) -> None:
         raise DatasetError(f"{exc.filename}: cannot list folder: {exc.strerror}")
 
     for directory, subdirs, files in os.walk(base, onerror=on_error):
-        subdirs[:] = [name for name in subdirs if not name.startswith(".")]
+        subdirs[:] = [
+            name
+            for name in subdirs
+            if not name.startswith(".") and os.path.realpath(os.path.join(directory, name)) not in skip
+        ]
         here = Path(directory)
         for name in files:
             path = here / name
@@ -59,21 +65,22 @@ def list_images(base: Path) -> list[Path]:
 GLOB_CHARS = "*?["
 
 
-def expand_images(args: Sequence[str | Path]) -> list[Path]:
+def expand_images(args: Sequence[str | Path], exclude: Sequence[Path] = ()) -> list[Path]:
     """Image arguments as a user types them -> image files, in order, before any work starts.
 
     A file is itself; a folder is every image under it, recursively (as ``fit --data folder``
     reads it); a pattern with ``*``, ``?`` or ``[`` (quoted, so the shell left it) is expanded,
     ``**`` across folders. A path that does not exist, a folder or pattern without images, is an
     error naming it: something the user typed is never skipped silently. Files that exist but do
-    not decode are the caller's counted skips.
+    not decode are the caller's counted skips. ``exclude``: folders left out of a folder's listing
+    (where the command writes, so a second run does not read the first one's output).
     """
     out: list[Path] = []
     for arg in args:
         text = str(arg)
         path = Path(text).expanduser()
         if path.is_dir():
-            found = list_images(path)
+            found = list_images(path, exclude)
             if not found:
                 raise DatasetError(f"{text}: the folder holds no image files")
             out += found

@@ -33,15 +33,22 @@ class Detection:
 def detect(score: np.ndarray, mask: np.ndarray, transform: CropTransform, min_area: float = 0.0) -> Detection:
     """The one post-processing step every runtime shares: largest contour of the mask -> box.
 
-    ``min_area``: the share of the K x K crop the mask must cover for an object to be reported
-    (0: any non-empty mask is one)."""
-    if not mask.any() or (min_area > 0 and np.count_nonzero(mask) < min_area * mask.size):
+    ``min_area``: the share of the K x K crop the mask's largest region must cover for an object to
+    be reported (0: any non-empty mask is one)."""
+    if not mask.any() or (min_area > 0 and largest_region(mask) < min_area * mask.size):
         return Detection(None, 0.0, None)
     b = boxes_from_mask(mask, multi_contour=False)[0]
     x0, y0, x1, y1 = (int(v) for v in b)
     inside = float(score[y0 : y1 + 1, x0 : x1 + 1].mean())
     orig = transform.boxes_to_original(b)[0]
     return Detection(tuple(int(v) for v in orig), inside, (x0, y0, x1, y1))  # type: ignore[arg-type]
+
+
+def largest_region(mask: np.ndarray) -> int:
+    """Pixels of the mask's largest 8-connected region: the one the box is drawn around, so specks
+    that only add up to a large area are not an object."""
+    n, _, stats, _ = cv2.connectedComponentsWithStats(np.ascontiguousarray(mask, np.uint8), connectivity=8)
+    return int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0
 
 
 def detection_record(d: Detection) -> dict[str, Any]:

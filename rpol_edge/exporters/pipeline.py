@@ -58,6 +58,7 @@ class ExportRequest:
                 "--frame-size": self.frame_size,
                 "--calib-root": self.calib_root,
                 "--weights": self.weights,
+                "--openvino": self.openvino,
             }
             given = [flag for flag, value in options.items() if value]
             if given:

@@ -8,7 +8,7 @@ CLI's help text (``accepted_sources``) does not load OpenCV.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,23 +84,23 @@ def accepted_sources() -> str:
     return ", ".join(k.example for k in SCHEMES.values()) + ", or a video file, image file, folder or glob"
 
 
-def parse_source(uri: str) -> Source:
+def parse_source(uri: str, exclude: Sequence[Path] = ()) -> Source:
     """A URI or path -> an unopened source; raises SourceError naming the accepted forms."""
     m = _SCHEME.match(uri)
     if m is None:
-        return path_source(uri)
+        return path_source(uri, exclude)
     scheme = m.group(1).lower()
     if scheme not in SCHEMES:
         raise SourceError(f"{uri}: unknown source scheme {scheme!r}; accepted: {accepted_sources()}")
     return SCHEMES[scheme].factory(uri)
 
 
-def path_source(text: str) -> Source:
+def path_source(text: str, exclude: Sequence[Path] = ()) -> Source:
     """Glob, folder, image file or video file, decided by what is on disk."""
     path = Path(text).expanduser()
     if path.is_dir() or (not path.exists() and any(c in text for c in GLOB_CHARS)):
         try:  # the one rule for folders (recursive) and patterns, shared with predict and explain
-            paths = expand_images([text])
+            paths = expand_images([text], exclude)
         except DatasetError as exc:
             raise SourceError(str(exc)) from None
         return ImageFilesSource(text, paths, "image folder" if path.is_dir() else "image glob")

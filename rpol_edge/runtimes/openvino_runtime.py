@@ -73,7 +73,7 @@ class OpenVinoRuntime(Runtime):
     def activate(self) -> None:
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": self.hint, "PERFORMANCE_HINT": "LATENCY"}
         cache = self.path.parent / CACHE_NAME
-        if os.access(self.path.parent, os.W_OK):
+        if os.access(cache if cache.exists() else self.path.parent, os.W_OK):
             # OpenVINO keeps the compiled model there (keyed by the model and these settings):
             # measured on the AMD EPYC, a second start compiles in 0.12 s instead of 0.38 s.
             config["CACHE_DIR"] = str(cache)
@@ -81,7 +81,13 @@ class OpenVinoRuntime(Runtime):
             config["INFERENCE_NUM_THREADS"] = self.threads
         source = self.model if self.model is not None else str(self.path)
         try:
-            self.compiled = self.core.compile_model(source, self.device, config)
+            try:
+                self.compiled = self.core.compile_model(source, self.device, config)
+            except Exception:  # noqa: BLE001 - an unreadable cache (another user's): once without it
+                if "CACHE_DIR" not in config:
+                    raise
+                config.pop("CACHE_DIR")
+                self.compiled = self.core.compile_model(source, self.device, config)
         except Exception as exc:  # noqa: BLE001
             raise InferenceError(
                 f"{self.path}: OpenVINO could not compile it for {self.device} ({str(exc).splitlines()[0]})"

@@ -150,7 +150,9 @@ def test_09_artifacts_get_the_mode_open_would_give(tmp_path: Path) -> None:
     path = tmp_path / "m.onnx"
     write_bytes_atomic(path, b"x")
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~UMASK
-    assert UMASK != 0o077 or True  # the sandbox's umask is whatever it is; the rule is open()'s
+    with open(tmp_path / "plain", "w"):  # what open() gives, for comparison
+        pass
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
 
 
 # 10 -------------------------------------------------------------------------------------------
@@ -217,9 +219,7 @@ def test_16_info_on_an_onnx_shows_its_tensors(sample_onnx: Path) -> None:
     code, lines = invoke("info", sample_onnx)
     text = "\n".join(lines)
     assert (
-        "frames (input)" in text
-        and "uint8 (N, 224, 224, 3), NHWC, RGB, 0..255" in text
-        and "N >= 1" in text
+        "frames (input)" in text and "uint8 (N, 224, 224, 3), NHWC, RGB, 0..255" in text and "N >= 1" in text
     )
     assert "score (output)" in text and "mask (output)" in text
     res = runner.invoke(app, ["info", str(sample_onnx), "--json"])
@@ -253,17 +253,25 @@ def test_18_no_object_outcome_and_every_field_documented(sample_onnx: Path, tmp_
 
 
 # 19 -------------------------------------------------------------------------------------------
-def test_19_shipped_files_do_not_carry_the_makers_paths(sample_model: Path, sample_onnx: Path) -> None:
-    import torch
+def test_19_shipped_files_do_not_carry_the_makers_paths(
+    sample_model: Path, sample_onnx: Path, tmp_path: Path
+) -> None:
+    import shutil
 
     from rpol_edge.core.artifact import ModelArtifact
     from rpol_edge.core.model_file import read_meta
 
     exported = read_meta(sample_onnx)
-    assert exported.fit_root == "" and "weights" not in exported.extra
-    raw = json.loads(torch.load(sample_model, weights_only=True)["meta"])
-    assert not os.path.isabs(raw["fit_root"])  # relative to the model file's folder
-    assert Path(ModelArtifact.load(sample_model).meta.fit_root) == SAMPLE.resolve()  # found again
+    assert exported.fit_root == "" and not {"weights", "weights_rel", "fit_root_rel"} & set(exported.extra)
+    assert Path(ModelArtifact.load(sample_model).meta.fit_root) == SAMPLE.resolve()  # on this machine
+    # a folder moved with its data: the .rpol finds the data through its relative copy
+    art = ModelArtifact.load(sample_model)
+    (tmp_path / "a" / "data").mkdir(parents=True)
+    art.meta = art.meta.replace(fit_root=str(tmp_path / "a" / "data"))
+    art.save(tmp_path / "a" / "models" / "m.rpol")
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    moved = ModelArtifact.load(tmp_path / "b" / "models" / "m.rpol").meta
+    assert Path(moved.fit_root) == tmp_path / "b" / "data"
 
 
 # 20 -------------------------------------------------------------------------------------------
@@ -285,3 +293,27 @@ def test_21_frame_size_refused_up_front(size: str, needle: str, sample_model: Pa
 def test_22_no_progress_bar_before_an_early_error(sample_model: Path, tmp_path: Path) -> None:
     only_error(("explain", sample_model, tmp_path / "nosuch.jpg", "-o", tmp_path / "x"))
     only_error(("fit", "--root", SAMPLE, "--backbone", "nosuchnet", "--workers", "0"))
+
+
+def test_07b_output_folder_inside_the_input_is_not_read_back(sample_onnx: Path, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in PHOTOS[:2]:
+        (photos / p.name).write_bytes(p.read_bytes())
+    for _ in range(2):  # the second run must not predict on the first one's overlays
+        code, _ = invoke("predict", sample_onnx, photos, "-o", photos / "pred")
+        assert code == 0
+        assert len((photos / "pred" / "predictions.jsonl").read_text().splitlines()) == 2
+
+
+def test_18b_min_area_is_the_largest_region_not_the_sum_of_specks() -> None:
+    from rpol_edge.core.geometry import CropTransform
+    from rpol_edge.evaluate.predict import detect
+
+    mask = np.zeros((64, 64), np.uint8)
+    mask[::8, ::8] = 1  # 64 specks: 1.6 % of the crop in all, each one pixel
+    score = mask.astype(np.float32)
+    t = CropTransform(64, 64, 64, 64)
+    assert detect(score, mask, t, min_area=0.01).box is None
+    mask[10:30, 10:30] = 1  # one 400-pixel region: 10 % of the crop
+    assert detect(score, mask, t, min_area=0.01).box is not None
