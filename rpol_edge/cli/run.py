@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -30,12 +30,19 @@ if TYPE_CHECKING:
     from rpol_edge.live.stats import RunSummary
     from rpol_edge.runtimes import Runtime
 
-SOURCE_HELP = "camera, stream, video file, image file, folder or glob: " + accepted_sources()
+SOURCE_HELP = (
+    "camera, stream, video file, image file, folder or glob: "
+    + accepted_sources()
+    + "; repeat it for several streams, batched into one inference call"
+)
+STREAM_FIELD = "{stream}"
+"""In --save, --jsonl and --save-frames, replaced by each source's number (0, 1, ...): one output
+per stream. Without it, several streams share one output (a tiled mosaic for --save and --show)."""
 
 
 def run_command(
     model: Annotated[Path, typer.Argument(help="model file (.rpol), ONNX file or TensorRT engine")],
-    source: Annotated[str | None, typer.Option("--source", help=SOURCE_HELP)] = None,
+    source: Annotated[list[str] | None, typer.Option("--source", help=SOURCE_HELP)] = None,
     camera: Annotated[
         int | None, typer.Option("--camera", help="V4L2 camera index (same as --source camera://N)")
     ] = None,
@@ -65,7 +72,7 @@ def run_command(
     summary: Annotated[
         Path | None, typer.Option("--summary", help="write the end-of-run summary as JSON")
     ] = None,
-    max_frames: Annotated[int | None, typer.Option(min=1, help="stop after this many frames")] = None,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="stop after this many frames (of each stream)")] = None,
     open_timeout: Annotated[
         float, typer.Option(min=0.1, help="seconds to wait for the source to open")
     ] = 10.0,
@@ -76,10 +83,31 @@ def run_command(
         ),
     ] = 10,
     min_area: MinArea = 0.0,
+    sources: Annotated[
+        Path | None,
+        typer.Option("--sources", help="text file of sources: one URI or path a line, # comments"),
+    ] = None,
+    realtime: Annotated[
+        bool,
+        typer.Option(
+            "--realtime", help="read video files at their frame rate, newest frame wins, like cameras"
+        ),
+    ] = False,
+    batch_wait_ms: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="several streams: ms a batch waits for the others' frames after its first one"
+        ),
+    ] = 5.0,
 ) -> None:
     """Live localization on cameras, streams, video files and image folders.
 
     Ends at the end of the source, after --max-frames, or on Ctrl-C / SIGTERM, with flushed outputs.
+
+    Several sources (repeat --source, or list them in a file for --sources) run together: their
+    frames are batched into one inference call, each stream reads, drops and reconnects on its
+    own, records carry the stream's number, and --max-frames counts per stream. {stream} in --save, --jsonl or
+    --save-frames gives one output per stream; without it --save and --show are a tiled mosaic.
 
     Exit codes: 0 when the run ends, Ctrl-C and SIGTERM included (also while the source is still
     opening): outputs flushed, summary printed, its "stopped by" saying why; 1 when a network
@@ -91,13 +119,21 @@ def run_command(
     from rpol_edge.runtimes import open_runtime
 
     with cli_errors(), _source_errors(err), _log_to(err), _interrupt_ends_run(err):
-        if (source is None) == (camera is None):
-            raise ValueError("give exactly one of --source URI or --camera N")
+        uris = [*(source or []), *(_read_sources(sources) if sources is not None else [])]
+        if camera is not None:
+            uris.insert(0, f"camera://{camera}")
+        if not uris:
+            raise ValueError("give a source: --source URI (repeatable), --sources FILE or --camera N")
         check_min_area(min_area)
-        written = [save_frames] if save_frames is not None else []  # never read back what we write
-        src = parse_source(source if source is not None else f"camera://{camera}", exclude=written)
-        _check_outputs({"--save": save, "--jsonl": jsonl, "--summary": summary}, save_frames)
-        sinks = _sinks(show, save, save_fps, jsonl, save_frames)
+        written = (
+            [_pattern_root(save_frames)] if save_frames is not None else []
+        )  # never read back our output
+        srcs = [parse_source(uri, exclude=written) for uri in uris]
+        outputs = {"--save": save, "--jsonl": jsonl}
+        _check_outputs(
+            _expand(outputs, len(srcs)) | {"--summary": summary}, _expand_folder(save_frames, len(srcs))
+        )
+        sinks = _sinks(show, save, save_fps, jsonl, save_frames, len(srcs))
         rt = open_runtime(
             model,
             runtime,
@@ -116,12 +152,55 @@ def run_command(
 
         with rt:  # run_live opens the source (within --open-timeout) and closes it
             err.print(f"runtime: {rt.description} ({model})", highlight=False, markup=False)
-            result = _run(rt, src, sinks, max_frames, open_timeout, max_reconnects, err, report, min_area)
+            options = {"min_area": min_area, "realtime": realtime, "batch_wait": batch_wait_ms / 1e3}
+            result = _run(rt, srcs, sinks, max_frames, open_timeout, max_reconnects, err, report, options)
         if result.stop_reason == "source lost":
             raise typer.Exit(1)
 
 
-def _check_outputs(files: dict[str, Path | None], frames: Path | None) -> None:
+def _read_sources(path: Path) -> list[str]:
+    """The sources of a --sources file: one URI or path a line; blank lines and # comments skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"--sources {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})"
+        ) from None
+    uris = [line.strip() for line in text.splitlines()]
+    uris = [u for u in uris if u and not u.startswith("#")]
+    if not uris:
+        raise ValueError(f"--sources {path}: no source in it (one URI or path a line)")
+    return uris
+
+
+def _per_stream(path: Path, stream: int) -> Path:
+    return Path(str(path).replace(STREAM_FIELD, str(stream)))
+
+
+def _pattern_root(path: Path) -> Path:
+    """The part of an output path before any {stream}: what the sources must not read from."""
+    text = str(path)
+    return Path(text[: text.index(STREAM_FIELD)]).parent if STREAM_FIELD in text else path
+
+
+def _expand(files: dict[str, Path | None], n: int) -> dict[str, Path | None]:
+    """Each option's file per stream when it holds {stream}, else itself (shared by all streams)."""
+    out: dict[str, Path | None] = {}
+    for option, path in files.items():
+        if path is not None and STREAM_FIELD in str(path):
+            out |= {f"{option} (stream {i})": _per_stream(path, i) for i in range(n)}
+        else:
+            out[option] = path
+    return out
+
+
+def _expand_folder(frames: Path | None, n: int) -> list[Path]:
+    if frames is None:
+        return []
+    return [_per_stream(frames, i) for i in range(n)] if STREAM_FIELD in str(frames) else [frames]
+
+
+def _check_outputs(files: dict[str, Path | None], frames: list[Path]) -> None:
     """Refuse an output that cannot be written now, before the model loads and the source opens,
     not at the first frame or, for --summary, at the very end of a long run.
 
@@ -137,12 +216,12 @@ def _check_outputs(files: dict[str, Path | None], frames: Path | None) -> None:
             check_writable(path)
         except ValueError as exc:
             raise ValueError(f"{option} {path}: {exc}") from None
-    if frames is not None:
-        if frames.exists() and not frames.is_dir():
-            raise ValueError(f"--save-frames {frames} is a file; give a folder")
-        _make_folder(f"--save-frames {frames}", frames)
-        if not os.access(frames, os.W_OK):
-            raise ValueError(f"--save-frames {frames}: cannot write to this folder")
+    for folder in frames:
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"--save-frames {folder} is a file; give a folder")
+        _make_folder(f"--save-frames {folder}", folder)
+        if not os.access(folder, os.W_OK):
+            raise ValueError(f"--save-frames {folder}: cannot write to this folder")
 
 
 def _make_folder(what: str, folder: Path) -> None:
@@ -165,34 +244,54 @@ def _interrupt_ends_run(err: Console) -> Iterator[None]:
 
 
 def _sinks(
-    show: bool, save: Path | None, save_fps: float | None, jsonl: Path | None, frames: Path | None
+    show: bool,
+    save: Path | None,
+    save_fps: float | None,
+    jsonl: Path | None,
+    frames: Path | None,
+    n: int,
 ) -> list[Sink]:
+    """The outputs asked for: per stream where the path holds {stream}; otherwise one output for
+    every stream (--save and --show: a mosaic of the streams when there are several)."""
+    from rpol_edge.live.mosaic import MosaicSink
     from rpol_edge.live.outputs import FramesSink, JsonlSink, VideoSink, WindowSink
 
+    def each(path: Path, make: Callable[[Path], Sink]) -> list[Sink]:
+        if STREAM_FIELD not in str(path):
+            return [make(path)]
+        sinks = [make(_per_stream(path, i)) for i in range(n)]
+        for i, sink in enumerate(sinks):
+            sink.stream = i
+        return sinks
+
+    shared: list[Sink] = []  # image sinks of every stream: tiled when there are several
     sinks: list[Sink] = []
     if show:
-        sinks.append(WindowSink())
+        shared.append(WindowSink())
     if save is not None:
         if save.suffix.lower() != ".mp4":
             raise ValueError(f"--save {save}: give an .mp4 file name (mp4v codec)")
-        sinks.append(VideoSink(save, save_fps))
+        videos = each(save, lambda p: VideoSink(p, save_fps))
+        (shared if len(videos) == 1 else sinks).extend(videos)
+    if shared:
+        sinks[:0] = [MosaicSink(n, shared)] if n > 1 else shared
     if frames is not None:
-        sinks.append(FramesSink(frames))
+        sinks += each(frames, lambda p: FramesSink(p, name_streams=n > 1 and STREAM_FIELD not in str(frames)))
     if jsonl is not None:
-        sinks.append(JsonlSink(jsonl))
+        sinks += each(jsonl, JsonlSink)
     return sinks
 
 
 def _run(
     rt: Runtime,
-    src: Source,
+    srcs: list[Source],
     sinks: list[Sink],
     max_frames: int | None,
     open_timeout: float,
     max_reconnects: int,
     err: Console,
     report: Callable[[RunSummary], None],
-    min_area: float = 0.0,
+    options: dict[str, Any],
 ) -> RunSummary:
     """run_live under a progress bar (frames done, of how many when the source knows); ``report``
     is called with the summary inside run_live, under its signal handlers."""
@@ -213,14 +312,14 @@ def _run(
 
         return run_live(
             rt,
-            src,
+            srcs,
             sinks,
             max_frames=max_frames,
             open_timeout=open_timeout,
             max_reconnects=max_reconnects,
             progress=update,
             report=report_after_bar,
-            min_area=min_area,
+            **options,
         )
 
 
@@ -228,7 +327,7 @@ def _print_summary(console: Console, s: RunSummary) -> None:
     from rich.table import Table
 
     table = Table("summary", "value")
-    rows = {
+    rows: dict[str, object] = {
         "source": s.source,
         "runtime": s.runtime,
         "stopped by": s.stop_reason,
@@ -240,10 +339,41 @@ def _print_summary(console: Console, s: RunSummary) -> None:
         "mean FPS": f"{s.mean_fps:.2f}",
         "latency p50 / p95 ms": f"{s.latency_ms['p50']:.1f} / {s.latency_ms['p95']:.1f}",
     }
+    if len(s.streams) > 1:
+        rows["source"] = f"{len(s.streams)} streams (below)"
+        rows["mean FPS"] = f"{s.mean_fps:.2f} in total"
+        rows["latency p50 / p95 ms"] = (
+            f"{s.latency_ms['p50']:.1f} / {s.latency_ms['p95']:.1f} (p99 {s.latency_ms['p99']:.1f})"
+        )
+        rows["frames per inference"] = f"{s.batch_size['mean']:.2f} mean, {s.batch_size['max']:.0f} max"
     rows.update({f"{k} ms (mean)": f"{v['mean']:.1f}" for k, v in s.stage_ms.items()})
     for k, v in rows.items():
         table.add_row(k, str(v))
     console.print(table)
+    if len(s.streams) > 1:
+        console.print(_streams_table(s))
+
+
+def _streams_table(s: RunSummary) -> Any:
+    """One row per stream: what it gave, lost and took (the run's totals are above)."""
+    from rich.table import Table
+
+    table = Table(
+        "#", "source", "ended by", "frames", "dropped", "drops", "reconnects", "FPS", "p50 / p95 ms"
+    )
+    for p in s.streams:
+        table.add_row(
+            str(p.stream),
+            p.source,
+            p.ended_by,
+            str(p.frames),
+            str(p.dropped_frames),
+            str(p.stream_drops),
+            f"{p.reconnects} ({p.reconnect_attempts})",
+            f"{p.mean_fps:.2f}",
+            f"{p.latency_ms['p50']:.1f} / {p.latency_ms['p95']:.1f}",
+        )
+    return table
 
 
 @contextmanager

@@ -33,6 +33,10 @@ class Frame:
     ms: dict[str, float] = field(default_factory=dict)
     position_s: float | None = None
     """Position in a video file (seconds): see `Captured.position_s`."""
+    stream: int = 0
+    """Which of the run's sources (0-based, in the order given); ``index`` counts within it."""
+    batch: int = 1
+    """How many frames shared this frame's inference call (streams batched together)."""
 
     def bgr(self) -> np.ndarray:
         """The frame in BGR, the order the overlay draws in (converted only for RGB sources)."""
@@ -52,7 +56,7 @@ class FrameResult:
 
 def frame_record(r: FrameResult) -> dict[str, Any]:
     """The JSONL line: box in original-frame pixels, score, per-stage and end-to-end milliseconds."""
-    rec: dict[str, Any] = {"frame": r.frame.index}
+    rec: dict[str, Any] = {"stream": r.frame.stream, "frame": r.frame.index}
     if r.frame.position_s is not None:  # a video file: where in the video, to match its frames
         rec["position_s"] = r.frame.position_s
     rec["timestamp"] = round(r.frame.timestamp, 6)  # wall clock when it was read
@@ -62,5 +66,6 @@ def frame_record(r: FrameResult) -> dict[str, Any]:
     rec["height"] = r.transform.src_h
     rec.update(detection_record(r.detection))
     rec["ms"] = {s: round(r.frame.ms.get(s, 0.0), 3) for s in STAGES}
+    rec["batch"] = r.frame.batch
     rec["latency_ms"] = round(r.latency_ms, 3)
     return rec

@@ -27,10 +27,10 @@ class LatestSlot(Generic[T]):
         self._item: T | None = None
         self._full = False
 
-    def put(self, item: T) -> bool:
-        """Store ``item``; True when it replaced one nobody read."""
+    def put(self, item: T) -> T | None:
+        """Store ``item``; returns the item it replaced, unread (a drop), or None."""
         with self._cond:
-            dropped = self._full
+            dropped = self._item if self._full else None
             self._item, self._full = item, True
             self._cond.notify()
             return dropped
@@ -47,9 +47,9 @@ class LatestSlot(Generic[T]):
             return not self._full
 
 
-def put_until_stopped(q: queue.Queue[T], item: T, stop: threading.Event) -> bool:
-    """Blocking put that gives up when the run is stopping (the consumer may be gone)."""
-    while not stop.is_set():
+def put_until_stopped(q: queue.Queue[T], item: T, *stops: threading.Event) -> bool:
+    """Blocking put that gives up when any of ``stops`` is set (the consumer may be gone)."""
+    while not any(stop.is_set() for stop in stops):
         try:
             q.put(item, timeout=POLL_S)
             return True

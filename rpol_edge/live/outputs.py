@@ -19,7 +19,6 @@ import numpy as np
 
 from rpol_edge.live._opencv import cv2
 from rpol_edge.live.frames import FrameResult, frame_record
-from rpol_edge.live.sources import Source
 
 log = logging.getLogger("rpol_edge.live")
 
@@ -28,9 +27,12 @@ class Sink(ABC):
     needs_image: bool = True
     stop_requested: bool = False
     """Set by a sink that wants the run to end (window closed, q pressed)."""
+    stream: int | None = None
+    """The one source whose frames this sink gets (None: every source's)."""
 
-    def start(self, source: Source) -> None:  # noqa: B027 - optional hook
-        """Called once before the first frame (the source is open: its fps and liveness are known)."""
+    def start(self, live: bool, fps: float | None) -> None:  # noqa: B027 - optional hook
+        """Called once before the first frame, when the sources are open: whether what this sink
+        gets is live (on the sources' clock) and its declared frame rate, if any."""
 
     @abstractmethod
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:
@@ -49,7 +51,7 @@ class JsonlSink(Sink):
         self.path = Path(path)
         self._fh: TextIO | None = None
 
-    def start(self, source: Source) -> None:
+    def start(self, live: bool, fps: float | None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = self.path.open("w", encoding="utf-8")
 
@@ -94,11 +96,11 @@ class VideoSink(Sink):
         self._size: tuple[int, int] | None = None
         self._t0 = 0.0
 
-    def start(self, source: Source) -> None:
+    def start(self, live: bool, fps: float | None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.live = source.is_live
+        self.live = live
         if self.fps is None:
-            self.fps = source.fps or 25.0
+            self.fps = fps or 25.0
 
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:
         assert image is not None and self.fps is not None
@@ -134,17 +136,20 @@ class VideoSink(Sink):
 
 
 class FramesSink(Sink):
-    """One annotated JPEG per frame, named by the capture index."""
+    """One annotated JPEG per frame, named by the capture index (and the stream, for a folder that
+    several streams share: ``s1_frame_000042.jpg``)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, name_streams: bool = False) -> None:
         self.folder = Path(folder)
+        self.name_streams = name_streams
 
-    def start(self, source: Source) -> None:
+    def start(self, live: bool, fps: float | None) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:
         assert image is not None
-        path = self.folder / f"frame_{result.frame.index:06d}.jpg"
+        prefix = f"s{result.frame.stream}_" if self.name_streams else ""
+        path = self.folder / f"{prefix}frame_{result.frame.index:06d}.jpg"
         if not cv2.imwrite(str(path), image):
             raise OSError(f"{path}: could not write the frame")
 

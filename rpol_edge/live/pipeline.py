@@ -1,50 +1,55 @@
-"""The live pipeline: capture, pre-processing, inference, drawing and output run concurrently.
+"""The live pipeline: capture, pre-processing, batched inference, drawing and output run concurrently.
 
-Five threads, one per stage, meeting at bounded hand-offs, so that throughput is set by the slowest
+Threads, one per stage, meeting at bounded hand-offs, so that throughput is set by the slowest
 stage and not by their sum (measured: docs/live.md, benchmarks/live_fps.py):
 
-* capture (worker thread) reads and decodes the source;
-* prepare (worker thread) does the shared pre-processing (``prepare.prepare``: resize, crop and
-  colour order on the host, or a size check and pass-through for a graph exported with
+* capture (a thread per source) reads and decodes it, and reconnects it on its own;
+* prepare (a thread per source) does the shared pre-processing (``prepare.prepare``: resize, crop
+  and colour order on the host, or a size check and pass-through for a graph exported with
   ``--frame-size``);
-* inference (worker thread) only calls the runtime, so a GPU is fed as soon as it is free;
-* render (worker thread) does the shared post-processing (``predict.detect``) and draws the
+* inference (one worker thread) takes the ready frames of every source in one batch (at most one
+  per source, within the model's batch range, after a bounded wait: `batching.Batcher`) and only
+  calls the runtime, so a GPU is fed as soon as it is free;
+* render (one worker thread) does the shared post-processing (``predict.detect``) and draws the
   shared overlay (``overlay.render``) when an image output needs it;
 * output (the calling thread, because GUI toolkits want the main thread and signals are delivered
-  there) writes every sink (video encoding, JPEG files, window, JSONL).
+  there) writes every sink (video encoding, JPEG files, window, mosaic, JSONL).
 
 Each hand-off is, for a live source, a one-item slot that the next item overwrites, so a slow
 stage never makes the camera or the socket back up and what is shown is always the newest frame
-(each overwrite is counted as a dropped frame); for files and folders it is a blocking queue, and
-every frame is processed.
+(each overwrite is counted as a dropped frame of its stream); for files and folders it is a
+blocking queue, and every frame is processed. With live and file sources mixed, the hand-offs after
+inference block (no file frame is ever dropped) and live frames are dropped before inference.
 
-Stopping: end of stream drains what is already queued; Ctrl-C, SIGTERM, ``max_frames`` or a closed
-window stop promptly. Either way every sink is closed (files flushed, the video renamed into place)
-as soon as output returns, still under the signal handlers, and a RunSummary is returned.
+Stopping: the end of every stream drains what is already queued (a stream that ends, or is lost
+for good, leaves the others running); Ctrl-C, SIGTERM or a closed window stop promptly;
+``max_frames`` ends each stream after that many frames. Either way every sink is closed (files
+flushed, videos renamed into place) as soon as output returns, still under the signal handlers,
+and a RunSummary is returned, with the totals and one part per stream.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from rpol_edge.core.geometry import CropTransform
-from rpol_edge.core.prepare import describe, prepare
+from rpol_edge.core.prepare import describe
 from rpol_edge.evaluate.overlay import render
 from rpol_edge.evaluate.predict import detect
-from rpol_edge.live.frames import Frame, FrameResult
+from rpol_edge.live.batching import Batcher
+from rpol_edge.live.frames import FrameResult
 from rpol_edge.live.handoff import POLL_S, LatestSlot, put_until_stopped
 from rpol_edge.live.outputs import Sink
 from rpol_edge.live.signals import Interrupted, RunSignals
-from rpol_edge.live.sources import Backoff, CorruptFrame, OpenFailed, Source, StreamDropped, open_source
-from rpol_edge.live.stats import RunStats, RunSummary
+from rpol_edge.live.sources import Backoff, Source, open_source
+from rpol_edge.live.stats import RunStats, RunSummary, run_summary
+from rpol_edge.live.stream import Stream, StreamPolicy, Work
 from rpol_edge.runtimes import Runtime, infer_all
 
 log = logging.getLogger("rpol_edge.live")
@@ -56,220 +61,124 @@ Progress = Callable[[int, int | None], None]
 
 RECONNECT_BACKOFF = Backoff(first=0.5, factor=2.0, cap=10.0)
 
+BATCH_WAIT_S = 0.005
+"""How long a batch waits for the other streams' frames after its first one is ready."""
 
-@dataclass
-class _Work:
-    """One frame on its way through the stages; each stage fills in its part."""
-
-    frame: Frame
-    x: np.ndarray | None = None
-    """The K x K RGB network input (prepare -> inference)."""
-    transform: CropTransform | None = None
-    score: np.ndarray | None = None
-    mask: np.ndarray | None = None
-    result: FrameResult | None = None
-    image: np.ndarray | None = None
-    """The BGR overlay, when an image output needs one (render -> output)."""
-
-
-Channel = LatestSlot[_Work] | queue.Queue[_Work]
+Batch = list[Work]
+Channel = LatestSlot[Batch] | queue.Queue[Batch]
 
 
 class _Run:
-    """State shared by the five threads of one run."""
+    """State shared by the threads of one run."""
 
     def __init__(
         self,
         runtime: Runtime,
-        source: Source,
+        sources: Sequence[Source],
         sinks: Sequence[Sink],
-        max_frames: int | None,
-        open_timeout: float,
-        max_reconnects: int,
-        backoff: Backoff,
-        queue_size: int,
+        policy: StreamPolicy,
         progress: Progress | None,
-        min_area: float = 0.0,
+        min_area: float,
+        batch_wait: float,
     ) -> None:
         self.runtime = runtime
         self.min_area = min_area
-        self.source = source
-        self.sinks = list(sinks)
-        self.max_frames = max_frames
-        self.open_timeout = open_timeout
-        self.max_reconnects = max_reconnects
-        self.backoff = backoff
+        self.policy = policy
         self.progress = progress
-        self.stats = RunStats()
         self.stop = threading.Event()
-        """Abort: stop promptly, drop what is queued (signals, max frames, window closed, errors)."""
-        self.done = {stage: threading.Event() for stage in ("capture", "prepare", "infer", "render")}
+        """Abort: stop promptly, drop what is queued (signals, window closed, errors)."""
+        self.wake = threading.Event()
+        self.streams = [
+            Stream(i, s, runtime.meta, policy, self.stop, self.wake) for i, s in enumerate(sources)
+        ]
+        self.total = RunStats()
+        """What output recorded for every stream: the run's latency and stage times."""
+        self.batch_sizes: Counter[int] = Counter()
+        """Inference calls by number of frames (written by the inference thread only)."""
+        self.max_batch = min(len(self.streams), runtime.max_batch or len(self.streams))
+        self.batch_wait = batch_wait
+        self.sinks = list(sinks)
+        self.done = {stage: threading.Event() for stage in ("infer", "render")}
         """Set when a worker's loop has ended: its consumer stops once its inbox is empty too."""
         self.stop_reason: str | None = None
-        self.end_reason = "end of stream"
         self.errors: list[BaseException] = []
-        self.failed_attempts = 0
-        """Reconnect attempts since the last frame read (bounded by ``max_reconnects``)."""
-        self.in_outage = False
-        """Between a drop and the next frame read: one outage, however many reopens it takes."""
-        # The hand-off into each stage, named for the stage that reads it. For files, read-ahead
-        # (``queue_size``) is before prepare only: deeper queues further on would add latency, not
-        # throughput (one waiting item per stage is enough to keep every stage busy).
+        # After inference, newest wins only when every stream is live: a file frame is never dropped.
+        all_paced = all(s.paced for s in self.streams)
         self.inbox: dict[str, Channel] = {
-            stage: LatestSlot() if source.is_live else queue.Queue(maxsize=queue_size if i == 0 else 1)
-            for i, stage in enumerate(("prepare", "infer", "render", "output"))
+            stage: LatestSlot() if all_paced else queue.Queue(maxsize=1) for stage in ("render", "output")
         }
         self.image_sinks = [s for s in self.sinks if s.needs_image]
         self.record_sinks = [s for s in self.sinks if not s.needs_image]
+        self.image_streams = {
+            i for i in range(len(self.streams)) for s in self.image_sinks if s.stream in (None, i)
+        }
         self.last_write_ms = 0.0
         """The previous frame's write time, shown in the overlay (set by output, read by render)."""
         self._last_render_ms = 0.0
-        """Frames written per second, shown on the overlay: counted where frames leave, not at
-        render, which a live source may run for frames the output then drops (newest wins)."""
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
         self.stop.set()
 
-    # --- capture -----------------------------------------------------------------------------
+    def end_reason(self) -> str:
+        """Why the run ended by itself: its streams' endings, the gravest first."""
+        ended = {s.stats.ended_by for s in self.streams}
+        for reason in ("source lost", "max frames"):
+            if reason in ended:
+                return reason
+        return "end of stream"
 
-    def capture(self) -> None:
-        index = 0
-        while not self.stop.is_set():
-            started = time.perf_counter()
-            try:
-                captured = self.source.read()
-            except CorruptFrame as exc:
-                self.stats.corrupt_frames += 1
-                log.warning("corrupt frame skipped: %s", exc)
-                continue
-            except StreamDropped as exc:
-                if not self.stop.is_set() and self._ride_out(str(exc)):
-                    continue
-                break
-            if captured is None:
-                if self.source.can_reconnect and not self.stop.is_set() and self._ride_out("end of stream"):
-                    continue
-                break
-            now = time.perf_counter()
-            if self.in_outage:  # a frame, not a mere reopen, proves the link is back
-                self.in_outage = False
-                self.stats.reconnects += 1
-                log.warning(
-                    "%s: reconnected, frames again after %d attempt(s)", self.source.uri, self.failed_attempts
-                )
-            self.failed_attempts = 0
-            if self.stats.first_read is None:
-                self.stats.first_read = started
-            if captured.arrived is not None:
-                started = captured.arrived
-            frame = Frame(
-                index,
-                time.time(),
-                started,
-                captured.image,
-                captured.name,
-                captured.is_rgb,
-                {"capture": (now - started) * 1e3},
-                captured.position_s,
-            )
-            index += 1
-            self.stats.captured += 1
-            if not self._hand_over("capture", "prepare", _Work(frame)):
-                break
-            if self.max_frames is not None and not self.source.is_live and index >= self.max_frames:
-                break
+    # --- inference and render -----------------------------------------------------------------
 
-    def _ride_out(self, reason: str) -> bool:
-        """After a drop: reconnect with backoff; False when the run should end (gave up or stopping).
-
-        Attempts count from the last frame read, not from the last reopen: a server that accepts
-        connections but never sends a frame must still exhaust ``max_reconnects``. For the same
-        reason a reopen is not yet a reconnect: `capture` counts that at the first frame after it,
-        and a drop right after a reopen is the same outage, not a new one.
-        """
-        if not self.source.can_reconnect:
-            self.stats.stream_drops += 1
-            log.warning("%s: source lost (%s)", self.source.uri, reason)
-            self.end_reason = "source lost"
-            return False
-        if self.in_outage:
-            log.warning("%s: reopened stream lost before a frame (%s)", self.source.uri, reason)
-        else:
-            self.in_outage = True
-            self.stats.stream_drops += 1
-            log.warning("%s: stream dropped (%s); reconnecting", self.source.uri, reason)
-        self.source.close()
-        while not self.stop.is_set():
-            if 0 <= self.max_reconnects <= self.failed_attempts:
-                log.error(
-                    "%s: giving up after %d reconnect attempt(s)", self.source.uri, self.failed_attempts
-                )
-                self.end_reason = "source lost"
-                return False
-            if self.stop.wait(self.backoff.delay(self.failed_attempts)):
-                return False
-            self.failed_attempts += 1
-            self.stats.reconnect_attempts += 1
-            try:
-                self.source.open(self.open_timeout)
-            except OpenFailed as exc:
-                log.warning("%s: reconnect attempt %d failed: %s", self.source.uri, self.failed_attempts, exc)
-                continue
-            log.warning(
-                "%s: reopened (attempt %d); waiting for a frame", self.source.uri, self.failed_attempts
-            )
-            return True
-        return False
-
-    # --- the stages between capture and output ------------------------------------------------
-
-    def _hand_over(self, stage: str, to: str, work: _Work) -> bool:
-        """Pass ``work`` on; False when the run is stopping. A live hand-off never blocks: it
-        replaces an unread item, which ``stage`` counts as a drop (one counter per thread)."""
+    def _hand_over(self, stage: str, to: str, batch: Batch) -> bool:
+        """Pass ``batch`` on; False when the run is stopping. A newest-wins hand-off never blocks:
+        it replaces an unread batch, whose frames ``stage`` counts as drops of their streams."""
         box = self.inbox[to]
         if isinstance(box, LatestSlot):
-            self.stats.handoff_drops[stage] += box.put(work)
+            for work in box.put(batch) or ():
+                self.streams[work.frame.stream].stats.handoff_drops[stage] += 1
             return True
-        return put_until_stopped(box, work, self.stop)
+        return put_until_stopped(box, batch, self.stop)
 
-    def worker(self, stage: str, upstream: str, to: str, step: Callable[[_Work], None]) -> None:
-        """The loop of one middle stage: take, ``step``, pass on, until upstream is drained."""
-        inbox, upstream_done = self.inbox[stage], self.done[upstream]
+    def infer_loop(self) -> None:
+        batcher = Batcher(self.streams, self.max_batch, self.batch_wait, self.wake)
+        batch: Batch | None
+        while (batch := batcher.gather(self.stop)) is not None:
+            x = np.stack([w.x for w in batch])  # type: ignore[misc]
+            t0 = time.perf_counter()
+            out = infer_all(self.runtime, x)
+            ms = (time.perf_counter() - t0) * 1e3
+            for k, w in enumerate(batch):
+                w.frame.ms["infer"], w.frame.batch = ms, len(batch)
+                w.score, w.mask, w.x = out.score[k, 0], out.mask[k, 0], None
+            self.batch_sizes[len(batch)] += 1
+            if not self._hand_over("infer", "render", batch):
+                break
+
+    def render_loop(self) -> None:
+        inbox, upstream_done = self.inbox["render"], self.done["infer"]
         while not self.stop.is_set():
             try:
-                work = inbox.get(timeout=POLL_S)
+                batch = inbox.get(timeout=POLL_S)
             except queue.Empty:
                 if upstream_done.is_set() and inbox.empty():
                     break
                 continue
-            step(work)
-            if not self._hand_over(stage, to, work):
+            for work in batch:
+                self.render(work)
+            if not self._hand_over("render", "output", batch):
                 break
 
-    def prepare(self, work: _Work) -> None:
-        frame = work.frame
-        t0 = time.perf_counter()
-        work.x, work.transform = prepare(frame.image, self.runtime.meta, frame.is_rgb)
-        frame.ms["pre"] = (time.perf_counter() - t0) * 1e3
-
-    def infer(self, work: _Work) -> None:
-        assert work.x is not None
-        t0 = time.perf_counter()
-        out = infer_all(self.runtime, work.x[None])
-        work.frame.ms["infer"] = (time.perf_counter() - t0) * 1e3
-        work.score, work.mask, work.x = out.score[0, 0], out.mask[0, 0], None
-
-    def render(self, work: _Work) -> None:
+    def render(self, work: Work) -> None:
         assert work.score is not None and work.mask is not None and work.transform is not None
         t0 = time.perf_counter()
         detection = detect(work.score, work.mask, work.transform, self.min_area)
         t1 = time.perf_counter()
         work.result = r = FrameResult(work.frame, detection, work.score, work.transform)
         r.frame.ms["post"] = (t1 - t0) * 1e3
-        if self.image_sinks:
-            lines = self._lines(self.stats.mean_fps(), r)
+        if r.frame.stream in self.image_streams:
+            lines = self._lines(self.streams[r.frame.stream].stats.mean_fps(), r)
             work.image = render(r.frame.bgr(), r.score, r.transform, r.detection.box, lines)
         self._last_render_ms = r.frame.ms["render"] = (time.perf_counter() - t1) * 1e3
 
@@ -277,40 +186,61 @@ class _Run:
 
     def output(self) -> None:
         inbox, upstream_done = self.inbox["output"], self.done["render"]
-        total = None if self.source.is_live else self.source.length
-        if self.max_frames is not None and total is not None:
-            total = min(total, self.max_frames)
+        total = self._total_frames()
+        limit = self.policy.max_frames
         while True:
             try:
-                work = inbox.get(timeout=POLL_S)
+                batch = inbox.get(timeout=POLL_S)
             except queue.Empty:
                 if upstream_done.is_set() and inbox.empty():
                     return
                 continue
-            r = work.result
-            assert r is not None
-            t0 = time.perf_counter()
-            for sink in self.image_sinks:
+            for work in batch:
+                stream = self.streams[work.frame.stream]
+                if limit is not None and stream.stats.frames >= limit:
+                    continue  # in flight when its stream reached --max-frames
+                self._write(work, stream)
+                if self.progress is not None:
+                    self.progress(self.total.frames, total)
+                if any(s.stop_requested for s in self.sinks):
+                    self.request_stop("window closed")
+                    return
+                if limit is not None and stream.stats.frames >= limit:
+                    stream.request_stop("max frames")
+
+    def _write(self, work: Work, stream: Stream) -> None:
+        r = work.result
+        assert isinstance(r, FrameResult)
+        i = r.frame.stream
+        t0 = time.perf_counter()
+        for sink in self.image_sinks:
+            if sink.stream in (None, i):
                 sink.write(r, work.image)
-            done = time.perf_counter()
-            self.last_write_ms = r.frame.ms["write"] = (done - t0) * 1e3
-            r.latency_ms = (done - r.frame.started) * 1e3
-            for sink in self.record_sinks:
+        done = time.perf_counter()
+        self.last_write_ms = r.frame.ms["write"] = (done - t0) * 1e3
+        r.latency_ms = (done - r.frame.started) * 1e3
+        for sink in self.record_sinks:
+            if sink.stream in (None, i):
                 sink.write(r, None)
-            self.stats.record(r)
-            if self.progress is not None:
-                self.progress(self.stats.frames, total)
-            if any(s.stop_requested for s in self.sinks):
-                self.request_stop("window closed")
-            if self.max_frames is not None and self.stats.frames >= self.max_frames:
-                self.request_stop("max frames")
-                return
+        stream.stats.record(r)
+        self.total.record(r)
+
+    def _total_frames(self) -> int | None:
+        lengths = [None if s.paced else s.source.length for s in self.streams]
+        known = [n for n in lengths if n is not None]
+        if len(known) < len(lengths):
+            return None
+        limit = self.policy.max_frames
+        return sum(n if limit is None else min(n, limit) for n in known)
 
     def _lines(self, fps: float | None, r: FrameResult) -> list[str]:
         ms = r.frame.ms
         rate = "  -- FPS" if fps is None else f"{fps:5.1f} FPS"
+        head = f"{rate}  {self.runtime.description}"
+        if len(self.streams) > 1:
+            head = f"[{r.frame.stream}] {head}  batch {r.frame.batch}"
         return [
-            f"{rate}  {self.runtime.description}",
+            head,
             f"cap {ms['capture']:.1f}  pre {ms['pre']:.1f}  infer {ms['infer']:.1f}  "
             f"post {ms['post']:.1f}  render {self._last_render_ms:.1f}  write {self.last_write_ms:.1f} ms",
         ]
@@ -327,10 +257,20 @@ class _Run:
 
         return threading.Thread(target=target, name=f"rpol-edge {name}", daemon=True)
 
+    def threads(self) -> tuple[list[threading.Thread], list[threading.Thread]]:
+        """(workers downstream first, the order they are joined in; the capture threads)."""
+        workers = [
+            self.thread("render", self.render_loop, self.done["render"]),
+            self.thread("inference", self.infer_loop, self.done["infer"]),
+        ]
+        workers += [self.thread(f"prepare {s.index}", s.prepare, s.prepare_done) for s in self.streams]
+        captures = [self.thread(f"capture {s.index}", s.capture, s.capture_done) for s in self.streams]
+        return workers, captures
+
 
 def run_live(
     runtime: Runtime,
-    source: Source,
+    source: Source | Sequence[Source],
     outputs: Sequence[Sink] = (),
     *,
     max_frames: int | None = None,
@@ -342,48 +282,48 @@ def run_live(
     join_timeout: float = 5.0,
     report: Callable[[RunSummary], None] | None = None,
     min_area: float = 0.0,
+    realtime: bool = False,
+    batch_wait: float = BATCH_WAIT_S,
 ) -> RunSummary:
     """Localize every frame of ``source`` (or the newest ones, for live sources) into ``outputs``.
 
+    ``source`` is one source or several (their frames are batched into one inference call).
     ``runtime`` must be active (inside its ``with`` block) and hold a class-agnostic model.
-    ``source`` is opened here within ``open_timeout`` unless already open. ``max_reconnects``
-    bounds the reconnect attempts made without a frame in between (-1: never give up). Returns
-    when the source ends, ``max_frames`` frames are written, a sink asks to stop, or on Ctrl-C /
-    SIGTERM (main thread only; also while the source is still opening: a summary with no frames).
-    Errors from any stage are re-raised here after every output has been closed. ``report`` gets
-    the summary while the signal handlers are still installed, so printing or saving it cannot be
-    cut short by a late Ctrl-C. ``min_area``: see `detect` (no object below it).
+    Sources are opened here within ``open_timeout`` unless already open. ``max_reconnects``
+    bounds each stream's reconnect attempts made without a frame in between (-1: never give up).
+    Returns when every source has ended (or been lost for good), each has given ``max_frames``
+    frames, a sink asks to stop, or on Ctrl-C / SIGTERM (main thread only; also while a source is
+    still opening: a summary with no frames). Errors from any stage are re-raised here after every
+    output has been closed. ``report`` gets the summary while the signal handlers are still
+    installed, so printing or saving it cannot be cut short by a late Ctrl-C. ``min_area``: see
+    `detect`. ``realtime``: read video files at their frame rate, newest wins, like cameras.
+    ``batch_wait``: seconds a batch waits for the other streams after its first frame is ready.
     """
     if runtime.meta.n_heads != 1:
         raise ValueError("run needs a class-agnostic model (a class-wise fit localizes a known class)")
-    run = _Run(
-        runtime, source, outputs, max_frames, open_timeout, max_reconnects, backoff, queue_size, progress,
-        min_area,
-    )  # fmt: skip
-    capture = run.thread("capture", run.capture, run.done["capture"])
-    workers = [  # downstream first: the order they are joined in
-        run.thread(name, functools.partial(run.worker, stage, up, to, step), run.done[stage])
-        for name, stage, up, to, step in (
-            ("render", "render", "infer", "output", run.render),
-            ("inference", "infer", "prepare", "render", run.infer),
-            ("prepare", "prepare", "capture", "infer", run.prepare),
-        )
-    ]
+    sources = [source] if isinstance(source, Source) else list(source)
+    if not sources:
+        raise ValueError("run needs at least one source")
+    policy = StreamPolicy(max_frames, open_timeout, max_reconnects, backoff, queue_size, realtime)
+    run = _Run(runtime, sources, outputs, policy, progress, min_area, batch_wait)
+    workers, captures = run.threads()
     started: list[Sink] = []
     close_errors: list[BaseException] = []
     with RunSignals(run) as signals:
         try:
-            if not source.is_open:
-                open_source(source, open_timeout)
+            for src in sources:
+                if not src.is_open:
+                    open_source(src, open_timeout)
             signals.phase = "running"
-            log.info("source: %s", source.describe())
+            for stream in run.streams:
+                log.info("source %d: %s", stream.index, stream.source.describe())
             log.info("pre-processing: %s", describe(runtime.meta))
-            shape = runtime.meta.input_shape()
-            infer_all(runtime, np.zeros((1, *shape), np.uint8))  # warm-up: first calls allocate, compile
+            _warm_up(runtime, run.max_batch)
             for sink in run.sinks:
-                sink.start(source)
+                live, fps = _timeline(run.streams, sink.stream)
+                sink.start(live, fps)
                 started.append(sink)
-            for t in (*workers, capture):
+            for t in (*workers, *captures):
                 t.start()
             run.output()
         except Interrupted:
@@ -395,25 +335,47 @@ def run_live(
             signals.phase = "closing"
             run.stop.set()
             close_errors = _close_all(started)  # first: only this thread uses the sinks
-            source.interrupt()  # wakes a read blocked in capture (MJPEG: socket shutdown)
-            for t in (*workers, capture):
+            for src in sources:
+                src.interrupt()  # wakes a read blocked in capture (MJPEG: socket shutdown)
+            for t in (*workers, *captures):
                 if t.ident is not None:
                     t.join(join_timeout)
-            if not capture.is_alive():
-                source.close()
-            else:  # blocked inside a read: releasing under it is unsafe; the daemon thread dies with us
-                log.warning("%s: capture did not stop within %g s; leaving it", source.uri, join_timeout)
+            for stream, t in zip(run.streams, captures, strict=True):
+                if not t.is_alive():
+                    stream.source.close()
+                else:  # blocked inside a read: releasing under it is unsafe; the daemon thread dies with us
+                    log.warning(
+                        "%s: capture did not stop within %g s; leaving it", stream.source.uri, join_timeout
+                    )
         if run.errors:
             raise run.errors[0]
         if close_errors:
             raise close_errors[0]
-        reason = run.stop_reason or run.end_reason
+        reason = run.stop_reason or run.end_reason()
         used = f"{runtime.description}, pre-processing {describe(runtime.meta)}"
-        summary = run.stats.summary(source.describe(), used, reason)
+        parts = [s.stats.stream_summary(s.index, s.source.describe()) for s in run.streams]
+        reads = [s.stats.first_read for s in run.streams if s.stats.first_read is not None]
+        run.total.first_read = min(reads, default=None)
+        summary = run_summary(parts, run.total, dict(run.batch_sizes), used, reason)
         log.info("stopped: %s", summary.stop_reason)
         if report is not None:
             report(summary)
     return summary
+
+
+def _warm_up(runtime: Runtime, batch: int) -> None:
+    """First calls allocate and compile, per batch shape: not inside the first frames' latency."""
+    shape = runtime.meta.input_shape()
+    for n in sorted({1, batch}):
+        infer_all(runtime, np.zeros((n, *shape), np.uint8))
+
+
+def _timeline(streams: Sequence[Stream], index: int | None) -> tuple[bool, float | None]:
+    """(live, fps) of what a sink receives: its stream's, or for a sink of every stream, live when
+    all are and the fastest declared frame rate."""
+    chosen = list(streams) if index is None else [streams[index]]
+    rates = [s.source.fps for s in chosen if s.source.fps]
+    return all(s.paced for s in chosen), max(rates) if rates else None
 
 
 def _close_all(sinks: Sequence[Sink]) -> list[BaseException]:

@@ -25,13 +25,34 @@ from rpol_edge.live.frames import STAGES, FrameResult
 
 
 @dataclass(frozen=True)
+class StreamSummary:
+    """One source's share of a run (the run's totals add these up)."""
+
+    stream: int
+    """The source's position in the run (0-based, in the order given)."""
+    source: str
+    ended_by: str
+    """end of stream, max frames, source lost, or running (the run was stopped first)."""
+    frames: int
+    captured: int
+    dropped_frames: int
+    corrupt_frames: int
+    stream_drops: int
+    reconnects: int
+    reconnect_attempts: int
+    mean_fps: float
+    """This stream's frames / seconds from its first read to its last output."""
+    latency_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
 class RunSummary:
     source: str
     runtime: str
     stop_reason: str
     """end of stream, max frames, interrupted, SIGTERM, window closed, source lost, or error."""
     frames: int
-    """Frames processed and written to every output."""
+    """Frames processed and written to every output (all streams)."""
     captured: int
     dropped_frames: int
     """Live sources: frames replaced by a newer one at any hand-off between two stages before the
@@ -44,11 +65,15 @@ class RunSummary:
     reconnect_attempts: int
     elapsed_s: float
     mean_fps: float
-    """Processed frames / seconds from the first read to the last output."""
+    """Processed frames (all streams) / seconds from the first read to the last output."""
     latency_ms: dict[str, float]
-    """End-to-end (read start to output written): p50, p95 (whole run, within 0.5 %), max."""
+    """End-to-end (read start to output written): p50, p95, p99 (whole run, within 0.5 %), max."""
     stage_ms: dict[str, dict[str, float]]
     """Per stage: mean (exact), p50, p95 (whole run, within 0.5 %)."""
+    batch_size: dict[str, float] = field(default_factory=dict)
+    """Frames per inference call: mean and max (1 for a single stream)."""
+    streams: list[StreamSummary] = field(default_factory=list)
+    """Per source, in the order given."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -118,6 +143,8 @@ class RunStats:
     last_output: float | None = None
     latency: LogHistogram = field(default_factory=LogHistogram)
     stages: dict[str, LogHistogram] = field(default_factory=lambda: {s: LogHistogram() for s in STAGES})
+    ended_by: str = "running"
+    """How this stream's capture ended (set by its capture thread)."""
 
     def record(self, r: FrameResult) -> None:
         self.frames += 1
@@ -133,14 +160,17 @@ class RunStats:
             return None
         return self.frames / max(self.last_output - self.first_read, 1e-9)
 
-    def summary(self, source: str, runtime: str, stop_reason: str) -> RunSummary:
-        elapsed = 0.0
-        if self.first_read is not None and self.last_output is not None:
-            elapsed = max(self.last_output - self.first_read, 1e-9)
-        return RunSummary(
+    def elapsed(self) -> float:
+        if self.first_read is None or self.last_output is None:
+            return 0.0
+        return max(self.last_output - self.first_read, 1e-9)
+
+    def stream_summary(self, stream: int, source: str) -> StreamSummary:
+        elapsed = self.elapsed()
+        return StreamSummary(
+            stream=stream,
             source=source,
-            runtime=runtime,
-            stop_reason=stop_reason,
+            ended_by=self.ended_by,
             frames=self.frames,
             captured=self.captured,
             dropped_frames=sum(self.handoff_drops.values()),
@@ -148,11 +178,51 @@ class RunStats:
             stream_drops=self.stream_drops,
             reconnects=self.reconnects,
             reconnect_attempts=self.reconnect_attempts,
-            elapsed_s=round(elapsed, 3),
             mean_fps=round(self.frames / elapsed, 3) if elapsed else 0.0,
-            latency_ms=_stats(self.latency, ("p50", "p95", "max")),
-            stage_ms={s: _stats(h, ("mean", "p50", "p95")) for s, h in self.stages.items()},
+            latency_ms=_stats(self.latency, LATENCY_STATS),
         )
+
+
+LATENCY_STATS = ("p50", "p95", "p99", "max")
+
+
+def run_summary(
+    streams: list[StreamSummary],
+    total: RunStats,
+    batch_sizes: dict[int, int],
+    runtime: str,
+    stop_reason: str,
+) -> RunSummary:
+    """The run's totals (``total`` holds what the output thread recorded for every stream) and
+    its per-stream parts; ``batch_sizes`` counts inference calls by their number of frames."""
+    elapsed = total.elapsed()
+    calls = sum(batch_sizes.values())
+    frames_inferred = sum(n * c for n, c in batch_sizes.items())
+
+    def add(name: str) -> int:
+        return sum(int(getattr(s, name)) for s in streams)
+
+    return RunSummary(
+        source=", ".join(s.source for s in streams),
+        runtime=runtime,
+        stop_reason=stop_reason,
+        frames=total.frames,
+        captured=add("captured"),
+        dropped_frames=add("dropped_frames"),
+        corrupt_frames=add("corrupt_frames"),
+        stream_drops=add("stream_drops"),
+        reconnects=add("reconnects"),
+        reconnect_attempts=add("reconnect_attempts"),
+        elapsed_s=round(elapsed, 3),
+        mean_fps=round(total.frames / elapsed, 3) if elapsed else 0.0,
+        latency_ms=_stats(total.latency, LATENCY_STATS),
+        stage_ms={s: _stats(h, ("mean", "p50", "p95")) for s, h in total.stages.items()},
+        batch_size={
+            "mean": round(frames_inferred / calls, 3) if calls else 0.0,
+            "max": float(max(batch_sizes, default=0)),
+        },
+        streams=streams,
+    )
 
 
 def _stats(h: LogHistogram, which: tuple[str, ...]) -> dict[str, float]:

@@ -40,7 +40,7 @@ from rpol_edge.runtimes import open_runtime
 def test_interrupt_while_opening_ends_with_a_summary(silent_server: str) -> None:
     """Ctrl-C while the source is still opening ends like one during the run: a summary, no error."""
     meta = SimpleNamespace(n_heads=1, raw_frames=False, resize_size=480, input_size=448)
-    stub = SimpleNamespace(meta=meta, description="unused")
+    stub = SimpleNamespace(meta=meta, description="unused", max_batch=None)
     previous = signal.getsignal(signal.SIGINT)
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     t0 = time.monotonic()
@@ -130,8 +130,8 @@ def test_sigterm_flushes_outputs(
 
 def test_latest_slot_keeps_newest_and_counts_drops() -> None:
     slot: LatestSlot[int] = LatestSlot()
-    assert slot.put(1) is False
-    assert slot.put(2) is True  # 1 was never read: dropped
+    assert slot.put(1) is None
+    assert slot.put(2) == 1  # 1 was never read: dropped
     assert slot.get(timeout=0.1) == 2
     assert slot.empty()
     t0 = time.monotonic()
