@@ -47,7 +47,7 @@ from rpol_edge.live.frames import FrameResult
 from rpol_edge.live.handoff import POLL_S, LatestSlot, put_until_stopped
 from rpol_edge.live.outputs import Sink
 from rpol_edge.live.signals import Interrupted, RunSignals
-from rpol_edge.live.sources import Backoff, Source, open_source
+from rpol_edge.live.sources import Backoff, Source, SourceError, open_source
 from rpol_edge.live.stats import RunStats, RunSummary, run_summary
 from rpol_edge.live.stream import Stream, StreamPolicy, Work
 from rpol_edge.runtimes import Runtime, infer_all
@@ -311,9 +311,8 @@ def run_live(
     close_errors: list[BaseException] = []
     with RunSignals(run) as signals:
         try:
-            for src in sources:
-                if not src.is_open:
-                    open_source(src, open_timeout)
+            for stream in _open_all(run.streams, open_timeout):
+                stream.start_in_outage()
             signals.phase = "running"
             for stream in run.streams:
                 log.info("source %d: %s", stream.index, stream.source.describe())
@@ -361,6 +360,40 @@ def run_live(
         if report is not None:
             report(summary)
     return summary
+
+
+def _open_all(streams: Sequence[Stream], timeout: float) -> list[Stream]:
+    """Open every source at once, each within ``timeout``; the streams that did not open.
+
+    One source that does not open is an error (SourceError, naming it), as it always was. Of
+    several, the run starts with those that opened: a network stream that did not is reconnected
+    by its own capture thread (counted as an outage), any other is counted as lost; when none
+    opens, the first one's error is raised.
+    """
+    pending = [s for s in streams if not s.source.is_open]
+    if len(streams) == 1:
+        for s in pending:
+            open_source(s.source, timeout)
+        return []
+    errors: dict[int, SourceError] = {}
+
+    def attempt(s: Stream) -> None:
+        try:
+            open_source(s.source, timeout)
+        except SourceError as exc:
+            errors[s.index] = exc
+
+    threads = [threading.Thread(target=attempt, args=(s,), daemon=True) for s in pending]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + 5.0)  # open_source keeps to its timeout; this only bounds a stuck backend
+    failed = [s for s in pending if s.index in errors or not s.source.is_open]
+    if len(failed) == len(streams):
+        raise errors.get(failed[0].index) or SourceError(f"cannot open {failed[0].source.uri}")
+    for s in failed:
+        log.warning("source %d: %s", s.index, errors.get(s.index, f"{s.source.uri}: no answer"))
+    return failed
 
 
 def _warm_up(runtime: Runtime, batch: int) -> None:

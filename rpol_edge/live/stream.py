@@ -97,6 +97,8 @@ class Stream:
         """Reconnect attempts since the last frame read (bounded by ``max_reconnects``)."""
         self.in_outage = False
         """Between a drop and the next frame read: one outage, however many reopens it takes."""
+        self.start_closed = False
+        """The source did not open when the run started (one of several)."""
 
     @property
     def stopping(self) -> bool:
@@ -124,9 +126,16 @@ class Stream:
         self.end(reason)
         self.stop.set()
 
+    def start_in_outage(self) -> None:
+        """The source did not open at the start of a run of several: a network stream begins as an
+        outage its capture thread rides out (counted like a drop); any other is lost."""
+        self.start_closed = True
+
     # --- capture -----------------------------------------------------------------------------
 
     def capture(self) -> None:
+        if self.start_closed and not self._ride_out("did not open"):
+            return
         index = 0
         source, stats, limit = self.source, self.stats, self.policy.max_frames
         t_start: float | None = None

@@ -244,3 +244,28 @@ def test_mosaic_emits_once_per_round() -> None:
     assert len(inner.shapes) == 2 and inner.shapes[0] == (960, 1280, 3)
     mosaic.close()  # what is pending is shown
     assert len(inner.shapes) == 3
+
+
+def test_a_source_that_never_opens_leaves_the_others_running(
+    model: Path, videos: list[Path], tmp_path: Path
+) -> None:
+    """Of two sources, a network one nobody serves: the file runs to its end, the dead one is
+    retried on its own, counted and given up; the run says a source was lost (exit 1). Alone, the
+    same dead source is the one-line error it always was (exit 2)."""
+    from live_support import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/stream.mjpg"
+    summary = tmp_path / "s.json"
+    res = cli(
+        "run", model, "--source", videos[0], "--source", dead, "--open-timeout", 1, "--max-reconnects", 1,
+        "--jsonl", tmp_path / "r.jsonl", "--summary", summary,
+    )  # fmt: skip
+    assert res.exit_code == 1, res.output
+    s = json.loads(summary.read_text())
+    assert s["stop_reason"] == "source lost" and s["frames"] == LENGTHS[0]
+    file_part, dead_part = s["streams"]
+    assert (file_part["ended_by"], file_part["frames"]) == ("end of stream", LENGTHS[0])
+    assert dead_part["ended_by"] == "source lost" and dead_part["stream_drops"] == 1
+    assert dead_part["reconnect_attempts"] == 1 and dead_part["frames"] == 0
+    res = cli("run", model, "--source", dead, "--open-timeout", 1)
+    assert res.exit_code == 2 and "cannot open" in res.output and "Traceback" not in res.output
