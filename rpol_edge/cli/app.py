@@ -16,6 +16,7 @@ except MissingExtra as exc:
 import typer  # noqa: E402
 
 from rpol_edge.cli.bench import bench  # noqa: E402
+from rpol_edge.cli.client import client  # noqa: E402
 from rpol_edge.cli.common import show_runtime_choices  # noqa: E402
 from rpol_edge.cli.evaluate import compare, demo, eval_cmd  # noqa: E402
 from rpol_edge.cli.explain import explain  # noqa: E402
@@ -24,6 +25,7 @@ from rpol_edge.cli.fit import fit  # noqa: E402
 from rpol_edge.cli.info import info  # noqa: E402
 from rpol_edge.cli.predict import predict  # noqa: E402
 from rpol_edge.cli.run import run_command  # noqa: E402
+from rpol_edge.cli.serve import serve  # noqa: E402
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Unsupervised object localization for the edge."
@@ -59,6 +61,8 @@ app.command()(compare)
 app.command()(demo)
 app.command()(explain)
 app.command("run")(run_command)
+app.command()(serve)
+app.command()(client)
 
 
 def main() -> None:

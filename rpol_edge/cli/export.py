@@ -83,6 +83,26 @@ def export(
     openvino_precision: Annotated[
         str, typer.Option(help="what model.xml runs at: f32 (exact) | bf16 (AMX / AVX-512 BF16 CPUs)")
     ] = EXPORT.openvino_precision,
+    triton: Annotated[
+        Path | None,
+        typer.Option(
+            "--triton",
+            help="also a Triton repository in this folder: ONNX Runtime (and TensorRT) models and "
+            "an ensemble that takes RGB frames of any size and answers boxes "
+            "(needs a batch range, e.g. 1:4:8)",
+        ),
+    ] = None,
+    triton_name: Annotated[str, typer.Option(help="the ensemble's name in that repository")] = (
+        EXPORT.triton_name
+    ),
+    deepstream: Annotated[
+        Path | None,
+        typer.Option(
+            "--deepstream",
+            help="also a DeepStream hand-off in this folder: the float-input graph nvinfer feeds, its "
+            "nvinfer config and a README (boxes from rpol_edge.evaluate.deepstream_probe)",
+        ),
+    ] = None,
 ) -> None:
     """Fold w* into the graph and export: ONNX, FP16 ONNX, INT8 (QDQ), TensorRT engine.
 
@@ -115,6 +135,9 @@ def export(
             frame_format=frame_format,
             openvino=openvino,
             openvino_precision=openvino_precision,
+            triton=triton,
+            triton_name=triton_name,
+            deepstream=deepstream,
         )
         req.validate()
         with err.status("exporting (trace, check, write)..."):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from rpol_edge.cli.common import ConsoleHandler, check_writable, cli_errors, err, out
-from rpol_edge.cli.options import MinArea
+from rpol_edge.cli.options import Boxes, MinArea
 from rpol_edge.live.source_registry import accepted_sources
 from rpol_edge.live.sources import SourceError
 
@@ -72,7 +72,9 @@ def run_command(
     summary: Annotated[
         Path | None, typer.Option("--summary", help="write the end-of-run summary as JSON")
     ] = None,
-    max_frames: Annotated[int | None, typer.Option(min=1, help="stop after this many frames (of each stream)")] = None,
+    max_frames: Annotated[
+        int | None, typer.Option(min=1, help="stop after this many frames (of each stream)")
+    ] = None,
     open_timeout: Annotated[
         float, typer.Option(min=0.1, help="seconds to wait for the source to open")
     ] = 10.0,
@@ -99,6 +101,7 @@ def run_command(
             min=0.0, help="several streams: ms a batch waits for the others' frames after its first one"
         ),
     ] = 5.0,
+    boxes: Boxes = None,
 ) -> None:
     """Live localization on cameras, streams, video files and image folders.
 
@@ -114,7 +117,7 @@ def run_command(
     stream was lost for good (after --max-reconnects); 2 on bad input.
     """
     from rpol_edge.core.files import atomic_write
-    from rpol_edge.evaluate.predict import check_min_area
+    from rpol_edge.evaluate.predict import check_boxes, check_min_area
     from rpol_edge.live.source_registry import parse_source
     from rpol_edge.runtimes import open_runtime
 
@@ -125,6 +128,8 @@ def run_command(
         if not uris:
             raise ValueError("give a source: --source URI (repeatable), --sources FILE or --camera N")
         check_min_area(min_area)
+        if boxes is not None:
+            check_boxes(boxes)
         written = (
             [_pattern_root(save_frames)] if save_frames is not None else []
         )  # never read back our output
@@ -152,7 +157,12 @@ def run_command(
 
         with rt:  # run_live opens the source (within --open-timeout) and closes it
             err.print(f"runtime: {rt.description} ({model})", highlight=False, markup=False)
-            options = {"min_area": min_area, "realtime": realtime, "batch_wait": batch_wait_ms / 1e3}
+            options = {
+                "min_area": min_area,
+                "realtime": realtime,
+                "batch_wait": batch_wait_ms / 1e3,
+                "boxes": boxes,
+            }
             result = _run(rt, srcs, sinks, max_frames, open_timeout, max_reconnects, err, report, options)
         if result.stop_reason == "source lost":
             raise typer.Exit(1)

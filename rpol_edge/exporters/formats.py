@@ -39,6 +39,13 @@ def check_frame_covers_input(size: tuple[int, int], input_size: int) -> None:
         )
 
 
+DEEPSTREAM_INT8 = (
+    "--deepstream with --int8: nvinfer builds INT8 only with a calibration table (int8-calib-file), "
+    "which rpol-edge does not write; export the hand-off in FP32 or with --fp16 (network-mode=2)"
+)
+"""Without a table nvinfer (DeepStream 6.2, nvdsinfer_model_builder.cpp) warns and builds FP16."""
+
+
 @dataclass(frozen=True)
 class Format:
     name: str

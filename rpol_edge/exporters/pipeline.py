@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rpol_edge.core.onnx_meta import read_onnx_meta
-from rpol_edge.exporters.formats import FORMATS, ExportError, check_frame_covers_input
+from rpol_edge.exporters.formats import DEEPSTREAM_INT8, FORMATS, ExportError, check_frame_covers_input
 from rpol_edge.exporters.onnx_export import export_onnx
 
 
@@ -41,6 +41,12 @@ class ExportRequest:
     """Also write OpenVINO IRs (``model.xml``; ``model.int8.xml`` with ``int8``)."""
     openvino_precision: str = "f32"
     """What the IR of the FP32 graph runs at: ``f32`` (exact) or ``bf16`` (AMX / AVX-512 BF16 CPUs)."""
+    triton: Path | None = None
+    """Also write a Triton model repository here (`rpol_edge.exporters.triton`)."""
+    triton_name: str = "rpol"
+    deepstream: Path | None = None
+    """Also write the DeepStream hand-off here: the nvinfer graph, config, record and README
+    (`rpol_edge.exporters.deepstream`)."""
 
     @property
     def from_onnx(self) -> bool:
@@ -48,8 +54,10 @@ class ExportRequest:
 
     def validate(self) -> None:
         """Refuse impossible combinations before anything is traced or built."""
+        if self.deepstream is not None:
+            self._validate_deepstream()
         if self.from_onnx:
-            if not self.trt:
+            if not self.trt and not self.triton:
                 raise ExportError(
                     f"{self.model} is already ONNX: add --trt to build a TensorRT engine from it on this "
                     "device; the other formats are exported from the fitted .rpol model"
@@ -87,6 +95,38 @@ class ExportRequest:
             raise ExportError(f"--frame-format {self.frame_format!r}: choose bgr or rgb")
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ExportError(f"{self.out_dir} exists and is not a folder")
+        if self.triton:
+            self._validate_triton()
+
+    def _validate_deepstream(self) -> None:
+        assert self.deepstream is not None
+        if self.from_onnx:
+            raise ExportError(
+                "--deepstream: the nvinfer graph is traced from the fitted .rpol model, "
+                "not from an exported .onnx"
+            )
+        if self.int8:
+            raise ExportError(DEEPSTREAM_INT8)
+        if self.frame_size:
+            raise ExportError(
+                "--deepstream with --frame-size: nvinfer scales every frame to the network size itself; "
+                "export the hand-off without --frame-size"
+            )
+        if self.deepstream.exists() and not self.deepstream.is_dir():
+            raise ExportError(f"--deepstream {self.deepstream}: exists and is not a folder")
+
+    def _validate_triton(self) -> None:
+        from rpol_edge.exporters.triton import check_name, model_config_pb2
+
+        model_config_pb2()  # the serve extra, before anything is traced
+        check_name(self.triton_name)
+        if not self.from_onnx and self.batch[0] == self.batch[2]:
+            raise ExportError(
+                f"--triton: Triton batches requests into a batch range, --batch {self.batch[0]} is fixed: "
+                "give --batch MIN:OPT:MAX (e.g. 1:4:8)"
+            )
+        if self.triton and self.triton.exists() and not self.triton.is_dir():
+            raise ExportError(f"--triton {self.triton}: exists and is not a folder")
 
 
 @dataclass
@@ -131,7 +171,10 @@ def onnx_precision(path: Path, fp16: bool, int8: bool) -> str:
 def run_export(req: ExportRequest) -> ExportResult:
     req.validate()
     if req.from_onnx:
-        return _engine_from_onnx(req)
+        done = _engine_from_onnx(req) if req.trt else ExportResult()
+        if req.triton:
+            _triton(req, req.model, done)
+        return done
     res = ExportResult()
     frame = (*req.frame_size, req.frame_format) if req.frame_size else None
     if req.frame_size:
@@ -181,7 +224,30 @@ def run_export(req: ExportRequest) -> ExportResult:
         if precision == "int8":
             source = res.files["onnx-int8-trt"]
         _build(req, source, precision, req.batch, res)
+    if req.deepstream is not None:
+        from rpol_edge.exporters.deepstream import export_deepstream
+
+        res.files.update(
+            export_deepstream(
+                req.model, req.deepstream, batch=req.batch, precision="fp16" if req.fp16 else "fp32",
+                opset=req.opset, exporter=req.exporter, simplify=req.simplify, weights=req.weights,
+                trt_targets=req.trt_targets, workspace_mb=req.workspace_mb,
+            )
+        )  # fmt: skip
+    if req.triton:
+        _triton(req, onnx_path, res)
     return res
+
+
+def _triton(req: ExportRequest, onnx_path: Path, res: ExportResult) -> None:
+    """The Triton repository from the graph just written (and the engine, where one was built)."""
+    from rpol_edge.exporters.triton import RepositoryRequest, export_repository
+
+    assert req.triton is not None
+    max_batch = req.batch[2] if req.batch != (1, 1, 1) else 8  # an .onnx given as is: its range decides
+    repo = RepositoryRequest(req.triton, req.triton_name, max_batch)
+    export_repository(repo, onnx_path, res.files.get("trt"))
+    res.files["triton"] = req.triton
 
 
 def _engine_from_onnx(req: ExportRequest) -> ExportResult:

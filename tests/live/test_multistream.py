@@ -160,7 +160,11 @@ def test_a_killed_stream_reconnects_and_the_other_keeps_its_pace(model: Path) ->
         with open_runtime(model, "torch") as rt:
             killer.start()
             s = run_live(
-                rt, [parse_source(steady.url), parse_source(flaky.url)], [sink], max_frames=90, open_timeout=10
+                rt,
+                [parse_source(steady.url), parse_source(flaky.url)],
+                [sink],
+                max_frames=90,
+                open_timeout=10,
             )
     finally:
         steady.stop()
@@ -214,7 +218,15 @@ def test_batcher_round_robin_over_more_streams_than_the_batch() -> None:
 
 
 def test_mosaic_layout() -> None:
-    assert [grid(n) for n in (1, 2, 3, 4, 5, 8, 9)] == [(1, 1), (2, 1), (2, 2), (2, 2), (3, 2), (3, 3), (3, 3)]
+    assert [grid(n) for n in (1, 2, 3, 4, 5, 8, 9)] == [
+        (1, 1),
+        (2, 1),
+        (2, 2),
+        (2, 2),
+        (3, 2),
+        (3, 3),
+        (3, 3),
+    ]
     assert tile_size(4) == (640, 480) and tile_size(9) == (640, 480) and tile_size(16) == (480, 360)
     tall = np.full((200, 100, 3), 255, np.uint8)
     boxed = letterbox(tall, (400, 300))

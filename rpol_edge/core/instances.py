@@ -1,0 +1,463 @@
+"""One box per object: instance rules on the feature grid, run on the host after any runtime.
+
+Inputs are what an exported graph can emit at the grid resolution (h x w, 14 x 14 at 448 / stride
+32): the raw response ``a = w*^T f / ||f||`` before the clamp and, for the rules that need it,
+unit-length feature vectors (or a projection of them). Output: boxes in input-crop pixels
+(inclusive x0, y0, x1, y1, the convention of boxes.py) with one score each, best first.
+
+Every rule first labels foreground cells (``a > rel * max a``; ``rel = 0`` is the default ``sign``
+operating point's foreground), groups them into instances, then draws each instance's box where
+the bilinearly upsampled (align_corners=True, as in the graph) response of that instance is above
+the level: with ``rel = 0`` and one instance this is exactly the sign mask's region. Cells that
+belong to another instance count as mirrored below the level there, so touching instances part
+halfway between their cells.
+
+Grouping rules:
+
+* ``regions``: 8-connected regions of the foreground cells.
+* ``peaks``: a persistence watershed on the response: cells in descending order grow basins from
+  local maxima; where two basins meet, the one whose peak rises less than ``prominence * max a``
+  above the meeting level is merged into the other. Separates touching animals whose responses
+  dip between them, without features.
+* ``ncut``: regions, each cut recursively by a normalized cut (Shi and Malik) on the affinity
+  ``max(cos, 0) * exp(-d^2 / 2 sigma^2)`` of the cells' feature vectors (d in cells), while the
+  cut's value is below ``ncut_max`` and both sides keep ``min_cells`` cells.
+* ``seeds``: seed and expand: the strongest unassigned foreground cell seeds an instance that grows
+  over 8-connected foreground cells whose feature cosine to the seed is above ``seed_cos``.
+
+Instance score: the mean raw response over its cells (a cosine, comparable across images, unlike
+the min-max normalized map), or its sum (``mass``). Instances scoring below ``keep * top score``
+are dropped.
+Pure numpy and OpenCV; no torch (runtime side).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "ALL_BOXES",
+    "RULES",
+    "InstanceRule",
+    "grid_cells",
+    "grid_from_score",
+    "instance_boxes",
+    "label_instances",
+    "map_instances",
+    "upsample_matrix",
+]
+
+RULES = ("regions", "peaks", "ncut", "seeds")
+
+
+@dataclass(frozen=True)
+class InstanceRule:
+    """A grouping rule and its constants (see the module docstring)."""
+
+    rule: str = "peaks"
+    rel: float = 0.0
+    keep: float = 0.5
+    prominence: float = 0.2
+    sigma: float = 2.0
+    ncut_max: float = 0.3
+    seed_cos: float = 0.5
+    min_cells: int = 1
+    max_instances: int = 16
+    score: str = "mean"
+    """``mean`` raw response over the instance's cells, or ``mass``: their sum (favours large)."""
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ValueError(f"unknown instance rule {self.rule!r}: choose one of {', '.join(RULES)}")
+        if self.score not in ("mean", "mass"):
+            raise ValueError(f"unknown instance score {self.score!r}: mean or mass")
+        if not 0.0 <= self.rel < 1.0 or not 0.0 <= self.keep <= 1.0:
+            raise ValueError("rel must be in [0, 1) and keep in [0, 1]")
+
+    @property
+    def needs_features(self) -> bool:
+        return self.rule in ("ncut", "seeds")
+
+
+ALL_BOXES = InstanceRule("peaks", rel=0.0, keep=0.5, prominence=0.5)
+"""The rule of ``--boxes all``: persistence watershed, the sign mask's foreground, prominence 0.5,
+keep 0.5 (benchmarks/instances.py, docs/instances.md: the only rule measured within about a point
+of today's top box on single-animal photos while adding boxes for the other animals)."""
+
+
+@lru_cache(maxsize=16)
+def upsample_matrix(n: int, size: int) -> npt.NDArray[np.float64]:
+    """(size, n) linear interpolation weights of align_corners=True upsampling (torch's)."""
+    m = np.zeros((size, n))
+    if n == 1:
+        m[:, 0] = 1.0
+        return m
+    x = np.arange(size) * (n - 1) / max(size - 1, 1)
+    i0 = np.minimum(np.floor(x).astype(np.int64), n - 2)
+    frac = x - i0
+    m[np.arange(size), i0] = 1.0 - frac
+    m[np.arange(size), i0 + 1] += frac
+    m.setflags(write=False)
+    return m
+
+
+_NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
+
+
+def _regions(fg: npt.NDArray[np.bool_]) -> npt.NDArray[np.int32]:
+    n, labels = cv2.connectedComponents(fg.astype(np.uint8), connectivity=8)
+    return np.asarray(labels, np.int32) - 1  # -1 background, 0.. instances
+
+
+def _peaks(
+    raw: npt.NDArray[np.float64], fg: npt.NDArray[np.bool_], prominence: float
+) -> npt.NDArray[np.int32]:
+    h, w = raw.shape
+    labels = np.full((h, w), -1, np.int32)
+    parent: list[int] = []
+    peak: list[float] = []
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    drop = prominence * float(raw.max())
+    ys, xs = np.nonzero(fg)
+    for k in np.argsort(-raw[ys, xs], kind="stable"):
+        y, x = int(ys[k]), int(xs[k])
+        v = float(raw[y, x])
+        roots = set()
+        for dy, dx in _NEIGHBOURS:
+            yy, xx = y + dy, x + dx
+            if 0 <= yy < h and 0 <= xx < w and labels[yy, xx] >= 0:
+                roots.add(find(int(labels[yy, xx])))
+        if not roots:
+            parent.append(len(parent))
+            peak.append(v)
+            labels[y, x] = len(parent) - 1
+            continue
+        main = max(roots, key=peak.__getitem__)
+        for r in roots:
+            if r != main and peak[r] - v < drop:
+                parent[r] = main  # a shallow bump on the main basin's flank, not an object of its own
+        labels[y, x] = main
+    out = labels.copy()
+    for idx in np.unique(labels[labels >= 0]):
+        out[labels == idx] = find(int(idx))
+    return _relabel(out)
+
+
+def _relabel(labels: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
+    out = np.full_like(labels, -1)
+    for new, old in enumerate(np.unique(labels[labels >= 0])):
+        out[labels == old] = new
+    return out
+
+
+def _ncut_split(
+    cells: npt.NDArray[np.int64],
+    feats: npt.NDArray[np.float64],
+    coords: npt.NDArray[np.float64],
+    r: InstanceRule,
+) -> list[npt.NDArray[np.int64]]:
+    """Recursive two-way normalized cut of one region's cells (indices into the flat grid)."""
+    if len(cells) < 2 * r.min_cells or len(cells) < 4:
+        return [cells]
+    f = feats[cells]
+    d2 = ((coords[cells, None, :] - coords[None, cells, :]) ** 2).sum(-1)
+    wmat = np.maximum(f @ f.T, 0.0) * np.exp(-d2 / (2.0 * r.sigma**2)) + 1e-6
+    deg = wmat.sum(1)
+    dis = 1.0 / np.sqrt(deg)
+    _, vecs = np.linalg.eigh(dis[:, None] * wmat * dis[None, :])
+    y = dis * vecs[:, -2]  # the second generalized eigenvector of (D - W) y = l D y
+    side = y > np.mean(y)
+    a, b = cells[side], cells[~side]
+    if len(a) < r.min_cells or len(b) < r.min_cells:
+        return [cells]
+    cut = wmat[side][:, ~side].sum()
+    value = cut / deg[side].sum() + cut / deg[~side].sum()
+    if value >= r.ncut_max:
+        return [cells]
+    return _ncut_split(a, feats, coords, r) + _ncut_split(b, feats, coords, r)
+
+
+def _ncut(
+    fg: npt.NDArray[np.bool_], feats: npt.NDArray[np.float64], r: InstanceRule
+) -> npt.NDArray[np.int32]:
+    h, w = fg.shape
+    regions = _regions(fg).reshape(-1)
+    coords = np.stack(np.divmod(np.arange(h * w), w), axis=1).astype(np.float64)
+    labels = np.full(h * w, -1, np.int32)
+    n = 0
+    for k in range(int(regions.max()) + 1):
+        for part in _ncut_split(np.nonzero(regions == k)[0], feats, coords, r):
+            labels[part] = n
+            n += 1
+    return labels.reshape(h, w)
+
+
+def _seeds(
+    raw: npt.NDArray[np.float64], fg: npt.NDArray[np.bool_], feats: npt.NDArray[np.float64], seed_cos: float
+) -> npt.NDArray[np.int32]:
+    h, w = fg.shape
+    labels = np.full((h, w), -1, np.int32)
+    free = fg.copy()
+    n = 0
+    while free.any():
+        s = int(np.argmax(np.where(free, raw, -np.inf)))
+        similar = (feats @ feats[s]).reshape(h, w) > seed_cos
+        stack = [divmod(s, w)]
+        labels[stack[0]] = n
+        free[stack[0]] = False
+        while stack:
+            y, x = stack.pop()
+            for dy, dx in _NEIGHBOURS:
+                yy, xx = y + dy, x + dx
+                if 0 <= yy < h and 0 <= xx < w and free[yy, xx] and similar[yy, xx]:
+                    free[yy, xx] = False
+                    labels[yy, xx] = n
+                    stack.append((yy, xx))
+        n += 1
+    return labels
+
+
+def label_instances(
+    raw: npt.ArrayLike, rule: InstanceRule, features: npt.ArrayLike | None = None
+) -> npt.NDArray[np.int32]:
+    """(h, w) instance label of every grid cell, -1 for background; ``features`` (C, h, w)."""
+    a = np.asarray(raw, np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"raw response must be (h, w), got shape {a.shape}")
+    top = float(a.max())
+    if not np.isfinite(top) or top <= 0:
+        return np.full(a.shape, -1, np.int32)
+    fg = a > rule.rel * top
+    if rule.rule == "regions":
+        return _regions(fg)
+    if rule.rule == "peaks":
+        return _peaks(a, fg, rule.prominence)
+    if features is None:
+        raise ValueError(f"the {rule.rule} rule needs the feature grid")
+    f = np.asarray(features, np.float64).reshape(-1, a.size).T
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    if rule.rule == "ncut":
+        return _ncut(fg, f, rule)
+    return _seeds(a, fg, f, rule.seed_cos)
+
+
+def instance_boxes(
+    raw: npt.ArrayLike, size: int, rule: InstanceRule, features: npt.ArrayLike | None = None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Boxes (k, 4) int64 in ``size`` x ``size`` crop pixels and scores (k,), best first."""
+    a = np.asarray(raw, np.float64)
+    labels = label_instances(a, rule, features)
+    n = int(labels.max()) + 1
+    if n == 0:
+        return np.zeros((0, 4), np.int64), np.zeros(0)
+    reduce = np.mean if rule.score == "mean" else np.sum
+    scores = np.array([float(reduce(a[labels == k])) for k in range(n)])
+    counts = np.bincount(labels[labels >= 0], minlength=n)
+    top = float(scores[counts >= rule.min_cells].max()) if (counts >= rule.min_cells).any() else 0.0
+    order = [
+        k
+        for k in np.argsort(-scores, kind="stable")
+        if counts[k] >= rule.min_cells and scores[k] >= rule.keep * top
+    ]
+    order = order[: rule.max_instances]
+    g = a - rule.rel * float(a.max())
+    boxes = [_box(g, labels == k, size) for k in order]
+    kept = [(b, scores[k]) for b, k in zip(boxes, order, strict=True) if b is not None]
+    if not kept:
+        return np.zeros((0, 4), np.int64), np.zeros(0)
+    return np.stack([b for b, _ in kept]), np.array([s for _, s in kept])
+
+
+def _box(g: npt.NDArray[np.float64], cells: npt.NDArray[np.bool_], size: int) -> npt.NDArray[np.int64] | None:
+    """Box of the pixels where the upsampled field (g on the instance, -|g| elsewhere) is > 0.
+
+    Only the instance's cell rectangle plus one cell is upsampled: pixels farther away interpolate
+    cells that are all below the level. x1/y1 are one past the last pixel and clipped to size - 1,
+    as boxes.py's cv2.boundingRect boxes are, so both rules' boxes compare to the pixel."""
+    h, w = g.shape
+    field = np.where(cells, g, -np.abs(g))
+    ys, xs = np.nonzero(cells)
+    r0, r1 = max(0, int(ys.min()) - 1), min(h - 1, int(ys.max()) + 1)
+    c0, c1 = max(0, int(xs.min()) - 1), min(w - 1, int(xs.max()) + 1)
+    uy, ux = upsample_matrix(h, size), upsample_matrix(w, size)
+    py = np.nonzero(uy[:, r0 : r1 + 1].sum(1) > 1 - 1e-9)[0]
+    px = np.nonzero(ux[:, c0 : c1 + 1].sum(1) > 1 - 1e-9)[0]
+    up = uy[py, r0 : r1 + 1] @ field[r0 : r1 + 1, c0 : c1 + 1] @ ux[px, c0 : c1 + 1].T
+    on = up > 0
+    rows, cols = np.nonzero(on.any(1))[0], np.nonzero(on.any(0))[0]
+    if len(rows) == 0:
+        return None
+    y0, y1 = int(py[rows[0]]), int(py[rows[-1]])
+    x0, x1 = int(px[cols[0]]), int(px[cols[-1]])
+    return np.array([x0, y0, min(x1 + 1, size - 1), min(y1 + 1, size - 1)], np.int64)
+
+
+# ---- from an exported graph's outputs ------------------------------------------------------------
+#
+# The graphs output only the K x K score map and mask. The score map is U g U^T, with g the h x h
+# min-max normalized, clamped grid and U the (K, h) align_corners=True bilinear weights (the graph's
+# own upsampling, rpol_edge/core/operating_point.py `upsample`), so g comes back exactly (up to
+# float32 rounding) through the pseudo-inverse of U. On the cells with a positive raw response g is
+# raw / max(raw) whenever some cell is <= 0 (the clamped map's minimum is then 0), which is all the
+# persistence watershed needs: its order, its prominence (a share of the maximum) and the relative
+# foreground are scale-free. What the score map cannot give back is the scale (max raw, a cosine)
+# and the negative cells' values; the mask (the sign of the upsampled raw response) stands in for
+# the latter when a box is drawn.
+
+SCORE_RANKINGS = ("grid", "box", "grid_x_box", "grid_x_top")
+"""How an instance found on the score map is scored (benchmarks/instances.py measures each):
+``grid`` the mean normalized grid value over its cells (the reference rule's mean response divided
+by the image's maximum); ``box`` the mean of the score map inside its box (what `detect` reports
+for the one box of ``largest``); ``grid_x_box`` their product; ``grid_x_top`` the ``grid`` value
+times the ``box`` value of the image's strongest instance (one factor per image)."""
+
+FOREGROUND_TOL = 1e-5
+"""Recovered grid values above this are foreground (raw > 0). The recovery is exact to about 5e-7
+(float32 score maps at K = 224..640, tests/core/test_instances.py), and a cell whose response is
+below 1e-5 of the image's maximum draws no box anyway."""
+
+FIT_TOL = 1e-3
+"""Largest |U g U^T - score| accepted: above it the score map is not the bilinear upsampling of an
+h x h grid (a wrong feature stride in the metadata, or a graph that quantizes the upsampling)."""
+
+
+def grid_cells(input_size: int, stride: int) -> int:
+    """Cells per side of the feature grid: ceil(K / stride) (14 at 448 / stride 32), as padded
+    stride-2 convolutions give."""
+    if stride <= 0 or input_size <= 0:
+        raise ValueError(f"input size {input_size} and feature stride {stride} must be positive")
+    return -(-input_size // stride)
+
+
+@lru_cache(maxsize=16)
+def downsample_matrix(n: int, size: int) -> npt.NDArray[np.float32]:
+    """(n, size) float32 pseudo-inverse of `upsample_matrix` (n, size): g = P S P^T. U has full
+    column rank and condition number about 1.95 (K = 224..640), so float32 is enough."""
+    p = np.linalg.pinv(upsample_matrix(n, size)).astype(np.float32)
+    p.setflags(write=False)
+    return p
+
+
+_CHECK_ROWS = 16
+"""Rows of the score map compared with the re-upsampled grid: enough to catch a wrong grid size
+(every row mixes two cells with row-dependent weights) at a fraction of a full K x K product."""
+
+
+def grid_from_score(score: npt.ArrayLike, cells: int) -> npt.NDArray[np.float32]:
+    """The (cells, cells) grid whose bilinear upsampling is ``score`` (K, K); ValueError when no
+    such grid reproduces it (see `FIT_TOL`)."""
+    s = np.asarray(score, np.float32)
+    if s.ndim != 2 or s.shape[0] != s.shape[1]:
+        raise ValueError(f"score map must be square (K, K), got shape {s.shape}")
+    size = s.shape[0]
+    if not 1 <= cells <= size:
+        raise ValueError(f"a {cells} x {cells} grid cannot be upsampled to {size} x {size}")
+    p = downsample_matrix(cells, size)
+    g = (p @ s @ p.T).astype(np.float32, copy=False)
+    rows = np.linspace(0, size - 1, min(_CHECK_ROWS, size)).astype(np.int64)
+    u = upsample_matrix(cells, size).astype(np.float32)
+    err = float(np.abs(u[rows] @ g @ u.T - s[rows]).max())
+    if not err <= FIT_TOL:
+        raise ValueError(
+            f"the {size} x {size} score map is not a bilinear upsampling of a {cells} x {cells} grid "
+            f"(max difference {err:.2g}); --boxes all needs the model's feature stride and an "
+            "unquantized score map"
+        )
+    return g
+
+
+def map_instances(
+    score: npt.ArrayLike,
+    mask: npt.ArrayLike,
+    cells: int,
+    rule: InstanceRule | None = None,
+    ranking: str = "box",
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Instance boxes (k, 4) int64 in K x K crop pixels and their scores (k,), best first, from an
+    exported graph's score map and mask (``rule`` default: `ALL_BOXES`).
+
+    Instances are the reference rule's (`label_instances` on the raw grid) on the recovered grid;
+    ``keep`` compares the instances' mean grid values (the reference's mean responses over the
+    same maximum). A box is the bounding box of the mask's pixels where the instance outweighs
+    every other one (the upsampled field, +g on its cells, -g on other instances', 0 elsewhere, is
+    > 0): with one instance exactly the mask's box around it."""
+    r = rule or ALL_BOXES
+    if r.needs_features:
+        raise ValueError(f"the {r.rule} rule needs the feature grid, which exported graphs do not output")
+    if ranking not in SCORE_RANKINGS:
+        raise ValueError(f"unknown instance ranking {ranking!r}: choose one of {', '.join(SCORE_RANKINGS)}")
+    s = np.asarray(score, np.float32)
+    m = np.asarray(mask) != 0
+    empty = (np.zeros((0, 4), np.int64), np.zeros(0))
+    if not m.any():
+        return empty
+    g = grid_from_score(s, cells).astype(np.float64)
+    # Every cell positive (the mask covers the whole crop): min-max then shifted the grid by its
+    # minimum, and only the mask still says that all cells are foreground.
+    fg = np.ones(g.shape, bool) if m.all() else g > max(r.rel, FOREGROUND_TOL)
+    if not fg.any():
+        return empty
+    labels = _regions(fg) if r.rule == "regions" else _peaks(g, fg, r.prominence)
+    n = int(labels.max()) + 1
+    counts = np.bincount(labels[labels >= 0], minlength=n)
+    reduce = np.mean if r.score == "mean" else np.sum
+    strength = np.array([float(reduce(g[labels == k])) for k in range(n)])
+    ok = counts >= r.min_cells
+    if not ok.any():
+        return empty
+    top = float(strength[ok].max())
+    order = [k for k in np.argsort(-strength, kind="stable") if ok[k] and strength[k] >= r.keep * top]
+    found = []
+    for k in order[: r.max_instances]:
+        b = _map_box(g - r.rel, labels, k, m, s.shape[0])
+        if b is not None:
+            found.append((b, float(strength[k]), float(s[b[1] : b[3] + 1, b[0] : b[2] + 1].mean())))
+    if not found:
+        return empty
+    grid_mean = np.array([x[1] for x in found])
+    box_mean = np.array([x[2] for x in found])
+    scores = {
+        "grid": grid_mean,
+        "box": box_mean,
+        "grid_x_box": grid_mean * box_mean,
+        "grid_x_top": grid_mean * box_mean[0],
+    }[ranking]
+    best = np.argsort(-scores, kind="stable")
+    return np.stack([found[i][0] for i in best]), scores[best]
+
+
+def _map_box(
+    g: npt.NDArray[np.float64], labels: npt.NDArray[np.int32], k: int, mask: npt.NDArray[np.bool_], size: int
+) -> npt.NDArray[np.int64] | None:
+    """`_box` with the mask for the background: the reference gives background cells their
+    (negative) raw response, which the score map lost; the graph's mask is where that field is
+    positive, so a pixel counts when the mask has it and the instance outweighs the others."""
+    cells = labels == k
+    # Background cells: what is left of their response (below the level, or 0 for the clamped ones).
+    field = np.where(cells, g, np.where(labels >= 0, -np.abs(g), np.minimum(g, 0.0)))
+    h, w = g.shape
+    ys, xs = np.nonzero(cells)
+    r0, r1 = max(0, int(ys.min()) - 1), min(h - 1, int(ys.max()) + 1)
+    c0, c1 = max(0, int(xs.min()) - 1), min(w - 1, int(xs.max()) + 1)
+    uy, ux = upsample_matrix(h, size), upsample_matrix(w, size)
+    py = np.nonzero(uy[:, r0 : r1 + 1].sum(1) > 1 - 1e-9)[0]
+    px = np.nonzero(ux[:, c0 : c1 + 1].sum(1) > 1 - 1e-9)[0]
+    up = uy[py, r0 : r1 + 1] @ field[r0 : r1 + 1, c0 : c1 + 1] @ ux[px, c0 : c1 + 1].T
+    on = (up > 0) & mask[np.ix_(py, px)]
+    rows, cols = np.nonzero(on.any(1))[0], np.nonzero(on.any(0))[0]
+    if len(rows) == 0:
+        return None
+    y0, y1 = int(py[rows[0]]), int(py[rows[-1]])
+    x0, x1 = int(px[cols[0]]), int(px[cols[-1]])
+    return np.array([x0, y0, min(x1 + 1, size - 1), min(y1 + 1, size - 1)], np.int64)

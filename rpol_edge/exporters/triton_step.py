@@ -1,0 +1,73 @@
+"""The Python-backend model of the exported ensemble's ``_pre`` and ``_post`` steps (copied as
+``model.py``; the role is the config's ``rpol_step`` parameter).
+
+It runs inside a user's Triton (NVIDIA's server images) whose Python has rpol-edge installed
+(``pip install rpol-edge``: numpy, OpenCV, no torch), so both steps are the shared code:
+
+* ``pre``: raw RGB uint8 frames (N, H, W, 3) of any size -> the model input
+  (`rpol_edge.core.prepare.prepare`: resize to S, centre crop to K) and each frame's (W, H);
+* ``post``: score and mask maps -> box in original pixels and its score
+  (`rpol_edge.evaluate.predict.detect`, the box code every runtime uses), and the score map.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, Any]) -> None:
+        from rpol_edge.core.metadata import ModelMeta
+
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.role = params["rpol_step"]
+        self.meta = ModelMeta.from_json(params["rpol_edge"], config["name"])
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        import triton_python_backend_utils as pb_utils
+
+        responses = []
+        for request in requests:
+            try:
+                tensors = self._pre(request) if self.role == "pre" else self._post(request)
+                responses.append(
+                    pb_utils.InferenceResponse([pb_utils.Tensor(k, v) for k, v in tensors.items()])
+                )
+            except Exception as exc:  # noqa: BLE001 - one bad request is answered, the others go on
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+        return responses
+
+    def _pre(self, request: Any) -> dict[str, np.ndarray]:
+        import triton_python_backend_utils as pb_utils
+
+        from rpol_edge.core.prepare import prepare
+
+        frames = pb_utils.get_input_tensor_by_name(request, "frames").as_numpy()
+        if frames.shape[1] == 0 or frames.shape[2] == 0:
+            raise ValueError(f"empty frame {frames.shape[1:]}")
+        prepped = [prepare(np.ascontiguousarray(f), self.meta, is_rgb=True) for f in frames]
+        sizes = np.array([[t.src_w, t.src_h] for _, t in prepped], np.int32)
+        return {"input": np.stack([x for x, _ in prepped]), "size": sizes}
+
+    def _post(self, request: Any) -> dict[str, np.ndarray]:
+        import triton_python_backend_utils as pb_utils
+
+        from rpol_edge.core.geometry import CropTransform
+        from rpol_edge.evaluate.predict import detect
+
+        score = pb_utils.get_input_tensor_by_name(request, "score").as_numpy()
+        mask = pb_utils.get_input_tensor_by_name(request, "mask").as_numpy()
+        sizes = pb_utils.get_input_tensor_by_name(request, "size").as_numpy()
+        boxes = np.full((len(score), 4), -1, np.int32)
+        scores = np.zeros((len(score), 1), np.float32)
+        for i, (w, h) in enumerate(sizes):
+            t = CropTransform(int(w), int(h), self.meta.resize_size, self.meta.input_size)
+            d = detect(score[i, 0], mask[i, 0], t)
+            if d.box is not None:
+                boxes[i] = d.box
+                scores[i, 0] = d.score
+        return {"box": boxes, "box_score": scores, "score_map": np.ascontiguousarray(score[:, 0], np.float32)}

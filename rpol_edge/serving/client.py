@@ -1,0 +1,183 @@
+"""A client for a Triton server that serves an rpol-edge model (``rpol-edge serve``, or a user's
+Triton with the repository of ``export --triton``), over HTTP or gRPC (``tritonclient``).
+
+`RemoteModel.detect` sends raw RGB frames and returns the `Detection` a local run gives;
+`predict_remote` writes exactly what ``rpol-edge predict`` writes (the per-image JSON, the overlays,
+``predictions.jsonl``) through the same writer, with the score map the server returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from rpol_edge.core.geometry import CropTransform
+from rpol_edge.core.metadata import ModelMeta
+from rpol_edge.evaluate.predict import Detection, write_predictions
+from rpol_edge.exporters.triton import BOX, BOX_SCORE, FRAMES, META_PARAMETER, SCORE_MAP
+from rpol_edge.serving.server_env import ServeError
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    protocol: str
+    """``http`` or ``grpc``."""
+    address: str
+    """host:port, as tritonclient takes it."""
+
+
+def parse_url(url: str) -> Endpoint:
+    """``http://host:port``, ``grpc://host:port`` or ``host:port`` (HTTP)."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme not in ("http", "grpc") or not parts.hostname or parts.path not in ("", "/"):
+        raise ServeError(f"{url!r}: give http://HOST:PORT or grpc://HOST:PORT")
+    port = parts.port or (8001 if parts.scheme == "grpc" else 8000)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return Endpoint(parts.scheme, f"{host}:{port}")
+
+
+def _tritonclient(protocol: str) -> Any:
+    try:
+        if protocol == "grpc":
+            import tritonclient.grpc as mod
+        else:
+            import tritonclient.http as mod
+    except ImportError:
+        raise ServeError("the Triton client needs tritonclient: pip install 'rpol-edge[serve]'") from None
+    return mod
+
+
+class RemoteModel:
+    """One model on one server. ``timeout_s`` bounds every request (connect and answer)."""
+
+    def __init__(self, url: str, model: str = "rpol", timeout_s: float = 30.0) -> None:
+        self.endpoint = parse_url(url)
+        self.url = url
+        self.model = model
+        self.timeout_s = timeout_s
+        self.mod = _tritonclient(self.endpoint.protocol)
+        self._client: Any = None
+        self._meta: ModelMeta | None = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            if self.endpoint.protocol == "grpc":
+                self._client = self.mod.InferenceServerClient(self.endpoint.address)
+            else:
+                self._client = self.mod.InferenceServerClient(
+                    self.endpoint.address, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
+                )
+        return self._client
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return fn()
+        except InferenceServerException as exc:
+            raise ServeError(f"{self.url} ({self.model}): {exc.message()}") from None
+        except Exception as exc:  # noqa: BLE001 - the transports raise their own kinds (gevent, grpc)
+            text = " ".join(str(exc).split()) or "no detail"
+            raise ServeError(f"{self.url}: {exc.__class__.__name__}: {text}") from None
+
+    def ready(self) -> bool:
+        try:
+            return bool(self._call(lambda: self.client.is_model_ready(self.model)))
+        except ServeError:
+            return False
+
+    @property
+    def meta(self) -> ModelMeta:
+        """The metadata record the model's config carries (input size, resize, threshold...)."""
+        if self._meta is None:
+            if self.endpoint.protocol == "grpc":
+                cfg = self._call(lambda: self.client.get_model_config(self.model, as_json=True))["config"]
+            else:
+                cfg = self._call(lambda: self.client.get_model_config(self.model))
+            params = cfg.get("parameters", {})
+            if META_PARAMETER not in params:
+                raise ServeError(f"{self.url}: model {self.model!r} is not an rpol-edge model (no metadata)")
+            self._meta = ModelMeta.from_json(
+                params[META_PARAMETER]["string_value"], f"{self.url}/{self.model}"
+            )
+        return self._meta
+
+    def infer(self, frames: np.ndarray, maps: bool = False) -> dict[str, np.ndarray]:
+        """One request: uint8 RGB frames (N, H, W, 3) -> ``box`` (N, 4), ``box_score`` (N, 1) and,
+        with ``maps``, ``score_map`` (N, K, K)."""
+        mod = self.mod
+        tensor = mod.InferInput(FRAMES, list(frames.shape), "UINT8")
+        if self.endpoint.protocol == "grpc":
+            tensor.set_data_from_numpy(frames)
+            outputs = [mod.InferRequestedOutput(n) for n in (BOX, BOX_SCORE) + ((SCORE_MAP,) if maps else ())]
+            res = self._call(
+                lambda: self.client.infer(
+                    self.model, [tensor], outputs=outputs, client_timeout=self.timeout_s
+                )
+            )
+        else:
+            tensor.set_data_from_numpy(frames, binary_data=True)
+            outputs = [
+                mod.InferRequestedOutput(n, binary_data=True)
+                for n in (BOX, BOX_SCORE) + ((SCORE_MAP,) if maps else ())
+            ]
+            res = self._call(lambda: self.client.infer(self.model, [tensor], outputs=outputs))
+        got = {n: res.as_numpy(n) for n in (BOX, BOX_SCORE) + ((SCORE_MAP,) if maps else ())}
+        if got[BOX] is None or len(got[BOX]) != len(frames):
+            raise ServeError(f"{self.url}: the server answered no boxes for {len(frames)} frame(s)")
+        return got
+
+    def detect(self, frame: np.ndarray) -> Detection:
+        """One RGB frame (H, W, 3) -> its detection, as `rpol_edge.evaluate.predict.detect` gives."""
+        return self.detect_maps([frame])[0][0]
+
+    def detect_maps(
+        self, images: Sequence[np.ndarray], maps: bool = False
+    ) -> list[tuple[Detection, CropTransform, np.ndarray | None]]:
+        """Frames one request each (the server batches concurrent requests), with their transforms
+        and, with ``maps``, score maps: what `write_predictions` takes."""
+        meta = self.meta
+        out: list[tuple[Detection, CropTransform, np.ndarray | None]] = []
+        for image in images:
+            got = self.infer(np.ascontiguousarray(image[None]), maps)
+            h, w = image.shape[:2]
+            t = CropTransform(w, h, meta.resize_size, meta.input_size)
+            out.append((to_detection(got[BOX][0], got[BOX_SCORE][0]), t, got[SCORE_MAP][0] if maps else None))
+        return out
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> RemoteModel:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def to_detection(box: np.ndarray, score: np.ndarray) -> Detection:
+    """The server's int32 box (-1s: no object) and score as a `Detection` (original pixels)."""
+    if int(box[0]) < 0:
+        return Detection(None, 0.0, None)
+    return Detection(tuple(int(v) for v in box), float(score[0]), None)  # type: ignore[arg-type]
+
+
+def predict_remote(
+    model: RemoteModel,
+    images: Sequence[Path],
+    out_dir: Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+    """What ``rpol-edge predict`` writes, with the boxes and maps from the server."""
+    return write_predictions(lambda imgs: model.detect_maps(imgs, maps=True), images, out_dir, 8, progress)  # type: ignore[arg-type, return-value]

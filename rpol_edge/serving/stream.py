@@ -1,0 +1,69 @@
+"""Frames of a live source (camera, network stream, video file, image folder) through a Triton
+server: one request per frame, one JSON record per frame (``frames.jsonl``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rpol_edge.core.files import write_text_atomic
+from rpol_edge.evaluate.predict import detection_record
+from rpol_edge.live.source_registry import parse_source
+from rpol_edge.live.sources import CorruptFrame, StreamDropped, open_source
+from rpol_edge.serving.client import RemoteModel
+
+RECORDS = "frames.jsonl"
+
+
+def stream_remote(
+    model: RemoteModel,
+    uri: str,
+    out_dir: Path,
+    limit: int = 0,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    open_timeout_s: float = 10.0,
+) -> int:
+    """Send the source's frames until its end (or ``limit`` frames); returns the frames answered.
+    The records are written when the source ends, when the limit is reached or on Ctrl-C."""
+    source = parse_source(uri, exclude=[out_dir])
+    records: list[dict[str, Any]] = []
+    open_source(source, open_timeout_s)
+    try:
+        with source:
+            index = 0
+            while not limit or index < limit:
+                try:
+                    cap = source.read()
+                except CorruptFrame:
+                    continue
+                except StreamDropped:
+                    break
+                if cap is None:
+                    break
+                rgb = (
+                    cap.image if getattr(cap, "is_rgb", False) else np.ascontiguousarray(cap.image[..., ::-1])
+                )
+                start = time.perf_counter()
+                d = model.detect(rgb)
+                h, w = rgb.shape[:2]
+                rec = {
+                    "frame": index,
+                    "source": cap.name or uri,
+                    "width": w,
+                    "height": h,
+                    **detection_record(d),
+                    "latency_ms": round((time.perf_counter() - start) * 1000, 3),
+                }
+                records.append(rec)
+                if on_record:
+                    on_record(rec)
+                index += 1
+    finally:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out_dir / RECORDS, "".join(json.dumps(r) + "\n" for r in records))
+    return len(records)
