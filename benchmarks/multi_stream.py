@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import platform
+import os
 import signal
 import socket
 import subprocess
@@ -267,25 +267,6 @@ def measure_kill(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def cpu() -> dict[str, str]:
-    info = {"machine": platform.machine()}
-    with contextlib.suppress(OSError):
-        text = Path("/proc/cpuinfo").read_text()
-        for line in text.splitlines():
-            if line.startswith("model name"):
-                info["model"] = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                info["flags"] = " ".join(
-                    sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "avx_vnni")))
-                )
-                break
-    import os
-
-    info["cores"] = str(os.cpu_count())
-    return info
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model", type=Path)
@@ -303,9 +284,15 @@ def main() -> None:
     ap.add_argument("--only", default="mjpeg,files,kill")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
+    from rpol_edge.bench.runner import cpu_record
+
     rec: dict[str, Any] = {
         "date": date.today().isoformat(),
-        "cpu": cpu(),
+        "time": time.strftime("%H:%M UTC", time.gmtime()),
+        "machine": cpu_record(),
+        "cores": os.cpu_count(),
+        "load_1min_start": os.getloadavg()[0],
+        "command": " ".join(sys.argv),
         "model": str(args.model),
         "runtime": args.runtime,
         "threads": args.threads,
@@ -318,6 +305,8 @@ def main() -> None:
         rec["files"] = measure_files(args)
     if "kill" in parts:
         rec["kill"] = measure_kill(args)
+    rec["load_1min_end"] = os.getloadavg()[0]
+    rec["load_1min_end"] = os.getloadavg()[0]
     args.out.write_text(json.dumps(rec, indent=1) + "\n")
     print(f"wrote {args.out}")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -111,3 +112,26 @@ def test_every_operating_point_exports_with_identical_masks(
     assert int((a.mask != b.mask).sum()) <= 1e-5 * a.mask.size
     assert agreement(a, b).boxes_identical == len(frames)
     assert 0 < a.mask.mean() < 1  # a real mask, neither empty nor everything
+
+
+def test_every_runtime_gives_the_same_boxes_all(sample_model: Path, sample_onnx: Path) -> None:
+    """``--boxes all`` runs on the host after the graph: torch (.rpol), ONNX Runtime and OpenVINO
+    (.onnx) give the same boxes, scores within 1e-4, on the sample photos and on tiles of four."""
+    from rpol_edge.evaluate.predict import detect_images
+    from tests.multi_canvas import PHOTOS, tiled
+
+    frames = [cv2.imread(str(p))[..., ::-1].copy() for p in PHOTOS[:12]]
+    frames += [tiled(first)[..., ::-1].copy() for first in (2, 8, 10)]
+    results = {}
+    for name, path in (("torch", sample_model), ("ort", sample_onnx), ("openvino", sample_onnx)):
+        if missing_modules(RUNTIMES[name]):
+            continue
+        with open_runtime(path, name, device="cpu") as rt:
+            results[name] = [d.boxes for d, _, _ in detect_images(rt, frames, boxes="all")]
+    assert {"torch", "ort"} <= set(results)
+    ref = results.pop("torch")
+    assert max(len(b) for b in ref) >= 2  # the tiles: something for the rule to separate
+    for name, got in results.items():
+        for want, have in zip(ref, got, strict=True):
+            assert [b for b, _ in have] == [b for b, _ in want], name
+            assert np.allclose([s for _, s in have], [s for _, s in want], atol=1e-4), name

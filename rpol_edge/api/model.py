@@ -9,7 +9,7 @@ geometry: boxes come back in the pixels of the image that went in. No torch is i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -22,7 +22,7 @@ from rpol_edge.core.metadata import ModelMeta
 from rpol_edge.core.prepare import prepare
 from rpol_edge.data.images import load_rgb
 from rpol_edge.evaluate.overlay import render
-from rpol_edge.evaluate.predict import check_min_area, detect
+from rpol_edge.evaluate.predict import Box, box_mode, check_min_area, detect
 from rpol_edge.runtimes import Runtime, infer_all, open_runtime
 
 ImageLike = str | Path | np.ndarray
@@ -46,6 +46,10 @@ class Prediction:
     bgr: bool = False
     """Whether the image came in as BGR (`Model.predict_frames`' default): `overlay` expects the
     same order back."""
+    boxes: list[tuple[Box, float]] = field(default_factory=list)
+    """Every box with its score (the mean of the score map inside it), best first, in the input
+    image's pixels: ``box`` and ``score`` are the first. One box with ``boxes="largest"``, one per
+    object with ``"all"``; empty when nothing is found."""
 
     def heatmap(self) -> np.ndarray:
         """The score map laid back onto the input image: (H, W) float32, zero outside the crop."""
@@ -58,7 +62,7 @@ class Prediction:
             bgr = _check_frame(image)
         else:
             bgr = cv2.cvtColor(_as_rgb(image), cv2.COLOR_RGB2BGR)
-        return render(bgr, self.score_map, self.transform, self.box)
+        return render(bgr, self.score_map, self.transform, self.box, more=[b for b, _ in self.boxes[1:]])
 
 
 class Model:
@@ -66,9 +70,10 @@ class Model:
 
     ``runtime`` is ``auto`` (by file type) or one of torch, ort, trt; ``device`` ``auto`` picks CUDA
     where the runtime reaches it; ``min_area`` (a share of the input crop) reports "no object" for
-    smaller masks; further keyword options go to the runtime (for example
-    ``precision="fp16"`` for torch, ``threads=2`` for ort). Close it (or use ``with``) to free
-    sessions and GPU buffers.
+    smaller masks; ``boxes`` is ``largest`` (one box), ``all`` (one box per object) or None (the
+    mode the model file records, ``largest`` unless set); further keyword options go to the runtime
+    (for example ``precision="fp16"`` for torch, ``threads=2`` for ort). Close it (or use ``with``)
+    to free sessions and GPU buffers.
     """
 
     def __init__(
@@ -77,12 +82,18 @@ class Model:
         runtime: str = "auto",
         device: str = "auto",
         min_area: float = 0.0,
+        boxes: str | None = None,
         **options: Any,
     ) -> None:
         self.path = Path(path)
         self.min_area = check_min_area(min_area)
         self.runtime: Runtime = open_runtime(self.path, runtime, device=device, **options)
         self.runtime.__enter__()
+        try:
+            self.boxes = box_mode(self.meta, boxes)[0]
+        except ValueError:
+            self.close()
+            raise
 
     @property
     def meta(self) -> ModelMeta:
@@ -94,18 +105,22 @@ class Model:
         """Runtime, device and precision in a few words."""
         return self.runtime.description
 
-    def predict(self, image: ImageLike) -> Prediction:
-        """One image: a path, or an RGB uint8 (H, W, 3) array (use `predict_frames` for BGR)."""
-        return self.predict_frames([_as_rgb(image)], bgr=False)[0]
+    def predict(self, image: ImageLike, boxes: str | None = None) -> Prediction:
+        """One image: a path, or an RGB uint8 (H, W, 3) array (use `predict_frames` for BGR).
+        ``boxes``: ``largest`` or ``all`` for this call (None: the model's, see `Model`)."""
+        return self.predict_frames([_as_rgb(image)], bgr=False, boxes=boxes)[0]
 
-    def predict_frames(self, frames: Sequence[np.ndarray] | np.ndarray, bgr: bool = True) -> list[Prediction]:
+    def predict_frames(
+        self, frames: Sequence[np.ndarray] | np.ndarray, bgr: bool = True, boxes: str | None = None
+    ) -> list[Prediction]:
         """A batch of camera frames (uint8 (H, W, 3), BGR as OpenCV reads them unless ``bgr=False``),
-        in one runtime call (chunked to the model's batch range)."""
+        in one runtime call (chunked to the model's batch range); ``boxes`` as in `predict`."""
         if self.meta.n_heads != 1:
             raise ValueError(
                 f"{self.path.name} is a class-wise fit ({self.meta.n_heads} heads): it localizes a known "
                 "class; predict needs a class-agnostic model"
             )
+        mode, cells = box_mode(self.meta, boxes or self.boxes)
         if len(frames) == 0:
             return []
         prepped = [prepare(_check_frame(f), self.meta, is_rgb=not bgr) for f in frames]
@@ -113,8 +128,8 @@ class Model:
         preds = []
         for i, (_, t) in enumerate(prepped):
             score, mask = out.score[i, 0], out.mask[i, 0]
-            d = detect(score, mask, t, self.min_area)
-            preds.append(Prediction(d.box, d.score, score, mask.astype(bool), t, bgr))
+            d = detect(score, mask, t, self.min_area, mode, cells)
+            preds.append(Prediction(d.box, d.score, score, mask.astype(bool), t, bgr, d.boxes))
         return preds
 
     def close(self) -> None:

@@ -21,8 +21,11 @@ from rpol_edge.cli.common import (
     rank_progress,
     report_skips,
 )
-from rpol_edge.cli.options import CudaGraph, Data, Device, Root, RuntimeOpt, Split, Weights
+from rpol_edge.cli.options import Boxes, CudaGraph, Data, Device, Root, RuntimeOpt, Split, Weights
 from rpol_edge.core.extras import require_torch
+
+DETECTION_KEYS = ("box_mode", "ap50", "recall50", "precision50")
+"""Per-object rows of the eval table (every ground-truth box counts), after the paper's metrics."""
 
 
 def eval_cmd(
@@ -51,6 +54,7 @@ def eval_cmd(
     batch_size: int = 8,
     workers: int = 2,
     cuda_graph: CudaGraph = None,
+    boxes: Boxes = None,
 ) -> None:
     """Localization accuracy (GT-known Loc, MaxBoxAcc, MaxBoxAccV2 both protocols; Top-k Loc).
 
@@ -59,6 +63,7 @@ def eval_cmd(
     from rpol_edge.core.files import write_text_atomic
     from rpol_edge.evaluate.evaluation import calibrate as write_threshold
     from rpol_edge.evaluate.evaluation import evaluate
+    from rpol_edge.evaluate.predict import check_boxes
     from rpol_edge.fitting.distributed import process_group, rank_device
     from rpol_edge.runtimes import choose, open_runtime, resolve_device
 
@@ -67,6 +72,8 @@ def eval_cmd(
             raise ValueError("--calibrate writes into a fitted .rpol model; calibrate it, then re-export")
         if json_out:
             check_writable(json_out)
+        if boxes is not None:
+            check_boxes(boxes)
         if (classifier_weights or class_map) and not classifier:
             raise ValueError("--classifier-weights and --class-map need --classifier NAME")
         if classifier and ctx.enabled:
@@ -76,12 +83,14 @@ def eval_cmd(
         dev = rank_device(resolve_device(choose(model, runtime), device), ctx)
         rt = open_runtime(model, runtime, device=dev, weights=weights, cuda_graph=cuda_graph)
         with rt, rank_progress("eval")(ctx) as update:
-            result = evaluate(rt, data, root, split, save_maps, batch_size, workers, update, clf, cmap, ctx)
+            result = evaluate(
+                rt, data, root, split, save_maps, batch_size, workers, update, clf, cmap, ctx, boxes
+            )
         if not ctx.is_main:
             return
         report_skips(result.skipped, result.metrics["n_skipped"])
         metrics = {"model": str(model), "runtime": result.runtime, **result.metrics}
-        out.print(metrics_table("metric", metrics, TOPK_KEYS if clf else ()))
+        out.print(metrics_table("metric", metrics, (TOPK_KEYS if clf else ()) + DETECTION_KEYS))
         if json_out:
             write_text_atomic(json_out, json.dumps(metrics, indent=1, default=str))
         if calibrate:

@@ -29,3 +29,12 @@ MinArea = Annotated[
         "(0: any mask is an object)",
     ),
 ]
+Boxes = Annotated[
+    str | None,
+    typer.Option(
+        "--boxes",
+        help="largest: one box, around the mask's largest region | all: one box per object "
+        "(docs/instances.md) [default: the model's, see info; largest]",
+        show_default=False,
+    ),
+]

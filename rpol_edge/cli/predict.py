@@ -16,7 +16,7 @@ from rpol_edge.cli.common import (
     progress_bar,
     report_skips,
 )
-from rpol_edge.cli.options import Device, MinArea, RuntimeOpt, Weights
+from rpol_edge.cli.options import Boxes, Device, MinArea, RuntimeOpt, Weights
 
 
 def predict(
@@ -35,22 +35,27 @@ def predict(
     device: Device = "auto",
     weights: Weights = None,
     min_area: MinArea = 0.0,
+    boxes: Boxes = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="print the records as JSON lines instead of text")
     ] = False,
 ) -> None:
     """Box (original pixels, JSON) and overlay PNG for each image, and all boxes in predictions.jsonl."""
     from rpol_edge.data.folder import expand_images
-    from rpol_edge.evaluate.predict import check_min_area, predict_files
+    from rpol_edge.evaluate.predict import check_boxes, check_min_area, predict_files
     from rpol_edge.runtimes import open_runtime
 
     with cli_errors():
         check_min_area(min_area)
+        if boxes is not None:
+            check_boxes(boxes)
         # a typed path that does not exist fails here, before any work; -o is never read back
         files = expand_images(images, exclude=[output])
         rt = open_runtime(model, runtime, device=device, weights=weights)
         with rt, progress_bar("predict") as update:
-            records, skipped = predict_files(rt, files, output, progress=update, min_area=min_area)
+            records, skipped = predict_files(
+                rt, files, output, progress=update, min_area=min_area, boxes=boxes
+            )
         report_skips(skipped)
         if json_out:  # stdout is then only JSON, one record a line (the summary goes to stderr)
             for r in records:
@@ -58,5 +63,6 @@ def predict(
             err.print(f"wrote {len(records)} overlay(s) and JSON file(s) to {output}", highlight=False)
             return
         for r in records:
-            out.print(f"{r['image']}: box={r['box']} score={r['score']:.3f}", highlight=False)
+            more = f" (+{len(r['boxes']) - 1} more)" if len(r["boxes"]) > 1 else ""
+            out.print(f"{r['image']}: box={r['box']} score={r['score']:.3f}{more}", highlight=False)
         out.print(f"wrote {len(records)} overlay(s) and JSON file(s) to {output}")

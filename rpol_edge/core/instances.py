@@ -118,7 +118,8 @@ def _peaks(
     raw: npt.NDArray[np.float64], fg: npt.NDArray[np.bool_], prominence: float
 ) -> npt.NDArray[np.int32]:
     h, w = raw.shape
-    labels = np.full((h, w), -1, np.int32)
+    # Plain Python lists in the loop: numpy scalar indexing cost most of the time per frame.
+    labels = [-1] * (h * w)
     parent: list[int] = []
     peak: list[float] = []
 
@@ -129,35 +130,47 @@ def _peaks(
         return a
 
     drop = prominence * float(raw.max())
-    ys, xs = np.nonzero(fg)
-    for k in np.argsort(-raw[ys, xs], kind="stable"):
-        y, x = int(ys[k]), int(xs[k])
-        v = float(raw[y, x])
+    flat = raw.reshape(-1)
+    cells = np.flatnonzero(fg.reshape(-1))  # row-major, as np.nonzero: ties keep that order
+    values = flat.tolist()
+    neighbours = _neighbour_lists(h, w)
+    for c in cells[np.argsort(-flat[cells], kind="stable")].tolist():
+        v = values[c]
         roots = set()
-        for dy, dx in _NEIGHBOURS:
-            yy, xx = y + dy, x + dx
-            if 0 <= yy < h and 0 <= xx < w and labels[yy, xx] >= 0:
-                roots.add(find(int(labels[yy, xx])))
+        for nb in neighbours[c]:
+            if labels[nb] >= 0:
+                roots.add(find(labels[nb]))
         if not roots:
             parent.append(len(parent))
             peak.append(v)
-            labels[y, x] = len(parent) - 1
+            labels[c] = len(parent) - 1
             continue
         main = max(roots, key=peak.__getitem__)
         for r in roots:
             if r != main and peak[r] - v < drop:
                 parent[r] = main  # a shallow bump on the main basin's flank, not an object of its own
-        labels[y, x] = main
-    out = labels.copy()
-    for idx in np.unique(labels[labels >= 0]):
-        out[labels == idx] = find(int(idx))
-    return _relabel(out)
+        labels[c] = main
+    if not parent:
+        return np.full((h, w), -1, np.int32)
+    root = np.array([find(i) for i in range(len(parent))] + [-1], np.int32)
+    return _relabel(root[np.array(labels, np.int64)].reshape(h, w))  # -1 indexes the trailing -1
+
+
+@lru_cache(maxsize=16)
+def _neighbour_lists(h: int, w: int) -> tuple[tuple[int, ...], ...]:
+    """Flat indices of each cell's 8 neighbours inside the grid, in `_NEIGHBOURS` order."""
+    return tuple(
+        tuple((y + dy) * w + x + dx for dy, dx in _NEIGHBOURS if 0 <= y + dy < h and 0 <= x + dx < w)
+        for y in range(h)
+        for x in range(w)
+    )
 
 
 def _relabel(labels: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
+    """Labels renumbered 0.. in order of their old values; -1 stays."""
     out = np.full_like(labels, -1)
-    for new, old in enumerate(np.unique(labels[labels >= 0])):
-        out[labels == old] = new
+    on = labels >= 0
+    out[on] = np.unique(labels[on], return_inverse=True)[1].reshape(-1)
     return out
 
 
@@ -450,14 +463,29 @@ def _map_box(
     ys, xs = np.nonzero(cells)
     r0, r1 = max(0, int(ys.min()) - 1), min(h - 1, int(ys.max()) + 1)
     c0, c1 = max(0, int(xs.min()) - 1), min(w - 1, int(xs.max()) + 1)
-    uy, ux = upsample_matrix(h, size), upsample_matrix(w, size)
-    py = np.nonzero(uy[:, r0 : r1 + 1].sum(1) > 1 - 1e-9)[0]
-    px = np.nonzero(ux[:, c0 : c1 + 1].sum(1) > 1 - 1e-9)[0]
-    up = uy[py, r0 : r1 + 1] @ field[r0 : r1 + 1, c0 : c1 + 1] @ ux[px, c0 : c1 + 1].T
-    on = (up > 0) & mask[np.ix_(py, px)]
+    (y_lo, y_hi), (x_lo, x_hi) = _span(h, size, r0, r1), _span(w, size, c0, c1)
+    uy, ux = _upsample32(h, size), _upsample32(w, size)
+    # float32 and slices: the pixels whose weights lie on these cells are one contiguous range.
+    sub = field[r0 : r1 + 1, c0 : c1 + 1].astype(np.float32)
+    up = uy[y_lo:y_hi, r0 : r1 + 1] @ sub @ ux[x_lo:x_hi, c0 : c1 + 1].T
+    on = (up > 0) & mask[y_lo:y_hi, x_lo:x_hi]
     rows, cols = np.nonzero(on.any(1))[0], np.nonzero(on.any(0))[0]
     if len(rows) == 0:
         return None
-    y0, y1 = int(py[rows[0]]), int(py[rows[-1]])
-    x0, x1 = int(px[cols[0]]), int(px[cols[-1]])
+    y0, y1 = y_lo + int(rows[0]), y_lo + int(rows[-1])
+    x0, x1 = x_lo + int(cols[0]), x_lo + int(cols[-1])
     return np.array([x0, y0, min(x1 + 1, size - 1), min(y1 + 1, size - 1)], np.int64)
+
+
+@lru_cache(maxsize=16)
+def _upsample32(n: int, size: int) -> npt.NDArray[np.float32]:
+    u = upsample_matrix(n, size).astype(np.float32)
+    u.setflags(write=False)
+    return u
+
+
+@lru_cache(maxsize=4096)
+def _span(n: int, size: int, lo: int, hi: int) -> tuple[int, int]:
+    """[start, stop) of the pixels interpolated from cells lo..hi only (as `_box` selects them)."""
+    inside = np.nonzero(upsample_matrix(n, size)[:, lo : hi + 1].sum(1) > 1 - 1e-9)[0]
+    return int(inside[0]), int(inside[-1]) + 1

@@ -60,6 +60,14 @@ class OperatingPoint:
 
 TAU_MODES = ("joint", "mean")
 
+BOX_MODES: tuple[str, ...] = ("largest", "all")
+"""What `detect` reports: ``largest``, the box of the mask's largest region (one per image), or
+``all``, one box per object (rpol_edge/core/instances.py `ALL_BOXES`, docs/instances.md)."""
+
+DEFAULT_BOXES = "largest"
+"""Recorded at fit time as ``extra["boxes"]``; files without it behave as ``largest``, as they did.
+``all`` is not the default: it costs about a point of top-box accuracy on single-animal photos."""
+
 
 class MetadataError(ValueError):
     """An artifact's metadata is missing, malformed, or does not match what it is combined with."""
@@ -119,6 +127,11 @@ class ModelMeta:
     def raw_frames(self) -> bool:
         """Whether the graph takes raw W x H frames and does resize + crop itself."""
         return self.frame_width > 0
+
+    @property
+    def boxes(self) -> str:
+        """The box mode this model reports by default (``--boxes`` without a value)."""
+        return self.extra.get("boxes", DEFAULT_BOXES)
 
     @property
     def operating(self) -> OperatingPoint:
@@ -237,6 +250,11 @@ class ModelMeta:
             )
         if self.operating_point == "fraction" and not 0.0 < self.fraction <= 1.0:
             raise MetadataError(f"{source}: foreground fraction {self.fraction} is outside (0, 1]")
+        if self.boxes not in BOX_MODES:
+            raise MetadataError(
+                f"{source}: unknown box mode {self.boxes!r} (expected {', '.join(BOX_MODES)}; "
+                "a newer rpol-edge wrote it?)"
+            )
         if self.tau_mode not in TAU_MODES:
             raise MetadataError(f"{source}: unknown tau mode {self.tau_mode!r} (expected joint or mean)")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:

@@ -16,7 +16,9 @@ from rpol_edge.core.files import write_bytes_atomic
 from rpol_edge.core.metadata import ModelMeta
 from rpol_edge.data import DatasetError, Sample, read_dataset
 from rpol_edge.data.loader import iterate_batches
+from rpol_edge.evaluate.detection_metrics import DetectionCounts
 from rpol_edge.evaluate.metrics import BoxAccuracy, TopKLoc
+from rpol_edge.evaluate.predict import box_mode, crop_boxes
 from rpol_edge.fitting.distributed import (
     SINGLE,
     DistContext,
@@ -71,14 +73,21 @@ def evaluate(
     classifier: Classifier | None = None,
     class_map: dict[str, int] | None = None,
     ctx: DistContext = SINGLE,
+    boxes: str | None = None,
 ) -> EvalResult:
     """Run ``runtime`` (already entered) over the split and score it. GT boxes go through the same
     resize/crop as the images, so both live in the K x K network frame.
 
     In a torchrun job each rank scores its contiguous shard and the integer counters are summed,
     so every rank returns the metrics of the whole split (``skipped`` then holds examples from every
-    rank; ``metrics["n_skipped"]`` the total). ``progress`` counts this rank's shard."""
+    rank; ``metrics["n_skipped"]`` the total). ``progress`` counts this rank's shard.
+
+    Next to the paper's metrics (one box per image), ``boxes`` (``largest``, ``all``, None: the
+    model's recorded mode) gives the boxes that AP50, recall and precision at IoU 0.5 score
+    against every ground-truth box (rpol_edge/evaluate/detection_metrics.py)."""
     meta = runtime.meta
+    mode, cells = box_mode(meta, boxes)
+    found = DetectionCounts()
     samples = read_dataset(data, root, split)
     unlabeled = [s for s in samples if not len(s.boxes)]
     samples = [s for s in samples if len(s.boxes)]
@@ -102,7 +111,9 @@ def evaluate(
             score = out.score[i, head]
             # GT-known Loc scores the model's own mask: the operating point a user of it gets.
             # Top-k Loc shares those IoUs, so both metrics describe the same operating point.
-            largest, op_iou = acc.add(score, t.boxes_to_input(sample.boxes), out.mask[i, head])
+            gt = t.boxes_to_input(sample.boxes)
+            largest, op_iou = acc.add(score, gt, out.mask[i, head])
+            found.add(*crop_boxes(score, out.mask[i, head], 0.0, mode, cells), gt)
             if topk is not None and ranked is not None:
                 hit = np.flatnonzero(ranked[i] == truth[sample.image_id])
                 topk.add_ious(largest, op_iou, int(hit[0]) if hit.size else None)
@@ -112,12 +123,23 @@ def evaluate(
         if progress:
             progress(done, len(mine))
     n_skipped = reduce_accuracy(acc, len(skipped), ctx)
+    parts = gather_examples([found], ctx)  # scores and hits of every rank, merged in rank order
+    found = parts[0]
+    for part in parts[1:]:
+        found.merge(part)
     skipped = gather_examples(skipped, ctx)
     metrics: dict[str, Any] = dict(acc.result())
     metrics["n_skipped"] = n_skipped
     metrics["n_unlabeled"] = len(unlabeled)
     metrics["operating_threshold"] = meta.threshold
     metrics["operating_point"] = meta.operating.label()
+    det = found.result()
+    metrics["box_mode"] = mode
+    metrics["ap50"] = det["ap50"]
+    metrics["recall50"] = det["recall50"]
+    metrics["precision50"] = det["precision50"]
+    metrics["n_gt_boxes"] = det["n_gt"]
+    metrics["n_boxes"] = det["n_detections"]
     if topk is not None and classifier is not None:
         metrics["classifier"] = classifier.name
         metrics.update(topk.result())

@@ -19,14 +19,20 @@ def render(
     box: Sequence[int] | None,
     lines: Sequence[str] = (),
     alpha: float = 0.45,
+    more: Sequence[Sequence[int]] = (),
 ) -> np.ndarray:
-    """A new BGR image: the K x K score map laid back onto the frame, the box, and text lines."""
+    """A new BGR image: the K x K score map laid back onto the frame, the box, and text lines.
+
+    ``more``: further boxes (``--boxes all``), drawn thinner than the top one so it stays apparent."""
     heat = transform.map_to_original(score.astype(np.float32))
     colored = cv2.applyColorMap((np.clip(heat, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
     out = cv2.addWeighted(image_bgr, 1.0 - alpha, colored, alpha, 0.0)
+    thickness = max(2, round(min(out.shape[:2]) / 200))
+    for other in more:
+        x0, y0, x1, y1 = (int(v) for v in other)
+        cv2.rectangle(out, (x0, y0), (x1, y1), BOX_COLOR, max(1, thickness // 2))
     if box is not None:
         x0, y0, x1, y1 = (int(v) for v in box)
-        thickness = max(2, round(min(out.shape[:2]) / 200))
         cv2.rectangle(out, (x0, y0), (x1, y1), BOX_COLOR, thickness)
     scale = max(0.5, min(out.shape[:2]) / 900)
     for i, text in enumerate(lines):

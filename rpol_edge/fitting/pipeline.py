@@ -15,7 +15,7 @@ from rpol_edge.backbones.timm_backbone import BackboneSpec, build_backbone
 from rpol_edge.core.artifact import ModelArtifact
 from rpol_edge.core.files import array_sha256
 from rpol_edge.core.localizer import Localizer
-from rpol_edge.core.metadata import ModelMeta
+from rpol_edge.core.metadata import DEFAULT_BOXES, ModelMeta
 from rpol_edge.core.wstar import FeatureSums, solve
 from rpol_edge.data import DatasetError, Sample, read_dataset, sample_list_sha256, sample_subset
 from rpol_edge.data.loader import Batch, iterate_batches
@@ -201,6 +201,7 @@ def fit(
     extra = {"weights": str(Path(cfg.weights).expanduser().resolve())} if cfg.weights else {}
     if classes:
         extra["classes"] = ",".join(str(c) for c in classes)
+    extra["boxes"] = DEFAULT_BOXES  # so `info` shows it and every export carries it
     meta = ModelMeta(
         backbone=cfg.backbone,
         weights_sha256=bb.weights_sha256,

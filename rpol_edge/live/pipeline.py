@@ -41,7 +41,7 @@ import numpy as np
 
 from rpol_edge.core.prepare import describe
 from rpol_edge.evaluate.overlay import render
-from rpol_edge.evaluate.predict import detect
+from rpol_edge.evaluate.predict import box_mode, detect, others
 from rpol_edge.live.batching import Batcher
 from rpol_edge.live.frames import FrameResult
 from rpol_edge.live.handoff import POLL_S, LatestSlot, put_until_stopped
@@ -80,9 +80,11 @@ class _Run:
         progress: Progress | None,
         min_area: float,
         batch_wait: float,
+        boxes: str | None = None,
     ) -> None:
         self.runtime = runtime
         self.min_area = min_area
+        self.boxes, self.cells = box_mode(runtime.meta, boxes)
         self.policy = policy
         self.progress = progress
         self.stop = threading.Event()
@@ -173,13 +175,14 @@ class _Run:
     def render(self, work: Work) -> None:
         assert work.score is not None and work.mask is not None and work.transform is not None
         t0 = time.perf_counter()
-        detection = detect(work.score, work.mask, work.transform, self.min_area)
+        detection = detect(work.score, work.mask, work.transform, self.min_area, self.boxes, self.cells)
         t1 = time.perf_counter()
         work.result = r = FrameResult(work.frame, detection, work.score, work.transform)
         r.frame.ms["post"] = (t1 - t0) * 1e3
         if r.frame.stream in self.image_streams:
             lines = self._lines(self.streams[r.frame.stream].stats.mean_fps(), r)
-            work.image = render(r.frame.bgr(), r.score, r.transform, r.detection.box, lines)
+            more = others(detection)
+            work.image = render(r.frame.bgr(), r.score, r.transform, r.detection.box, lines, more=more)
         self._last_render_ms = r.frame.ms["render"] = (time.perf_counter() - t1) * 1e3
 
     # --- output (calling thread) -------------------------------------------------------------
@@ -284,6 +287,7 @@ def run_live(
     min_area: float = 0.0,
     realtime: bool = False,
     batch_wait: float = BATCH_WAIT_S,
+    boxes: str | None = None,
 ) -> RunSummary:
     """Localize every frame of ``source`` (or the newest ones, for live sources) into ``outputs``.
 
@@ -298,6 +302,7 @@ def run_live(
     installed, so printing or saving it cannot be cut short by a late Ctrl-C. ``min_area``: see
     `detect`. ``realtime``: read video files at their frame rate, newest wins, like cameras.
     ``batch_wait``: seconds a batch waits for the other streams after its first frame is ready.
+    ``boxes``: ``largest``, ``all`` (one box per object) or None (the model's recorded mode).
     """
     if runtime.meta.n_heads != 1:
         raise ValueError("run needs a class-agnostic model (a class-wise fit localizes a known class)")
@@ -305,7 +310,7 @@ def run_live(
     if not sources:
         raise ValueError("run needs at least one source")
     policy = StreamPolicy(max_frames, open_timeout, max_reconnects, backoff, queue_size, realtime)
-    run = _Run(runtime, sources, outputs, policy, progress, min_area, batch_wait)
+    run = _Run(runtime, sources, outputs, policy, progress, min_area, batch_wait, boxes)
     workers, captures = run.threads()
     started: list[Sink] = []
     close_errors: list[BaseException] = []

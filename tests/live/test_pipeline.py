@@ -39,7 +39,9 @@ from rpol_edge.runtimes import open_runtime
 
 def test_interrupt_while_opening_ends_with_a_summary(silent_server: str) -> None:
     """Ctrl-C while the source is still opening ends like one during the run: a summary, no error."""
-    meta = SimpleNamespace(n_heads=1, raw_frames=False, resize_size=480, input_size=448)
+    meta = SimpleNamespace(
+        n_heads=1, raw_frames=False, resize_size=480, input_size=448, boxes="largest", feature_stride=32
+    )
     stub = SimpleNamespace(meta=meta, description="unused", max_batch=None)
     previous = signal.getsignal(signal.SIGINT)
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
