@@ -8,7 +8,7 @@ hard timeout), every `rpol-edge run` a fresh process of the CLI as a user starts
   and whether N was *held* (no frame dropped and every stream at >= 95 % of the servers' rate);
 * ``files``: 1 and 4 video files (640x480) read as fast as they decode, interleaved rounds:
   aggregate throughput and the paired ratio 4 streams / 1 stream;
-* ``kill``: 4 servers, one killed with SIGKILL after ``--kill-at`` s and restarted ``--down`` s
+* ``kill``: ``--kill-streams`` servers (3), one killed with SIGKILL after ``--kill-at`` s and restarted ``--down`` s
   later on its port: the other streams' FPS before, during and after the gap (from the JSONL
   timestamps), the killed stream's drop and reconnect counts.
 
@@ -220,7 +220,7 @@ def measure_files(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def measure_kill(args: argparse.Namespace) -> dict[str, Any]:
-    n, fps = 4, args.fps
+    n, fps = args.kill_streams, args.fps
     with servers(args.images, n, fps) as procs, tempfile.TemporaryDirectory() as tmp:
         import threading
 
@@ -278,6 +278,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="mjpeg: seconds of frames per stream")
     ap.add_argument("--file-frames", type=int, default=120)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--kill-streams", type=int, default=3, help="kill: streams (one is killed)")
     ap.add_argument("--kill-at", type=float, default=8.0)
     ap.add_argument("--down", type=float, default=4.0)
     ap.add_argument("--kill-seconds", type=float, default=24.0)

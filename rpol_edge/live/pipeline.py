@@ -316,13 +316,15 @@ def run_live(
     close_errors: list[BaseException] = []
     with RunSignals(run) as signals:
         try:
+            # Warm up first: frames a stream buffers while the first calls compile would reach
+            # the pipeline in a burst, and newest-wins would drop them.
+            _warm_up(runtime, run.max_batch)
             for stream in _open_all(run.streams, open_timeout):
                 stream.start_in_outage()
             signals.phase = "running"
             for stream in run.streams:
                 log.info("source %d: %s", stream.index, stream.source.describe())
             log.info("pre-processing: %s", describe(runtime.meta))
-            _warm_up(runtime, run.max_batch)
             for sink in run.sinks:
                 live, fps = _timeline(run.streams, sink.stream)
                 sink.start(live, fps)

@@ -167,10 +167,12 @@ class RemoteModel:
 
 
 def to_detection(box: np.ndarray, score: np.ndarray) -> Detection:
-    """The server's int32 box (-1s: no object) and score as a `Detection` (original pixels)."""
+    """The server's int32 box (-1s: no object) and score as a `Detection` (original pixels): the
+    one box of ``--boxes largest``, which is what the server runs."""
     if int(box[0]) < 0:
         return Detection(None, 0.0, None)
-    return Detection(tuple(int(v) for v in box), float(score[0]), None)  # type: ignore[arg-type]
+    b = (int(box[0]), int(box[1]), int(box[2]), int(box[3]))
+    return Detection(b, float(score[0]), None, [(b, float(score[0]))])
 
 
 def predict_remote(

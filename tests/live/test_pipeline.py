@@ -34,15 +34,20 @@ from rpol_edge.live.handoff import LatestSlot
 from rpol_edge.live.outputs import Sink
 from rpol_edge.live.pipeline import run_live
 from rpol_edge.live.source_registry import parse_source
-from rpol_edge.runtimes import open_runtime
+from rpol_edge.runtimes import Output, open_runtime
 
 
 def test_interrupt_while_opening_ends_with_a_summary(silent_server: str) -> None:
     """Ctrl-C while the source is still opening ends like one during the run: a summary, no error."""
     meta = SimpleNamespace(
-        n_heads=1, raw_frames=False, resize_size=480, input_size=448, boxes="largest", feature_stride=32
-    )
-    stub = SimpleNamespace(meta=meta, description="unused", max_batch=None)
+        n_heads=1, raw_frames=False, resize_size=480, input_size=448, boxes="largest", feature_stride=32,
+        input_shape=lambda: (448, 448, 3),
+    )  # fmt: skip
+
+    def infer(x: np.ndarray) -> Output:  # the warm-up's calls, before the source opens
+        return Output(np.zeros((len(x), 1, 448, 448), np.float32), np.zeros((len(x), 1, 448, 448), np.uint8))
+
+    stub = SimpleNamespace(meta=meta, description="unused", max_batch=None, min_batch=1, infer=infer)
     previous = signal.getsignal(signal.SIGINT)
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     t0 = time.monotonic()
