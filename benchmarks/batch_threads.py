@@ -22,10 +22,11 @@ import json, sys, time
 import numpy as np
 from rpol_edge.runtimes import infer_all, open_runtime
 model, runtime, threads, iters = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+batches = [int(b) for b in sys.argv[5].split(",")]
 with open_runtime(model, runtime, device="cpu", threads=threads) as rt:
     shape = rt.meta.input_shape()
     out = {}
-    for batch in (1, 4):
+    for batch in batches:
         x = np.random.default_rng(0).integers(0, 256, (batch, *shape), dtype=np.uint8)
         for _ in range(3):
             infer_all(rt, x)
@@ -37,6 +38,15 @@ with open_runtime(model, runtime, device="cpu", threads=threads) as rt:
         out[str(batch)] = sorted(ms)[len(ms) // 2]
 print(json.dumps(out))
 """
+
+
+def ms_per_frame(
+    model: Path | str, runtime: str, threads: int, iters: int, batches: tuple[int, ...] = (1, 4)
+) -> dict[str, float]:
+    """Median milliseconds per frame at each batch size, measured in a fresh process."""
+    cmd = [sys.executable, "-c", CHILD, str(model), runtime, str(threads), str(iters)]
+    res = subprocess.run([*cmd, ",".join(map(str, batches))], check=True, capture_output=True, text=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def load() -> float:
@@ -56,9 +66,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for rt, t in configs:
             loads.append(load())
-            cmd = [sys.executable, "-c", CHILD, str(args.model), rt, str(t), str(args.iters)]
-            res = subprocess.run(cmd, check=True, capture_output=True, text=True)
-            runs[f"{rt}/{t}"].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            runs[f"{rt}/{t}"].append(ms_per_frame(args.model, rt, t, args.iters))
     table = {k: {b: round(median(r[b] for r in v), 2) for b in ("1", "4")} for k, v in runs.items()}
     from rpol_edge.bench.runner import cpu_record
 

@@ -3,10 +3,10 @@ evaluated, exported and timed the way a user would, so one table shows the speed
 
 Per row (backbone, input size): `rpol-edge fit` on the train split, `rpol-edge eval` on the test
 split with `--boxes largest` and `--boxes all` (GT-known Loc at the operating point, MaxBoxAccV2,
-AP50), `rpol-edge export --int8 --openvino`, then milliseconds per frame at batch 1 (2 threads,
-median of ``--iters``) of ONNX Runtime and OpenVINO on the FP32 and INT8 graphs, each in its own
-process, rows interleaved over ``--rounds``; parameters and GFLOPs (multiply-adds x 2, counted by
-torch's FlopCounterMode on the fused model at that input size).
+AP50), `rpol-edge export --int8`, then milliseconds per frame at batch 1 (2 threads, median of
+``--iters``, `batch_threads.ms_per_frame`) of ONNX Runtime and OpenVINO on the FP32 and INT8
+graphs, each in its own process, rows interleaved over ``--rounds``; parameters and GFLOPs
+(multiply-adds x 2, counted by torch's FlopCounterMode on the fused model at that input size).
 
 Usage: python benchmarks/ladder.py --root DATA/raccoon [--rows lite0:448,lite1:480,lite2:512]
        [--rounds 2] --work DIR --out benchmarks/results/ladder.json
@@ -25,22 +25,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-TIMER = """
-import json, sys, time
-import numpy as np
-from rpol_edge.runtimes import infer_all, open_runtime
-model, runtime, iters = sys.argv[1], sys.argv[2], int(sys.argv[3])
-with open_runtime(model, runtime, device="cpu", threads=2) as rt:
-    x = np.random.default_rng(0).integers(0, 256, (1, *rt.meta.input_shape()), dtype=np.uint8)
-    for _ in range(5):
-        infer_all(rt, x)
-    ms = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        infer_all(rt, x)
-        ms.append((time.perf_counter() - t0) * 1e3)
-print(json.dumps(sorted(ms)[len(ms) // 2]))
-"""
+from batch_threads import ms_per_frame  # benchmarks/ is on the path when this runs as a script
 
 COUNTER = """
 import json, sys, torch
@@ -127,7 +112,7 @@ def main() -> None:
             for prec in ("fp32", "int8"):
                 for runtime in ("ort", "openvino"):
                     loads.append(os.getloadavg()[0])
-                    ms = child(TIMER, row["graphs"][prec], runtime, args.iters)
+                    ms = ms_per_frame(row["graphs"][prec], runtime, 2, args.iters, (1,))["1"]
                     key = f"{row['backbone']}_{row['input_size']}"
                     timings.setdefault(key, {}).setdefault(f"{runtime}_{prec}", []).append(ms)
     for row in rows:

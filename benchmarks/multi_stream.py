@@ -8,9 +8,9 @@ hard timeout), every `rpol-edge run` a fresh process of the CLI as a user starts
   and whether N was *held* (no frame dropped and every stream at >= 95 % of the servers' rate);
 * ``files``: 1 and 4 video files (640x480) read as fast as they decode, interleaved rounds:
   aggregate throughput and the paired ratio 4 streams / 1 stream;
-* ``kill``: ``--kill-streams`` servers (3), one killed with SIGKILL after ``--kill-at`` s and restarted ``--down`` s
-  later on its port: the other streams' FPS before, during and after the gap (from the JSONL
-  timestamps), the killed stream's drop and reconnect counts.
+* ``kill``: ``--kill-streams`` servers (3), one killed with SIGKILL after ``--kill-at`` s and
+  restarted ``--down`` s later on its port: the other streams' FPS before, during and after the
+  gap (from the JSONL timestamps), the killed stream's drop and reconnect counts.
 
 Also written: the stage model for each run (``model``): FPS per stream and in total that one frame
 per slowest thread predicts, where the shared threads are inference (per batch, divided by the

@@ -22,7 +22,6 @@ import datetime
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -38,19 +37,9 @@ from rpol_edge.core.files import write_text_atomic
 from rpol_edge.data.images import load_rgb
 from rpol_edge.evaluate.predict import detect_images
 from rpol_edge.runtimes import open_runtime
-from rpol_edge.serving.client import RemoteModel
-from rpol_edge.serving.server import ServeConfig, TritonServer
+from rpol_edge.serving.client import RemoteModel, binary_infer_body
+from rpol_edge.serving.server import ServeConfig, TritonServer, free_ports
 from rpol_edge.serving.server_env import ServeError
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def config(model: Path, ports: list[int], max_batch: int) -> ServeConfig:
@@ -155,22 +144,8 @@ def malformed(server: TritonServer, probe_only: bool = False) -> Any:
         size: int | None = None,
         ctype: str = "application/octet-stream",
     ) -> int:
-        head = json.dumps(
-            {
-                "inputs": [
-                    {
-                        "name": "frames",
-                        "shape": shape,
-                        "datatype": dtype,
-                        "parameters": {"binary_data_size": len(payload) if size is None else size},
-                    }
-                ],
-                "outputs": [{"name": "box"}],
-            }
-        ).encode()
-        req = urllib.request.Request(
-            url, head + payload, {"Inference-Header-Content-Length": str(len(head)), "Content-Type": ctype}
-        )
+        body, headers = binary_infer_body(shape, payload, dtype, size)
+        req = urllib.request.Request(url, body, headers | {"Content-Type": ctype})
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
                 return int(r.status)

@@ -8,6 +8,7 @@ Triton with the repository of ``export --triton``), over HTTP or gRPC (``tritonc
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +165,19 @@ class RemoteModel:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def binary_infer_body(
+    shape: list[int], payload: bytes, datatype: str = "UINT8", declared_size: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """A raw KServe v2 binary-extension request for ``frames`` (body, HTTP headers), for clients
+    without tritonclient; ``declared_size`` other than ``len(payload)`` makes a truncated body."""
+    size = len(payload) if declared_size is None else declared_size
+    inputs = [
+        {"name": "frames", "shape": shape, "datatype": datatype, "parameters": {"binary_data_size": size}}
+    ]
+    head = json.dumps({"inputs": inputs, "outputs": [{"name": "box"}]}).encode()
+    return head + payload, {"Inference-Header-Content-Length": str(len(head))}
 
 
 def to_detection(box: np.ndarray, score: np.ndarray) -> Detection:

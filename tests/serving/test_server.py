@@ -5,10 +5,8 @@ goes on serving, and a drain on SIGTERM."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,21 +24,11 @@ import rpol_edge  # noqa: E402
 from rpol_edge.data.images import load_rgb  # noqa: E402
 from rpol_edge.evaluate.predict import detect_images, predict_files  # noqa: E402
 from rpol_edge.runtimes import open_runtime  # noqa: E402
-from rpol_edge.serving.client import RemoteModel  # noqa: E402
-from rpol_edge.serving.server import ServeConfig, TritonServer  # noqa: E402
+from rpol_edge.serving.client import RemoteModel, binary_infer_body  # noqa: E402
+from rpol_edge.serving.server import ServeConfig, TritonServer, free_ports  # noqa: E402
 from rpol_edge.serving.server_env import ServeError  # noqa: E402
 
 PHOTOS = sorted((rpol_edge.SAMPLE_ROOT / "JPEGImages").glob("*.jpg"))
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 @pytest.fixture(scope="module")
@@ -116,24 +104,9 @@ def test_client_writes_what_predict_writes(server: TritonServer, sample_onnx: Pa
 def _binary_infer(
     url: str, shape: list[int], payload: bytes, datatype: str = "UINT8", size: int | None = None
 ) -> tuple[int, str]:
-    header = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "frames",
-                    "shape": shape,
-                    "datatype": datatype,
-                    "parameters": {"binary_data_size": len(payload) if size is None else size},
-                }
-            ],
-            "outputs": [{"name": "box"}],
-        }
-    ).encode()
-    return _status(
-        url + "/v2/models/rpol/infer",
-        header + payload,
-        {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
-    )
+    body, headers = binary_infer_body(shape, payload, datatype, size)
+    headers["Content-Type"] = "application/octet-stream"
+    return _status(url + "/v2/models/rpol/infer", body, headers)
 
 
 def test_malformed_requests_get_errors_and_the_server_goes_on(server: TritonServer) -> None:
