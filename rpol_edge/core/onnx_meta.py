@@ -10,6 +10,8 @@ from rpol_edge.core.metadata import MetadataError, ModelMeta
 from rpol_edge.core.onnx_props import input_dims, metadata_props, read_buffer
 
 META_KEY = "rpol_edge"
+DEEPSTREAM_KEY = "rpol_edge_deepstream"
+"""The key of the DeepStream hand-off graph's record (``evaluate.deepstream_decode`` reads it)."""
 
 
 INPUT = "frames"
@@ -26,6 +28,11 @@ def read_onnx_meta(path: Path, buf: memoryview | None = None) -> ModelMeta:
     except (OSError, ValueError) as exc:
         raise MetadataError(f"{path}: not a readable ONNX file ({exc.__class__.__name__})") from None
     if META_KEY not in props:
+        if DEEPSTREAM_KEY in props:  # the float-input graph of export --deepstream: nvinfer's, not ours
+            raise MetadataError(
+                f"{path}: the DeepStream hand-off graph (float NCHW input for nvinfer); rpol-edge runs "
+                "the model.onnx exported beside it"
+            )
         raise MetadataError(f"{path}: no rpol-edge metadata (not exported by rpol-edge export?)")
     return ModelMeta.from_json(props[META_KEY], str(path))
 

@@ -32,13 +32,13 @@ import numpy as np
 from rpol_edge.core.files import file_sha256
 from rpol_edge.core.geometry import CropTransform
 from rpol_edge.core.metadata import MetadataError, ModelMeta, json_object, same_model
-from rpol_edge.core.onnx_meta import INPUT, OUTPUTS
+from rpol_edge.core.onnx_meta import DEEPSTREAM_KEY, INPUT, OUTPUTS
 from rpol_edge.core.onnx_props import OnnxFormatError, input_dims, metadata_props
 from rpol_edge.evaluate.predict import Detection, detect
 
 HANDOFF_FORMAT = "rpol-edge-deepstream"
 HANDOFF_VERSION = 1
-DS_META_KEY = "rpol_edge_deepstream"
+DS_META_KEY = DEEPSTREAM_KEY
 """The metadata_props key of the nvinfer graph's record. Not rpol-edge's usual key: the graph takes
 float NCHW, so rpol-edge's runtimes (uint8 NHWC) find no record in it and refuse it."""
 ONNX_NAME = "model.nvinfer.onnx"

@@ -196,8 +196,9 @@ def test_config_parses_and_names_the_graphs_real_inputs_and_outputs(handoff_dir:
 
 
 def read_onnx_meta_refused(path: Path) -> bool:
-    """rpol-edge's runtimes (uint8 NHWC) find no record in the float NCHW graph and refuse it."""
-    with pytest.raises(MetadataError, match="no rpol-edge metadata"):
+    """rpol-edge's runtimes (uint8 NHWC) find no record of theirs in the float NCHW graph and refuse
+    it, naming what it is and what to run instead."""
+    with pytest.raises(MetadataError, match="DeepStream hand-off graph .* runs the model.onnx"):
         read_onnx_meta(path)
     return True
 
