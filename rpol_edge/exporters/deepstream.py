@@ -47,8 +47,7 @@ from rpol_edge.evaluate.deepstream_decode import (
     handoff_record,
 )
 from rpol_edge.exporters.formats import DEEPSTREAM_INT8, ExportError
-from rpol_edge.exporters.onnx_export import DEFAULT_OPSET, EXPORTERS, _onnx, _simplify, _trace
-from rpol_edge.exporters.trt_compat import require_compatible, targets_for_opset
+from rpol_edge.exporters.onnx_export import DEFAULT_OPSET, EXPORTERS, _onnx, _simplify, _trace, finish_graph
 
 NORMALIZATIONS = ("graph", "offsets", "config")
 
@@ -166,19 +165,10 @@ def export_deepstream(
         if simplify:
             model = _simplify(model)
         _nvinfer_outputs(model, onnx, (meta.n_heads, meta.input_size, meta.input_size))
-        actual = int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
-        targets = tuple(trt_targets) if trt_targets is not None else targets_for_opset(actual)
-        require_compatible(model, targets, f"{ONNX_NAME} (opset {actual})")
-        extra = {**meta.extra, "trt_targets": ",".join(targets), "deepstream_normalization": normalization}
-        written = meta.replace(opset=actual, extra=extra).shipped()
-        del model.metadata_props[:]
-        prop = model.metadata_props.add()
-        prop.key, prop.value = DS_META_KEY, written.to_json()
-        model.producer_name, model.producer_version = "rpol-edge", __version__
-        try:
-            onnx.checker.check_model(model, full_check=True)
-        except Exception as exc:
-            raise ExportError(f"the nvinfer graph fails onnx.checker: {exc}") from None
+        # Its record under its own key: rpol-edge's runtimes (uint8 NHWC in) refuse this graph.
+        written = finish_graph(
+            model, meta, trt_targets, ONNX_NAME, DS_META_KEY, deepstream_normalization=normalization
+        )
         onnx.save(model, str(tmp))
 
     atomic_write(onnx_path, write)

@@ -142,18 +142,7 @@ def export_onnx(
         model = onnx.load(str(tmp))
         if simplify:
             model = _simplify(model)
-        # The dynamo exporter may keep a newer opset when it cannot down-convert (e.g. Pad to 17):
-        # record the opset the file really has.
-        actual = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-        targets = tuple(trt_targets) if trt_targets is not None else targets_for_opset(int(actual))
-        require_compatible(model, targets, f"{out_path.name} (opset {actual})")
-        extra = {**meta.extra, "trt_targets": ",".join(targets)}
-        written = meta.replace(opset=int(actual), extra=extra).shipped()
-        _set_metadata(model, written)
-        try:
-            onnx.checker.check_model(model, full_check=True)
-        except Exception as exc:
-            raise ExportError(f"exported graph fails onnx.checker: {exc}") from None
+        written = finish_graph(model, meta, trt_targets, out_path.name)
         onnx.save(model, str(tmp))
 
     atomic_write(out_path, write)
@@ -168,9 +157,35 @@ def _simplify(model):  # type: ignore[no-untyped-def]
     return onnxslim.slim(model)
 
 
-def _set_metadata(model, meta: ModelMeta) -> None:  # type: ignore[no-untyped-def]
+def finish_graph(  # type: ignore[no-untyped-def]
+    model, meta: ModelMeta, trt_targets: Sequence[str] | None, name: str, key: str = META_KEY, **extra: str
+) -> ModelMeta:
+    """The last steps every exported graph takes: its real opset recorded, the static TensorRT
+    check, the metadata record (under ``key``; ``extra`` added to it) and onnx.checker. Returns the
+    record written."""
+    onnx = _onnx()
+    # The dynamo exporter may keep a newer opset when it cannot down-convert (e.g. Pad to 17):
+    # record the opset the file really has.
+    actual = int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
+    targets = tuple(trt_targets) if trt_targets is not None else targets_for_opset(actual)
+    require_compatible(model, targets, f"{name} (opset {actual})")
+    written = meta.replace(opset=actual, extra={**meta.extra, "trt_targets": ",".join(targets), **extra})
+    written = written.shipped()
+    _set_metadata(model, written, key)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        raise ExportError(f"{name} fails onnx.checker: {exc}") from None
+    return written
+
+
+def _set_metadata(model, meta: ModelMeta, key: str = META_KEY) -> None:  # type: ignore[no-untyped-def]
+    """The record as one JSON entry under ``key``; rpol-edge's own record (``META_KEY``) also
+    spells out each field, for tools that list ONNX metadata."""
     del model.metadata_props[:]
-    entries = {META_KEY: meta.to_json(), **{k: str(v) for k, v in meta.to_dict().items()}}
+    entries = {key: meta.to_json()}
+    if key == META_KEY:
+        entries |= {k: str(v) for k, v in meta.to_dict().items()}
     for key, value in entries.items():
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value
