@@ -12,7 +12,7 @@ family's constants on the 4 fitting folds only (mean of the three sets' criteria
 held-out fold.
 
 Usage: python benchmarks/instances.py --root ../shared/data/raccoon --cache /work/cache/instances \
-           --out benchmarks/results/instances.json [--sizes 448,512,640] [--stride16]
+           --out benchmarks/results/instances.json [--sizes 448,512,640] [--stride16 plain|dilated]
 """
 
 from __future__ import annotations
@@ -102,15 +102,27 @@ def extract(module: torch.nn.Module, mean: Any, std: Any, k: int, frames: np.nda
     return np.concatenate(out)
 
 
+def set_lite_stride16(model: torch.nn.Module, dilated: bool) -> None:
+    blocks = model.blocks  # type: ignore[union-attr]
+    blocks[5][0].conv_dw.stride = (1, 1)
+    if not dilated:
+        return
+    for block in [*list(blocks[5])[1:], *list(blocks[6])]:
+        conv = block.conv_dw
+        conv.dilation = (2, 2)
+        conv.padding = tuple(2 * (k - 1) // 2 for k in conv.kernel_size)
+
+
 def build_data(
-    raw_sets: dict[str, Any], k: int, stride16: bool, cache: Path | None, seed: int
+    raw_sets: dict[str, Any], k: int, stride16: str, cache: Path | None, seed: int
 ) -> dict[str, Data]:
     s = int(round(k * 480 / 448))
     bb = build_backbone(BackboneSpec("lite0", "", 32), k)
     if stride16:
         # EfficientNet-Lite0's last stride-2 depthwise conv (stage 5) at stride 1: output stride 16,
-        # the pretrained weights unchanged (the ResNet recipe, no dilation).
-        bb.module.model.blocks[5][0].conv_dw.stride = (1, 1)
+        # the pretrained weights unchanged: "plain" as the ResNet recipe (no dilation), "dilated"
+        # with the later depthwise convs dilated by 2 so their receptive fields stay the trained ones.
+        set_lite_stride16(bb.module.model, dilated=stride16 == "dilated")
     out: dict[str, Data] = {}
     for name in SETS:
         items, fold = raw_sets[name]
@@ -348,7 +360,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--sizes", default="448", help="comma-separated input sizes (w* fitted at each)")
-    ap.add_argument("--stride16", action="store_true", help="also Lite0 at output stride 16")
+    ap.add_argument(
+        "--stride16",
+        choices=("", "plain", "dilated"),
+        default="",
+        help="also Lite0 at output stride 16: the stage-5 stride-2 conv at stride 1, later convs plain or dilated",
+    )
     ap.add_argument("--only", default="", help="comma-separated candidate names (default: all)")
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--per-fold", type=int, default=42)
@@ -362,7 +379,7 @@ def main() -> None:
     cands = candidates()
     if args.only:
         cands = {n: cands[n] for n in args.only.split(",")}
-    configs = [(int(s), False) for s in args.sizes.split(",")] + ([(448, True)] if args.stride16 else [])
+    configs = [(int(s), "") for s in args.sizes.split(",")] + ([(448, args.stride16)] if args.stride16 else [])
     record: dict[str, Any] = {
         "command": "python " + " ".join(sys.argv),
         "when": time.strftime("%Y-%m-%d %H:%M"),
@@ -373,7 +390,7 @@ def main() -> None:
         "configs": {},
     }
     for k, s16 in configs:
-        label = f"lite0@{k}" + ("_stride16" if s16 else "")
+        label = f"lite0@{k}" + (f"_stride16_{s16}" if s16 else "")
         data = build_data(raw_sets, k, s16, args.cache, args.seed)
         record["configs"][label] = run_config(data, cands, k, args)
         record["configs"][label]["grid"] = list(data["photos"].feats.shape[2:])
