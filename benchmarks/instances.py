@@ -42,7 +42,9 @@ from rpol_edge.core.geometry import resize_crop  # noqa: E402
 from rpol_edge.core.instances import (  # noqa: E402
     ALL_BOXES,
     SCORE_RANKINGS,
+    TOP_IOU,
     InstanceRule,
+    all_boxes,
     instance_boxes,
     map_instances,
     upsample_matrix,
@@ -217,15 +219,50 @@ def graph_outputs(raw: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return score, (uy @ a @ ux.T > 0).astype(np.uint8)
 
 
-def map_rule(ranking: str) -> Detector:
+PEAKS_05 = InstanceRule("peaks", rel=0.0, keep=0.5, prominence=0.5)
+"""The instances ``--boxes all`` used on their own before the top box led the list."""
+
+
+def map_rule(ranking: str, rule: InstanceRule = PEAKS_05) -> Detector:
     """What ``--boxes all`` runs after any runtime: `map_instances` on the graph's two outputs
     (the raw grid recovered from the score map), instances scored by ``ranking``."""
 
     def run(raw: np.ndarray, feats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         score, mask = graph_outputs(raw, k)
-        return map_instances(score, mask, raw.shape[0], ALL_BOXES, ranking)
+        return map_instances(score, mask, raw.shape[0], rule, ranking)
 
     return run
+
+
+def largest_first(
+    rest: Detector, iou_max: float, top_rule: Detector | None = None, cap: bool = False
+) -> Detector:
+    """``largest``'s box first, then the instances of ``rest`` that overlap it less than
+    ``iou_max`` (IoU): the top box stays today's, the other boxes add the other objects. The
+    first box's score is the image's best (its own or the best instance's), so it stays first."""
+
+    def run(raw: np.ndarray, feats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        top, top_s = (top_rule or map_largest)(raw, feats, k)
+        boxes, scores = rest(raw, feats, k)
+        if not len(top):
+            return boxes, scores
+        if len(boxes):
+            keep = iou_inclusive(top[0], boxes)[0] < iou_max
+            boxes, scores = boxes[keep], scores[keep]
+        if cap:  # the first box keeps its own score; the others are capped just below it
+            first = float(top_s[0])
+            scores = np.minimum(scores, first * (1 - 1e-6))
+        else:
+            first = max(float(top_s[0]), float(scores.max()) if len(scores) else -np.inf)
+        return np.concatenate([top, boxes]), np.concatenate([[first], scores])
+
+    return run
+
+
+def product_all(raw: np.ndarray, feats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``--boxes all`` as the product runs it (`all_boxes` on the graph's outputs)."""
+    score, mask = graph_outputs(raw, k)
+    return all_boxes(score, mask, raw.shape[0])
 
 
 def map_largest(raw: np.ndarray, feats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -247,9 +284,29 @@ def candidates() -> dict[str, tuple[str, Detector, dict[str, Any]]]:
     c["largest_noclamp0.5"] = ("largest_noclamp", largest_rule("noclamp", 0.5), {"t": 0.5})
     c["contours_area2%"] = ("contours", contours_rule(0.02), {"min_area": 0.02})
     c["map_largest"] = ("map_largest", map_largest, {"score": "box"})
+    c["all"] = ("all", product_all, {**asdict(ALL_BOXES), "iou_max": TOP_IOU})
     for ranking in SCORE_RANKINGS:
-        consts = {**asdict(ALL_BOXES), "ranking": ranking}
+        consts = {**asdict(PEAKS_05), "ranking": ranking}
         c[f"map_peaks_{ranking}"] = ("map_peaks", map_rule(ranking), consts)
+    for rule, tag in (
+        (PEAKS_05, "prom0.5_keep0.5"),
+        (InstanceRule("peaks", keep=0.3, prominence=0.3), "prom0.3_keep0.3"),
+        (InstanceRule("peaks", keep=0.5, prominence=0.3), "prom0.3_keep0.5"),
+        (InstanceRule("peaks", keep=0.5, prominence=0.2), "prom0.2_keep0.5"),
+        (InstanceRule("peaks", rel=0.1, keep=0.5, prominence=0.3), "rel0.1_prom0.3_keep0.5"),
+        (InstanceRule("peaks", keep=0.3, prominence=0.2), "prom0.2_keep0.3"),
+    ):
+        for iou_max in (0.3, 0.5):
+            consts = {**asdict(rule), "ranking": "box", "iou_max": iou_max}
+            c[f"first_{tag}_iou{iou_max}"] = (
+                "largest_first",
+                largest_first(map_rule("box", rule), iou_max),
+                consts,
+            )
+            det = largest_first(map_rule("box", rule), iou_max, cap=True)
+            c[f"firstcap_{tag}_iou{iou_max}"] = ("largest_first_cap", det, consts)
+            det = largest_first(instance_rule(rule), iou_max, top_rule=largest_rule("rel", 0.0))
+            c[f"rawfirst_{tag}_iou{iou_max}"] = ("largest_first_raw", det, consts)
     grid: list[InstanceRule] = []
     for keep in (0.0, 0.3, 0.5):
         for rel in (0.0, 0.1, 0.2):
@@ -364,7 +421,7 @@ def main() -> None:
         "--stride16",
         choices=("", "plain", "dilated"),
         default="",
-        help="also Lite0 at output stride 16: the stage-5 stride-2 conv at stride 1, later convs plain or dilated",
+        help="also Lite0 at output stride 16 (stage 5's stride-2 conv at 1), later convs plain/dilated",
     )
     ap.add_argument("--only", default="", help="comma-separated candidate names (default: all)")
     ap.add_argument("--k", type=int, default=5)
@@ -379,7 +436,9 @@ def main() -> None:
     cands = candidates()
     if args.only:
         cands = {n: cands[n] for n in args.only.split(",")}
-    configs = [(int(s), "") for s in args.sizes.split(",")] + ([(448, args.stride16)] if args.stride16 else [])
+    configs = [(int(s), "") for s in args.sizes.split(",") if s] + (
+        [(448, args.stride16)] if args.stride16 else []
+    )
     record: dict[str, Any] = {
         "command": "python " + " ".join(sys.argv),
         "when": time.strftime("%Y-%m-%d %H:%M"),

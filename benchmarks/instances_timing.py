@@ -11,7 +11,7 @@ graph makes them: benchmarks/instances.py `graph_outputs`), boxes mapped back to
 
 Usage: python benchmarks/instances_timing.py --root ../shared/data/raccoon --cache /work/cache/instances \
            --rules largest,peaks_rel0.0_keep0.5_prom0.2 --out benchmarks/results/instances_timing.json
-       python benchmarks/instances_timing.py ... --rules "" --detect largest,all --out ...
+       python benchmarks/instances_timing.py ... --rules "" --detect largest,all [--stride16 dilated] ...
 """
 
 from __future__ import annotations
@@ -83,6 +83,9 @@ def main() -> None:
     ap.add_argument("--rules", required=True, help="comma-separated candidate names of instances.py")
     ap.add_argument("--detect", default="", help="comma-separated box modes of detect (largest, all)")
     ap.add_argument("--size", type=int, default=448)
+    ap.add_argument(
+        "--stride16", choices=("", "plain", "dilated"), default="", help="Lite0 at output stride 16"
+    )
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -90,7 +93,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     load_before = os.getloadavg()
-    data = build_data(load_sets(args.root, 448, 0, 5, 42), args.size, False, args.cache, 0)
+    data = build_data(load_sets(args.root, 448, 0, 5, 42), args.size, args.stride16, args.cache, 0)
     w = fit_w(data["photos"].feats)
     cands = candidates()
     rows = {}
@@ -128,6 +131,8 @@ def main() -> None:
         "load_average_before": load_before,
         "load_average": os.getloadavg(),
         "input_size": args.size,
+        "stride16": args.stride16,
+        "grid": list(data["photos"].feats.shape[2:]),
         "rows": rows,
     }
     if args.out:

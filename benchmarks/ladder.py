@@ -8,7 +8,9 @@ AP50), `rpol-edge export --int8`, then milliseconds per frame at batch 1 (2 thre
 graphs, each in its own process, rows interleaved over ``--rounds``; parameters and GFLOPs
 (multiply-adds x 2, counted by torch's FlopCounterMode on the fused model at that input size).
 
-Usage: python benchmarks/ladder.py --root DATA/raccoon [--rows lite0:448,lite1:480,lite2:512]
+A row is BACKBONE:SIZE or BACKBONE:SIZE:STRIDE (the fit's --output-stride, default 32).
+
+Usage: python benchmarks/ladder.py --root DATA/raccoon [--rows lite0:448,lite1:480,lite2:512,lite0:448:16]
        [--rounds 2] --work DIR --out benchmarks/results/ladder.json
 """
 
@@ -70,14 +72,21 @@ def main() -> None:
     data = ["--data", "voc", "--root", args.root]
     rows: list[dict[str, Any]] = []
     for spec in args.rows.split(","):
-        name, size = spec.split(":")
-        stem = args.work / f"{name}_{size}"
+        name, size, *rest = spec.split(":")
+        stride = rest[0] if rest else "32"
+        stem = args.work / (f"{name}_{size}" + (f"_s{stride}" if stride != "32" else ""))
         model = stem.with_suffix(".rpol")
         t0 = time.perf_counter()
         if not model.exists():
-            cli("fit", *data, "--split", "train", "--backbone", name, "--input-size", size, "-o", model)
+            fit = ("--backbone", name, "--input-size", size, "--output-stride", stride)
+            cli("fit", *data, "--split", "train", *fit, "-o", model)
         fit_s = time.perf_counter() - t0
-        row: dict[str, Any] = {"backbone": name, "input_size": int(size), "fit_s": round(fit_s, 1)}
+        row: dict[str, Any] = {
+            "backbone": name,
+            "input_size": int(size),
+            "output_stride": int(stride),
+            "fit_s": round(fit_s, 1),
+        }
         for mode in ("largest", "all"):
             out = stem.parent / f"{stem.name}_eval_{mode}.json"
             cli("eval", model, *data, "--split", "test", "--boxes", mode, "--json", out)
@@ -113,10 +122,10 @@ def main() -> None:
                 for runtime in ("ort", "openvino"):
                     loads.append(os.getloadavg()[0])
                     ms = ms_per_frame(row["graphs"][prec], runtime, 2, args.iters, (1,))["1"]
-                    key = f"{row['backbone']}_{row['input_size']}"
+                    key = f"{row['backbone']}_{row['input_size']}_{row['output_stride']}"
                     timings.setdefault(key, {}).setdefault(f"{runtime}_{prec}", []).append(ms)
     for row in rows:
-        t = timings[f"{row['backbone']}_{row['input_size']}"]
+        t = timings[f"{row['backbone']}_{row['input_size']}_{row['output_stride']}"]
         row["ms_batch1"] = {k: round(median(v), 2) for k, v in t.items()}
         row["ms_rounds"] = t
     from rpol_edge.bench.runner import cpu_record
@@ -134,7 +143,17 @@ def main() -> None:
     for row in rows:
         print(
             json.dumps(
-                {k: row[k] for k in ("backbone", "input_size", "gt_known_loc", "ap50_all", "ms_batch1")}
+                {
+                    k: row[k]
+                    for k in (
+                        "backbone",
+                        "input_size",
+                        "output_stride",
+                        "gt_known_loc",
+                        "ap50_all",
+                        "ms_batch1",
+                    )
+                }
             )
         )
 

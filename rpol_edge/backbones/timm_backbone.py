@@ -190,12 +190,22 @@ def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], path: Path, fmt: s
     model.load_state_dict({k: v for k, v in sd.items() if k in body}, strict=False)
 
 
+def _is_resnet(arch: str) -> bool:
+    return arch.split(".")[0].startswith(("resnet", "resnext", "wide_resnet"))
+
+
+def _stride_error(spec: BackboneSpec, exc: TypeError) -> BackboneError:
+    if spec.output_stride == 32 or "output_stride" not in str(exc):
+        raise exc
+    return BackboneError(f"{spec.name}: this architecture has no output stride {spec.output_stride}; use 32")
+
+
 def _set_output_stride(model: nn.Module, output_stride: int) -> None:
     """ResNet output stride 16/8 as in the reference: stride 1 in the last stage(s), no dilation."""
     if output_stride == 32:
         return
     if not hasattr(model, "layer4"):
-        raise BackboneError("--output-stride other than 32 is only defined for ResNets")
+        raise BackboneError("this ResNet has no layer4 to set an output stride on")
     stages = {16: ["layer4"], 8: ["layer3", "layer4"]}.get(output_stride)
     if stages is None:
         raise BackboneError(f"output stride {output_stride}: choose 32, 16 or 8")
@@ -233,6 +243,12 @@ def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
     kwargs: dict[str, Any] = {"num_classes": 0}
     if is_vit:
         kwargs["dynamic_img_size"] = True
+    if spec.output_stride != 32 and not _is_resnet(arch):
+        if is_vit:
+            raise BackboneError(f"{spec.name}: a ViT's grid is its patch size; --output-stride is for CNNs")
+        # timm's own recipe (EfficientNet, MobileNet): the strided block at stride 1 and the blocks
+        # after it dilated, so every layer keeps the receptive field its weights were trained with.
+        kwargs["output_stride"] = spec.output_stride
     weights = Path(spec.weights) if spec.weights else None
     if preset and preset.checkpoint_format == "lite-package" and weights is None:
         weights = lite_checkpoint(spec.name)
@@ -246,6 +262,8 @@ def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
                 model = timm.create_model(hub, pretrained=True, **kwargs)
             except BackboneError:
                 raise
+            except TypeError as exc:
+                raise _stride_error(spec, exc) from None
             except Exception as exc:
                 raise BackboneError(
                     f"could not get pretrained weights for {hub!r} ({exc.__class__.__name__}); "
@@ -256,9 +274,12 @@ def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
             # Non-ViT checkpoints carry a 1000-way classifier; keep it so every tensor has a home.
             # The tagged name (vit_small_patch16_224.dino) carries that checkpoint's own mean/std.
             name = preset.hub_name if preset and preset.hub_name else arch
-            model = timm.create_model(
-                name, pretrained=False, **(kwargs if is_vit else {**kwargs, "num_classes": 1000})
-            )
+            try:
+                model = timm.create_model(
+                    name, pretrained=False, **(kwargs if is_vit else {**kwargs, "num_classes": 1000})
+                )
+            except TypeError as exc:
+                raise _stride_error(spec, exc) from None
             sd = _load_state(weights)
             fmt = preset.checkpoint_format if preset else "raw"
             if fmt == "lite-package":
@@ -275,7 +296,8 @@ def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
             digest = file_sha256(weights)
     except RuntimeError as exc:
         raise BackboneError(f"{spec.name}: {exc}") from None
-    _set_output_stride(model, spec.output_stride)
+    if _is_resnet(arch):
+        _set_output_stride(model, spec.output_stride)
     model.eval().requires_grad_(False)
     cfg = model.pretrained_cfg
     patch = int(model.patch_embed.patch_size[0]) if is_vit else 1

@@ -38,7 +38,9 @@ def fit(
         str, typer.Option(help="preset (lite0, moco_r50, dino_vits16, dino_r50, sup_r50) or timm name")
     ] = FIT.backbone,
     weights: Weights = None,
-    output_stride: Annotated[int, typer.Option(help="ResNet output stride 32/16/8")] = FIT.output_stride,
+    output_stride: Annotated[
+        int, typer.Option(help="backbone output stride 32/16/8 (ResNets: stride 1, EfficientNets: dilated)")
+    ] = FIT.output_stride,
     input_size: Annotated[int, typer.Option(help="network input K (square)")] = FIT.input_size,
     resize_size: Annotated[
         int | None, typer.Option(help="resize S before the K crop (default K*480/448)")

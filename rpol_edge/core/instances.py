@@ -40,10 +40,14 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from rpol_edge.core.boxes import iou_inclusive, largest_box
+
 __all__ = [
     "ALL_BOXES",
     "RULES",
+    "TOP_IOU",
     "InstanceRule",
+    "all_boxes",
     "grid_cells",
     "grid_from_score",
     "instance_boxes",
@@ -84,10 +88,13 @@ class InstanceRule:
         return self.rule in ("ncut", "seeds")
 
 
-ALL_BOXES = InstanceRule("peaks", rel=0.0, keep=0.5, prominence=0.5)
-"""The rule of ``--boxes all``: persistence watershed, the sign mask's foreground, prominence 0.5,
-keep 0.5 (benchmarks/instances.py, docs/instances.md: the only rule measured within about a point
-of today's top box on single-animal photos while adding boxes for the other animals)."""
+ALL_BOXES = InstanceRule("peaks", rel=0.1, keep=0.5, prominence=0.3)
+"""The instances of ``--boxes all`` (`all_boxes`): persistence watershed over the cells above 0.1 x
+the maximum, prominence 0.3, keep 0.5: the constants cross-validation chose on every fold among
+the peaks rules measured after the top box (benchmarks/instances.py, docs/instances.md)."""
+
+TOP_IOU = 0.5
+"""An instance whose box overlaps the top box by this IoU or more is taken for the same object."""
 
 
 @lru_cache(maxsize=16)
@@ -448,6 +455,36 @@ def map_instances(
     }[ranking]
     best = np.argsort(-scores, kind="stable")
     return np.stack([found[i][0] for i in best]), scores[best]
+
+
+def all_boxes(
+    score: npt.ArrayLike,
+    mask: npt.ArrayLike,
+    cells: int,
+    rule: InstanceRule | None = None,
+    iou_max: float = TOP_IOU,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """``--boxes all`` on an exported graph's outputs: boxes (k, 4) int64 in K x K crop pixels and
+    scores (k,), best first.
+
+    The first box is ``largest``'s (the mask's largest region, scored by the mean of the score map
+    inside it), so the top box is never worse than before. Then every `map_instances` instance
+    (``rule``, default `ALL_BOXES`) whose box overlaps it less than ``iou_max``: the other objects,
+    and the parts of a region that spans several. A finer rule than the top box's can afford,
+    because a single object that it splits loses only a low-ranked extra box, not the top one.
+    Their scores (mean score map inside the box) are capped just below the top box's, so the
+    list stays sorted and the top box first."""
+    s = np.asarray(score, np.float32)
+    m = np.asarray(mask) != 0
+    if not m.any():
+        return np.zeros((0, 4), np.int64), np.zeros(0)
+    top = largest_box(m.astype(np.uint8))
+    top_score = float(s[top[1] : top[3] + 1, top[0] : top[2] + 1].mean())
+    found, scores = map_instances(s, m, cells, rule or ALL_BOXES, "box")
+    if len(found):
+        keep = iou_inclusive(top, found)[0] < iou_max
+        found, scores = found[keep], np.minimum(scores[keep], top_score * (1.0 - 1e-6))
+    return np.concatenate([top[None], found]), np.concatenate([[top_score], scores])
 
 
 def _map_box(

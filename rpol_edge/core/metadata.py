@@ -88,7 +88,8 @@ class ModelMeta:
     feature_stride: int
     channels: int
     output_stride: int
-    """Requested backbone output stride (ResNets: 32/16/8); rebuilds the same backbone."""
+    """Requested backbone output stride (32/16/8: ResNets without, EfficientNets with dilation);
+    rebuilds the same backbone."""
     head: str
     """``rpol`` (w* over normalized features) or ``caam`` (channel sum, the baseline)."""
     n_heads: int

@@ -14,7 +14,7 @@ import numpy as np
 from rpol_edge.core.boxes import boxes_from_mask
 from rpol_edge.core.files import write_bytes_atomic, write_text_atomic
 from rpol_edge.core.geometry import CropTransform
-from rpol_edge.core.instances import ALL_BOXES, grid_cells, map_instances
+from rpol_edge.core.instances import all_boxes, grid_cells
 from rpol_edge.core.metadata import BOX_MODES, ModelMeta
 from rpol_edge.core.prepare import prepare
 from rpol_edge.data.images import ImageError, load_rgb
@@ -22,11 +22,6 @@ from rpol_edge.evaluate.overlay import render
 from rpol_edge.runtimes import Runtime, infer_all
 
 Box = tuple[int, int, int, int]
-
-INSTANCE_RANKING = "box"
-"""How ``--boxes all`` scores its boxes: the mean of the score map inside each box, as ``largest``
-scores its one box (rpol_edge/core/instances.py `SCORE_RANKINGS`; of the rankings the score map
-allows, the best multi-object AP50 measured, docs/instances.md)."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +60,9 @@ def detect(
 ) -> Detection:
     """The one post-processing step every runtime shares: the mask and score map -> boxes.
 
-    ``boxes``: ``largest`` (the largest contour of the mask) or ``all`` (one box per object, from
-    the score map and mask: rpol_edge/core/instances.py `map_instances`, which needs ``cells``, the
+    ``boxes``: ``largest`` (the largest contour of the mask) or ``all`` (that box first, then one
+    per other object, from the score map and mask: rpol_edge/core/instances.py `all_boxes`, which
+    needs ``cells``, the
     feature grid's cells per side: `box_mode`). ``min_area``: the share of the K x K crop the mask's
     largest region must cover for any object to be reported (0: any non-empty mask is one)."""
     found, scores = crop_boxes(score, mask, min_area, boxes, cells)
@@ -88,9 +84,7 @@ def crop_boxes(
     if check_boxes(boxes) == "all":
         if cells <= 0:
             raise ValueError("--boxes all needs the feature grid size (cells per side)")
-        found, scores = map_instances(score, mask, cells, ALL_BOXES, INSTANCE_RANKING)
-        if len(found):  # else no recovered cell is above 0 where the mask has pixels: one box
-            return found, scores
+        return all_boxes(score, mask, cells)
     b = boxes_from_mask(mask, multi_contour=False)[0]
     x0, y0, x1, y1 = (int(v) for v in b)
     return b[None], np.array([float(score[y0 : y1 + 1, x0 : x1 + 1].mean())])

@@ -7,10 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rpol_edge.core.boxes import largest_box
+from rpol_edge.core.boxes import iou_inclusive, largest_box
 from rpol_edge.core.instances import (
     ALL_BOXES,
+    TOP_IOU,
     InstanceRule,
+    all_boxes,
     grid_cells,
     grid_from_score,
     instance_boxes,
@@ -176,8 +178,8 @@ def test_one_animal_gives_the_masks_own_box() -> None:
     a = np.full((14, 14), -0.3)
     a[3:9, 4:11] = np.linspace(0.1, 0.9, 7)[None, :]
     score, mask = graph_outputs(a, K)
-    boxes, _ = map_instances(score, mask, 14, ALL_BOXES)
-    assert boxes.tolist() == [largest_box(mask).tolist()]
+    boxes, _ = map_instances(score, mask, 14, InstanceRule("peaks", rel=0.0, keep=0.5, prominence=0.5))
+    assert boxes.tolist() == [largest_box(mask).tolist()]  # rel 0: the sign mask's own region
 
 
 def test_touching_animals_are_split_on_the_score_map_as_on_the_raw_grid() -> None:
@@ -198,3 +200,53 @@ def test_empty_mask_or_feature_rule_on_the_score_map() -> None:
     assert map_instances(score, mask, 14)[0].shape == (0, 4)
     with pytest.raises(ValueError, match="exported graphs do not output"):
         map_instances(*graph_outputs(two_blobs(), K), 14, InstanceRule("ncut"))
+
+
+def _sorted_and_top_first(boxes: np.ndarray, scores: np.ndarray, score: np.ndarray, mask: np.ndarray) -> None:
+    top = largest_box(mask)
+    assert boxes[0].tolist() == top.tolist()
+    assert scores[0] == pytest.approx(float(score[top[1] : top[3] + 1, top[0] : top[2] + 1].mean()))
+    assert np.all(np.diff(scores) <= 0) and np.all(scores[1:] < scores[0])
+
+
+def test_all_boxes_one_animal_is_the_largest_box_alone() -> None:
+    a = np.full((14, 14), -0.3)
+    a[3:9, 4:11] = np.linspace(0.1, 0.9, 7)[None, :]
+    a[5, 5] = 0.95  # a second local maximum on the same animal: a part, overlapping the top box
+    score, mask = graph_outputs(a, K)
+    boxes, scores = all_boxes(score, mask, 14)
+    assert boxes.tolist() == [largest_box(mask).tolist()]
+    _sorted_and_top_first(boxes, scores, score, mask)
+
+
+def test_all_boxes_keeps_the_top_box_first_even_when_a_stronger_object_is_smaller() -> None:
+    a = np.full((14, 14), -0.2)
+    a[1:4, 1:4] = 1.0  # small and strong
+    a[6:13, 4:13] = 0.5  # large and weaker: the mask's largest region, so the top box
+    score, mask = graph_outputs(a, K)
+    boxes, scores = all_boxes(score, mask, 14)
+    assert len(boxes) == 2
+    _sorted_and_top_first(boxes, scores, score, mask)
+    assert boxes[1][0] < 4 * 32 and boxes[1][2] < 5 * 32  # the small one, second
+
+
+def test_all_boxes_splits_a_region_that_spans_three_animals() -> None:
+    a = np.full((14, 14), -0.2)
+    a[5:8, 0:14] = 0.3  # one region of the mask over all three
+    a[5:8, 1:4] = 1.0
+    a[5:8, 6:8] = 0.9
+    a[5:8, 10:13] = 0.8
+    score, mask = graph_outputs(a, K)
+    boxes, scores = all_boxes(score, mask, 14)
+    _sorted_and_top_first(boxes, scores, score, mask)
+    assert len(boxes) == 4  # the region's box, then each animal's
+    assert (iou_inclusive(boxes[0], boxes[1:])[0] < TOP_IOU).all()
+    parts = sorted(boxes[1:].tolist())
+    for left, right in zip(parts, parts[1:], strict=False):
+        assert left[2] <= right[0] + 32  # side by side, parting near the saddles
+
+
+def test_all_boxes_empty_mask() -> None:
+    score, mask = graph_outputs(np.full((14, 14), -0.1), K)
+    boxes, scores = all_boxes(score, mask, 14)
+    assert boxes.shape == (0, 4) and scores.shape == (0,)
