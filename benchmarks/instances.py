@@ -265,6 +265,13 @@ def product_all(raw: np.ndarray, feats: np.ndarray, k: int) -> tuple[np.ndarray,
     return all_boxes(score, mask, raw.shape[0])
 
 
+def product_all_peak(raw: np.ndarray, feats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`product_all` with the graph's ``peak`` output (the maximum raw response): every score
+    times it, so scores compare across images (the mean clamped response inside each box)."""
+    score, mask = graph_outputs(raw, k)
+    return all_boxes(score, mask, raw.shape[0], peak=float(raw.max()))
+
+
 def map_largest(raw: np.ndarray, feats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``--boxes largest`` as the product runs it: the mask's largest contour, scored by the mean
     of the score map inside the box (not the raw response: the graph does not output it)."""
@@ -285,6 +292,7 @@ def candidates() -> dict[str, tuple[str, Detector, dict[str, Any]]]:
     c["contours_area2%"] = ("contours", contours_rule(0.02), {"min_area": 0.02})
     c["map_largest"] = ("map_largest", map_largest, {"score": "box"})
     c["all"] = ("all", product_all, {**asdict(ALL_BOXES), "iou_max": TOP_IOU})
+    c["all_peak"] = ("all_peak", product_all_peak, {**asdict(ALL_BOXES), "iou_max": TOP_IOU})
     for ranking in SCORE_RANKINGS:
         consts = {**asdict(PEAKS_05), "ranking": ranking}
         c[f"map_peaks_{ranking}"] = ("map_peaks", map_rule(ranking), consts)

@@ -29,6 +29,11 @@ OLD_INT8 = FIX / "exp-int8" / "model.int8.onnx"
 
 # Help wording changed on purpose with the layout (the words of how the work was organised went).
 WORDING = [
+    # --output-stride works on EfficientNets too (dilated)
+    (
+        "--output-stride <int> ResNet output stride 32/16/8",
+        "--output-stride <int> backbone output stride 32/16/8 (ResNets: stride 1, EfficientNets: dilated)",
+    ),
     ("against the seed's reference pipeline", "against the reference pipeline"),
     ("time the seed's reference pipeline", "time the reference implementation's pipeline"),
     ('(README, "Scale-out")', "(docs/scale-out.md)"),
@@ -39,23 +44,33 @@ WORDING = [
         "<list[Path]> image files, folders (every image under them, recursively) or "
         "quoted patterns ('photos/*.jpg', 'data/**/*.png') [required]",
     ),
-    ("Box (original pixels, JSON) and overlay PNG for each image.",
-     "Box (original pixels, JSON) and overlay PNG for each image, and all boxes in predictions.jsonl."),
-    ("query image(s): one pass over the training set",
-     "query image(s), folders or quoted patterns: one pass over the training set"),
+    (
+        "Box (original pixels, JSON) and overlay PNG for each image.",
+        "Box (original pixels, JSON) and overlay PNG for each image, and all boxes in predictions.jsonl.",
+    ),
+    (
+        "query image(s): one pass over the training set",
+        "query image(s), folders or quoted patterns: one pass over the training set",
+    ),
     # run takes several sources at once (batched)
     ("Options --source <str> camera,", "Options --source <list[str]> camera,"),
-    ("image file, folder or glob --camera",
-     "image file, folder or glob; repeat it for several streams, batched into one inference call --camera"),
-    ("with flushed outputs. Exit codes:",
-     "with flushed outputs. Several sources (repeat --source, or list them in a file for --sources) "
-     "run together: their "
-     "frames are batched into one inference call, each stream reads, drops and reconnects on its own, "
-     "records carry the stream's number, and --max-frames counts per stream. {stream} in --save, --jsonl "
-     "or --save-frames gives one output per stream; without it --save and --show are a tiled mosaic. "
-     "Exit codes:"),
-    ("stop after this many frames --open-timeout",
-     "stop after this many frames (of each stream) --open-timeout"),
+    (
+        "image file, folder or glob --camera",
+        "image file, folder or glob; repeat it for several streams, batched into one inference call --camera",
+    ),
+    (
+        "with flushed outputs. Exit codes:",
+        "with flushed outputs. Several sources (repeat --source, or list them in a file for --sources) "
+        "run together: their "
+        "frames are batched into one inference call, each stream reads, drops and reconnects on its own, "
+        "records carry the stream's number, and --max-frames counts per stream. {stream} in --save, --jsonl "
+        "or --save-frames gives one output per stream; without it --save and --show are a tiled mosaic. "
+        "Exit codes:",
+    ),
+    (
+        "stop after this many frames --open-timeout",
+        "stop after this many frames (of each stream) --open-timeout",
+    ),
 ]
 
 # Options that now take more than they did (the old use still works): the recorded field changed.

@@ -135,3 +135,30 @@ def test_every_runtime_gives_the_same_boxes_all(sample_model: Path, sample_onnx:
         for want, have in zip(ref, got, strict=True):
             assert [b for b, _ in have] == [b for b, _ in want], name
             assert np.allclose([s for _, s in have], [s for _, s in want], atol=1e-4), name
+
+
+def test_every_runtime_outputs_the_same_peak(sample_model: Path, sample_onnx: Path) -> None:
+    """The graph's third output, the largest raw response of each map, from every runtime; a graph
+    exported before it existed (score and mask only) runs with peak None."""
+    from rpol_edge.core.onnx_meta import read_onnx_meta
+    from rpol_edge.core.prepare import prepare
+    from tests.multi_canvas import PHOTOS
+
+    photos = [cv2.imread(str(p))[..., ::-1].copy() for p in PHOTOS[:6]]
+    meta = read_onnx_meta(sample_onnx)
+    frames = np.stack([prepare(rgb, meta, True)[0] for rgb in photos])
+    peaks = {}
+    for name, path in (("torch", sample_model), ("ort", sample_onnx), ("openvino", sample_onnx)):
+        if missing_modules(RUNTIMES[name]):
+            continue
+        with open_runtime(path, name, device="cpu") as rt:
+            out = rt.infer(frames)
+        assert out.peak is not None and out.peak.shape == (len(frames), 1) and out.peak.dtype == np.float32
+        peaks[name] = out.peak
+    assert {"torch", "ort"} <= set(peaks)
+    for name, got in peaks.items():
+        assert np.allclose(got, peaks["torch"], atol=1e-5), name
+    assert (peaks["torch"] > 0).all() and (peaks["torch"] <= 1).all()  # a cosine, positive on photos
+    old = Path(__file__).parent / "fixtures" / "pre_layout" / "exp" / "model.onnx"
+    with open_runtime(old, "ort", device="cpu") as rt:
+        assert rt.infer(prepare(photos[0], rt.meta, True)[0][None]).peak is None

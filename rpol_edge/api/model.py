@@ -22,7 +22,7 @@ from rpol_edge.core.metadata import ModelMeta
 from rpol_edge.core.prepare import prepare
 from rpol_edge.data.images import load_rgb
 from rpol_edge.evaluate.overlay import render
-from rpol_edge.evaluate.predict import Box, box_mode, check_min_area, detect
+from rpol_edge.evaluate.predict import Box, box_mode, check_min_area, detect, peak_of
 from rpol_edge.runtimes import Runtime, infer_all, open_runtime
 
 ImageLike = str | Path | np.ndarray
@@ -128,7 +128,7 @@ class Model:
         preds = []
         for i, (_, t) in enumerate(prepped):
             score, mask = out.score[i, 0], out.mask[i, 0]
-            d = detect(score, mask, t, self.min_area, mode, cells)
+            d = detect(score, mask, t, self.min_area, mode, cells, peak_of(out, i))
             preds.append(Prediction(d.box, d.score, score, mask.astype(bool), t, bgr, d.boxes))
         return preds
 

@@ -137,7 +137,7 @@ def _reference_pipeline(spec: Spec) -> _Pipeline:
     @torch.inference_mode()
     def maps(x: np.ndarray) -> np.ndarray:
         # The model's own map step (w*, norm, clamp, min-max, upsampling): written once, in model.py.
-        score, mask = loc.localize(loc.backbone(torch.from_numpy(x).to(device)))
+        score, mask, _ = loc.localize(loc.backbone(torch.from_numpy(x).to(device)))
         if not host_rule:
             last_mask[:] = [mask.cpu().numpy()]
         return score.cpu().numpy()  # the copy back synchronizes the device

@@ -463,6 +463,7 @@ def all_boxes(
     cells: int,
     rule: InstanceRule | None = None,
     iou_max: float = TOP_IOU,
+    peak: float | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """``--boxes all`` on an exported graph's outputs: boxes (k, 4) int64 in K x K crop pixels and
     scores (k,), best first.
@@ -473,7 +474,12 @@ def all_boxes(
     and the parts of a region that spans several. A finer rule than the top box's can afford,
     because a single object that it splits loses only a low-ranked extra box, not the top one.
     Their scores (mean score map inside the box) are capped just below the top box's, so the
-    list stays sorted and the top box first."""
+    list stays sorted and the top box first.
+
+    ``peak``: the graph's ``peak`` output (the map's largest raw response, a cosine). Every score
+    is multiplied by it (clamped at 0), which makes it the mean clamped response inside the box:
+    comparable across images, where the score map alone is normalized per image. None (a graph
+    exported without it): the score map's means."""
     s = np.asarray(score, np.float32)
     m = np.asarray(mask) != 0
     if not m.any():
@@ -484,7 +490,8 @@ def all_boxes(
     if len(found):
         keep = iou_inclusive(top, found)[0] < iou_max
         found, scores = found[keep], np.minimum(scores[keep], top_score * (1.0 - 1e-6))
-    return np.concatenate([top[None], found]), np.concatenate([[top_score], scores])
+    scale = 1.0 if peak is None else max(float(peak), 0.0)
+    return np.concatenate([top[None], found]), scale * np.concatenate([[top_score], scores])
 
 
 def _map_box(

@@ -41,7 +41,9 @@ def channel_constant(values: tuple[float, float, float]) -> torch.Tensor:
 
 
 class Localizer(nn.Module):
-    """frames (N, K, K, 3) uint8 -> score (N, M, K, K) float32 in [0, 1], mask (N, M, K, K) uint8 {0, 1}.
+    """frames (N, K, K, 3) uint8 -> score (N, M, K, K) float32 in [0, 1], mask (N, M, K, K) uint8
+    {0, 1}, peak (N, M) float32: the largest raw response of each map, the scale the min-max
+    normalization of the score map takes out (``--boxes all`` ranks boxes across images with it).
 
     M is the number of heads: 1 for a class-agnostic w*, one per class for a class-wise fit.
     """
@@ -93,15 +95,17 @@ class Localizer(nn.Module):
             a = a / f.norm(dim=1, keepdim=True).clamp_min(EPS)
         return a
 
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.localize(self.features(frames))
 
-    def localize(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Backbone features -> (score, mask); split from forward so features can be computed once."""
+    def localize(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Backbone features -> (score, mask, peak); split from forward so features can be computed
+        once."""
         raw = self.response(f)
         grid = minmax(raw.clamp_min(0.0))
         score = upsample(grid, self.input_size).float().clamp(0.0, 1.0)
-        return score, self.mask(score, grid, raw)
+        peak = raw.amax(dim=(2, 3)).float()
+        return score, self.mask(score, grid, raw), peak
 
     def mask(self, score: torch.Tensor, grid: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
         """The operating point's mask; the rule is a constant of the module, not a data branch."""

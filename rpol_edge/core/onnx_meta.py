@@ -17,7 +17,24 @@ DEEPSTREAM_KEY = "rpol_edge_deepstream"
 INPUT = "frames"
 
 
-OUTPUTS = ("score", "mask")
+OUTPUTS = ("score", "mask", "peak")
+"""score (N, M, K, K) float32, mask (N, M, K, K) uint8, peak (N, M) float32 (core/localizer.py)."""
+
+MAP_OUTPUTS = OUTPUTS[:2]
+"""The outputs of graphs exported before ``peak`` was added: they run, and ``--boxes all`` ranks
+their boxes by the score map alone."""
+
+
+def recorded_outputs(meta: ModelMeta) -> tuple[str, ...]:
+    """The outputs of the graph ``meta`` was exported with (its record's ``outputs``; graphs
+    exported before the record had them have `MAP_OUTPUTS`)."""
+    return OUTPUTS if meta.extra.get("outputs") == ",".join(OUTPUTS) else MAP_OUTPUTS
+
+
+def graph_outputs(names: list[str] | tuple[str, ...]) -> tuple[str, ...] | None:
+    """The outputs a runtime fetches from a graph whose outputs are ``names`` (in order):
+    `OUTPUTS`, `MAP_OUTPUTS` for an older graph, None for a graph rpol-edge did not export."""
+    return tuple(names) if tuple(names) in (OUTPUTS, MAP_OUTPUTS) else None
 
 
 def read_onnx_meta(path: Path, buf: memoryview | None = None) -> ModelMeta:

@@ -32,7 +32,8 @@ import numpy as np
 from rpol_edge.core.files import file_sha256
 from rpol_edge.core.geometry import CropTransform
 from rpol_edge.core.metadata import MetadataError, ModelMeta, json_object, same_model
-from rpol_edge.core.onnx_meta import DEEPSTREAM_KEY, INPUT, OUTPUTS
+from rpol_edge.core.onnx_meta import DEEPSTREAM_KEY, INPUT
+from rpol_edge.core.onnx_meta import MAP_OUTPUTS as OUTPUTS
 from rpol_edge.core.onnx_props import OnnxFormatError, input_dims, metadata_props
 from rpol_edge.evaluate.predict import Detection, detect
 

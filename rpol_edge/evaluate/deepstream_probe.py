@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from rpol_edge.core.metadata import MetadataError
-from rpol_edge.core.onnx_meta import OUTPUTS
+from rpol_edge.core.onnx_meta import MAP_OUTPUTS as OUTPUTS
 from rpol_edge.evaluate.deepstream_decode import Handoff
 from rpol_edge.evaluate.predict import Detection
 

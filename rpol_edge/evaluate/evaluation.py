@@ -18,7 +18,7 @@ from rpol_edge.data import DatasetError, Sample, read_dataset
 from rpol_edge.data.loader import iterate_batches
 from rpol_edge.evaluate.detection_metrics import DetectionCounts
 from rpol_edge.evaluate.metrics import BoxAccuracy, TopKLoc
-from rpol_edge.evaluate.predict import box_mode, crop_boxes
+from rpol_edge.evaluate.predict import box_mode, crop_boxes, peak_of
 from rpol_edge.fitting.distributed import (
     SINGLE,
     DistContext,
@@ -113,7 +113,7 @@ def evaluate(
             # Top-k Loc shares those IoUs, so both metrics describe the same operating point.
             gt = t.boxes_to_input(sample.boxes)
             largest, op_iou = acc.add(score, gt, out.mask[i, head])
-            found.add(*crop_boxes(score, out.mask[i, head], 0.0, mode, cells), gt)
+            found.add(*crop_boxes(score, out.mask[i, head], 0.0, mode, cells, peak_of(out, i, head)), gt)
             if topk is not None and ranked is not None:
                 hit = np.flatnonzero(ranked[i] == truth[sample.image_id])
                 topk.add_ious(largest, op_iou, int(hit[0]) if hit.size else None)

@@ -19,7 +19,7 @@ from rpol_edge.core.metadata import BOX_MODES, ModelMeta
 from rpol_edge.core.prepare import prepare
 from rpol_edge.data.images import ImageError, load_rgb
 from rpol_edge.evaluate.overlay import render
-from rpol_edge.runtimes import Runtime, infer_all
+from rpol_edge.runtimes import Output, Runtime, infer_all
 
 Box = tuple[int, int, int, int]
 
@@ -57,6 +57,7 @@ def detect(
     min_area: float = 0.0,
     boxes: str = "largest",
     cells: int = 0,
+    peak: float | None = None,
 ) -> Detection:
     """The one post-processing step every runtime shares: the mask and score map -> boxes.
 
@@ -64,8 +65,10 @@ def detect(
     per other object, from the score map and mask: rpol_edge/core/instances.py `all_boxes`, which
     needs ``cells``, the
     feature grid's cells per side: `box_mode`). ``min_area``: the share of the K x K crop the mask's
-    largest region must cover for any object to be reported (0: any non-empty mask is one)."""
-    found, scores = crop_boxes(score, mask, min_area, boxes, cells)
+    largest region must cover for any object to be reported (0: any non-empty mask is one).
+    ``peak``: the graph's peak output for this map, which puts the scores of ``all`` on one scale
+    across images (`all_boxes`); ``largest`` does not use it."""
+    found, scores = crop_boxes(score, mask, min_area, boxes, cells, peak)
     if not len(found):
         return Detection(None, 0.0, None)
     orig = transform.boxes_to_original(found)
@@ -74,7 +77,12 @@ def detect(
 
 
 def crop_boxes(
-    score: np.ndarray, mask: np.ndarray, min_area: float = 0.0, boxes: str = "largest", cells: int = 0
+    score: np.ndarray,
+    mask: np.ndarray,
+    min_area: float = 0.0,
+    boxes: str = "largest",
+    cells: int = 0,
+    peak: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`detect` in the K x K crop: boxes (k, 4) int64 and their scores (k,), best first (what
     ``eval`` scores against the ground truth, which lives in the same frame)."""
@@ -84,10 +92,15 @@ def crop_boxes(
     if check_boxes(boxes) == "all":
         if cells <= 0:
             raise ValueError("--boxes all needs the feature grid size (cells per side)")
-        return all_boxes(score, mask, cells)
+        return all_boxes(score, mask, cells, peak=peak)
     b = boxes_from_mask(mask, multi_contour=False)[0]
     x0, y0, x1, y1 = (int(v) for v in b)
     return b[None], np.array([float(score[y0 : y1 + 1, x0 : x1 + 1].mean())])
+
+
+def peak_of(out: Output, i: int, head: int = 0) -> float | None:
+    """Frame ``i``'s peak response for ``head``, or None from a graph without that output."""
+    return None if out.peak is None else float(out.peak[i, head])
 
 
 def _box(b: np.ndarray) -> Box:
@@ -134,7 +147,11 @@ def detect_images(
     prepped = [prepare(img, runtime.meta, is_rgb=True) for img in images]
     out = infer_all(runtime, np.stack([f for f, _ in prepped]))
     return [
-        (detect(out.score[i, 0], out.mask[i, 0], t, min_area, mode, cells), t, out.score[i, 0])
+        (
+            detect(out.score[i, 0], out.mask[i, 0], t, min_area, mode, cells, peak_of(out, i)),
+            t,
+            out.score[i, 0],
+        )
         for i, (_, t) in enumerate(prepped)
     ]
 

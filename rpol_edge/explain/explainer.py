@@ -218,7 +218,7 @@ def _query_features(
     with torch.inference_mode():
         x = torch.from_numpy(frame[None])
         f = loc.features(x)
-        score, _ = loc.localize(f)  # the map from these features: one backbone pass
+        score, *_ = loc.localize(f)  # the map from these features: one backbone pass
     return f[0].double().numpy(), t, score[0].numpy()
 
 

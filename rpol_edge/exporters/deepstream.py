@@ -33,7 +33,7 @@ from rpol_edge.core.artifact import ModelArtifact
 from rpol_edge.core.extras import require_torch
 from rpol_edge.core.files import atomic_write, file_sha256, write_text_atomic
 from rpol_edge.core.metadata import ModelMeta
-from rpol_edge.core.onnx_meta import OUTPUTS
+from rpol_edge.core.onnx_meta import MAP_OUTPUTS as OUTPUTS
 from rpol_edge.evaluate.deepstream_decode import (
     CONFIG_NAME,
     DS_META_KEY,
@@ -108,7 +108,9 @@ class NvinferInput(nn.Module):
         o, k = self.offset, self.crop
         x = x[:, :, o : o + k, o : o + k]
         # The Localizer reads NHWC and transposes back: the two Transposes cancel in onnxslim.
-        return self.localizer(x.permute(0, 2, 3, 1))  # type: ignore[no-any-return]
+        # Score and mask only: the probe draws the one box of largest, which needs no peak.
+        score, mask, _ = self.localizer(x.permute(0, 2, 3, 1))
+        return score, mask
 
 
 def export_deepstream(
@@ -160,7 +162,7 @@ def export_deepstream(
     def write(tmp: Path) -> None:
         nonlocal written
         with torch.no_grad():
-            _trace(module, dummy, tmp, opset, dynamic, exporter)
+            _trace(module, dummy, tmp, opset, dynamic, exporter, OUTPUTS)
         model = onnx.load(str(tmp))
         if simplify:
             model = _simplify(model)

@@ -42,15 +42,21 @@ def _onnx():  # type: ignore[no-untyped-def]
 
 
 def _trace(
-    module: torch.nn.Module, dummy: torch.Tensor, path: Path, opset: int, dynamic: bool, exporter: str
+    module: torch.nn.Module,
+    dummy: torch.Tensor,
+    path: Path,
+    opset: int,
+    dynamic: bool,
+    exporter: str,
+    names: tuple[str, ...] = OUTPUTS,
 ) -> None:
     import torch
 
-    inputs, outputs = [INPUT], list(OUTPUTS)
+    inputs, outputs = [INPUT], list(names)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if exporter == "legacy":
-            axes = {INPUT: {0: "batch"}, **{o: {0: "batch"} for o in OUTPUTS}} if dynamic else None
+            axes = {INPUT: {0: "batch"}, **{o: {0: "batch"} for o in names}} if dynamic else None
             torch.onnx.export(
                 module,
                 (dummy,),
@@ -169,7 +175,11 @@ def finish_graph(  # type: ignore[no-untyped-def]
     actual = int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
     targets = tuple(trt_targets) if trt_targets is not None else targets_for_opset(actual)
     require_compatible(model, targets, f"{name} (opset {actual})")
-    written = meta.replace(opset=actual, extra={**meta.extra, "trt_targets": ",".join(targets), **extra})
+    # The outputs recorded, so a tool reading an engine's sidecar knows them without the graph.
+    outputs = ",".join(o.name for o in model.graph.output)
+    written = meta.replace(
+        opset=actual, extra={**meta.extra, "trt_targets": ",".join(targets), "outputs": outputs, **extra}
+    )
     written = written.shipped()
     _set_metadata(model, written, key)
     try:

@@ -32,6 +32,7 @@ from typing import Any
 
 from rpol_edge.core.files import write_text_atomic
 from rpol_edge.core.metadata import ModelMeta
+from rpol_edge.core.onnx_meta import recorded_outputs
 from rpol_edge.exporters.formats import ExportError
 
 META_PARAMETER = "rpol_edge"
@@ -111,10 +112,10 @@ def graph_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec], tuple[int,
 def engine_io(meta: ModelMeta) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """A TensorRT engine's tensors (the ONNX contract it was built from: same names and types)."""
     k, m = meta.input_size, meta.n_heads
-    return (
-        [TensorSpec("frames", "TYPE_UINT8", meta.input_shape())],
-        [TensorSpec("score", "TYPE_FP32", (m, k, k)), TensorSpec("mask", "TYPE_UINT8", (m, k, k))],
-    )
+    outputs = [TensorSpec("score", "TYPE_FP32", (m, k, k)), TensorSpec("mask", "TYPE_UINT8", (m, k, k))]
+    if "peak" in recorded_outputs(meta):
+        outputs.append(TensorSpec("peak", "TYPE_FP32", (m,)))
+    return [TensorSpec("frames", "TYPE_UINT8", meta.input_shape())], outputs
 
 
 def frame_io(meta: ModelMeta) -> tuple[list[TensorSpec], list[TensorSpec]]:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from rpol_edge.core.engine_meta import EngineMeta, device_model, sidecar_path
 from rpol_edge.core.files import file_sha256, write_bytes_atomic
-from rpol_edge.core.onnx_meta import INPUT, OUTPUTS, read_onnx_meta
+from rpol_edge.core.onnx_meta import INPUT, MAP_OUTPUTS, OUTPUTS, read_onnx_meta
 from rpol_edge.runtimes.trt_common import dims, require_tensorrt, trt_logger, version_tuple
 
 if TYPE_CHECKING:
@@ -131,12 +131,12 @@ def _check_network(
     network: trt.INetworkDefinition, frame: tuple[int, int, int], batch: tuple[int, int, int]
 ) -> None:
     """The ONNX contract: ``frames`` uint8 (N, *frame) -- (K, K, 3), or (H, W, 3) for a raw-frame
-    graph; ``score`` float32 and ``mask`` uint8."""
+    graph; ``score`` float32, ``mask`` uint8 and ``peak`` float32 (absent from older graphs)."""
     import tensorrt as trt
 
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     outputs = {network.get_output(i).name: network.get_output(i) for i in range(network.num_outputs)}
-    if [t.name for t in inputs] != [INPUT] or set(outputs) != set(OUTPUTS):
+    if [t.name for t in inputs] != [INPUT] or set(outputs) not in (set(OUTPUTS), set(MAP_OUTPUTS)):
         raise EngineBuildError(
             f"graph has inputs {[t.name for t in inputs]} and outputs {sorted(outputs)}; expected "
             f"[{INPUT}] and {list(OUTPUTS)} (export it with rpol-edge export MODEL --onnx)"
@@ -147,9 +147,9 @@ def _check_network(
         raise EngineBuildError(f"input {INPUT} is {frames.dtype} {shape}, expected uint8 (N, *{frame})")
     if shape[0] != -1 and not batch[0] == batch[2] == shape[0]:
         raise EngineBuildError(f"the ONNX batch is fixed at {shape[0]}; build with batch=({shape[0]},) * 3")
-    expected = {"score": trt.DataType.FLOAT, "mask": trt.DataType.UINT8}
+    expected = {"score": trt.DataType.FLOAT, "mask": trt.DataType.UINT8, "peak": trt.DataType.FLOAT}
     for name, dtype in expected.items():
-        if outputs[name].dtype != dtype:
+        if name in outputs and outputs[name].dtype != dtype:
             raise EngineBuildError(f"output {name} is {outputs[name].dtype}, expected {dtype}")
 
 

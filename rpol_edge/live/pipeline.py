@@ -41,7 +41,7 @@ import numpy as np
 
 from rpol_edge.core.prepare import describe
 from rpol_edge.evaluate.overlay import render
-from rpol_edge.evaluate.predict import box_mode, detect, others
+from rpol_edge.evaluate.predict import box_mode, detect, others, peak_of
 from rpol_edge.live.batching import Batcher
 from rpol_edge.live.frames import FrameResult
 from rpol_edge.live.handoff import POLL_S, LatestSlot, put_until_stopped
@@ -154,6 +154,7 @@ class _Run:
             for k, w in enumerate(batch):
                 w.frame.ms["infer"], w.frame.batch = ms, len(batch)
                 w.score, w.mask, w.x = out.score[k, 0], out.mask[k, 0], None
+                w.peak = peak_of(out, k)
             self.batch_sizes[len(batch)] += 1
             if not self._hand_over("infer", "render", batch):
                 break
@@ -175,7 +176,9 @@ class _Run:
     def render(self, work: Work) -> None:
         assert work.score is not None and work.mask is not None and work.transform is not None
         t0 = time.perf_counter()
-        detection = detect(work.score, work.mask, work.transform, self.min_area, self.boxes, self.cells)
+        detection = detect(
+            work.score, work.mask, work.transform, self.min_area, self.boxes, self.cells, work.peak
+        )
         t1 = time.perf_counter()
         work.result = r = FrameResult(work.frame, detection, work.score, work.transform)
         r.frame.ms["post"] = (t1 - t0) * 1e3

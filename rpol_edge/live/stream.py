@@ -44,6 +44,7 @@ class Work:
     transform: CropTransform | None = None
     score: np.ndarray | None = None
     mask: np.ndarray | None = None
+    peak: float | None = None
     result: object | None = None
     """The FrameResult (render -> output)."""
     image: np.ndarray | None = None

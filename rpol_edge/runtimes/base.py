@@ -27,6 +27,9 @@ class Output:
     """(N, M, K, K) float32 in [0, 1]."""
     mask: np.ndarray
     """(N, M, K, K) uint8, nonzero above the model's operating threshold."""
+    peak: np.ndarray | None = None
+    """(N, M) float32, the largest raw response of each map; None from a graph exported before
+    it was an output (core/onnx_meta.py `MAP_OUTPUTS`)."""
 
 
 class Runtime(ABC):
@@ -81,6 +84,8 @@ class Runtime(ABC):
         m, k = self.meta.n_heads, self.meta.input_size
         if out.score.shape != (n, m, k, k) or out.mask.shape != (n, m, k, k):
             raise InferenceError(f"{self.name} returned {out.score.shape}, expected {(n, m, k, k)}")
+        if out.peak is not None and out.peak.shape != (n, m):
+            raise InferenceError(f"{self.name} returned peak {out.peak.shape}, expected {(n, m)}")
         return out
 
     @abstractmethod
@@ -92,6 +97,7 @@ def infer_all(runtime: Runtime, frames: np.ndarray) -> Output:
     n = len(frames)
     hi = runtime.max_batch or max(n, 1)
     scores, masks = [], []
+    peaks: list[np.ndarray | None] = []
     for start in range(0, n, hi):
         chunk = frames[start : start + hi]
         real = len(chunk)
@@ -101,9 +107,12 @@ def infer_all(runtime: Runtime, frames: np.ndarray) -> Output:
         out = runtime.infer(chunk)
         scores.append(out.score[:real])
         masks.append(out.mask[:real])
+        peaks.append(None if out.peak is None else out.peak[:real])
     if not scores:
         k, m = runtime.meta.input_size, runtime.meta.n_heads
         return Output(np.zeros((0, m, k, k), np.float32), np.zeros((0, m, k, k), np.uint8))
     if len(scores) == 1:  # the per-frame case: no copy
-        return Output(scores[0], masks[0])
-    return Output(np.concatenate(scores), np.concatenate(masks))
+        return Output(scores[0], masks[0], peaks[0])
+    got = [p for p in peaks if p is not None]
+    peak = np.concatenate(got) if len(got) == len(peaks) else None
+    return Output(np.concatenate(scores), np.concatenate(masks), peak)

@@ -18,7 +18,7 @@ import numpy as np
 
 from rpol_edge.core.ir_meta import RT_INFO_KEY, ir_batch_range, ir_meta
 from rpol_edge.core.metadata import ModelMeta
-from rpol_edge.core.onnx_meta import INPUT, OUTPUTS, read_onnx_header
+from rpol_edge.core.onnx_meta import INPUT, MAP_OUTPUTS, OUTPUTS, read_onnx_header
 from rpol_edge.runtimes.base import InferenceError, Output, Runtime
 
 CACHE_NAME = "openvino_cache"
@@ -95,15 +95,17 @@ class OpenVinoRuntime(Runtime):
         # A tensor may carry several names (the graph's and its producer's): match by membership.
         outs = [set(o.get_names()) for o in self.compiled.outputs]
         ins = [set(i.get_names()) for i in self.compiled.inputs]
+        expected = OUTPUTS if len(outs) == len(OUTPUTS) else MAP_OUTPUTS
         if (
-            len(outs) != 2
-            or any(n not in o for n, o in zip(OUTPUTS, outs, strict=True))
+            len(outs) != len(expected)
+            or any(n not in o for n, o in zip(expected, outs, strict=True))
             or len(ins) != 1
             or INPUT not in ins[0]
         ):
             self.compiled = None
             raise InferenceError(f"{self.path}: tensors {ins} -> {outs}, expected {INPUT} -> {list(OUTPUTS)}")
         self.request = self.compiled.create_infer_request()
+        self.has_peak = expected == OUTPUTS
 
     def deactivate(self) -> None:
         self.request = None
@@ -113,7 +115,8 @@ class OpenVinoRuntime(Runtime):
         self.request.infer({INPUT: frames})
         score = self.request.get_tensor(OUTPUTS[0]).data
         mask = self.request.get_tensor(OUTPUTS[1]).data
-        return Output(score=np.array(score, np.float32), mask=np.array(mask, np.uint8))
+        peak = np.array(self.request.get_tensor(OUTPUTS[2]).data, np.float32) if self.has_peak else None
+        return Output(score=np.array(score, np.float32), mask=np.array(mask, np.uint8), peak=peak)
 
 
 def write_ir(onnx_path: Path, xml: Path, precision: str = "f32") -> ModelMeta:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from rpol_edge.core.onnx_meta import INPUT, OUTPUTS, read_onnx_header
+from rpol_edge.core.onnx_meta import INPUT, OUTPUTS, graph_outputs, read_onnx_header
 from rpol_edge.runtimes.base import InferenceError, Output, Runtime
 
 
@@ -84,8 +84,10 @@ class OrtRuntime(Runtime):
             raise InferenceError(f"{self.path}: onnxruntime could not load it ({exc})") from None
         self.providers = list(self.session.get_providers())
         names = [o.name for o in self.session.get_outputs()]
-        if tuple(names) != OUTPUTS:
+        outputs = graph_outputs(names)
+        if outputs is None:
             raise InferenceError(f"{self.path}: outputs {names}, expected {list(OUTPUTS)}")
+        self.outputs = outputs
 
     def deactivate(self) -> None:
         self.session = None
@@ -95,10 +97,11 @@ class OrtRuntime(Runtime):
             # IO binding: outputs are allocated on the GPU and copied back once, together.
             io = self.session.io_binding()
             io.bind_cpu_input(INPUT, frames)
-            for name in OUTPUTS:
+            for name in self.outputs:
                 io.bind_output(name, "cuda", self.device_id)
             self.session.run_with_iobinding(io)
-            score, mask = io.copy_outputs_to_cpu()
+            got = io.copy_outputs_to_cpu()
         else:
-            score, mask = self.session.run(list(OUTPUTS), {INPUT: frames})
-        return Output(score=np.asarray(score, np.float32), mask=np.asarray(mask, np.uint8))
+            got = self.session.run(list(self.outputs), {INPUT: frames})
+        peak = np.asarray(got[2], np.float32) if len(got) > 2 else None
+        return Output(np.asarray(got[0], np.float32), np.asarray(got[1], np.uint8), peak)

@@ -73,10 +73,12 @@ class _Graph:
     """(B, K, K, 3) uint8 on the device: the captured forward's input."""
     static_score: torch.Tensor
     static_mask: torch.Tensor
+    static_peak: torch.Tensor
     host_in: torch.Tensor
     """Pinned staging buffers, same shapes as the static tensors."""
     host_score: torch.Tensor
     host_mask: torch.Tensor
+    host_peak: torch.Tensor
 
 
 class GraphedForward:
@@ -104,19 +106,19 @@ class GraphedForward:
         """Captured batch size -> max |score difference| of its first replay against eager."""
 
     @torch.inference_mode()
-    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """frames (N, K, K, 3) uint8 -> score (N, M, K, K) float32, mask (N, M, K, K) uint8."""
-        scores, masks = [], []
+    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """frames (N, K, K, 3) uint8 -> score (N, M, K, K) float32, mask (N, M, K, K) uint8,
+        peak (N, M) float32."""
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         with torch.cuda.device(self.device):  # capture and replay on the runtime's GPU, not the current one
             for start, stop in chunks(len(frames), self.max_batch):
-                score, mask = self._run(frames[start:stop])
-                scores.append(score)
-                masks.append(mask)
-        if len(scores) == 1:
-            return scores[0], masks[0]
-        return np.concatenate(scores), np.concatenate(masks)
+                parts.append(self._run(frames[start:stop]))
+        if len(parts) == 1:
+            return parts[0]
+        score, mask, peak = (np.concatenate(x) for x in zip(*parts, strict=True))
+        return score, mask, peak
 
-    def _run(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(frames)
         b = bucket(n, self.max_batch)
         g = self.graphs.get(b)
@@ -129,9 +131,10 @@ class GraphedForward:
             g.graph.replay()
             g.host_score[:n].copy_(g.static_score[:n], non_blocking=True)
             g.host_mask[:n].copy_(g.static_mask[:n], non_blocking=True)
+            g.host_peak[:n].copy_(g.static_peak[:n], non_blocking=True)
         self.stream.synchronize()
         # Copies, not views: the caller may keep the maps while the next call reuses the buffers.
-        return g.host_score[:n].numpy().copy(), g.host_mask[:n].numpy().copy()
+        return g.host_score[:n].numpy().copy(), g.host_mask[:n].numpy().copy(), g.host_peak[:n].numpy().copy()
 
     def _capture(self, b: int, frame_shape: tuple[int, ...]) -> _Graph:
         try:
@@ -153,15 +156,16 @@ class GraphedForward:
         with torch.cuda.stream(self.stream):
             static_in = sample.to(self.device, non_blocking=False)
             for _ in range(WARMUP_ITERS):
-                ref_score, ref_mask = self.module(static_in)
+                ref_score, ref_mask, _ = self.module(static_in)
         torch.cuda.current_stream(self.device).wait_stream(self.stream)
         self.stream.synchronize()
 
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=self.stream):
-            static_score, static_mask = self.module(static_in)
+            static_score, static_mask, static_peak = self.module(static_in)
         host_score = torch.empty(static_score.shape, dtype=static_score.dtype).pin_memory()
         host_mask = torch.empty(static_mask.shape, dtype=static_mask.dtype).pin_memory()
+        host_peak = torch.empty(static_peak.shape, dtype=static_peak.dtype).pin_memory()
 
         with torch.cuda.stream(self.stream):
             graph.replay()
@@ -174,7 +178,17 @@ class GraphedForward:
                 f"replay of batch {b} disagrees with eager (max |d score| {diff:.2e}, "
                 f"{masks_differ} mask pixels)"
             )
-        return _Graph(graph, static_in, static_score, static_mask, host_in, host_score, host_mask)
+        return _Graph(
+            graph,
+            static_in,
+            static_score,
+            static_mask,
+            static_peak,
+            host_in,
+            host_score,
+            host_mask,
+            host_peak,
+        )
 
     def close(self) -> None:
         """Wait for the stream, then drop graphs and buffers (their memory goes back to the pools)."""

@@ -133,10 +133,10 @@ class TorchRuntime(Runtime):
         assert self.module is not None
         if self._graphed is not None:
             try:
-                score_np, mask_np = self._graphed(frames)
-                return Output(score=score_np, mask=mask_np)
+                score_np, mask_np, peak_np = self._graphed(frames)
+                return Output(score=score_np, mask=mask_np, peak=peak_np)
             except GraphCaptureError as exc:
                 self._no_graph(str(exc))
         x = torch.from_numpy(frames).to(self.device, non_blocking=True)
-        score, mask = self.module(x)
-        return Output(score=score.float().cpu().numpy(), mask=mask.cpu().numpy())
+        score, mask, peak = self.module(x)
+        return Output(score=score.float().cpu().numpy(), mask=mask.cpu().numpy(), peak=peak.cpu().numpy())

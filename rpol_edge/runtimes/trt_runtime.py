@@ -37,7 +37,7 @@ from rpol_edge.core.engine_meta import (
     device_model,
     read_engine_meta,
 )
-from rpol_edge.core.onnx_meta import INPUT
+from rpol_edge.core.onnx_meta import INPUT, OUTPUTS
 from rpol_edge.runtimes import cuda_mem
 from rpol_edge.runtimes.base import InferenceError, Output, Runtime
 from rpol_edge.runtimes.trt_common import TrtUnavailable, dims, require_tensorrt, trt_logger
@@ -154,6 +154,8 @@ class TrtRuntime(Runtime):
             "mask": (trt.TensorIOMode.OUTPUT, np.dtype(np.uint8), (m, k, k)),
         }
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        if "peak" in names:  # engines built from graphs exported before it have score and mask only
+            expected["peak"] = (trt.TensorIOMode.OUTPUT, np.dtype(np.float32), (m,))
         if sorted(names) != sorted(expected):
             raise InferenceError(f"{self.model_path}: engine tensors {names}, expected {sorted(expected)}")
         hi = self.max_batch or self.min_batch
@@ -213,7 +215,7 @@ class TrtRuntime(Runtime):
         cuda_mem.memcpy_htod_async(frames.device.ptr, frames.host.ptr, frames.nbytes(n), self._stream)
         if not self._context.execute_async_v3(self._stream.handle):
             raise InferenceError("TensorRT execute_async_v3 failed (see its log above)")
-        for name in ("score", "mask"):
+        for name in [n for n in OUTPUTS if n in self._bindings]:
             out = self._bindings[name]
             cuda_mem.memcpy_dtoh_async(out.host.ptr, out.device.ptr, out.nbytes(n), self._stream)
 
@@ -242,6 +244,7 @@ class TrtRuntime(Runtime):
         # Copies: the pinned buffers are overwritten by the next call.
         score = self._bindings["score"].host.array[:n].copy()
         mask = self._bindings["mask"].host.array[:n].copy()
+        peak = self._bindings["peak"].host.array[:n].copy() if "peak" in self._bindings else None
         if self.cuda_graph and n not in self._graphs:
             self._capture(n)  # replayed from the next call of this size on
-        return Output(score=score, mask=mask)
+        return Output(score=score, mask=mask, peak=peak)

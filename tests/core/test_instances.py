@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 from rpol_edge.core.boxes import iou_inclusive, largest_box
 from rpol_edge.core.instances import (
-    ALL_BOXES,
     TOP_IOU,
     InstanceRule,
     all_boxes,

@@ -71,12 +71,12 @@ def test_localizer_default_rule_is_the_papers_fixed_threshold() -> None:
     args = (nn.Identity(), w, (0.5,) * 3, (0.25,) * 3, 56, 0.37)
     plain = Localizer(*args)
     fixed = Localizer(*args, operating_point=OperatingPoint("fixed", 0.37))
-    s1, m1 = plain.localize(f)
-    s2, m2 = fixed.localize(f)
+    s1, m1, _ = plain.localize(f)
+    s2, m2, _ = fixed.localize(f)
     assert torch.equal(m1, m2) and torch.equal(s1, s2)
     assert torch.equal(m1, plain.binarize(s1))
     sign = Localizer(*args, operating_point=OperatingPoint("sign"))
-    _, ms = sign.localize(f)
+    _, ms, _ = sign.localize(f)
     assert torch.equal(ms, sign_mask(sign.response(f), 56))
 
 

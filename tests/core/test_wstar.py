@@ -105,10 +105,15 @@ def test_folded_conv_equals_unfused_formula() -> None:
         _Identity(torch.from_numpy(feats).float()), torch.from_numpy(w), (0.5,) * 3, (0.5,) * 3, 40, 0.5
     )
     with torch.no_grad():
-        score, mask = loc(torch.zeros(3, 40, 40, 3, dtype=torch.uint8))
+        score, mask, peak = loc(torch.zeros(3, 40, 40, 3, dtype=torch.uint8))
     ref = unfused_map(feats.astype(np.float32), w, 40)
     assert np.abs(score[:, 0].numpy() - ref).max() < 1e-5
     assert score.dtype == torch.float32 and mask.dtype == torch.uint8
+    # peak: the largest raw response w*^T f / ||f|| of each map, before the clamp
+    f = feats.astype(np.float64)
+    raw = np.einsum("nchw,c->nhw", f, w) / np.maximum(np.linalg.norm(f, axis=1), 1e-12)
+    assert peak.shape == (3, 1) and peak.dtype == torch.float32
+    assert np.abs(peak[:, 0].numpy() - raw.max(axis=(1, 2))).max() < 1e-5
 
 
 def test_constant_and_zero_maps_are_zero_not_nan() -> None:
@@ -116,7 +121,7 @@ def test_constant_and_zero_maps_are_zero_not_nan() -> None:
     for feats in (torch.zeros(1, 4, 3, 3), torch.ones(1, 4, 3, 3)):
         loc = Localizer(_Identity(feats), w, (0.5,) * 3, (0.5,) * 3, 12, 0.5)
         with torch.no_grad():
-            score, mask = loc(torch.zeros(1, 12, 12, 3, dtype=torch.uint8))
+            score, mask, _ = loc(torch.zeros(1, 12, 12, 3, dtype=torch.uint8))
         assert torch.isfinite(score).all() and float(score.abs().max()) == 0.0
         assert int(mask.sum()) == 0
 
@@ -130,7 +135,7 @@ def test_mask_matches_reference_threshold_rule() -> None:
     for t in (0.1, 0.35, 0.5, 0.77):
         loc = Localizer(_Identity(feats), w, (0.5,) * 3, (0.5,) * 3, 33, t)
         with torch.no_grad():
-            score, mask = loc(torch.zeros(2, 33, 33, 3, dtype=torch.uint8))
+            score, mask, _ = loc(torch.zeros(2, 33, 33, 3, dtype=torch.uint8))
         for i in range(2):
             host = threshold_mask(to_uint8_map(score[i, 0].numpy()), t) > 0
             assert np.array_equal(host, mask[i, 0].numpy() > 0)

@@ -36,7 +36,8 @@ def test_export_passes_full_checker_and_carries_metadata(
     assert back == meta and same_model(back, ModelArtifact.load(sample_model).meta)
     assert back.opset == next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     assert [i.name for i in model.graph.input] == ["frames"]
-    assert [o.name for o in model.graph.output] == ["score", "mask"]
+    assert [o.name for o in model.graph.output] == ["score", "mask", "peak"]
+    assert back.extra["outputs"] == "score,mask,peak"
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert onnx_batch_range(path) == (1, None)
     assert back.opset == {"legacy": 17, "dynamo": 18}[exporter]

@@ -30,14 +30,14 @@ def test_folds_every_batchnorm_of_lite0_and_keeps_the_maps(sample_model: Path) -
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in module.modules())
     x = torch.from_numpy(_frames(sample_model))
     with torch.inference_mode():
-        score0, mask0 = module(x)
+        score0, mask0, peak0 = module(x)
     folded = fold_batchnorm(module, lambda: module(x)[0])
     assert n_bn == 49 and folded == 49  # stem, 16 blocks (2 or 3 each), head
     assert not any(isinstance(m, nn.BatchNorm2d) for m in module.modules())
     assert sum(isinstance(m, nn.ReLU6) for m in module.modules()) == 33  # the activations stay
     with torch.inference_mode():
-        score1, mask1 = module(x)
-    assert float((score1 - score0).abs().max()) < 1e-5
+        score1, mask1, peak1 = module(x)
+    assert float((score1 - score0).abs().max()) < 1e-5 and float((peak1 - peak0).abs().max()) < 1e-5
     assert float((mask1 != mask0).float().mean()) < 1e-3
 
 

@@ -121,14 +121,15 @@ def test_graphed_forward_chunks_large_batches(sample_model: Path) -> None:
     tf32 = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False  # as the runtime does: real FP32, batch-size independent
     try:
-        score, mask = graphed(frames)
+        score, mask, peak = graphed(frames)
         assert sorted(graphed.graphs) == sorted(
             {bucket(stop - start, 4) for start, stop in chunks(len(frames), 4)}
         )
         assert all(d <= 1e-5 for d in graphed.self_check.values()), graphed.self_check
         with torch.inference_mode():
-            ref_score, _ = module(torch.from_numpy(frames).cuda())
+            ref_score, _, ref_peak = module(torch.from_numpy(frames).cuda())
     finally:
         graphed.close()
         torch.backends.cudnn.allow_tf32 = tf32
     np.testing.assert_allclose(score, ref_score.cpu().numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(peak, ref_peak.cpu().numpy(), atol=1e-4, rtol=0)
