@@ -6,7 +6,7 @@ maps. The post-processing runs on the host next to any runtime, so it is timed a
 limited to one thread, 3 warm-up passes, then every frame timed over --repeats passes.
 
 ``--detect largest,all`` times what the product runs instead: `rpol_edge.evaluate.predict.detect`
-on the exported graph's two outputs (score map and mask, made from the same raw responses as the
+on the exported graph's outputs (score map, mask and peak, made from the same raw responses as the
 graph makes them: benchmarks/instances.py `graph_outputs`), boxes mapped back to a 640 x 480 frame.
 
 Usage: python benchmarks/instances_timing.py --root ../shared/data/raccoon --cache /work/cache/instances \
@@ -106,13 +106,13 @@ def main() -> None:
             det = cands[name][1]
             jobs.append((name, lambda i, det=det, a=raws, f=feats: det(a[i], f[i], args.size)))
         if args.detect:
-            outputs = [graph_outputs(raw, args.size) for raw in raws]
+            outputs = [(*graph_outputs(raw, args.size), float(raw.max())) for raw in raws]
             cells = raws.shape[1]
             t = resize_crop(np.zeros((480, 640, 3), np.uint8), round(args.size * 480 / 448), args.size)[1]
             for mode in args.detect.split(","):
 
                 def run(i: int, mode: str = mode, o: Any = outputs, t: Any = t, c: int = cells) -> None:
-                    detect(o[i][0], o[i][1], t, 0.0, mode, c)
+                    detect(o[i][0], o[i][1], t, 0.0, mode, c, o[i][2])
 
                 jobs.append((f"detect_{mode}", run))
         for name, run in jobs:

@@ -177,11 +177,13 @@ def test_board_recorded_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 # --- the runtime ---------------------------------------------------------------------------------
 
 
-def standin_engine(tmp_path: Path, version: str = "10.13.0.35", lo: int = 1, hi: int = 8) -> Path:
+def standin_engine(
+    tmp_path: Path, version: str = "10.13.0.35", lo: int = 1, hi: int = 8, peak: bool = False
+) -> Path:
     from tests.runtimes.test_trt_runtime import engine_meta
 
     engine = tmp_path / "m.engine"
-    plan = standin_plan(K, lo, hi)
+    plan = standin_plan(K, lo, hi, peak=peak)
     engine.write_bytes(plan)
     meta = engine_meta(
         tensorrt_version=version, min_batch=lo, opt_batch=lo, max_batch=hi,
@@ -204,6 +206,8 @@ def run_sizes(rt: object, sizes: tuple[int, ...]) -> None:
         score, mask = expected(frames)
         np.testing.assert_allclose(out.score, score, rtol=1e-6)
         assert np.array_equal(out.mask, mask)
+        if out.peak is not None:
+            np.testing.assert_allclose(out.peak, score.max(axis=(2, 3)), rtol=1e-6)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -223,6 +227,19 @@ def test_cuda_graph_never_replayed_after_a_shape_change(
     assert trt.cudart is not None
     assert trt.cudart.launches == 4, "the repeated sizes replay their graphs"
     assert set(trt.cudart.capture_modes) == {trt_standins.CaptureMode.cudaStreamCaptureModeThreadLocal}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_engine_with_the_peak_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str) -> None:
+    """An engine of a current graph has score, mask and peak; each comes back, graphs replayed or
+    not (an older graph's engine, without peak, is every other test here)."""
+    from rpol_edge.runtimes.trt_runtime import TrtRuntime
+
+    trt = install(monkeypatch, version)
+    with TrtRuntime(standin_engine(tmp_path, version, peak=True), device="cuda", cuda_graph=True) as rt:
+        run_sizes(rt, (1, 3, 3, 1))
+        assert rt.infer(np.zeros((2, K, K, 3), np.uint8)).peak is not None
+    assert trt.violations == []
 
 
 def test_without_cuda_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -563,27 +563,31 @@ class TensorRT(types.ModuleType):
                     ctypes.memmove(self.addresses["score"], score.tobytes(), score.nbytes)
                     mask = (score > 0.5).astype(np.uint8)
                     ctypes.memmove(self.addresses["mask"], mask.tobytes(), mask.nbytes)
+                    if self.engine.peak:
+                        peak = np.ascontiguousarray(score.max(axis=(2, 3)))
+                        ctypes.memmove(self.addresses["peak"], peak.tobytes(), peak.nbytes)
 
                 cudart.enqueue(stream_handle, run)
                 return True
 
         class Engine:
-            def __init__(self, k: int, lo: int, hi: int, device: int) -> None:
-                self.k, self.lo, self.hi, self.device = k, lo, hi, device
-                self.num_io_tensors = 3
+            def __init__(self, k: int, lo: int, hi: int, device: int, peak: bool) -> None:
+                self.k, self.lo, self.hi, self.device, self.peak = k, lo, hi, device, peak
+                self.names = ("frames", "score", "mask", "peak")[: 4 if peak else 3]
+                self.num_io_tensors = len(self.names)
 
             def get_tensor_name(self, i: int) -> str:
-                return ("frames", "score", "mask")[i]
+                return self.names[i]
 
             def get_tensor_mode(self, name: str) -> TensorIOMode:
                 return TensorIOMode.INPUT if name == "frames" else TensorIOMode.OUTPUT
 
             def get_tensor_dtype(self, name: str) -> DataType:
-                return DataType.FLOAT if name == "score" else DataType.UINT8
+                return DataType.FLOAT if name in ("score", "peak") else DataType.UINT8
 
             def get_tensor_shape(self, name: str) -> Dims:
                 k = self.k
-                return Dims((-1, k, k, 3) if name == "frames" else (-1, 1, k, k))
+                return Dims({"frames": (-1, k, k, 3), "peak": (-1, 1)}.get(name, (-1, 1, k, k)))
 
             def create_execution_context(self) -> Context:
                 return Context(self)
@@ -593,19 +597,21 @@ class TensorRT(types.ModuleType):
                 pass
 
             def deserialize_cuda_engine(self, plan: bytes) -> Engine | None:
-                # "engine K LO HI DEVICE" is what write_standin_engine stores
+                # "engine K LO HI DEVICE [peak]" is what standin_plan writes
                 parts = bytes(plan).decode(errors="replace").split()
-                if len(parts) != 5 or parts[0] != "engine":
+                if len(parts) not in (5, 6) or parts[0] != "engine":
                     return None
                 assert trt.cudart is not None
-                return Engine(*map(int, parts[1:4]), device=trt.cudart.current_device())
+                peak = parts[5:] == ["peak"]
+                return Engine(*map(int, parts[1:4]), device=trt.cudart.current_device(), peak=peak)
 
         self.Runtime = Runtime
 
 
-def standin_plan(k: int, lo: int, hi: int, device: int = 0) -> bytes:
-    """A plan that :class:`TensorRT`'s Runtime deserializes into its tiny engine."""
-    return f"engine {k} {lo} {hi} {device}".encode()
+def standin_plan(k: int, lo: int, hi: int, device: int = 0, peak: bool = False) -> bytes:
+    """A plan that :class:`TensorRT`'s Runtime deserializes into its tiny engine (``peak``: with
+    the third output of current graphs; without it, an engine of an older graph)."""
+    return f"engine {k} {lo} {hi} {device}{' peak' if peak else ''}".encode()
 
 
 def install(monkeypatch: Any, version: str, cudart: Cudart | None = None, gpu: str = "Orin") -> TensorRT:

@@ -227,7 +227,8 @@ def test_float_graph_equals_the_uint8_graph_on_real_photos(
         stretched = cv2.resize(
             np.ascontiguousarray(rgb[: h & ~1, : w & ~1]), (s, s), interpolation=cv2.INTER_LINEAR
         )
-        score8, mask8, _ = u8.run(None, {"frames": np.ascontiguousarray(stretched[o : o + k, o : o + k])[None]})
+        crop = np.ascontiguousarray(stretched[o : o + k, o : o + k])[None]
+        score8, mask8, _ = u8.run(None, {"frames": crop})
         score, mask = ds.run(None, {"frames": emulate_network_input(rgb, s, nsf, offsets)[None]})
         worst = max(worst, float(np.abs(score - score8).max()))
         assert np.array_equal(mask.astype(np.uint8), mask8)
