@@ -272,6 +272,16 @@ def product_all_peak(raw: np.ndarray, feats: np.ndarray, k: int) -> tuple[np.nda
     return all_boxes(score, mask, raw.shape[0], peak=float(raw.max()))
 
 
+def peak_rule(rule: InstanceRule, iou_max: float) -> Detector:
+    """`all_boxes` with other constants, scores times the peak (as the product with a peak output)."""
+
+    def run(raw: np.ndarray, feats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        score, mask = graph_outputs(raw, k)
+        return all_boxes(score, mask, raw.shape[0], rule, iou_max, peak=float(raw.max()))
+
+    return run
+
+
 def map_largest(raw: np.ndarray, feats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``--boxes largest`` as the product runs it: the mask's largest contour, scored by the mean
     of the score map inside the box (not the raw response: the graph does not output it)."""
@@ -315,6 +325,15 @@ def candidates() -> dict[str, tuple[str, Detector, dict[str, Any]]]:
             c[f"firstcap_{tag}_iou{iou_max}"] = ("largest_first_cap", det, consts)
             det = largest_first(instance_rule(rule), iou_max, top_rule=largest_rule("rel", 0.0))
             c[f"rawfirst_{tag}_iou{iou_max}"] = ("largest_first_raw", det, consts)
+    for rule, tag in (
+        (ALL_BOXES, "rel0.1_prom0.3_keep0.5"),
+        (InstanceRule("peaks", rel=0.1, keep=0.3, prominence=0.3), "rel0.1_prom0.3_keep0.3"),
+        (InstanceRule("peaks", rel=0.1, keep=0.5, prominence=0.2), "rel0.1_prom0.2_keep0.5"),
+        (InstanceRule("peaks", rel=0.2, keep=0.5, prominence=0.3), "rel0.2_prom0.3_keep0.5"),
+    ):
+        for iou_max in (0.5, 0.7):
+            consts = {**asdict(rule), "iou_max": iou_max, "peak": True}
+            c[f"allpeak_{tag}_iou{iou_max}"] = ("all_peak_grid", peak_rule(rule, iou_max), consts)
     grid: list[InstanceRule] = []
     for keep in (0.0, 0.3, 0.5):
         for rel in (0.0, 0.1, 0.2):
