@@ -194,10 +194,16 @@ def _is_resnet(arch: str) -> bool:
     return arch.split(".")[0].startswith(("resnet", "resnext", "wide_resnet"))
 
 
-def _stride_error(spec: BackboneSpec, exc: TypeError) -> BackboneError:
-    if spec.output_stride == 32 or "output_stride" not in str(exc):
-        raise exc
-    return BackboneError(f"{spec.name}: this architecture has no output stride {spec.output_stride}; use 32")
+STRIDE_REFUSALS = (TypeError, AssertionError, ValueError, NotImplementedError)
+"""What timm raises for an ``output_stride`` an architecture does not have (an unknown keyword, an
+assert, a check)."""
+
+
+def _stride_error(spec: BackboneSpec, exc: Exception) -> BackboneError:
+    why = f"{exc.__class__.__name__}: {str(exc)[:80]}" if str(exc) else exc.__class__.__name__
+    return BackboneError(
+        f"{spec.name}: timm cannot build it at output stride {spec.output_stride} ({why}); use 32"
+    )
 
 
 def _set_output_stride(model: nn.Module, output_stride: int) -> None:
@@ -262,7 +268,11 @@ def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
                 model = timm.create_model(hub, pretrained=True, **kwargs)
             except BackboneError:
                 raise
-            except TypeError as exc:
+            except STRIDE_REFUSALS as exc:
+                if spec.output_stride == 32:
+                    raise BackboneError(
+                        f"could not build {hub!r} ({exc.__class__.__name__}: {exc})"
+                    ) from None
                 raise _stride_error(spec, exc) from None
             except Exception as exc:
                 raise BackboneError(
@@ -278,7 +288,9 @@ def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
                 model = timm.create_model(
                     name, pretrained=False, **(kwargs if is_vit else {**kwargs, "num_classes": 1000})
                 )
-            except TypeError as exc:
+            except STRIDE_REFUSALS as exc:
+                if spec.output_stride == 32:
+                    raise
                 raise _stride_error(spec, exc) from None
             sd = _load_state(weights)
             fmt = preset.checkpoint_format if preset else "raw"

@@ -63,9 +63,9 @@ def detect(
 
     ``boxes``: ``largest`` (the largest contour of the mask) or ``all`` (that box first, then one
     per other object, from the score map and mask: rpol_edge/core/instances.py `all_boxes`, which
-    needs ``cells``, the
-    feature grid's cells per side: `box_mode`). ``min_area``: the share of the K x K crop the mask's
-    largest region must cover for any object to be reported (0: any non-empty mask is one).
+    needs ``cells``, the feature grid's cells per side: `box_mode`). ``min_area``: the share of
+    the K x K crop the mask's largest region must cover for any object to be reported (0: any
+    non-empty mask is one).
     ``peak``: the graph's peak output for this map, which puts the scores of ``all`` on one scale
     across images (`all_boxes`); ``largest`` does not use it."""
     found, scores = crop_boxes(score, mask, min_area, boxes, cells, peak)

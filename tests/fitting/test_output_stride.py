@@ -42,3 +42,10 @@ def test_lite0_at_output_stride_16_is_dilated_with_the_same_weights() -> None:
 def test_output_stride_on_a_vit_is_refused() -> None:
     with pytest.raises(BackboneError, match="patch size"):
         build_backbone(BackboneSpec("vit_small_patch16_224", "/nonexistent.pth", output_stride=16), 224)
+
+
+@pytest.mark.parametrize("arch", ["vgg11", "mobilenetv3_small_100"])
+def test_an_architecture_without_that_stride_is_named(arch: str) -> None:
+    """timm refuses the argument (an assert, an unknown keyword): one line, not its traceback."""
+    with pytest.raises(BackboneError, match=f"{arch}: timm cannot build it at output stride 16"):
+        build_backbone(BackboneSpec(arch, "/nonexistent.pth", output_stride=16), 224)
