@@ -451,6 +451,7 @@ def main() -> None:
         help="also Lite0 at output stride 16 (stage 5's stride-2 conv at 1), later convs plain/dilated",
     )
     ap.add_argument("--only", default="", help="comma-separated candidate names (default: all)")
+    ap.add_argument("--fit-size", type=int, default=0, help="fit w* at this input size, run at --sizes")
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--per-fold", type=int, default=42)
     ap.add_argument("--seed", type=int, default=0)
@@ -478,7 +479,11 @@ def main() -> None:
     for k, s16 in configs:
         label = f"lite0@{k}" + (f"_stride16_{s16}" if s16 else "")
         data = build_data(raw_sets, k, s16, args.cache, args.seed)
-        record["configs"][label] = run_config(data, cands, k, args)
+        fit_data = None
+        if args.fit_size and args.fit_size != k:
+            label += f"_fit{args.fit_size}"
+            fit_data = build_data(raw_sets, args.fit_size, s16, args.cache, args.seed)
+        record["configs"][label] = run_config(data, cands, k, args, fit_data)
         record["configs"][label]["grid"] = list(data["photos"].feats.shape[2:])
         print_config(label, record["configs"][label])
     record["seconds"] = round(time.time() - t_start, 1)
@@ -490,13 +495,20 @@ def main() -> None:
 
 
 def run_config(
-    data: dict[str, Data], cands: dict[str, Any], k: int, args: argparse.Namespace
+    data: dict[str, Data],
+    cands: dict[str, Any],
+    k: int,
+    args: argparse.Namespace,
+    fit_data: dict[str, Data] | None = None,
 ) -> dict[str, Any]:
+    """``fit_data``: the sets at another input size, whose photos w* is fitted on (fit at one size,
+    run at another); default ``data`` itself."""
     n_folds = args.k
+    fit_photos = (fit_data or data)["photos"]
     # Per fold: w* from the other folds' photos; responses of every set's held-out images.
     raws = {name: np.zeros((len(d.feats), *d.feats.shape[2:])) for name, d in data.items()}
     for f in range(n_folds):
-        w = fit_w(data["photos"].feats[data["photos"].fold != f])
+        w = fit_w(fit_photos.feats[fit_photos.fold != f])
         for name, d in data.items():
             sel = d.fold == f
             raws[name][sel] = responses(d.feats[sel], w)
