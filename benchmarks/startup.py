@@ -74,7 +74,7 @@ h, w = image.shape[:2]
 interp = cv2.INTER_AREA if resize < min(h, w) else cv2.INTER_LINEAR
 o = (resize - crop) // 2
 frame = cv2.resize(image, (resize, resize), interpolation=interp)[o : o + crop, o : o + crop]
-score, mask = sess.run(None, {"frames": np.ascontiguousarray(frame)[None]})
+score, mask = sess.run(["score", "mask"], {"frames": np.ascontiguousarray(frame)[None]})
 contours, _ = cv2.findContours(mask[0, 0], cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
 box = cv2.boundingRect(max(contours, key=cv2.contourArea)) if contours else None
 t3 = time.perf_counter()

@@ -410,8 +410,9 @@ def map_instances(
     Instances are the reference rule's (`label_instances` on the raw grid) on the recovered grid;
     ``keep`` compares the instances' mean grid values (the reference's mean responses over the
     same maximum). A box is the bounding box of the mask's pixels where the instance outweighs
-    every other one (the upsampled field, +g on its cells, -g on other instances', 0 elsewhere, is
-    > 0): with one instance exactly the mask's box around it."""
+    every other one (the upsampled field, g - rel on its cells, -|g - rel| on other instances',
+    the background's own value below the level elsewhere, is > 0): with ``rel`` 0 and one
+    instance exactly the mask's box around it."""
     r = rule or ALL_BOXES
     if r.needs_features:
         raise ValueError(f"the {r.rule} rule needs the feature grid, which exported graphs do not output")
@@ -476,10 +477,11 @@ def all_boxes(
     Their scores (mean score map inside the box) are capped just below the top box's, so the
     list stays sorted and the top box first.
 
-    ``peak``: the graph's ``peak`` output (the map's largest raw response, a cosine). Every score
-    is multiplied by it (clamped at 0), which makes it the mean clamped response inside the box:
-    comparable across images, where the score map alone is normalized per image. None (a graph
-    exported without it): the score map's means."""
+    ``peak``: the graph's ``peak`` output (the map's largest raw response, a cosine for the rpol
+    head). Every score is multiplied by it (clamped at 0), which makes it the mean clamped
+    response inside the box whenever some cell is <= 0 (min-max then divides by the maximum
+    only): comparable across images, where the score map alone is normalized per image. None (a
+    graph exported without it): the score map's means."""
     s = np.asarray(score, np.float32)
     m = np.asarray(mask) != 0
     if not m.any():

@@ -177,11 +177,17 @@ class ModelMeta:
         else:
             frames = (f"uint8 (N, {k}, {k}, 3), NHWC, RGB, 0..255: resized to {self.resize_size} and "
                       f"center-cropped to {k} on the host")  # fmt: skip
-        return [
+        rows = [
             ("frames (input)", f"{frames}; {n}"),
             ("score (output)", f"float32 (N, {m}, {k}, {k}) in [0, 1]: the localization map, per head"),
             ("mask (output)", f"uint8 (N, {m}, {k}, {k}), 1 where the map passes the operating point"),
         ]
+        # An export records its outputs; one from before that record has score and mask only,
+        # a .rpol (never exported) runs the current graph.
+        outputs = self.extra.get("outputs", "" if self.opset else "peak").split(",")
+        if "peak" in outputs:
+            rows.append(("peak (output)", f"float32 (N, {m}): each map's largest raw response (--boxes all)"))
+        return rows
 
     def input_shape(self) -> tuple[int, int, int]:
         """(H, W, 3) of one input frame: the raw frame size, or K x K."""

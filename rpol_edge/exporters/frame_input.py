@@ -23,7 +23,7 @@ FRAME_FORMATS = ("bgr", "rgb")
 
 
 class FrameInput(nn.Module):
-    """frames (N, H, W, 3) uint8, ``fmt`` channel order -> the Localizer's (score, mask)."""
+    """frames (N, H, W, 3) uint8, ``fmt`` channel order -> the Localizer's (score, mask, peak)."""
 
     def __init__(self, localizer: nn.Module, width: int, height: int, resize: int, fmt: str) -> None:
         super().__init__()
@@ -34,7 +34,7 @@ class FrameInput(nn.Module):
         self.localizer = localizer
         self.bgr = fmt == "bgr"
 
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         g = self.geometry
         # Cast first: TensorRT takes UINT8 only at the network's I/O, through a Cast.
         x = frames.to(torch.float32).permute(0, 3, 1, 2)

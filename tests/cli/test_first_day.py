@@ -223,7 +223,11 @@ def test_16_info_on_an_onnx_shows_its_tensors(sample_onnx: Path) -> None:
     )
     assert "score (output)" in text and "mask (output)" in text
     res = runner.invoke(app, ["info", str(sample_onnx), "--json"])
-    assert set(json.loads(res.output)["tensors"]) == {"frames (input)", "score (output)", "mask (output)"}
+    tensors = {"frames (input)", "score (output)", "mask (output)", "peak (output)"}
+    assert set(json.loads(res.output)["tensors"]) == tensors
+    old = Path(__file__).parents[1] / "fixtures" / "pre_layout" / "exp" / "model.onnx"  # exported before peak
+    res = runner.invoke(app, ["info", str(old), "--json"])
+    assert set(json.loads(res.output)["tensors"]) == tensors - {"peak (output)"}
 
 
 # 17 -------------------------------------------------------------------------------------------
