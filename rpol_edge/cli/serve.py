@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from rpol_edge.cli.common import cli_errors, err, out
-from rpol_edge.cli.options import Device, MinArea, RuntimeOpt
+from rpol_edge.cli.options import Boxes, Device, MinArea, RuntimeOpt
 
 
 def serve(
@@ -34,6 +34,7 @@ def serve(
     device: Device = "auto",
     threads: Annotated[int, typer.Option(help="threads per instance's runtime (0: its default)")] = 0,
     min_area: MinArea = 0.0,
+    boxes: Boxes = None,
     exit_timeout: Annotated[int, typer.Option(help="seconds in-flight requests get to finish on stop")] = 30,
 ) -> None:
     """Serve MODEL on a Triton Inference Server (the one in nvidia-pytriton): send frames, get boxes.
@@ -58,6 +59,7 @@ def serve(
             device=device,
             threads=threads,
             min_area=min_area,
+            boxes=boxes,
             exit_timeout_s=exit_timeout,
         )
         server = TritonServer(cfg, say=lambda text: err.print(text, highlight=False))

@@ -42,9 +42,23 @@ FRAMES = "frames"
 BOX = "box"
 BOX_SCORE = "box_score"
 SCORE_MAP = "score_map"
+BOXES = "boxes"
+BOXES_SCORE = "boxes_score"
 """The names clients use: raw RGB uint8 frames (N, H, W, 3) in; box int32 (N, 4) in original
-pixels (-1 where there is no object), its score float32 (N, 1) and, when asked for, the K x K
-score map float32 (N, K, K) out."""
+pixels (-1 where there is no object), its score float32 (N, 1); every box (``--boxes all``: one
+per object, best first) int32 (N, MAX_BOXES, 4) with its score float32 (N, MAX_BOXES), rows past
+the last box -1 and 0; and, when asked for, the K x K score map float32 (N, K, K) out."""
+
+MAX_BOXES = 16
+"""Boxes a served detection carries at most (the best ones; ``all`` rarely finds more)."""
+
+
+def padded_boxes(boxes: Sequence[tuple[Sequence[int], float]]) -> tuple[list[list[int]], list[float]]:
+    """A detection's (box, score) list as MAX_BOXES rows of boxes and scores, padded with -1 / 0."""
+    kept = list(boxes)[:MAX_BOXES]
+    rows = [[int(v) for v in b] for b, _ in kept] + [[-1, -1, -1, -1]] * (MAX_BOXES - len(kept))
+    return rows, [float(s) for _, s in kept] + [0.0] * (MAX_BOXES - len(kept))
+
 
 ONNX_TYPES = {
     1: "TYPE_FP32",
@@ -127,6 +141,8 @@ def frame_io(meta: ModelMeta) -> tuple[list[TensorSpec], list[TensorSpec]]:
             TensorSpec(BOX, "TYPE_INT32", (4,)),
             TensorSpec(BOX_SCORE, "TYPE_FP32", (1,)),
             TensorSpec(SCORE_MAP, "TYPE_FP32", (k, k)),
+            TensorSpec(BOXES, "TYPE_INT32", (MAX_BOXES, 4)),
+            TensorSpec(BOXES_SCORE, "TYPE_FP32", (MAX_BOXES,)),
         ],
     )
 
@@ -287,6 +303,8 @@ def export_repository(req: RepositoryRequest, onnx_path: Path, engine_path: Path
     pre = req.repo / f"{req.name}_pre"
     configs.append(_python_step(pre, "pre", f_in, crop, req, meta))
     maps = [TensorSpec("score", "TYPE_FP32", (m, k, k)), TensorSpec("mask", "TYPE_UINT8", (m, k, k)), crop[1]]
+    if "peak" in recorded_outputs(meta):
+        maps.append(TensorSpec("peak", "TYPE_FP32", (m,)))
     post = req.repo / f"{req.name}_post"
     configs.append(_python_step(post, "post", maps, f_out, req, meta))
     for ensemble, model in graph_models.items():
@@ -331,14 +349,13 @@ def _ensemble(
     meta: ModelMeta,
 ) -> Path:
     cfg = base_config(folder.name, inputs, outputs, req.max_batch, meta, platform="ensemble")
+    maps = {"score": "_score", "mask": "_mask"}
+    if "peak" in recorded_outputs(meta):
+        maps["peak"] = "_peak"
     steps = [
         (pre, {"frames": FRAMES}, {"input": "_input", "size": "_size"}),
-        (graph, {"frames": "_input"}, {"score": "_score", "mask": "_mask"}),
-        (
-            post,
-            {"score": "_score", "mask": "_mask", "size": "_size"},
-            {BOX: BOX, BOX_SCORE: BOX_SCORE, SCORE_MAP: SCORE_MAP},
-        ),
+        (graph, {"frames": "_input"}, maps),
+        (post, {**maps, "size": "_size"}, {n: n for n in (BOX, BOX_SCORE, SCORE_MAP, BOXES, BOXES_SCORE)}),
     ]
     for model, ins, outs in steps:
         step = cfg.ensemble_scheduling.step.add(model_name=model, model_version=-1)

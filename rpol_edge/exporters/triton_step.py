@@ -6,8 +6,10 @@ It runs inside a user's Triton (NVIDIA's server images) whose Python has rpol-ed
 
 * ``pre``: raw RGB uint8 frames (N, H, W, 3) of any size -> the model input
   (`rpol_edge.core.prepare.prepare`: resize to S, centre crop to K) and each frame's (W, H);
-* ``post``: score and mask maps -> box in original pixels and its score
-  (`rpol_edge.evaluate.predict.detect`, the box code every runtime uses), and the score map.
+* ``post``: score and mask maps (and peak, from graphs that have it) -> box in original pixels and
+  its score, every box of the model's recorded box mode (``largest`` or ``all``) padded to
+  MAX_BOXES rows (`rpol_edge.evaluate.predict.detect`, the box code every runtime uses), and the
+  score map.
 """
 
 from __future__ import annotations
@@ -57,17 +59,32 @@ class TritonPythonModel:
         import triton_python_backend_utils as pb_utils
 
         from rpol_edge.core.geometry import CropTransform
-        from rpol_edge.evaluate.predict import detect
+        from rpol_edge.evaluate.predict import box_mode, detect
+        from rpol_edge.exporters.triton import padded_boxes
 
         score = pb_utils.get_input_tensor_by_name(request, "score").as_numpy()
         mask = pb_utils.get_input_tensor_by_name(request, "mask").as_numpy()
         sizes = pb_utils.get_input_tensor_by_name(request, "size").as_numpy()
+        peak_in = pb_utils.get_input_tensor_by_name(request, "peak")
+        peak = None if peak_in is None else peak_in.as_numpy()
+        mode, cells = box_mode(self.meta, None)
         boxes = np.full((len(score), 4), -1, np.int32)
         scores = np.zeros((len(score), 1), np.float32)
+        every, every_score = [], []
         for i, (w, h) in enumerate(sizes):
             t = CropTransform(int(w), int(h), self.meta.resize_size, self.meta.input_size)
-            d = detect(score[i, 0], mask[i, 0], t)
+            p = None if peak is None else float(peak[i, 0])
+            d = detect(score[i, 0], mask[i, 0], t, 0.0, mode, cells, p)
             if d.box is not None:
                 boxes[i] = d.box
                 scores[i, 0] = d.score
-        return {"box": boxes, "box_score": scores, "score_map": np.ascontiguousarray(score[:, 0], np.float32)}
+            rows, row_scores = padded_boxes(d.boxes)
+            every.append(rows)
+            every_score.append(row_scores)
+        return {
+            "box": boxes,
+            "box_score": scores,
+            "score_map": np.ascontiguousarray(score[:, 0], np.float32),
+            "boxes": np.array(every, np.int32),
+            "boxes_score": np.array(every_score, np.float32),
+        }

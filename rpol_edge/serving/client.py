@@ -21,8 +21,11 @@ import numpy as np
 from rpol_edge.core.geometry import CropTransform
 from rpol_edge.core.metadata import ModelMeta
 from rpol_edge.evaluate.predict import Detection, write_predictions
-from rpol_edge.exporters.triton import BOX, BOX_SCORE, FRAMES, META_PARAMETER, SCORE_MAP
+from rpol_edge.exporters.triton import BOX, BOX_SCORE, BOXES, BOXES_SCORE, FRAMES, META_PARAMETER, SCORE_MAP
 from rpol_edge.serving.server_env import ServeError
+
+ANSWER = (BOX, BOX_SCORE, BOXES, BOXES_SCORE)
+"""What a client asks for with every frame (the score map only when it draws overlays)."""
 
 
 @dataclass(frozen=True)
@@ -111,13 +114,14 @@ class RemoteModel:
         return self._meta
 
     def infer(self, frames: np.ndarray, maps: bool = False) -> dict[str, np.ndarray]:
-        """One request: uint8 RGB frames (N, H, W, 3) -> ``box`` (N, 4), ``box_score`` (N, 1) and,
-        with ``maps``, ``score_map`` (N, K, K)."""
+        """One request: uint8 RGB frames (N, H, W, 3) -> ``box`` (N, 4), ``box_score`` (N, 1),
+        ``boxes`` (N, MAX_BOXES, 4), ``boxes_score`` (N, MAX_BOXES) and, with ``maps``,
+        ``score_map`` (N, K, K)."""
         mod = self.mod
         tensor = mod.InferInput(FRAMES, list(frames.shape), "UINT8")
         if self.endpoint.protocol == "grpc":
             tensor.set_data_from_numpy(frames)
-            outputs = [mod.InferRequestedOutput(n) for n in (BOX, BOX_SCORE) + ((SCORE_MAP,) if maps else ())]
+            outputs = [mod.InferRequestedOutput(n) for n in ANSWER + ((SCORE_MAP,) if maps else ())]
             res = self._call(
                 lambda: self.client.infer(
                     self.model, [tensor], outputs=outputs, client_timeout=self.timeout_s
@@ -126,11 +130,10 @@ class RemoteModel:
         else:
             tensor.set_data_from_numpy(frames, binary_data=True)
             outputs = [
-                mod.InferRequestedOutput(n, binary_data=True)
-                for n in (BOX, BOX_SCORE) + ((SCORE_MAP,) if maps else ())
+                mod.InferRequestedOutput(n, binary_data=True) for n in ANSWER + ((SCORE_MAP,) if maps else ())
             ]
             res = self._call(lambda: self.client.infer(self.model, [tensor], outputs=outputs))
-        got = {n: res.as_numpy(n) for n in (BOX, BOX_SCORE) + ((SCORE_MAP,) if maps else ())}
+        got = {n: res.as_numpy(n) for n in ANSWER + ((SCORE_MAP,) if maps else ())}
         if got[BOX] is None or len(got[BOX]) != len(frames):
             raise ServeError(f"{self.url}: the server answered no boxes for {len(frames)} frame(s)")
         return got
@@ -150,7 +153,8 @@ class RemoteModel:
             got = self.infer(np.ascontiguousarray(image[None]), maps)
             h, w = image.shape[:2]
             t = CropTransform(w, h, meta.resize_size, meta.input_size)
-            out.append((to_detection(got[BOX][0], got[BOX_SCORE][0]), t, got[SCORE_MAP][0] if maps else None))
+            d = to_detection(got[BOX][0], got[BOX_SCORE][0], got[BOXES][0], got[BOXES_SCORE][0])
+            out.append((d, t, got[SCORE_MAP][0] if maps else None))
         return out
 
     def close(self) -> None:
@@ -180,13 +184,19 @@ def binary_infer_body(
     return head + payload, {"Inference-Header-Content-Length": str(len(head))}
 
 
-def to_detection(box: np.ndarray, score: np.ndarray) -> Detection:
-    """The server's int32 box (-1s: no object) and score as a `Detection` (original pixels): the
-    one box of ``--boxes largest``, which is what the server runs."""
+def to_detection(
+    box: np.ndarray, score: np.ndarray, boxes: np.ndarray | None = None, scores: np.ndarray | None = None
+) -> Detection:
+    """The server's int32 box (-1s: no object) and score, and its padded list of every box, as a
+    `Detection` (original pixels; the list in the server's box mode, ``serve --boxes``)."""
     if int(box[0]) < 0:
         return Detection(None, 0.0, None)
     b = (int(box[0]), int(box[1]), int(box[2]), int(box[3]))
-    return Detection(b, float(score[0]), None, [(b, float(score[0]))])
+    listed = [(b, float(score[0]))]
+    if boxes is not None and scores is not None:
+        rows = [r for r in zip(boxes.tolist(), scores.tolist(), strict=True) if r[0][0] >= 0]
+        listed = [((r[0], r[1], r[2], r[3]), float(s)) for r, s in rows] or listed
+    return Detection(listed[0][0], listed[0][1], None, listed)
 
 
 def predict_remote(

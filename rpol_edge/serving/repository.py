@@ -22,7 +22,9 @@ from rpol_edge.serving import serve_model, wire
 from rpol_edge.serving.server_env import ServerEnv
 
 
-def worker_command(model: Path, runtime: str, device: str, threads: int, min_area: float) -> list[str]:
+def worker_command(
+    model: Path, runtime: str, device: str, threads: int, min_area: float, boxes: str | None = None
+) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -37,6 +39,7 @@ def worker_command(model: Path, runtime: str, device: str, threads: int, min_are
         str(threads),
         "--min-area",
         repr(min_area),
+        *(["--boxes", boxes] if boxes else []),
     ]
 
 

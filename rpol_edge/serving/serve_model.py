@@ -175,7 +175,12 @@ class TritonPythonModel:
                 continue
             boxes = np.array([r["box"] if r["box"] else [-1, -1, -1, -1] for r, _ in got], np.int32)
             scores = np.array([[r["score"]] for r, _ in got], np.float32)
-            out = [pb_utils.Tensor("box", boxes), pb_utils.Tensor("box_score", scores)]
+            out = [
+                pb_utils.Tensor("box", boxes),
+                pb_utils.Tensor("box_score", scores),
+                pb_utils.Tensor("boxes", np.array([r["boxes"] for r, _ in got], np.int32)),
+                pb_utils.Tensor("boxes_score", np.array([r["boxes_score"] for r, _ in got], np.float32)),
+            ]
             if maps:
                 out.append(pb_utils.Tensor("score_map", np.stack([m for _, m in got if m is not None])))
             responses.append(pb_utils.InferenceResponse(out))

@@ -58,6 +58,8 @@ class ServeConfig:
     threads: int = 0
     """Threads per worker's runtime (0: the runtime's default)."""
     min_area: float = 0.0
+    boxes: str | None = None
+    """Box mode of the answers' ``boxes`` (largest or all); None: the model's recorded one."""
     exit_timeout_s: int = 30
     startup_timeout_s: float = 180.0
     max_frame_pixels: int = MAX_FRAME_PIXELS
@@ -75,6 +77,8 @@ class ServeConfig:
             raise ServeError(f"--instances {self.instances}: 1..64")
         if not 0.0 <= self.min_area < 1.0:
             raise ServeError(f"--min-area {self.min_area}: a share of the input crop in [0, 1)")
+        if self.boxes not in (None, "largest", "all"):
+            raise ServeError(f"--boxes {self.boxes!r}: choose largest or all")
 
     @property
     def local_host(self) -> str:
@@ -134,7 +138,9 @@ class TritonServer:
             )
         self.folder = Path(tempfile.mkdtemp(prefix="rpol-edge-triton-"))
         repo = self.folder / "models"
-        command = worker_command(Path(cfg.model), cfg.runtime, cfg.device, cfg.threads, cfg.min_area)
+        command = worker_command(
+            Path(cfg.model), cfg.runtime, cfg.device, cfg.threads, cfg.min_area, cfg.boxes
+        )
         write_serve_repository(
             repo,
             cfg.name,

@@ -34,19 +34,21 @@ def one_line(exc: BaseException) -> str:
 
 
 def serve_batch(
-    runtime: Any, frames: list[np.ndarray], min_area: float, maps: bool
+    runtime: Any, frames: list[np.ndarray], min_area: float, maps: bool, boxes: str | None = None
 ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
     """Boxes (and score maps when asked) for a batch of RGB frames; a frame that cannot be
-    prepared gets its own error and the rest of the batch is still answered."""
+    prepared gets its own error and the rest of the batch is still answered. ``boxes``: the box
+    mode (None: the model's recorded one)."""
     from rpol_edge.evaluate.predict import detect_images
+    from rpol_edge.exporters.triton import padded_boxes
 
     try:
-        found: list[Any] = detect_images(runtime, frames, min_area)
+        found: list[Any] = detect_images(runtime, frames, min_area, boxes)
     except Exception:  # noqa: BLE001 - find which frame it was, answer the others
         found = []
         for frame in frames:
             try:
-                found.extend(detect_images(runtime, [frame], min_area))
+                found.extend(detect_images(runtime, [frame], min_area, boxes))
             except Exception as exc:  # noqa: BLE001
                 found.append(exc)
     results: list[dict[str, Any]] = []
@@ -56,7 +58,15 @@ def serve_batch(
             results.append({"error": one_line(item)})
             continue
         d, _, score_map = item
-        results.append({"box": list(d.box) if d.box else None, "score": float(d.score)})
+        every, every_score = padded_boxes(d.boxes)
+        results.append(
+            {
+                "box": list(d.box) if d.box else None,
+                "score": float(d.score),
+                "boxes": every,
+                "boxes_score": every_score,
+            }
+        )
         if maps:
             arrays.append(np.ascontiguousarray(score_map, np.float32))
     return results, arrays
@@ -93,7 +103,7 @@ def run(args: argparse.Namespace, inp: BinaryIO, out: BinaryIO) -> int:
             frames = [receive_array(inp, list(s), "uint8") for s in header["shapes"]]
         except WireClosed:
             break
-        results, arrays = serve_batch(runtime, frames, args.min_area, bool(header.get("maps")))
+        results, arrays = serve_batch(runtime, frames, args.min_area, bool(header.get("maps")), args.boxes)
         send(out, {"results": results, "k": runtime.meta.input_size}, arrays)
     runtime.__exit__(None, None, None)
     return 0
@@ -130,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--min-area", type=float, default=0.0)
+    p.add_argument("--boxes", choices=("largest", "all"), default=None)
     p.add_argument("--server-pid", type=int, default=0)
     args = p.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server drains on SIGINT; the worker ends on EOF

@@ -66,7 +66,12 @@ def test_every_config_parses_and_matches_the_graph(sample_onnx: Path, tmp_path: 
         "raccoon_onnx",
         "raccoon_post",
     ]
-    assert [t.name for t in ensemble.output] == ["box", "box_score", "score_map"]
+    assert [t.name for t in ensemble.output] == ["box", "box_score", "score_map", "boxes", "boxes_score"]
+    # the graph's peak goes to the post step, which runs the model's box mode with it
+    graph_step = ensemble.ensemble_scheduling.step[1]
+    assert dict(graph_step.output_map) == {"score": "_score", "mask": "_mask", "peak": "_peak"}
+    post = read_config(repo / "raccoon_post" / "config.pbtxt")
+    assert [t.name for t in post.input] == ["score", "mask", "size", "peak"]
     assert list(ensemble.input[0].dims) == [-1, -1, 3]  # frames of any size
     assert (repo / "raccoon_pre" / "1" / "model.py").is_file()
 

@@ -74,8 +74,30 @@ def test_served_boxes_and_maps_are_the_local_ones(
     assert len(served) == len(local) == len(PHOTOS) > 0
     for (d, t, score_map), (rd, rt_, rmap) in zip(local, served, strict=True):
         assert rd.box == d.box and rd.score == d.score
+        assert rd.boxes == d.boxes  # the model's mode (largest): its one box
         assert rt_ == t
         np.testing.assert_array_equal(rmap, score_map)  # bit-identical: the same runtime and code
+
+
+def test_serve_boxes_all_answers_every_box_of_a_local_run(sample_onnx: Path) -> None:
+    """``serve --boxes all``: the padded ``boxes`` list is the local ``--boxes all`` list, on
+    photos and on tiles of four (several animals)."""
+    from tests.multi_canvas import tiled
+
+    http, grpc, metrics = free_ports(3)
+    cfg = ServeConfig(
+        sample_onnx, http_port=http, grpc_port=grpc, metrics_port=metrics, device="cpu", boxes="all"
+    )
+    images = [load_rgb(p) for p in PHOTOS[:4]] + [tiled(first)[..., ::-1].copy() for first in (2, 8)]
+    with TritonServer(cfg) as srv, open_runtime(sample_onnx, device="cpu") as rt:
+        with RemoteModel(srv.cfg.http_url) as remote:
+            served = remote.detect_maps(images)
+        local = detect_images(rt, images, boxes="all")
+    assert max(len(d.boxes) for d, _, _ in local) >= 2
+    for (d, _, _), (rd, _, _) in zip(local, served, strict=True):
+        assert rd.box == d.box
+        assert [b for b, _ in rd.boxes] == [b for b, _ in d.boxes]
+        assert np.allclose([s for _, s in rd.boxes], [s for _, s in d.boxes], atol=1e-6)
 
 
 def test_client_writes_what_predict_writes(server: TritonServer, sample_onnx: Path, tmp_path: Path) -> None:
