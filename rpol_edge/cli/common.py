@@ -66,6 +66,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from rpol_edge.runtimes import InferenceError
     from rpol_edge.runtimes.cuda_mem import CudaError
     from rpol_edge.runtimes.trt_common import TrtUnavailable
+    from rpol_edge.serving.server_env import ServeError
 
     return (
         MissingExtra,
@@ -77,6 +78,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         TrtUnavailable,
         EngineBuildError,
         CudaError,
+        ServeError,
         OSError,
         ValueError,
         # An optional module (matplotlib for explain figures, a timm classifier) that is not installed.

@@ -5,19 +5,30 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from rpol_edge.cli.common import cli_errors, err, out
 from rpol_edge.cli.options import Boxes, Device, MinArea, RuntimeOpt
 
+if TYPE_CHECKING:
+    from rpol_edge.serving.server import TritonServer
+
 
 def serve(
     model: Path,
-    http_port: Annotated[int, typer.Option(help="HTTP/REST port (KServe v2 protocol)")] = 8000,
-    grpc_port: Annotated[int, typer.Option(help="gRPC port")] = 8001,
-    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port")] = 8002,
+    http_port: Annotated[
+        int, typer.Option(help="HTTP/REST port (KServe v2 protocol); 0: a free one, shown when serving")
+    ] = 8000,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port; 0: a free one, shown when serving")] = 8001,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            help="Prometheus metrics port; 0: a free one, shown when serving (a second server on "
+            "this machine needs its own three ports)"
+        ),
+    ] = 8002,
     host: Annotated[
         str,
         typer.Option(help="address to listen on: 127.0.0.1 (this machine only); 0.0.0.0 for every interface"),
@@ -41,6 +52,8 @@ def serve(
 
     The first run builds the server environment once (from the package index, cached). Ctrl-C or
     SIGTERM drains the requests in flight and stops.
+
+    Each server needs three ports of its own: give a second one other ports (0 picks free ones).
     """
     from rpol_edge.serving.server import ServeConfig, TritonServer
 
@@ -72,17 +85,10 @@ def serve(
         try:
             with err.status("starting the Triton server..."):
                 server.start()
-            batching = f"dynamic batching up to {max_batch}" if max_batch > 1 else "no dynamic batching"
-            out.print(
-                f"serving {name} ({model}) in {server.started_s:.1f} s: {batching}, {instances} instance(s)",
-                highlight=False,
-            )
-            out.print(f"  HTTP    {cfg.http_url}   (health: {cfg.http_url}/v2/health/ready)", highlight=False)
-            out.print(f"  gRPC    {cfg.grpc_url}", highlight=False)
-            out.print(f"  metrics http://{cfg.local_host}:{metrics_port}/metrics", highlight=False)
-            out.print(f"  try     rpol-edge client {cfg.http_url} IMAGE -o predictions", highlight=False)
+            _show_serving(server, model)
             while not stop.wait(0.5):
                 if not server.alive():
+                    err.print(f"error: the Triton server stopped: {server.failure()}", highlight=False)
                     raise typer.Exit(1)
             err.print("stopping: finishing the requests in flight...", highlight=False)
         finally:
@@ -90,3 +96,17 @@ def serve(
             for s, handler in previous.items():
                 signal.signal(s, handler)
         err.print(f"stopped (tritonserver exit {code})", highlight=False)
+
+
+def _show_serving(server: TritonServer, model: Path) -> None:
+    """The addresses the server proved it listens on (ports given as 0 are the picked ones)."""
+    cfg = server.cfg
+    batching = f"dynamic batching up to {cfg.max_batch}" if cfg.max_batch > 1 else "no dynamic batching"
+    out.print(
+        f"serving {cfg.name} ({model}) in {server.started_s:.1f} s: {batching}, {cfg.instances} instance(s)",
+        highlight=False,
+    )
+    out.print(f"  HTTP    {cfg.http_url}   (health: {cfg.http_url}/v2/health/ready)", highlight=False)
+    out.print(f"  gRPC    {cfg.grpc_url}", highlight=False)
+    out.print(f"  metrics {cfg.metrics_url}", highlight=False)
+    out.print(f"  try     rpol-edge client {cfg.http_url} IMAGE -o predictions", highlight=False)

@@ -202,7 +202,12 @@ def write_predictions(
             if progress:
                 progress(min(start + batch_size, len(images)), len(images))
             continue
-        found = detector([img for _, img in loaded])
+        try:
+            found = detector([img for _, img in loaded])
+        except Exception:
+            if records:  # a detector that failed mid-run (a server gone): what it answered stays listed
+                write_text_atomic(out_dir / JSONL_NAME, "".join(json.dumps(r) + "\n" for r in records))
+            raise
         for (path, image), (d, t, score_map) in zip(loaded, found, strict=True):
             rec = {"image": str(path), "width": t.src_w, "height": t.src_h, **detection_record(d)}
             stem = out_dir / names[path]

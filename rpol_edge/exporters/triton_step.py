@@ -40,8 +40,17 @@ class TritonPythonModel:
                     pb_utils.InferenceResponse([pb_utils.Tensor(k, v) for k, v in tensors.items()])
                 )
             except Exception as exc:  # noqa: BLE001 - one bad request is answered, the others go on
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+                responses.append(pb_utils.InferenceResponse(error=self._error(pb_utils, exc)))
         return responses
+
+    def _error(self, pb_utils: Any, exc: Exception) -> Any:
+        """A frame the pre step refuses (`prepare`'s ValueError: empty, the wrong size for a
+        ``--frame-size`` graph) is the request's fault: INVALID_ARG, which Triton answers as HTTP
+        400 / gRPC INVALID_ARGUMENT. The post step's inputs come from the graph, not the client:
+        its errors, like any other, are the server's (INTERNAL, 500)."""
+        invalid = self.role == "pre" and isinstance(exc, ValueError)
+        code = pb_utils.TritonError.INVALID_ARG if invalid else pb_utils.TritonError.INTERNAL
+        return pb_utils.TritonError(str(exc), code=code)
 
     def _pre(self, request: Any) -> dict[str, np.ndarray]:
         import triton_python_backend_utils as pb_utils
@@ -50,7 +59,7 @@ class TritonPythonModel:
 
         frames = pb_utils.get_input_tensor_by_name(request, "frames").as_numpy()
         if frames.shape[1] == 0 or frames.shape[2] == 0:
-            raise ValueError(f"empty frame {frames.shape[1:]}")
+            raise ValueError(f"empty frame: shape {list(frames.shape)}")
         prepped = [prepare(np.ascontiguousarray(f), self.meta, is_rgb=True) for f in frames]
         sizes = np.array([[t.src_w, t.src_h] for _, t in prepped], np.int32)
         return {"input": np.stack([x for x, _ in prepped]), "size": sizes}

@@ -9,6 +9,7 @@ Triton with the repository of ``export --triton``), over HTTP or gRPC (``tritonc
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 from rpol_edge.core.geometry import CropTransform
 from rpol_edge.core.metadata import ModelMeta
-from rpol_edge.evaluate.predict import Detection, write_predictions
+from rpol_edge.evaluate.predict import JSONL_NAME, Detection, write_predictions
 from rpol_edge.exporters.triton import BOX, BOX_SCORE, BOXES, BOXES_SCORE, FRAMES, META_PARAMETER, SCORE_MAP
 from rpol_edge.serving.server_env import ServeError
 
@@ -34,16 +35,33 @@ class Endpoint:
     """``http`` or ``grpc``."""
     address: str
     """host:port, as tritonclient takes it."""
+    host: str
+    port: int
+
+    def listening(self, timeout_s: float) -> bool:
+        """Whether anything accepts a connection there (a server that is gone refuses it)."""
+        try:
+            socket.create_connection((self.host, self.port), timeout=timeout_s).close()
+            return True
+        except OSError:
+            return False
+
+    def no_server(self, url: str) -> str:
+        flag = "--grpc-port" if self.protocol == "grpc" else "--http-port"
+        return f"no server at {url}: start one with rpol-edge serve MODEL {flag} {self.port}"
 
 
 def parse_url(url: str) -> Endpoint:
     """``http://host:port``, ``grpc://host:port`` or ``host:port`` (HTTP)."""
     parts = urlsplit(url if "://" in url else f"http://{url}")
-    if parts.scheme not in ("http", "grpc") or not parts.hostname or parts.path not in ("", "/"):
+    try:
+        port = parts.port or (8001 if parts.scheme == "grpc" else 8000)
+    except ValueError:  # a port that is not a number, or out of range
+        port = 0
+    if parts.scheme not in ("http", "grpc") or not parts.hostname or parts.path not in ("", "/") or not port:
         raise ServeError(f"{url!r}: give http://HOST:PORT or grpc://HOST:PORT")
-    port = parts.port or (8001 if parts.scheme == "grpc" else 8000)
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return Endpoint(parts.scheme, f"{host}:{port}")
+    return Endpoint(parts.scheme, f"{host}:{port}", parts.hostname, port)
 
 
 def _tritonclient(protocol: str) -> Any:
@@ -68,6 +86,7 @@ class RemoteModel:
         self.mod = _tritonclient(self.endpoint.protocol)
         self._client: Any = None
         self._meta: ModelMeta | None = None
+        self._answered = False
 
     @property
     def client(self) -> Any:
@@ -84,12 +103,21 @@ class RemoteModel:
         from tritonclient.utils import InferenceServerException
 
         try:
-            return fn()
-        except InferenceServerException as exc:
-            raise ServeError(f"{self.url} ({self.model}): {exc.message()}") from None
+            answer = fn()
         except Exception as exc:  # noqa: BLE001 - the transports raise their own kinds (gevent, grpc)
+            # Nothing listening (never started, or gone mid-run) reads the same over HTTP and gRPC.
+            if not self.endpoint.listening(min(self.timeout_s, 5.0)):
+                if self._answered:
+                    raise ServeError(
+                        f"the server at {self.url} stopped answering (nothing listens there now)"
+                    ) from None
+                raise ServeError(self.endpoint.no_server(self.url)) from None
+            if isinstance(exc, InferenceServerException):
+                raise ServeError(f"{self.url} ({self.model}): {exc.message()}") from None
             text = " ".join(str(exc).split()) or "no detail"
             raise ServeError(f"{self.url}: {exc.__class__.__name__}: {text}") from None
+        self._answered = True
+        return answer
 
     def ready(self) -> bool:
         try:
@@ -205,5 +233,26 @@ def predict_remote(
     out_dir: Path,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
-    """What ``rpol-edge predict`` writes, with the boxes and maps from the server."""
-    return write_predictions(lambda imgs: model.detect_maps(imgs, maps=True), images, out_dir, 8, progress)  # type: ignore[arg-type, return-value]
+    """What ``rpol-edge predict`` writes, with the boxes and maps from the server.
+
+    The server is asked first, so a wrong address writes nothing. Images go one request each and
+    are written as they are answered: a server that stops mid-run leaves every answered image
+    written and listed, and the error counts the rest."""
+    model.meta  # noqa: B018 - reaches the server (and its model) before anything is written
+    answered = 0
+
+    def detector(imgs: list[np.ndarray]) -> list[Any]:
+        nonlocal answered
+        found = model.detect_maps(imgs, maps=True)
+        answered += len(found)
+        return found
+
+    try:
+        return write_predictions(detector, images, out_dir, 1, progress)
+    except ServeError as exc:
+        if not answered:
+            raise
+        raise ServeError(
+            f"{exc}; {answered} of {len(images)} image(s) answered, written to {out_dir} "
+            f"({JSONL_NAME} lists them); the other {len(images) - answered} not"
+        ) from None

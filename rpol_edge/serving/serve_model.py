@@ -4,7 +4,8 @@ It runs in Triton's Python-backend stub, in the server environment (numpy < 2, n
 only moves frames: each model instance starts one `rpol_edge.serving.worker` in rpol-edge's own
 environment and hands it every batch Triton formed, over a pipe. Requests are checked here first
 (an empty frame, one larger than ``max_frame_pixels``), so a bad request is answered with its own
-error and the batch's other requests go on. A worker that died is started again for the next batch.
+error (HTTP 400 / gRPC INVALID_ARGUMENT: the client's fault) and the batch's other requests go on.
+A worker that died is started again for the next batch (its requests get 500: the server's fault).
 """
 
 from __future__ import annotations
@@ -102,6 +103,14 @@ class Worker:
         self.proc = None
 
 
+def triton_error(pb_utils: Any, failed: dict[str, Any]) -> Any:
+    """A request's error with its code: a frame the request got wrong (``invalid``) is
+    INVALID_ARG, which Triton answers as HTTP 400 / gRPC INVALID_ARGUMENT; anything else is the
+    server's own fault, INTERNAL (500)."""
+    kind = pb_utils.TritonError.INVALID_ARG if failed.get("invalid") else pb_utils.TritonError.INTERNAL
+    return pb_utils.TritonError(failed["error"], code=kind)
+
+
 class TritonPythonModel:
     def initialize(self, args: dict[str, Any]) -> None:
         config = json.loads(args["model_config"])
@@ -141,13 +150,13 @@ class TritonPythonModel:
 
         batch: list[np.ndarray] = []
         owners: list[int] = []
-        errors: dict[int, str] = {}
+        errors: dict[int, dict[str, Any]] = {}
         maps = False
         for i, request in enumerate(requests):
             frames = pb_utils.get_input_tensor_by_name(request, "frames").as_numpy()
             problem = self.check(frames)
             if problem:
-                errors[i] = problem
+                errors[i] = {"error": problem, "invalid": True}
                 continue
             maps = maps or "score_map" in request.requested_output_names()
             batch.extend(np.ascontiguousarray(f) for f in frames)
@@ -159,7 +168,7 @@ class TritonPythonModel:
                 results, arrays, _ = self.worker.call(batch, maps)
             except RuntimeError as exc:
                 for i in set(owners):
-                    errors[i] = str(exc)
+                    errors[i] = {"error": str(exc)}
         per: dict[int, list[tuple[dict[str, Any], np.ndarray | None]]] = {}
         it = iter(arrays)
         for owner, r in zip(owners, results, strict=False):
@@ -167,11 +176,9 @@ class TritonPythonModel:
         responses = []
         for i in range(len(requests)):
             got = per.get(i, [])
-            failed = next((r["error"] for r, _ in got if "error" in r), None)
-            if i in errors or failed:
-                responses.append(
-                    pb_utils.InferenceResponse(error=pb_utils.TritonError(errors.get(i) or failed))
-                )
+            failed = errors.get(i) or next((r for r, _ in got if "error" in r), None)
+            if failed:
+                responses.append(pb_utils.InferenceResponse(error=triton_error(pb_utils, failed)))
                 continue
             boxes = np.array([r["box"] if r["box"] else [-1, -1, -1, -1] for r, _ in got], np.int32)
             scores = np.array([[r["score"]] for r, _ in got], np.float32)

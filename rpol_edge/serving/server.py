@@ -12,11 +12,12 @@ Stopping is Triton's own drain: SIGINT makes it refuse new requests, finish the 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +32,7 @@ from typing import Any
 import rpol_edge
 from rpol_edge.core.model_file import read_meta
 from rpol_edge.exporters.triton import check_name
+from rpol_edge.serving.ports import check_free, free_ports, port_in_use, ports_of
 from rpol_edge.serving.repository import worker_command, write_serve_repository
 from rpol_edge.serving.serve_model import WORKER_ENV
 from rpol_edge.serving.server_env import ServeError, ensure_server_env
@@ -46,6 +48,7 @@ class ServeConfig:
     name: str = "rpol"
     host: str = "127.0.0.1"
     http_port: int = 8000
+    """0: a free port, picked at start (``server.cfg`` then holds it)."""
     grpc_port: int = 8001
     metrics_port: int = 8002
     max_batch: int = 8
@@ -68,9 +71,12 @@ class ServeConfig:
         check_name(self.name)
         if not Path(self.model).is_file():
             raise ServeError(f"{self.model}: no such model file")
-        ports = [self.http_port, self.grpc_port, self.metrics_port]
-        if any(not 1 <= p <= 65535 for p in ports) or len(set(ports)) != 3:
-            raise ServeError(f"ports {ports}: three different ports in 1..65535")
+        for flag, port in self.ports.items():
+            if not 0 <= port <= 65535:
+                raise ServeError(f"{flag} {port}: a port in 1..65535 (0: a free one)")
+        chosen = [f"{flag} {port}" for flag, port in self.ports.items() if port]
+        if len({p for p in self.ports.values() if p}) != len(chosen):
+            raise ServeError(f"{', '.join(chosen)}: the server needs three different ports")
         if not 1 <= self.max_batch <= 1024:
             raise ServeError(f"--max-batch {self.max_batch}: 1 (no dynamic batching) .. 1024")
         if not 1 <= self.instances <= 64:
@@ -79,6 +85,28 @@ class ServeConfig:
             raise ServeError(f"--min-area {self.min_area}: a share of the input crop in [0, 1)")
         if self.boxes not in (None, "largest", "all"):
             raise ServeError(f"--boxes {self.boxes!r}: choose largest or all")
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Each port by the flag that sets it."""
+        return {
+            "--http-port": self.http_port,
+            "--grpc-port": self.grpc_port,
+            "--metrics-port": self.metrics_port,
+        }
+
+    def with_free_ports(self) -> ServeConfig:
+        """This config with every port given as 0 replaced by a free one."""
+        zero = [flag for flag, port in self.ports.items() if port == 0]
+        picked = dict(zip(zero, free_ports(len(zero), self.host or "0.0.0.0"), strict=True))
+        if not picked:
+            return self
+        return dataclasses.replace(
+            self,
+            http_port=picked.get("--http-port", self.http_port),
+            grpc_port=picked.get("--grpc-port", self.grpc_port),
+            metrics_port=picked.get("--metrics-port", self.metrics_port),
+        )
 
     @property
     def local_host(self) -> str:
@@ -93,16 +121,25 @@ class ServeConfig:
     def grpc_url(self) -> str:
         return f"grpc://{self.local_host}:{self.grpc_port}"
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.local_host}:{self.metrics_port}/metrics"
 
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports free on 127.0.0.1 now (for a server of one's own: tests, benchmarks)."""
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [int(s.getsockname()[1]) for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+
+GPU_NOISE = ("CudaDriverHelper", "NVML", "DCGM", "CUDA driver", "chttp2_server", "pinned memory")
+"""Error lines Triton logs at every start on a machine without a GPU (or from gRPC's internals
+before its own summary line): never the reason it stopped."""
+SOCKET_IN_USE = re.compile(r"Socket '(.*):(\d+)' already in use")
+
+
+def log_error(log: str) -> str:
+    """The line of a Triton log that says why it stopped: its last error, GPU noise left out."""
+    errors = [
+        ln.split("] ", 1)[-1].strip().strip('"').strip()
+        for ln in log.splitlines()
+        if (re.match(r"E\d{4} ", ln) or ln.startswith("Error")) and not any(n in ln for n in GPU_NOISE)
+    ]
+    return errors[-1] if errors else ""
 
 
 def _die_with_parent() -> None:
@@ -128,14 +165,18 @@ class TritonServer:
         return self.folder / "tritonserver.log"
 
     def start(self) -> TritonServer:
-        cfg = self.cfg
         t0 = time.perf_counter()
-        env = ensure_server_env(self.say)
-        meta = read_meta(Path(cfg.model))
+        meta = read_meta(Path(self.cfg.model))
         if meta.n_heads != 1:
             raise ServeError(
                 "serving needs a class-agnostic model (a class-wise fit localizes a known class)"
             )
+        # Ports first (seconds before a server could fail on them), the picked ones kept in cfg.
+        self.cfg = cfg = self.cfg.with_free_ports()
+        problem = check_free(cfg.host, cfg.ports)
+        if problem:
+            raise ServeError(problem)
+        env = ensure_server_env(self.say)
         self.folder = Path(tempfile.mkdtemp(prefix="rpol-edge-triton-"))
         repo = self.folder / "models"
         command = worker_command(
@@ -198,12 +239,16 @@ class TritonServer:
         return env
 
     def _wait_ready(self) -> None:
+        """Ready only when this server proves it is the one answering: its own process listens on
+        all three ports (a probe of the HTTP port alone could reach another server there) and its
+        model is ready."""
+        assert self.proc is not None
+        ports = set(self.cfg.ports.values())
         deadline = time.monotonic() + self.cfg.startup_timeout_s
         while time.monotonic() < deadline:
-            assert self.proc is not None
             if self.proc.poll() is not None:
-                raise ServeError(f"tritonserver exited ({self.proc.returncode}): {self.failure()}")
-            if self.ready():
+                raise ServeError(f"the Triton server did not start: {self.failure()}")
+            if ports <= ports_of(self.proc.pid) and self.ready():
                 return
             time.sleep(0.1)
         raise ServeError(
@@ -211,22 +256,21 @@ class TritonServer:
         )
 
     def failure(self) -> str:
-        """The log's error lines, in one line (what a user needs to see when it did not start)."""
+        """Why the server stopped, in one line: a port another program took (named with its flag),
+        else the log's last error."""
         try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
+            log = self.log_path.read_text(errors="replace")
         except OSError:
             return "no log"
-        keep = [
-            ln.split("] ", 1)[-1].strip('"')
-            for ln in lines
-            if ln.startswith("E")
-            or "rror" in ln
-            and "NVML" not in ln
-            and "DCGM" not in ln
-            and "CudaDriver" not in ln
-            and "CUDA driver" not in ln
-        ]
-        return " | ".join(keep[-3:]) or f"see {self.log_path}"
+        taken = SOCKET_IN_USE.search(log)
+        flags = {port: flag for flag, port in self.cfg.ports.items()}
+        if taken and int(taken[2]) in flags:
+            return port_in_use(int(taken[2]), flags[int(taken[2])], taken[1])
+        code = self.proc.returncode if self.proc else None
+        return log_error(log) or (
+            f"tritonserver exit {code} with no error logged; RPOL_EDGE_KEEP_REPOSITORY=1 keeps "
+            f"its log ({self.log_path})"
+        )
 
     def ready(self) -> bool:
         return self._get("/v2/health/ready") is not None

@@ -16,6 +16,7 @@ from rpol_edge.evaluate.predict import detection_record
 from rpol_edge.live.source_registry import parse_source
 from rpol_edge.live.sources import CorruptFrame, StreamDropped, open_source
 from rpol_edge.serving.client import RemoteModel
+from rpol_edge.serving.server_env import ServeError
 
 RECORDS = "frames.jsonl"
 
@@ -29,10 +30,14 @@ def stream_remote(
     open_timeout_s: float = 10.0,
 ) -> int:
     """Send the source's frames until its end (or ``limit`` frames); returns the frames answered.
-    The records are written when the source ends, when the limit is reached or on Ctrl-C."""
+    The records are written when the source ends, when the limit is reached, on Ctrl-C and when
+    the server stops answering (then the error counts them); nothing when the server was never
+    reached."""
     source = parse_source(uri, exclude=[out_dir])
     records: list[dict[str, Any]] = []
+    model.meta  # noqa: B018 - reaches the server (and its model) before the source is opened
     open_source(source, open_timeout_s)
+    failed = True
     try:
         with source:
             index = 0
@@ -63,7 +68,15 @@ def stream_remote(
                 if on_record:
                     on_record(rec)
                 index += 1
+        failed = False
+    except ServeError as exc:
+        if not records:
+            raise
+        raise ServeError(
+            f"{exc}; after {len(records)} frame(s) answered, their records are in {out_dir / RECORDS}"
+        ) from None
     finally:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out_dir / RECORDS, "".join(json.dumps(r) + "\n" for r in records))
+        if records or not failed:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(out_dir / RECORDS, "".join(json.dumps(r) + "\n" for r in records))
     return len(records)

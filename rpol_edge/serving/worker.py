@@ -38,7 +38,12 @@ def serve_batch(
 ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
     """Boxes (and score maps when asked) for a batch of RGB frames; a frame that cannot be
     prepared gets its own error and the rest of the batch is still answered. ``boxes``: the box
-    mode (None: the model's recorded one)."""
+    mode (None: the model's recorded one).
+
+    An error is marked ``invalid`` when the frame itself is refused by the shared pre-processing
+    (`rpol_edge.core.prepare.prepare`, e.g. the wrong size for a ``--frame-size`` graph): the
+    request's fault, answered as such (HTTP 400); any other is the server's (500)."""
+    from rpol_edge.core.prepare import prepare
     from rpol_edge.evaluate.predict import detect_images
     from rpol_edge.exporters.triton import padded_boxes
 
@@ -48,14 +53,19 @@ def serve_batch(
         found = []
         for frame in frames:
             try:
+                prepare(frame, runtime.meta, is_rgb=True)
+            except ValueError as exc:
+                found.append({"error": one_line(exc), "invalid": True})
+                continue
+            try:
                 found.extend(detect_images(runtime, [frame], min_area, boxes))
             except Exception as exc:  # noqa: BLE001
-                found.append(exc)
+                found.append({"error": one_line(exc)})
     results: list[dict[str, Any]] = []
     arrays: list[np.ndarray] = []
     for item in found:
-        if isinstance(item, BaseException):
-            results.append({"error": one_line(item)})
+        if isinstance(item, dict):
+            results.append(item)
             continue
         d, _, score_map = item
         every, every_score = padded_boxes(d.boxes)

@@ -36,13 +36,31 @@ class _Response:
         self.error = error
 
 
-@pytest.fixture()
-def pb_utils(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+class _TritonError:
+    """The backend's error: a message and a code (its names; Triton maps INVALID_ARG to HTTP 400,
+    INTERNAL to 500)."""
+
+    INTERNAL, INVALID_ARG = "INTERNAL", "INVALID_ARG"
+
+    def __init__(self, message: str, code: str = INTERNAL) -> None:
+        self.text, self.code = message, code
+
+    def message(self) -> str:
+        return self.text
+
+
+def standin_pb_utils() -> types.ModuleType:
     mod = types.ModuleType("triton_python_backend_utils")
     mod.Tensor = _Tensor  # type: ignore[attr-defined]
     mod.InferenceResponse = _Response  # type: ignore[attr-defined]
-    mod.TritonError = str  # type: ignore[attr-defined]
+    mod.TritonError = _TritonError  # type: ignore[attr-defined]
     mod.get_input_tensor_by_name = lambda request, name: request.get(name)  # type: ignore[attr-defined]
+    return mod
+
+
+@pytest.fixture()
+def pb_utils(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    mod = standin_pb_utils()
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", mod)
     return mod
 
