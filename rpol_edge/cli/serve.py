@@ -88,7 +88,12 @@ def serve(
             _show_serving(server, model)
             while not stop.wait(0.5):
                 if not server.alive():
-                    err.print(f"error: the Triton server stopped: {server.failure()}", highlight=False)
+                    err.print(
+                        f"error: the Triton server stopped: {server.failure()}",
+                        highlight=False,
+                        markup=False,
+                        soft_wrap=True,
+                    )
                     raise typer.Exit(1)
             err.print("stopping: finishing the requests in flight...", highlight=False)
         finally:

@@ -66,16 +66,20 @@ def check_free(host: str, ports: dict[str, int]) -> str:
     """The first of ``ports`` (flag -> port) a server cannot listen on, as one line; "" if none."""
     for flag, port in ports.items():
         exc = bind_problem(host, port)
-        if exc is None:
-            continue
-        if exc.errno == errno.EADDRINUSE:
-            return port_in_use(port, flag, host)
-        if exc.errno == errno.EADDRNOTAVAIL:
-            return f"--host {host}: not an address of this machine"
-        if exc.errno == errno.EACCES:
-            return f"port {port} ({flag}): only root may listen below 1024; choose a port above"
-        return f"port {port} ({flag}) on {host}: {exc.strerror or exc}"
+        if exc is not None:
+            return cannot_listen(exc, host, port, flag)
     return ""
+
+
+def cannot_listen(exc: OSError, host: str, port: int, flag: str) -> str:
+    """Why ``bind`` failed, in the user's words."""
+    if exc.errno == errno.EADDRINUSE:
+        return port_in_use(port, flag, host)
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"--host {host}: not an address of this machine"
+    if exc.errno == errno.EACCES:
+        return f"port {port} ({flag}): only root may listen below 1024; choose a port above"
+    return f"port {port} ({flag}) on {host}: {exc.strerror or exc}"
 
 
 def listening(table: str) -> dict[int, int]:
@@ -114,8 +118,15 @@ def _socket_inodes(pid: int | str) -> set[int]:
     return inodes
 
 
-def ports_of(pid: int) -> set[int]:
-    """The TCP ports process ``pid`` itself listens on (empty when it is gone)."""
+def ports_of(pid: int) -> set[int] | None:
+    """The TCP ports process ``pid`` itself listens on (empty when it is gone); None where this
+    system does not let its parent read its file descriptors (no proof to be had)."""
+    try:
+        os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return set()
+    except PermissionError:
+        return None
     table = _listen_table(pid)
     return {table[i] for i in _socket_inodes(pid) if i in table}
 

@@ -32,7 +32,7 @@ from typing import Any
 import rpol_edge
 from rpol_edge.core.model_file import read_meta
 from rpol_edge.exporters.triton import check_name
-from rpol_edge.serving.ports import check_free, free_ports, port_in_use, ports_of
+from rpol_edge.serving.ports import cannot_listen, check_free, free_ports, port_in_use, ports_of
 from rpol_edge.serving.repository import worker_command, write_serve_repository
 from rpol_edge.serving.serve_model import WORKER_ENV
 from rpol_edge.serving.server_env import ServeError, ensure_server_env
@@ -98,9 +98,12 @@ class ServeConfig:
     def with_free_ports(self) -> ServeConfig:
         """This config with every port given as 0 replaced by a free one."""
         zero = [flag for flag, port in self.ports.items() if port == 0]
-        picked = dict(zip(zero, free_ports(len(zero), self.host or "0.0.0.0"), strict=True))
-        if not picked:
+        if not zero:
             return self
+        try:
+            picked = dict(zip(zero, free_ports(len(zero), self.host or "0.0.0.0"), strict=True))
+        except OSError as exc:
+            raise ServeError(cannot_listen(exc, self.host, 0, zero[0])) from None
         return dataclasses.replace(
             self,
             http_port=picked.get("--http-port", self.http_port),
@@ -134,8 +137,9 @@ SOCKET_IN_USE = re.compile(r"Socket '(.*):(\d+)' already in use")
 
 def log_error(log: str) -> str:
     """The line of a Triton log that says why it stopped: its last error, GPU noise left out."""
+    # A model's load error carries its Python traceback after a written-out newline (\n\nAt: ...).
     errors = [
-        ln.split("] ", 1)[-1].strip().strip('"').strip()
+        ln.split("] ", 1)[-1].split("\\n", 1)[0].strip().strip('"').strip()
         for ln in log.splitlines()
         if (re.match(r"E\d{4} ", ln) or ln.startswith("Error")) and not any(n in ln for n in GPU_NOISE)
     ]
@@ -241,14 +245,16 @@ class TritonServer:
     def _wait_ready(self) -> None:
         """Ready only when this server proves it is the one answering: its own process listens on
         all three ports (a probe of the HTTP port alone could reach another server there) and its
-        model is ready."""
+        model is ready. Where ``/proc`` hides its sockets, the ports' check before the start
+        stands alone."""
         assert self.proc is not None
         ports = set(self.cfg.ports.values())
         deadline = time.monotonic() + self.cfg.startup_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServeError(f"the Triton server did not start: {self.failure()}")
-            if ports <= ports_of(self.proc.pid) and self.ready():
+            owned = ports_of(self.proc.pid)
+            if (owned is None or ports <= owned) and self.ready():
                 return
             time.sleep(0.1)
         raise ServeError(
@@ -267,9 +273,9 @@ class TritonServer:
         if taken and int(taken[2]) in flags:
             return port_in_use(int(taken[2]), flags[int(taken[2])], taken[1])
         code = self.proc.returncode if self.proc else None
+        ended = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
         return log_error(log) or (
-            f"tritonserver exit {code} with no error logged; RPOL_EDGE_KEEP_REPOSITORY=1 keeps "
-            f"its log ({self.log_path})"
+            f"tritonserver {ended}, no error in its log (RPOL_EDGE_KEEP_REPOSITORY=1 keeps the log)"
         )
 
     def ready(self) -> bool:

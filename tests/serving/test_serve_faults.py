@@ -122,7 +122,15 @@ def test_serve_errors_are_one_line(sample_onnx: Path, tmp_path: Path) -> None:
         args = ["--http-port", ports[0], "--grpc-port", port, "--metrics-port", ports[2]]
         line = _one_error_line(_cli("serve", sample_onnx, *args, "--device", "cpu"))
     assert f"port {port} (--grpc-port) is in use on 127.0.0.1 by python" in line, line
-    assert "NVML" not in line and "CUDA" not in line
+    # A server that starts and then fails to load its model: the log's reason, without its GPU
+    # lines (NVML, CUDA driver, DCGM on a machine without a GPU) or the model step's traceback.
+    line = _one_error_line(
+        _cli(
+            "serve", sample_onnx, "--http-port", 0, "--grpc-port", 0, "--metrics-port", 0, "--runtime", "trt"
+        )
+    )
+    assert "failed to load 'rpol'" in line and "runtime trt runs .engine/.plan files" in line, line
+    assert not any(word in line for word in ("NVML", "CUDA", "DCGM", "At:", "model.py")), line
 
 
 def test_client_without_a_server_writes_nothing_and_keeps_what_a_dying_server_answered(
