@@ -72,14 +72,8 @@ class ExportRequest:
                 f"{self.model}: export starts from a fitted .rpol model (or an exported .onnx, for "
                 "--trt, --openvino and --triton)"
             )
-        if not self.model.is_file():
-            raise ExportError(f"{self.model}: no such model file")
-        if self.weights is not None and not self.weights.is_file():
-            raise ExportError(f"--weights {self.weights}: no such file")
-        if self.int8 and not self.from_onnx:
-            if not (self.calib_data and self.calib_root):
-                raise ExportError("--int8 needs calibration images: --calib-data KIND --calib-root DIR")
-            self._validate_calibration()
+        if self.int8 and not self.from_onnx and not (self.calib_data and self.calib_root):
+            raise ExportError("--int8 needs calibration images: --calib-data KIND --calib-root DIR")
         if self.trt:
             from rpol_edge.runtimes.trt_common import require_tensorrt
 
@@ -97,6 +91,7 @@ class ExportRequest:
             raise ExportError(f"{self.out_dir} exists and is not a folder")
         if self.triton:
             self._validate_triton()
+        self._validate_inputs()
 
     def _validate_onnx_source(self) -> None:
         if not (self.trt or self.openvino or self.triton):
@@ -121,15 +116,20 @@ class ExportRequest:
                 f"--trt); {FROM_RPOL}"
             )
 
-    def _validate_calibration(self) -> None:
-        """The calibration images are listed now, not after the FP32 graph has been traced."""
-        from rpol_edge.data import DatasetError, read_dataset
+    def _validate_inputs(self) -> None:
+        """The files the export reads are there, and the calibration images are listed, now: not
+        after the FP32 graph has been traced."""
+        if not self.model.is_file():
+            raise ExportError(f"{self.model}: no such model file")
+        if self.weights is not None and not self.weights.is_file():
+            raise ExportError(f"--weights {self.weights}: no such file")
+        if self.int8 and not self.from_onnx and self.calib_root is not None:
+            from rpol_edge.data import DatasetError, read_dataset
 
-        assert self.calib_root is not None
-        try:
-            read_dataset(self.calib_data, self.calib_root, self.calib_split)
-        except DatasetError as exc:
-            raise ExportError(f"INT8 calibration images: {exc}") from None
+            try:
+                read_dataset(self.calib_data, self.calib_root, self.calib_split)
+            except DatasetError as exc:
+                raise ExportError(f"INT8 calibration images: {exc}") from None
 
     def _validate_deepstream(self) -> None:
         assert self.deepstream is not None
