@@ -1,5 +1,5 @@
 """`rpol-edge export`: a fitted model to ONNX (FP32, FP16, INT8) and TensorRT, or an exported ONNX
-to an engine on the device."""
+to an engine on the device, an OpenVINO IR or a Triton repository."""
 
 from __future__ import annotations
 
@@ -106,8 +106,7 @@ def export(
 ) -> None:
     """Fold w* into the graph and export: ONNX, FP16 ONNX, INT8 (QDQ), TensorRT engine.
 
-    MODEL is the fitted .rpol; or, with --trt on the device, an exported .onnx to build the
-    engine from (no PyTorch needed there).
+    MODEL: the fitted .rpol, or an exported .onnx for --trt, --openvino and --triton (no PyTorch).
     """
     with cli_errors():
         if model.suffix.lower() != ".onnx":

@@ -118,13 +118,14 @@ def run_command(
     """
     from rpol_edge.core.files import atomic_write
     from rpol_edge.evaluate.predict import check_boxes, check_min_area
-    from rpol_edge.live.source_registry import parse_source
     from rpol_edge.runtimes import open_runtime
 
-    with cli_errors(), _source_errors(err), _log_to(err), _interrupt_ends_run(err):
-        uris = [*(source or []), *(_read_sources(sources) if sources is not None else [])]
+    with cli_errors(), _source_errors(err), _log_to(err), _interrupt_ends_run(err), _made_folders() as made:
+        # Each source with where it was given: a line of a --sources file is named in its errors.
+        uris = [(uri, "") for uri in source or []]
+        uris += _read_sources(sources) if sources is not None else []
         if camera is not None:
-            uris.insert(0, f"camera://{camera}")
+            uris.insert(0, (f"camera://{camera}", ""))
         if not uris:
             raise ValueError("give a source: --source URI (repeatable), --sources FILE or --camera N")
         check_min_area(min_area)
@@ -133,10 +134,10 @@ def run_command(
         written = (
             [_pattern_root(save_frames)] if save_frames is not None else []
         )  # never read back our output
-        srcs = [parse_source(uri, exclude=written) for uri in uris]
+        srcs = [_parse_at(uri, where, written) for uri, where in uris]
         outputs = {"--save": save, "--jsonl": jsonl}
         _check_outputs(
-            _expand(outputs, len(srcs)) | {"--summary": summary}, _expand_folder(save_frames, len(srcs))
+            _expand(outputs, len(srcs)) | {"--summary": summary}, _expand_folder(save_frames, len(srcs)), made
         )
         sinks = _sinks(show, save, save_fps, jsonl, save_frames, len(srcs))
         rt = open_runtime(
@@ -168,19 +169,32 @@ def run_command(
             raise typer.Exit(1)
 
 
-def _read_sources(path: Path) -> list[str]:
-    """The sources of a --sources file: one URI or path a line; blank lines and # comments skipped."""
+def _read_sources(path: Path) -> list[tuple[str, str]]:
+    """The sources of a --sources file, each with its ``FILE:LINE``: one URI or path a line; blank
+    lines and # comments skipped."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(
             f"--sources {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})"
         ) from None
-    uris = [line.strip() for line in text.splitlines()]
-    uris = [u for u in uris if u and not u.startswith("#")]
+    lines = [(line.strip(), f"{path}:{n}") for n, line in enumerate(text.splitlines(), 1)]
+    uris = [(u, where) for u, where in lines if u and not u.startswith("#")]
     if not uris:
         raise ValueError(f"--sources {path}: no source in it (one URI or path a line)")
     return uris
+
+
+def _parse_at(uri: str, where: str, exclude: list[Path]) -> Source:
+    """The source of ``uri``; its error names ``where`` it was given (a --sources file's line)."""
+    from rpol_edge.live.source_registry import parse_source
+
+    try:
+        return parse_source(uri, exclude=exclude)
+    except SourceError as exc:
+        if not where:
+            raise
+        raise SourceError(f"{where}: {exc}") from None
 
 
 def _per_stream(path: Path, stream: int) -> Path:
@@ -210,18 +224,19 @@ def _expand_folder(frames: Path | None, n: int) -> list[Path]:
     return [_per_stream(frames, i) for i in range(n)] if STREAM_FIELD in str(frames) else [frames]
 
 
-def _check_outputs(files: dict[str, Path | None], frames: list[Path]) -> None:
+def _check_outputs(files: dict[str, Path | None], frames: list[Path], made: list[Path]) -> None:
     """Refuse an output that cannot be written now, before the model loads and the source opens,
     not at the first frame or, for --summary, at the very end of a long run.
 
-    Parent folders are created here (a path under /proc, or under a file, fails now).
+    Parent folders are created here (a path under /proc, or under a file, fails now) and listed
+    in ``made``, for `_made_folders` to take back if the command fails.
     """
     for option, path in files.items():
         if path is None:
             continue
         if path.is_dir():
             raise ValueError(f"{option} {path} is a folder; give a file name")
-        _make_folder(f"{option} {path}", path.parent)
+        _make_folder(f"{option} {path}", path.parent, made)
         try:
             check_writable(path)
         except ValueError as exc:
@@ -229,17 +244,34 @@ def _check_outputs(files: dict[str, Path | None], frames: list[Path]) -> None:
     for folder in frames:
         if folder.exists() and not folder.is_dir():
             raise ValueError(f"--save-frames {folder} is a file; give a folder")
-        _make_folder(f"--save-frames {folder}", folder)
+        _make_folder(f"--save-frames {folder}", folder, made)
         if not os.access(folder, os.W_OK):
             raise ValueError(f"--save-frames {folder}: cannot write to this folder")
 
 
-def _make_folder(what: str, folder: Path) -> None:
+def _make_folder(what: str, folder: Path, made: list[Path]) -> None:
+    made += reversed([p for p in (folder, *folder.parents) if not p.exists()])  # outermost first
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         why = "a file is in the way" if isinstance(exc, FileExistsError) else exc.strerror
         raise ValueError(f"{what}: cannot create the folder {exc.filename}: {why}") from None
+
+
+@contextmanager
+def _made_folders() -> Iterator[list[Path]]:
+    """The output folders the command creates to prove they can be written, taken back (those
+    still empty, innermost first) when it fails: a failed run leaves no empty folder behind."""
+    made: list[Path] = []
+    try:
+        yield made
+    except BaseException:
+        for folder in reversed(made):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (frames were written), or already gone
+                pass
+        raise
 
 
 @contextmanager

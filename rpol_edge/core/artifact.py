@@ -9,6 +9,7 @@ torch is imported only to save or load a model file (`rpol_edge.core.files` writ
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +59,7 @@ class ModelArtifact:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise MetadataError(f"{path}: not an rpol-edge model file ({exc.__class__.__name__})") from None
+            raise MetadataError(unreadable(path, exc)) from None
         if not isinstance(obj, dict) or obj.get("magic") != MAGIC:
             raise MetadataError(f"{path}: not an rpol-edge model file (no {MAGIC} header)")
         missing = [k for k in ("meta", "w", "v_sum", "u_sum", "count") if k not in obj]
@@ -74,6 +75,30 @@ class ModelArtifact:
             raise MetadataError(f"{path}: w* does not match its recorded hash (file edited or damaged)")
         taus = obj["taus"].numpy() if isinstance(obj.get("taus"), torch.Tensor) else None
         return cls(meta, w, obj["v_sum"].numpy(), obj["u_sum"].numpy(), obj["count"].numpy(), taus)
+
+
+ZIP_MAGIC = b"PK\x03\x04"
+"""How every file `ModelArtifact.save` writes begins: torch.save writes a zip archive."""
+
+
+def unreadable(path: Path, exc: BaseException) -> str:
+    """Why torch could not load ``path``, in the user's terms.
+
+    A zip archive is found by the directory at its end: a file that begins like one but has no
+    such end was cut short (an interrupted copy, download or write), which calls for a new copy,
+    not for another file. Anything else is not a model file at all.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(len(ZIP_MAGIC))
+    if size == 0:
+        return f"{path}: damaged or incomplete model file (empty); copy it again or fit it anew"
+    if ZIP_MAGIC.startswith(head) and not zipfile.is_zipfile(path):
+        return (
+            f"{path}: damaged or incomplete model file (truncated: the zip archive ends after {size} "
+            "bytes without its directory); copy it again or fit it anew"
+        )
+    return f"{path}: not an rpol-edge model file ({exc.__class__.__name__})"
 
 
 RELATIVE = {"fit_root": "fit_root_rel", "weights": "weights_rel"}

@@ -184,13 +184,13 @@ def write_predictions(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
     """The files of `predict_files` for any ``detector`` (a local runtime, a Triton server): images
-    that cannot be read are skipped and counted, the rest written as they come back."""
+    that cannot be read are skipped and counted, the rest written as they come back. ``out_dir`` is
+    created by the first file written into it: a call that fails before any result leaves none."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir} exists and is not a folder: give -o a folder for the overlays and JSON")
     records: list[dict[str, Any]] = []
     skipped: list[tuple[Path, str]] = []
     names = output_names(images)
-    out_dir.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(images), batch_size):
         loaded = []
         for path in images[start : start + batch_size]:

@@ -1,18 +1,27 @@
 """`rpol-edge export`: model file -> ONNX (FP32, FP16, INT8) -> TensorRT, in one call.
 
-Or, on the device, an exported ``.onnx`` -> TensorRT engine: the ONNX was written on a PC (fit and
-export need PyTorch), the engine is built where it runs (plans are tied to the TensorRT version
-and GPU), and that step needs neither PyTorch nor the ``onnx`` package.
+Or, from an exported ``.onnx``, the formats made from the graph alone, without PyTorch: a TensorRT
+engine (on the device: the ONNX was written on a PC, the engine is built where it runs, since
+plans are tied to the TensorRT version and GPU; this step needs neither PyTorch nor the ``onnx``
+package), an OpenVINO IR and a Triton repository. What the graph fixed when it was traced (its
+precision, the INT8 calibration, raw-frame input, the DeepStream graph) comes from the ``.rpol``.
+
+Every file is written into temporary folders and moved into place at the end
+(`rpol_edge.exporters.staging`): a failed export leaves the output folders as they were.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rpol_edge.core.onnx_meta import read_onnx_meta
 from rpol_edge.exporters.formats import DEEPSTREAM_INT8, FORMATS, ExportError, check_frame_covers_input
 from rpol_edge.exporters.onnx_export import export_onnx
+from rpol_edge.exporters.staging import Staging, staged
+
+FROM_RPOL = "the FP16 and INT8 graphs, --frame-size and --deepstream are exported from the fitted .rpol"
+"""What an exported .onnx cannot give (said in the errors that refuse them)."""
 
 
 @dataclass
@@ -57,26 +66,11 @@ class ExportRequest:
         if self.deepstream is not None:
             self._validate_deepstream()
         if self.from_onnx:
-            if not self.trt and not self.triton:
-                raise ExportError(
-                    f"{self.model} is already ONNX: add --trt to build a TensorRT engine from it on this "
-                    "device; the other formats are exported from the fitted .rpol model"
-                )
-            options = {
-                "--frame-size": self.frame_size,
-                "--calib-root": self.calib_root,
-                "--weights": self.weights,
-                "--openvino": self.openvino,
-            }
-            given = [flag for flag, value in options.items() if value]
-            if given:
-                raise ExportError(
-                    f"{', '.join(given)}: fixed when {self.model.name} was exported; "
-                    "export again from the .rpol"
-                )
+            self._validate_onnx_source()
         elif self.model.suffix != ".rpol":
             raise ExportError(
-                f"{self.model}: export starts from a fitted .rpol model (or, with --trt, an exported .onnx)"
+                f"{self.model}: export starts from a fitted .rpol model (or an exported .onnx, for "
+                "--trt, --openvino and --triton)"
             )
         if self.int8 and not self.from_onnx and not (self.calib_data and self.calib_root):
             raise ExportError("--int8 needs calibration images: --calib-data KIND --calib-root DIR")
@@ -97,6 +91,45 @@ class ExportRequest:
             raise ExportError(f"{self.out_dir} exists and is not a folder")
         if self.triton:
             self._validate_triton()
+        self._validate_inputs()
+
+    def _validate_onnx_source(self) -> None:
+        if not (self.trt or self.openvino or self.triton):
+            raise ExportError(
+                f"{self.model} is already ONNX: add --trt (a TensorRT engine, built on this device), "
+                f"--openvino (an OpenVINO IR) or --triton DIR (a Triton repository); {FROM_RPOL}"
+            )
+        options = {
+            "--frame-size": self.frame_size,
+            "--calib-root": self.calib_root,
+            "--weights": self.weights,
+        }
+        given = [flag for flag, value in options.items() if value]
+        if given:
+            raise ExportError(
+                f"{', '.join(given)}: fixed when {self.model.name} was exported; export again from the .rpol"
+            )
+        precision = [flag for flag, on in (("--fp16", self.fp16), ("--int8", self.int8)) if on]
+        if precision and not self.trt:
+            raise ExportError(
+                f"{precision[0]}: from an exported .onnx it sets the TensorRT engine's precision (add "
+                f"--trt); {FROM_RPOL}"
+            )
+
+    def _validate_inputs(self) -> None:
+        """The files the export reads are there, and the calibration images are listed, now: not
+        after the FP32 graph has been traced."""
+        if not self.model.is_file():
+            raise ExportError(f"{self.model}: no such model file")
+        if self.weights is not None and not self.weights.is_file():
+            raise ExportError(f"--weights {self.weights}: no such file")
+        if self.int8 and not self.from_onnx and self.calib_root is not None:
+            from rpol_edge.data import DatasetError, read_dataset
+
+            try:
+                read_dataset(self.calib_data, self.calib_root, self.calib_split)
+            except DatasetError as exc:
+                raise ExportError(f"INT8 calibration images: {exc}") from None
 
     def _validate_deepstream(self) -> None:
         assert self.deepstream is not None
@@ -134,6 +167,9 @@ class ExportResult:
     files: dict[str, Path] = field(default_factory=dict)
     trtexec: str = ""
     """The trtexec command that builds and times the same engine (with --trt)."""
+    engine_build: tuple[Path, str, tuple[int, int, int], int, Path] | None = field(default=None, repr=False)
+    """(source, precision, batch, workspace MB, timing cache) of the engine built: the trtexec line
+    is made from them once the files are in place, so that it names where they are."""
 
 
 def parse_batch(text: str) -> tuple[int, int, int]:
@@ -169,12 +205,72 @@ def onnx_precision(path: Path, fp16: bool, int8: bool) -> str:
 
 
 def run_export(req: ExportRequest) -> ExportResult:
+    """Every format ``req`` asks for, written into temporary folders and moved into place only
+    when all of them are: a failed export leaves the output folders as they were."""
     req.validate()
-    if req.from_onnx:
-        done = _engine_from_onnx(req) if req.trt else ExportResult()
-        if req.triton:
-            _triton(req, req.model, done)
-        return done
+    folders = [req.out_dir, *(p for p in (req.triton, req.deepstream) if p is not None)]
+    with staged(folders) as stage:
+        work = replace(
+            req,
+            out_dir=stage[req.out_dir],
+            triton=stage[req.triton] if req.triton else None,
+            deepstream=stage[req.deepstream] if req.deepstream else None,
+        )
+        _carry_timing_caches(req.out_dir, work.out_dir)
+        res = _from_onnx(work, stage) if req.from_onnx else _from_rpol(work, stage)
+    res.files = {fmt: stage.final(path) for fmt, path in res.files.items()}
+    if res.engine_build is not None:
+        from rpol_edge.exporters.trtexec import trtexec_command
+        from rpol_edge.runtimes.trt_common import tensorrt_version
+
+        source, precision, batch, workspace_mb, cache = res.engine_build
+        source, cache = stage.final(source), stage.final(cache)
+        res.trtexec = trtexec_command(
+            source, read_onnx_meta(source).input_shape(), precision, tensorrt_version(), batch,
+            workspace_mb, timing_cache=cache,
+        )  # fmt: skip
+    return res
+
+
+def _carry_timing_caches(out_dir: Path, work_dir: Path) -> None:
+    """TensorRT timing caches already in the output folder, copied where the engine is built:
+    a rebuild reuses them (much faster), and they go back, updated, with the other files."""
+    import shutil
+
+    from rpol_edge.exporters.trt_build import TIMING_CACHE_GLOB
+
+    for cache in sorted(out_dir.glob(TIMING_CACHE_GLOB)) if out_dir.is_dir() else []:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cache, work_dir / cache.name)
+
+
+def _from_onnx(req: ExportRequest, stage: Staging) -> ExportResult:
+    """The formats made from an exported graph alone: engine, OpenVINO IR, Triton repository."""
+    res = _engine_from_onnx(req, stage) if req.trt else ExportResult()
+    if req.openvino:
+        _openvino_from_onnx(req, res)
+    if req.triton:
+        _triton(req, req.model, res)
+    return res
+
+
+def _openvino_from_onnx(req: ExportRequest, res: ExportResult) -> None:
+    """The IR of an exported graph, as `_from_rpol` writes it from the graph it has just exported
+    (the same `write_ir`, so the same metadata record): ``model.int8.xml`` for an INT8 graph."""
+    from rpol_edge.runtimes.openvino_runtime import write_ir
+
+    precision = read_onnx_meta(req.model).precision
+    if precision != "fp32" and req.openvino_precision != "f32":
+        raise ExportError(
+            f"--openvino-precision {req.openvino_precision}: for the FP32 graph; {req.model.name} is "
+            f"{precision} (its IR runs as the graph is)"
+        )
+    fmt = "openvino-int8" if precision == "int8" else "openvino"
+    res.files[fmt] = req.out_dir / FORMATS[fmt].filename
+    write_ir(req.model, res.files[fmt], req.openvino_precision)
+
+
+def _from_rpol(req: ExportRequest, stage: Staging) -> ExportResult:
     res = ExportResult()
     frame = (*req.frame_size, req.frame_format) if req.frame_size else None
     if req.frame_size:
@@ -223,7 +319,7 @@ def run_export(req: ExportRequest) -> ExportResult:
             source = res.files["onnx-fp16"]
         if precision == "int8":
             source = res.files["onnx-int8-trt"]
-        _build(req, source, precision, req.batch, res)
+        _build(req, source, precision, req.batch, res, stage)
     if req.deepstream is not None:
         from rpol_edge.exporters.deepstream import export_deepstream
 
@@ -250,7 +346,7 @@ def _triton(req: ExportRequest, onnx_path: Path, res: ExportResult) -> None:
     res.files["triton"] = req.triton
 
 
-def _engine_from_onnx(req: ExportRequest) -> ExportResult:
+def _engine_from_onnx(req: ExportRequest, stage: Staging) -> ExportResult:
     from rpol_edge.core.onnx_meta import onnx_batch_range
     from rpol_edge.exporters.trt_build import choose_onnx
     from rpol_edge.runtimes.trt_common import tensorrt_version
@@ -268,16 +364,21 @@ def _engine_from_onnx(req: ExportRequest) -> ExportResult:
         if batch != (1, 1, 1):
             raise ExportError(f"{source.name} has a fixed batch of {lo}: --batch {lo} (or leave --batch out)")
         batch = (lo, lo, hi)  # the default --batch 1 means "the graph's own batch"
-    _build(req, source, precision, batch, res)
+    _build(req, source, precision, batch, res, stage)
     return res
 
 
 def _build(
-    req: ExportRequest, source: Path, precision: str, batch: tuple[int, int, int], res: ExportResult
+    req: ExportRequest,
+    source: Path,
+    precision: str,
+    batch: tuple[int, int, int],
+    res: ExportResult,
+    stage: Staging,
 ) -> None:
-    """The engine (+ sidecar) from ``source``, and the trtexec line that builds the same one."""
+    """The engine (+ sidecar) from ``source``; `run_export` makes the trtexec line that builds the
+    same one once the files are in place."""
     from rpol_edge.exporters.trt_build import build_engine, timing_cache_name
-    from rpol_edge.exporters.trtexec import trtexec_command
     from rpol_edge.runtimes import cuda_mem
     from rpol_edge.runtimes.trt_common import tensorrt_version
 
@@ -285,9 +386,8 @@ def _build(
     engine = req.out_dir / FORMATS["trt"].filename
     cache = req.out_dir / timing_cache_name(version, *cuda_mem.device_info(0))
     req.out_dir.mkdir(parents=True, exist_ok=True)
-    build_engine(source, engine, precision, batch, req.workspace_mb, timing_cache=cache)
+    # Where both will be once in place: the engine is written to a temporary folder first.
+    beside = stage.final(source).parent.resolve() == stage.final(req.out_dir).resolve()
+    build_engine(source, engine, precision, batch, req.workspace_mb, timing_cache=cache, source_beside=beside)
     res.files["trt"] = engine
-    res.trtexec = trtexec_command(
-        source, read_onnx_meta(source).input_shape(), precision, version, batch, req.workspace_mb,
-        timing_cache=cache,
-    )  # fmt: skip
+    res.engine_build = (source, precision, batch, req.workspace_mb, cache)

@@ -113,6 +113,10 @@ def parse_errors(parser: Any) -> str:
     return "\n".join(lines)
 
 
+TIMING_CACHE_GLOB = "timing-*.cache"
+"""Every name `timing_cache_name` gives."""
+
+
 def timing_cache_name(trt_version: str, gpu_name: str, cc: str) -> str:
     """A timing cache per TensorRT version and GPU (``timing-10.3.0.30-Orin-sm87.cache``): a cache
     copied from a PC, or left by a JetPack upgrade, then never meets the build it does not fit."""
@@ -160,6 +164,7 @@ def build_engine(
     batch: tuple[int, int, int] = (1, 1, 1),
     workspace_mb: int = 1024,
     timing_cache: Path | None = None,
+    source_beside: bool | None = None,
 ) -> EngineMeta:
     """Build ``engine_path`` (plan) and ``<engine_path>.json`` (:class:`EngineMeta`) on this GPU.
 
@@ -174,6 +179,10 @@ def build_engine(
     (``model.int8.trt.onnx``, calibrated on fit images), so the Q/DQ scales decide what runs in
     INT8; implicit calibrated INT8 is deprecated in TensorRT 10 and gone in 11. Refused on GPUs
     without fast INT8 (:func:`fast_precisions`).
+
+    A source ONNX beside the engine is named in the sidecar, so the runtime can refuse the engine
+    once that ONNX is exported again. ``source_beside`` says whether it will be, where the engine
+    is written elsewhere first (an export's temporary folder); default: whether it is now.
     """
     require_tensorrt()
     import tensorrt as trt
@@ -181,6 +190,8 @@ def build_engine(
     from rpol_edge.runtimes import cuda_mem
 
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    if source_beside is None:
+        source_beside = onnx_path.parent.resolve() == engine_path.parent.resolve()
     if precision not in PRECISIONS:
         raise EngineBuildError(f"precision {precision!r}: choose {', '.join(PRECISIONS)}")
     lo, opt, hi = _check_batch(batch)
@@ -259,7 +270,7 @@ def build_engine(
         model=onnx_meta.replace(precision=precision),
         engine_sha256=hashlib.sha256(plan_bytes).hexdigest(),
         fp16_strategy=strategy if precision == "fp16" else "",
-        onnx_name=onnx_path.name if onnx_path.parent.resolve() == engine_path.parent.resolve() else "",
+        onnx_name=onnx_path.name if source_beside else "",
         device_model=device_model(),
     )
     side = sidecar_path(engine_path)

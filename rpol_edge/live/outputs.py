@@ -2,7 +2,8 @@
 
 Every sink runs on the pipeline's output thread, after inference, so a slow disk or display only
 ever backs up the output queue, never capture. Sinks that need the overlay say so
-(``needs_image``); when none does, the overlay is not drawn at all.
+(``needs_image``); when none does, the overlay is not drawn at all. Files and folders are created
+at the first frame, so a run that fails before one (an unreadable source) leaves none, empty.
 """
 
 from __future__ import annotations
@@ -51,12 +52,10 @@ class JsonlSink(Sink):
         self.path = Path(path)
         self._fh: TextIO | None = None
 
-    def start(self, live: bool, fps: float | None) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("w", encoding="utf-8")
-
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:
-        assert self._fh is not None
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("w", encoding="utf-8")
         self._fh.write(json.dumps(frame_record(result)) + "\n")
         self._fh.flush()
 
@@ -97,7 +96,6 @@ class VideoSink(Sink):
         self._t0 = 0.0
 
     def start(self, live: bool, fps: float | None) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.live = live
         if self.fps is None:
             self.fps = fps or 25.0
@@ -108,6 +106,7 @@ class VideoSink(Sink):
             h, w = image.shape[:2]
             self._size = (w, h)
             fourcc = cv2.VideoWriter.fourcc(*self.FOURCC)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             writer = cv2.VideoWriter(str(self.partial), fourcc, self.fps, (w, h))
             if not writer.isOpened():
                 raise OSError(f"{self.path}: OpenCV cannot write {self.FOURCC} video here")
@@ -142,12 +141,13 @@ class FramesSink(Sink):
     def __init__(self, folder: Path, name_streams: bool = False) -> None:
         self.folder = Path(folder)
         self.name_streams = name_streams
-
-    def start(self, live: bool, fps: float | None) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._made = False
 
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:
         assert image is not None
+        if not self._made:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._made = True
         prefix = f"s{result.frame.stream}_" if self.name_streams else ""
         path = self.folder / f"{prefix}frame_{result.frame.index:06d}.jpg"
         if not cv2.imwrite(str(path), image):

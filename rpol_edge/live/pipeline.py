@@ -301,8 +301,11 @@ def run_live(
     Returns when every source has ended (or been lost for good), each has given ``max_frames``
     frames, a sink asks to stop, or on Ctrl-C / SIGTERM (main thread only; also while a source is
     still opening: a summary with no frames). Errors from any stage are re-raised here after every
-    output has been closed. ``report`` gets the summary while the signal handlers are still
-    installed, so printing or saving it cannot be cut short by a late Ctrl-C. ``min_area``: see
+    output has been closed. A source that comes to its end without a single readable frame is a
+    SourceError naming it: raised before ``report`` when no stream gave a frame (outputs are
+    created at their first frame, so none is left), after it when others did. ``report`` gets the
+    summary while the signal handlers are still installed, so printing or saving it cannot be cut
+    short by a late Ctrl-C. ``min_area``: see
     `detect`. ``realtime``: read video files at their frame rate, newest wins, like cameras.
     ``batch_wait``: seconds a batch waits for the other streams after its first frame is ready.
     ``boxes``: ``largest``, ``all`` (one box per object) or None (the model's recorded mode).
@@ -366,10 +369,27 @@ def run_live(
         reads = [s.stats.first_read for s in run.streams if s.stats.first_read is not None]
         run.total.first_read = min(reads, default=None)
         summary = run_summary(parts, run.total, dict(run.batch_sizes), used, reason)
+        barren = [s for s in run.streams if s.stats.ended_by == "end of stream" and not s.stats.captured]
+        if barren and not summary.frames:
+            raise no_frame_error(barren[0])  # nothing was processed: no summary of nothing
         log.info("stopped: %s", summary.stop_reason)
         if report is not None:
             report(summary)
+        if barren:  # the other streams' frames are written and reported; the command still failed
+            raise no_frame_error(barren[0])
     return summary
+
+
+def no_frame_error(stream: Stream) -> SourceError:
+    """A source that came to its end without one readable frame (every image unreadable, a video
+    with no frame): bad input, not a run that merely had nothing to do."""
+    stats, uri = stream.stats, stream.source.uri
+    if stats.corrupt_frames:
+        return SourceError(
+            f"{uri}: no frame could be read ({stats.corrupt_frames} corrupt frame(s) skipped, "
+            f"the first: {stats.first_corrupt})"
+        )
+    return SourceError(f"{uri}: the source ended without a single frame")
 
 
 def _open_all(streams: Sequence[Stream], timeout: float) -> list[Stream]:

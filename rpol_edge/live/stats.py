@@ -135,6 +135,8 @@ class RunStats:
         default_factory=lambda: {stage: 0 for stage in ("capture", "prepare", "infer", "render")}
     )
     corrupt_frames: int = 0
+    first_corrupt: str = ""
+    """Why the first corrupt frame was skipped: named when a source gives no frame at all."""
     stream_drops: int = 0
     reconnects: int = 0
     reconnect_attempts: int = 0

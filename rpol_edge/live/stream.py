@@ -146,6 +146,7 @@ class Stream:
                 captured = source.read()
             except CorruptFrame as exc:
                 stats.corrupt_frames += 1
+                stats.first_corrupt = stats.first_corrupt or str(exc)
                 log.warning("%s: corrupt frame skipped: %s", source.uri, exc)
                 continue
             except StreamDropped as exc:
