@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import signal
 import threading
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from rpol_edge.cli.common import cli_errors, err, out
-from rpol_edge.cli.options import Boxes, Device, MinArea, RuntimeOpt
+from rpol_edge.cli.options import Boxes, Device, MinArea, ModelFile, RuntimeOpt
 
 
 def serve(
-    model: Path,
+    model: ModelFile,
     http_port: Annotated[int, typer.Option(help="HTTP/REST port (KServe v2 protocol)")] = 8000,
     grpc_port: Annotated[int, typer.Option(help="gRPC port")] = 8001,
     metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port")] = 8002,
