@@ -56,7 +56,8 @@ class Command(TyperCommand):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.help = reflow(self.help)
-        self.short_help = reflow(self.short_help)
+        # the whole first paragraph: click would cut it to 45 characters (the docs' command list)
+        self.short_help = reflow(self.short_help) or (self.help or "").split("\n\n")[0]
 
     def get_params(self, ctx: Any) -> list[Any]:
         return untyped_flags(super().get_params(ctx))
