@@ -86,12 +86,12 @@ def main() -> None:
             runs[f"{rt}/{t}"].append(ms_per_frame(args.model, rt, t, args.iters))
     loads.append(load())
     table = {k: {b: round(median(r[b] for r in v), 2) for b in ("1", "4")} for k, v in runs.items()}
-    from rpol_edge.bench.runner import cpu_record
+    from rpol_edge.bench.runner import machine_record
 
     rec = {
         "date": date.today().isoformat(),
         "time": time.strftime("%H:%M UTC", time.gmtime()),
-        "machine": cpu_record(),
+        "machine": machine_record(with_torch=False),  # CPU, flags, runtime versions
         "lscpu": lscpu(),
         "command": " ".join(sys.argv),
         "load_1min": {"min": min(loads), "max": max(loads), "each_run": [round(x, 2) for x in loads]},
