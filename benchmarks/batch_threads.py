@@ -53,6 +53,23 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
+def lscpu() -> dict[str, object]:
+    """The CPU as ``lscpu`` names it, with every flag: which runtime is faster depends on the CPU
+    family and its instruction sets (AMX, VNNI), so a record says exactly which CPU it was."""
+    try:
+        text = subprocess.run(["lscpu"], check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    return {
+        "model_name": fields.get("Model name", ""),
+        "vendor": fields.get("Vendor ID", ""),
+        "cpus": fields.get("CPU(s)", ""),
+        "flags": fields.get("Flags", "").split(),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model", type=Path)
@@ -63,23 +80,27 @@ def main() -> None:
     configs = [(rt, t) for rt in ("ort", "openvino") for t in (1, 2)]
     runs: dict[str, list[dict[str, float]]] = {f"{rt}/{t}": [] for rt, t in configs}
     loads = []
-    for _ in range(args.rounds):
+    for _ in range(args.rounds):  # interleaved: every configuration once a round
         for rt, t in configs:
             loads.append(load())
             runs[f"{rt}/{t}"].append(ms_per_frame(args.model, rt, t, args.iters))
+    loads.append(load())
     table = {k: {b: round(median(r[b] for r in v), 2) for b in ("1", "4")} for k, v in runs.items()}
-    from rpol_edge.bench.runner import cpu_record
+    from rpol_edge.bench.runner import machine_record
 
     rec = {
         "date": date.today().isoformat(),
         "time": time.strftime("%H:%M UTC", time.gmtime()),
-        "machine": cpu_record(),
+        "machine": machine_record(with_torch=False),  # CPU, flags, runtime versions
+        "lscpu": lscpu(),
         "command": " ".join(sys.argv),
-        "load_1min": {"min": min(loads), "max": max(loads)},
+        "load_1min": {"min": min(loads), "max": max(loads), "each_run": [round(x, 2) for x in loads]},
         "ms_per_frame_median": table,
         "rounds": runs,
     }
-    args.out.write_text(json.dumps(rec, indent=1) + "\n")
+    tmp = args.out.with_name(args.out.name + ".tmp")  # written whole or not at all
+    tmp.write_text(json.dumps(rec, indent=1) + "\n")
+    tmp.replace(args.out)
     for k, v in table.items():
         print(f"{k:12s} batch 1: {v['1']:6.2f} ms/frame   batch 4: {v['4']:6.2f} ms/frame")
 

@@ -27,6 +27,10 @@ ARTIFACTS = {
 }
 OLD_INT8 = FIX / "exp-int8" / "model.int8.onnx"
 
+MODEL_FILE = "model file: a fitted .rpol, an exported .onnx, an OpenVINO .xml or a TensorRT .engine"
+EXPORT_MODEL = "the fitted .rpol model, or an exported .onnx graph (see above for which formats)"
+WORKERS = "image-decoding worker processes (0: decode in this one)"
+
 # Help wording changed on purpose with the layout (the words of how the work was organised went).
 WORDING = [
     # --output-stride works on EfficientNets too (dilated)
@@ -70,6 +74,49 @@ WORDING = [
     (
         "stop after this many frames --open-timeout",
         "stop after this many frames (of each stream) --open-timeout",
+    ),
+    # --onnx is accepted but no longer offered: the graph is always written (the description says so)
+    ("--onnx <bool> the fused ONNX graph (always written: every format starts from it) [default: True] ", ""),
+    (
+        "PyTorch needed there). Arguments",
+        "PyTorch needed there). The ONNX graph (model.onnx) is always written: every other format starts "
+        "from it. Arguments",
+    ),
+    # on/off flags take no value: no value type shown
+    (" <bool> ", " "),
+    # every option and argument described, in words that fit an 80-column help column
+    *[
+        (f"* model <path> [required] {after}", f"* model <path> {MODEL_FILE} [required] {after}")
+        for after in ("Options --help", "Options --runtime", "Options * --root", "* images")
+    ],
+    (
+        "* model <path> [required] Options --output",
+        f"* model <path> {EXPORT_MODEL} [required] Options --output",
+    ),
+    ("model <path> model file (.rpol), ONNX file or TensorRT engine", f"model <path> {MODEL_FILE}"),
+    ("[default: <REPO>/rpol_edge/sample/JPEGImages]", "[default: (the bundled sample photos)]"),
+    ("--iters <int> [default", "--iters <int> timed calls per row and batch size [default"),
+    ("--warmup <int> [default", "--warmup <int> untimed calls before them [default"),
+    (
+        "--batch-size <int> [default: 16] --workers <int> decoding",
+        "--batch-size <int> images per backbone call [default: 16] --workers <int> decoding",
+    ),
+    ("--workers <int> decoding worker processes [", f"--workers <int> {WORKERS} ["),
+    ("--workers <int> [", f"--workers <int> {WORKERS} ["),
+    ("--input-size <int> [default: 448] --workers", "--input-size <int> network input K (square) of the fit "
+     "[default: 448] --workers"),  # fmt: skip
+    ("--batch-size <int> [", "--batch-size <int> images per inference call ["),
+    ("--seed <int> [", "--seed <int> random seed of the --sampling-ratio draw ["),
+    ("--calib-split <str> [", "--calib-split <str> split of the INT8 calibration data ["),
+    ("--workspace-mb <int> [", "--workspace-mb <int> TensorRT builder workspace memory limit, in MB ["),
+    (
+        "--source <list[str]> camera, stream, video file, image file, folder or glob: camera://N (same as "
+        "--camera N), csi://N (Jetson CSI camera; options ?width=&height=&fps=&flip=), v4l2:///dev/videoN, "
+        "rtsp://host/stream, rtsps://host/stream, http://host/stream (MJPEG), https://host/stream (MJPEG), "
+        "file:///path, or a video file, image file, folder or glob;",
+        "--source <list[str]> a camera, stream, video file, image file, folder or glob: a path, or a URI "
+        "(camera://, csi://, v4l2://, rtsp://, rtsps://, http://, https://, file://; their forms and "
+        "options: docs/live.md);",
     ),
 ]
 

@@ -360,9 +360,9 @@ def test_engine_from_onnx_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     install(monkeypatch, "10.13.0.35")
     fp32 = onnx_source(tmp_path / "model.onnx")
-    with pytest.raises(ExportError, match="already ONNX: add --trt"):
+    with pytest.raises(ExportError, match="already ONNX: add trt=True"):
         run_export(ExportRequest(model=fp32, out_dir=tmp_path / "o"))
-    with pytest.raises(ExportError, match="--frame-size: fixed when model.onnx was exported"):
+    with pytest.raises(ExportError, match="`frame_size`: fixed when model.onnx was exported"):
         run_export(ExportRequest(model=fp32, out_dir=tmp_path / "o", trt=True, frame_size=(640, 480)))
     with pytest.raises(EngineBuildError, match="FP16-cast"):  # strongly typed FP16 and no model.fp16.onnx
         run_export(ExportRequest(model=fp32, out_dir=tmp_path / "o", trt=True, fp16=True))

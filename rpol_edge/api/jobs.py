@@ -1,8 +1,9 @@
 """The two jobs that make model files, as plain calls: fit w* on a folder, export the result.
 
 Both take the same option names as the config records they fill (`FitConfig`, `ExportRequest`), so
-a misspelt option is refused with the list of valid ones instead of being ignored. Fitting and
-exporting need the ``torch`` and ``onnx`` extras; they are imported only when called.
+a misspelt option is refused with the closest name and the list of valid ones instead of being
+ignored; errors name these parameters (``int8=True needs ...``), as the caller wrote them. Fitting
+and exporting need the ``torch`` and ``onnx`` extras; they are imported only when called.
 """
 
 from __future__ import annotations
@@ -15,12 +16,23 @@ from typing import Any
 from rpol_edge.api.model import Model
 
 
+def closest_option(key: str, names: set[str]) -> str | None:
+    """The option a misspelt or shortened ``key`` most likely meant: a close spelling
+    (``input_sise``, ``input-size``), else the one option whose first word it is (``tau``, the
+    command line's ``--tau``, is ``tau_mode``)."""
+    close = difflib.get_close_matches(key.replace("-", "_"), sorted(names), n=1)
+    if close:
+        return close[0]
+    starting = [n for n in names if n.split("_")[0] == key]
+    return starting[0] if len(starting) == 1 else None
+
+
 def _checked(cls: type, given: dict[str, Any], fixed: set[str]) -> None:
     names = {f.name for f in dataclasses.fields(cls)} - fixed
     for key in given:
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
+            close = closest_option(key, names)
+            hint = f" (did you mean {close}?)" if close else ""
             raise TypeError(f"unknown option {key!r}{hint}; options: {', '.join(sorted(names))}")
 
 
@@ -32,9 +44,11 @@ def fit(root: str | Path, output: str | Path, data: str = "folder", **options: A
     As on the command line, ``split="train"`` reads ``root/train`` when that folder exists and
     the whole of ``root`` otherwise.
     """
-    from rpol_edge.fitting.pipeline import FitConfig, fit_to_file
+    from rpol_edge.fitting.config import FitConfig
 
-    _checked(FitConfig, options, {"data", "root"})
+    _checked(FitConfig, options, {"data", "root"})  # before PyTorch is imported: a typo is instant
+    from rpol_edge.fitting.pipeline import fit_to_file
+
     cfg = FitConfig(data=data, root=Path(root), **options)
     fit_to_file(cfg, Path(output))
     return Model(output, "torch", device=cfg.device)

@@ -68,12 +68,13 @@ class Prediction:
 class Model:
     """A fitted or exported localizer, ready to run: ``Model("model.onnx").predict("photo.jpg")``.
 
-    ``runtime`` is ``auto`` (by file type) or one of torch, ort, trt; ``device`` ``auto`` picks CUDA
-    where the runtime reaches it; ``min_area`` (a share of the input crop) reports "no object" for
-    smaller masks; ``boxes`` is ``largest`` (one box), ``all`` (one box per object) or None (the
-    mode the model file records, ``largest`` unless set); further keyword options go to the runtime
-    (for example ``precision="fp16"`` for torch, ``threads=2`` for ort). Close it (or use ``with``)
-    to free sessions and GPU buffers.
+    ``runtime`` is ``auto`` (by file type) or one of torch, ort, openvino, trt; ``device`` ``auto``
+    picks CUDA where the runtime reaches it; ``min_area`` (a share of the input crop) reports "no
+    object" for smaller masks; ``boxes`` is ``largest`` (one box), ``all`` (one box per object) or
+    None (the mode the model file records, ``largest`` unless set); further keyword options go to
+    the runtime (for example ``precision="fp16"`` for torch, ``threads=2`` for ort). Close it (or use
+    ``with``) to free sessions and GPU buffers. Errors name these parameters (``boxes='x': choose
+    largest or all``).
     """
 
     def __init__(

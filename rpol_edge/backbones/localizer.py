@@ -24,13 +24,13 @@ def build_localizer(artifact: ModelArtifact, weights: Path | None = None) -> Loc
     spec = backbone_spec(meta, weights)
     if spec.weights and not Path(spec.weights).is_file():
         raise BackboneError(
-            f"the model was fitted on weights {spec.weights}, which are not here; pass --weights PATH"
+            f"the model was fitted on weights {spec.weights}, which are not here; pass weights=PATH"
         )
     bb = build_backbone(spec, meta.input_size)
     if bb.weights_sha256 != meta.weights_sha256:
         raise BackboneError(
             f"backbone weights {bb.weights_sha256[:12]} differ from those the model was fitted on "
-            f"({meta.weights_sha256[:12]}): refit, or pass the original checkpoint with --weights"
+            f"({meta.weights_sha256[:12]}): refit, or pass the original checkpoint as weights=PATH"
         )
     if bb.channels != meta.channels:
         raise BackboneError(f"backbone gives {bb.channels} channels, the model expects {meta.channels}")

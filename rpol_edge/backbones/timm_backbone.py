@@ -251,7 +251,7 @@ def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
         kwargs["dynamic_img_size"] = True
     if spec.output_stride != 32 and not _is_resnet(arch):
         if is_vit:
-            raise BackboneError(f"{spec.name}: a ViT's grid is its patch size; --output-stride is for CNNs")
+            raise BackboneError(f"{spec.name}: a ViT's grid is its patch size; `output_stride` is for CNNs")
         # timm's own recipe (EfficientNet, MobileNet): the strided block at stride 1 and the blocks
         # after it dilated, so every layer keeps the receptive field its weights were trained with.
         kwargs["output_stride"] = spec.output_stride
@@ -263,7 +263,7 @@ def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
         if weights is None:
             hub = preset.hub_name if preset else spec.name
             if preset and not hub:
-                raise BackboneError(f"preset {spec.name} needs --weights PATH ({preset.description})")
+                raise BackboneError(f"preset {spec.name} needs weights=PATH ({preset.description})")
             try:
                 model = timm.create_model(hub, pretrained=True, **kwargs)
             except BackboneError:
@@ -277,7 +277,7 @@ def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
             except Exception as exc:
                 raise BackboneError(
                     f"could not get pretrained weights for {hub!r} ({exc.__class__.__name__}); "
-                    "no hub reachable? pass --weights PATH to a local checkpoint"
+                    "no hub reachable? pass weights=PATH, a local checkpoint"
                 ) from None
             digest = f"timm:{hub}"
         else:

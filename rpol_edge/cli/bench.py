@@ -30,11 +30,13 @@ def bench(
             "options, e.g. m.rpol@precision=fp16 exp/model.onnx@runtime=ort,device=cuda"
         ),
     ],
-    images: Annotated[Path, typer.Option(help="folder of images to time on")] = SAMPLE_ROOT / "JPEGImages",
+    images: Annotated[
+        Path, typer.Option(help="folder of images to time on", show_default="the bundled sample photos")
+    ] = SAMPLE_ROOT / "JPEGImages",
     device: Device = "auto",
     batch: Annotated[str, typer.Option(help="batch sizes, comma-separated, e.g. 1,4")] = "1",
-    iters: int = 30,
-    warmup: int = 5,
+    iters: Annotated[int, typer.Option(help="timed calls per row and batch size")] = 30,
+    warmup: Annotated[int, typer.Option(help="untimed calls before them")] = 5,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch/ORT")] = None,
     reference: Annotated[bool, typer.Option(help="time the reference implementation's pipeline")] = True,
     backbone: Annotated[bool, typer.Option(help="time the bare backbone per runtime (needs .rpol)")] = True,

@@ -7,13 +7,14 @@ A module of its own so that ``rpol_edge.cli.app`` and the commands that live bes
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,53 +87,130 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+@dataclass(frozen=True)
+class Flag:
+    """How the command line spells one parameter."""
+
+    name: str
+    """``--input-size``"""
+    off: str | None = None
+    """An on/off flag's off form (``--no-simplify``)."""
+    switch: bool = False
+    """An on/off flag: it takes no value."""
+
+
+def command_flags(params: Iterable[Any], aliases: Mapping[str, str] | None = None) -> dict[str, Flag]:
+    """Parameter name -> flag, read from a command's declared options (what the user typed), so
+    the mapping cannot drift from the declarations. ``aliases``: library names that differ from the
+    command's parameter (``tau_mode`` -> ``tau``)."""
+    flags = {}
+    for p in params:
+        longs = [o for o in getattr(p, "opts", []) if o.startswith("--")]
+        if getattr(p, "param_type_name", "") != "option" or not longs or not p.name:
+            continue
+        off = next((o for o in getattr(p, "secondary_opts", []) if o.startswith("--")), None)
+        flags[p.name] = Flag(longs[0], off, bool(getattr(p, "is_flag", False)))
+    return _aliased(flags, aliases)
+
+
+def _aliased(flags: dict[str, Flag], aliases: Mapping[str, str] | None) -> dict[str, Flag]:
+    return flags | {library: flags[param] for library, param in (aliases or {}).items() if param in flags}
+
+
+def to_flags(message: str, flags: Mapping[str, Flag]) -> str:
+    """A library message in the command line's words. The library names Python parameters, as a
+    Python caller wrote them: ``input_size=16`` becomes ``--input-size 16``, ``int8=True`` becomes
+    ``--int8`` (``simplify=False``: ``--no-simplify``) and a name in backticks (`` `calib_root` ``)
+    the bare flag. Names that are not this command's options stay as they are."""
+    if not flags:
+        return message
+    names = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
+
+    def switch(m: re.Match[str]) -> str:
+        flag = flags[m[1]]
+        if not flag.switch:
+            return f"{flag.name} {m[2]}"
+        return flag.name if m[2] == "True" else flag.off or m[0]
+
+    message = re.sub(rf"(?<![\w-])({names})=(True|False)\b", switch, message)
+    message = re.sub(rf"(?<![\w-])({names})=", lambda m: flags[m[1]].name + " ", message)
+    return re.sub(rf"`({names})`", lambda m: flags[m[1]].name, message)
+
+
+_COMMAND_FLAGS: ContextVar[dict[str, Flag] | None] = ContextVar("command_flags", default=None)
+
+
 @contextmanager
-def cli_errors() -> Iterator[None]:
-    """Known failures end as one line on stderr and exit code 2, never a traceback."""
+def speaking_flags(params: Iterable[Any]) -> Iterator[None]:
+    """While a command runs, `cli_errors` shows library messages in its flags (`to_flags`)."""
+    token = _COMMAND_FLAGS.set(command_flags(params))
+    try:
+        yield
+    finally:
+        _COMMAND_FLAGS.reset(token)
+
+
+@contextmanager
+def cli_errors(aliases: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Known failures end as one line on stderr and exit code 2, never a traceback. The line is the
+    library's, with its parameter names shown as this command's flags (`to_flags`): the one place
+    where the two vocabularies meet. ``aliases``: library names that differ from the command's
+    parameter names (fit's ``tau_mode`` is its ``--tau``)."""
     try:
         yield
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
     except _known_errors() as exc:
-        err.print("error: " + str(exc), markup=False, highlight=False, soft_wrap=True, emoji=False)
+        line = "error: " + to_flags(str(exc), _aliased(_COMMAND_FLAGS.get() or {}, aliases))
+        err.print(line, markup=False, highlight=False, soft_wrap=True, emoji=False)
         raise typer.Exit(2) from None
 
 
-def field_flag(name: str, flags: dict[str, str]) -> str:
-    return flags.get(name, "--" + name.replace("_", "-"))
-
-
-def to_flags(message: str, fields: Iterable[str], flags: dict[str, str]) -> str:
-    """A library message that names fields (``input_size=16: at least 32``) in the CLI's words
-    (``--input-size 16: at least 32``): the library stays free of flags, the user sees the flags."""
-    names = "|".join(sorted(map(re.escape, fields), key=len, reverse=True))
-    pattern = rf"\b({names})=(\S+?)(?=[:,;)\s]|$)"
-    return re.sub(pattern, lambda m: f"{field_flag(m[1], flags)} {m[2]}", message)
-
-
-@contextmanager
-def fields_as_flags(record: type, flags: dict[str, str] | None = None) -> Iterator[None]:
-    """Re-raise a ValueError of a config record's ``validate`` with its fields shown as flags."""
-    try:
-        yield
-    except ValueError as exc:
-        names = [f.name for f in dataclasses.fields(record)]
-        raise ValueError(to_flags(str(exc), names, flags or {})) from None
+def work_rate(task: Task) -> float | None:
+    """Images per second: over rich's recent window once two reports are in (the last 30 s of
+    updates, the first report's images excluded: data loading must keep up, and it shows); before
+    that, the images done over the time since the work began (the task's start, see
+    `progress_bar`), so that a run of one batch reads as fast as it was."""
+    if task.speed is not None:
+        return task.speed
+    seconds = task.finished_time if task.finished_time is not None else task.elapsed
+    return task.completed / seconds if seconds and task.completed else None
 
 
 class RateColumn(ProgressColumn):
-    """Images per second over rich's recent window (data loading must keep up: it shows)."""
+    """Images per second (`work_rate`)."""
 
     def render(self, task: Task) -> Text:
-        speed = task.speed  # over the last 30 s of updates, first batch's arrival excluded
-        if speed is None and task.elapsed and task.completed:
-            speed = task.completed / task.elapsed
+        speed = work_rate(task)
         return Text(f"{speed:.1f} img/s" if speed is not None else "- img/s")
+
+
+class WorkClock:
+    """When the work began: when the progress display was entered (callers enter it once their
+    model is loaded), or later, at a report of nothing done yet (a library loop that loads its
+    model and data first says when its work starts with ``progress(0, total)``)."""
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self.now = now
+        self.began = now()
+
+    def report(self, done: int) -> float:
+        if done == 0:
+            self.began = self.now()
+        return self.began
+
+    def rate(self, done: int) -> float:
+        return done / max(self.now() - self.began, 1e-9)
 
 
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr; yields the ``update(done, total)`` a library loop reports to.
+
+    Its rate and elapsed time count from the start of the work (`WorkClock`), not from the first
+    report: that arrives after the first batch, and counting from it made three images in one
+    batch read as hundreds per second."""
     columns = (
         TextColumn(label),
         BarColumn(),
@@ -144,12 +222,18 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     # The bar starts with the first update, not on entry: a command that fails while it checks
     # its inputs (an unknown backbone, a missing image) prints its one error line and no empty bar.
     bar = Progress(*columns, console=err, transient=False)
+    clock = WorkClock(bar.get_time)
     task: list[TaskID] = []
 
     def update(done: int, total: int) -> None:
+        began = clock.report(done)
         if not task:
             bar.start()
             task.append(bar.add_task(label, total=None))
+        # rich starts a task's clock when the task is added: at the first report, after the first
+        # batch. Its start is a public field: set to when the work began, before the update that
+        # may finish the task (rich then freezes the elapsed time).
+        bar.tasks[0].start_time = began
         bar.update(task[0], completed=done, total=total)
 
     try:
@@ -168,14 +252,14 @@ def progress_lines(label: str, every_s: float = 30.0) -> Iterator[Callable[[int,
     """
     import time
 
-    start = time.monotonic()
-    last = [start, 0, 0]
+    clock = WorkClock(time.monotonic)
+    last = [clock.began, 0, 0]
 
     def line(done: int, total: int) -> None:
-        rate = done / max(time.monotonic() - start, 1e-9)
-        err.print(f"{label}: {done}/{total} images, {rate:.1f} img/s", highlight=False)
+        err.print(f"{label}: {done}/{total} images, {clock.rate(done):.1f} img/s", highlight=False)
 
     def update(done: int, total: int) -> None:
+        clock.report(done)
         now = time.monotonic()
         last[1:] = [done, total]
         if now - last[0] >= every_s:

@@ -14,14 +14,26 @@ from rpol_edge.cli.common import (
     check_writable,
     cli_errors,
     err,
-    fields_as_flags,
     metrics_table,
     out,
     progress_bar,
     rank_progress,
     report_skips,
 )
-from rpol_edge.cli.options import Boxes, CudaGraph, Data, Device, Root, RuntimeOpt, Split, Weights
+from rpol_edge.cli.options import (
+    RUNTIME_CHOICES,
+    BatchSize,
+    Boxes,
+    CudaGraph,
+    Data,
+    Device,
+    ModelFile,
+    Root,
+    RuntimeOpt,
+    Split,
+    Weights,
+    Workers,
+)
 from rpol_edge.core.extras import require_torch
 
 DETECTION_KEYS = ("box_mode", "ap50", "recall50", "precision50")
@@ -29,7 +41,7 @@ DETECTION_KEYS = ("box_mode", "ap50", "recall50", "precision50")
 
 
 def eval_cmd(
-    model: Path,
+    model: ModelFile,
     root: Root,
     data: Data = "voc",
     split: Split = "test",
@@ -51,8 +63,8 @@ def eval_cmd(
     class_map: Annotated[
         Path | None, typer.Option(help='JSON: data-set label -> classifier class, "*" for unlabeled images')
     ] = None,
-    batch_size: int = 8,
-    workers: int = 2,
+    batch_size: BatchSize = 8,
+    workers: Workers = 2,
     cuda_graph: CudaGraph = None,
     boxes: Boxes = None,
 ) -> None:
@@ -108,9 +120,9 @@ def compare(
     device: Device = "auto",
     precision: Annotated[str | None, typer.Option(help="torch candidate precision fp32 | fp16")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the agreement record here")] = None,
-    workers: int = 2,
+    workers: Workers = 2,
     runtime: Annotated[
-        str, typer.Option("--runtime", help="candidate's runtime: auto | torch | ort | openvino | trt")
+        str, typer.Option("--runtime", help=f"candidate's runtime: {RUNTIME_CHOICES}")
     ] = "auto",
     ref_runtime: Annotated[str, typer.Option(help="reference's runtime (auto: by file type)")] = "auto",
 ) -> None:
@@ -137,16 +149,15 @@ def demo(
     output: Annotated[
         Path, typer.Option("-o", "--output", help="folder for the model, metrics, overlays")
     ] = Path("out/demo"),
-    input_size: int = 448,
-    workers: int = 2,
+    input_size: Annotated[int, typer.Option(help="network input K (square) of the fit")] = 448,
+    workers: Workers = 2,
 ) -> None:
     """Fit on the bundled sample photos, evaluate, and write overlays: the whole method in one go."""
     with cli_errors():
         require_torch("rpol-edge demo")
         from rpol_edge.evaluate.demo import run_demo
-        from rpol_edge.fitting.config import FitConfig
 
-        with fields_as_flags(FitConfig), progress_bar("fit on bundled sample") as update:
+        with progress_bar("fit on bundled sample") as update:
             result = run_demo(output, input_size, workers, update)
         out.print(metrics_table("metric (bundled test split)", result.metrics))
         out.print(f"model: {result.model}\noverlays: {result.n_overlays} PNG + JSON in {result.overlays}")

@@ -12,7 +12,7 @@ from rpol_edge.cli.common import (
     out,
     progress_bar,
 )
-from rpol_edge.cli.options import Weights
+from rpol_edge.cli.options import BatchSize, Weights, Workers
 
 
 def _parse_point(text: str) -> tuple[float, float]:
@@ -46,8 +46,8 @@ def explain(
     head_index: Annotated[int, typer.Option(help="class-wise model: which head (class row)")] = 0,
     weights: Weights = None,
     no_figure: Annotated[bool, typer.Option("--no-figure", help="JSON only")] = False,
-    batch_size: int = 16,
-    workers: int = 2,
+    batch_size: BatchSize = 16,
+    workers: Workers = 2,
 ) -> None:
     """Representer points: which training images (and where) push a query point's activation up or down."""
     from rpol_edge.data.folder import expand_images

@@ -30,13 +30,20 @@ def _frame_size(text: str | None) -> tuple[int, int] | None:
 
 
 def export(
-    model: Path,
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="the fitted .rpol model, or an exported .onnx graph (see above for which formats)"
+        ),
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="folder for the exported files")] = Path(
         "export"
     ),
     onnx: Annotated[
         bool,
-        typer.Option("--onnx", help="the fused ONNX graph (always written: every format starts from it)"),
+        # Not offered in --help: the graph is always written, so there is nothing to turn on or off;
+        # still accepted, as the commands in scripts and docs that pass it keep working.
+        typer.Option("--onnx", hidden=True, help="accepted and ignored: the ONNX graph is always written"),
     ] = True,
     trt: Annotated[
         bool, typer.Option("--trt", help="build a TensorRT engine (needs TensorRT + GPU)")
@@ -68,8 +75,10 @@ def export(
         EXPORT.calib_data
     ),
     calib_root: Annotated[Path | None, typer.Option(help="INT8 calibration data root")] = None,
-    calib_split: str = EXPORT.calib_split,
-    workspace_mb: int = EXPORT.workspace_mb,
+    calib_split: Annotated[str, typer.Option(help="split of the INT8 calibration data")] = EXPORT.calib_split,
+    workspace_mb: Annotated[
+        int, typer.Option(help="TensorRT builder workspace memory limit, in MB")
+    ] = EXPORT.workspace_mb,
     frame_size: Annotated[
         str | None,
         typer.Option(help="WxH: the graphs take raw camera frames of this size (resize + crop in graph)"),
@@ -100,13 +109,15 @@ def export(
         typer.Option(
             "--deepstream",
             help="also a DeepStream hand-off in this folder: the float-input graph nvinfer feeds, its "
-            "nvinfer config and a README (boxes from rpol_edge.evaluate.deepstream_probe)",
+            "nvinfer config and a README (boxes from the deepstream_probe module, docs/deepstream.md)",
         ),
     ] = None,
 ) -> None:
     """Fold w* into the graph and export: ONNX, FP16 ONNX, INT8 (QDQ), TensorRT engine.
 
     MODEL: the fitted .rpol, or an exported .onnx for --trt, --openvino and --triton (no PyTorch).
+
+    From a .rpol the ONNX graph (model.onnx) is always written: every other format starts from it.
     """
     with cli_errors():
         if model.suffix.lower() != ".onnx":

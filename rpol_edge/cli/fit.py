@@ -11,20 +11,19 @@ from rpol_edge.cli.common import (
     check_writable,
     cli_errors,
     err,
-    fields_as_flags,
     out,
     rank_progress,
     report_skips,
 )
-from rpol_edge.cli.options import Data, Device, Root, Split, Weights
+from rpol_edge.cli.options import Data, Device, Root, Split, Weights, Workers
 from rpol_edge.core.extras import require_torch
 from rpol_edge.fitting.config import FitConfig
 
 FIT = FitConfig(data="folder", root=Path("."))
 """The library's defaults: every default below is read from here, not typed again."""
 
-# The CLI's own flag where it is not the field name with dashes.
-FLAGS = {"tau_mode": "--tau"}
+# Library names (FitConfig's fields) that differ from this command's parameter names.
+ALIASES = {"tau_mode": "tau"}
 
 
 def fit(
@@ -55,7 +54,7 @@ def fit(
     ] = FIT.tau_mode,
     classwise: Annotated[bool, typer.Option(help="one w* per class label")] = FIT.classwise,
     sampling_ratio: Annotated[float, typer.Option(help="fit on this random fraction")] = FIT.sampling_ratio,
-    seed: int = FIT.seed,
+    seed: Annotated[int, typer.Option(help="random seed of the --sampling-ratio draw")] = FIT.seed,
     operating_point: Annotated[
         str | None,
         typer.Option(
@@ -68,8 +67,8 @@ def fit(
         typer.Option(help="a fixed operating threshold (implies --operating-point fixed; default 0.5)"),
     ] = None,
     fraction: Annotated[float, typer.Option(help="share of each map the fraction rule keeps")] = FIT.fraction,
-    batch_size: int = FIT.batch_size,
-    workers: Annotated[int, typer.Option(help="decoding worker processes")] = FIT.workers,
+    batch_size: Annotated[int, typer.Option(help="images per backbone call")] = FIT.batch_size,
+    workers: Workers = FIT.workers,
     device: Device = FIT.device,
     checkpoint_every: Annotated[
         int, typer.Option(help="save each rank's partial sums every N of its images (0: only on SIGTERM)")
@@ -83,7 +82,7 @@ def fit(
 
     Under torchrun (`torchrun --nproc-per-node N -m rpol_edge fit ...`) each rank fits its shard
     and rank 0 writes the file (docs/scale-out.md)."""
-    with cli_errors():
+    with cli_errors(ALIASES):
         require_torch("rpol-edge fit")
         from rpol_edge.fitting.checkpoint import CheckpointOptions, FitStopped
         from rpol_edge.fitting.pipeline import fit_to_file
@@ -111,15 +110,13 @@ def fit(
             workers=workers,
             device=device,
         )
-        with fields_as_flags(FitConfig, FLAGS):
-            cfg.validate()
+        cfg.validate()
         check_writable(output)
         ckpt_dir = checkpoint_dir or output.with_name(output.name + ".ckpt")
         ckpt = CheckpointOptions(ckpt_dir, checkpoint_every, resume)
         ckpt.validate()
         try:
-            with fields_as_flags(FitConfig, FLAGS):  # checks that need the backbone (its stride)
-                result, ctx = fit_to_file(cfg, output, ckpt, rank_progress("fit"))
+            result, ctx = fit_to_file(cfg, output, ckpt, rank_progress("fit"))
         except FitStopped as exc:
             err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(128 + exc.signum) from None

@@ -14,6 +14,7 @@ from rpol_edge.cli.common import (
     cli_errors,
     out,
 )
+from rpol_edge.cli.options import ModelFile
 
 
 def batch_range(model: Path) -> tuple[int, int | None]:
@@ -33,7 +34,7 @@ def batch_range(model: Path) -> tuple[int, int | None]:
 
 
 def info(
-    model: Path,
+    model: ModelFile,
     json_out: Annotated[bool, typer.Option("--json", help="print the whole record as JSON")] = False,
 ) -> None:
     """Print the metadata record of a model file, ONNX file or engine."""

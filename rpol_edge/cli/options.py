@@ -7,10 +7,15 @@ from typing import Annotated
 
 import typer
 
+from rpol_edge.runtimes import RUNTIMES
+
+RUNTIME_CHOICES = " | ".join(["auto", *RUNTIMES])
+"""``--runtime``'s choices, from the registry: a runtime added there is offered everywhere."""
+
 Data = Annotated[str, typer.Option("--data", help="cub | wsol | voc | folder")]
 Root = Annotated[Path, typer.Option("--root", help="data-set root folder")]
 Split = Annotated[str, typer.Option("--split", help="split name (train, test, ...)")]
-RuntimeOpt = Annotated[str, typer.Option("--runtime", help="auto | torch | ort | openvino | trt")]
+RuntimeOpt = Annotated[str, typer.Option("--runtime", help=RUNTIME_CHOICES)]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA when reachable) | cpu | cuda | cuda:N")]
 Weights = Annotated[Path | None, typer.Option("--weights", help="backbone checkpoint file")]
 CudaGraph = Annotated[
@@ -33,8 +38,18 @@ Boxes = Annotated[
     str | None,
     typer.Option(
         "--boxes",
-        help="largest: one box, around the mask's largest region | all: one box per object "
-        "(docs/instances.md) [default: the model's, see info; largest]",
+        help="largest: one box, around the mask's largest region | all: one box per object, see "
+        "docs/instances.md",
+        # a literal "[default: ...]" in the help text would be read as rich markup and vanish
+        show_default="the model's, see info; largest",
+    ),
+]
+ModelFile = Annotated[
+    Path,
+    typer.Argument(
+        help="model file: a fitted .rpol, an exported .onnx, an OpenVINO .xml or a TensorRT .engine",
         show_default=False,
     ),
 ]
+Workers = Annotated[int, typer.Option(help="image-decoding worker processes (0: decode in this one)")]
+BatchSize = Annotated[int, typer.Option(help="images per inference call")]

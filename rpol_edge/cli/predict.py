@@ -16,11 +16,11 @@ from rpol_edge.cli.common import (
     progress_bar,
     report_skips,
 )
-from rpol_edge.cli.options import Boxes, Device, MinArea, RuntimeOpt, Weights
+from rpol_edge.cli.options import Boxes, Device, MinArea, ModelFile, RuntimeOpt, Weights
 
 
 def predict(
-    model: Path,
+    model: ModelFile,
     images: Annotated[
         list[Path],
         typer.Argument(

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from rpol_edge.cli.common import ConsoleHandler, check_writable, cli_errors, err, out
-from rpol_edge.cli.options import Boxes, MinArea
-from rpol_edge.live.source_registry import accepted_sources
+from rpol_edge.cli.options import Boxes, MinArea, ModelFile, RuntimeOpt
+from rpol_edge.live.source_registry import SCHEMES
 from rpol_edge.live.sources import SourceError
 
 if TYPE_CHECKING:
@@ -31,22 +31,24 @@ if TYPE_CHECKING:
     from rpol_edge.runtimes import Runtime
 
 SOURCE_HELP = (
-    "camera, stream, video file, image file, folder or glob: "
-    + accepted_sources()
-    + "; repeat it for several streams, batched into one inference call"
+    "a camera, stream, video file, image file, folder or glob: a path, or a URI "
+    f"({', '.join(f'{scheme}://' for scheme in SCHEMES)}; their forms and options: docs/live.md); "
+    "repeat it for several streams, batched into one inference call"
 )
+"""Scheme names only, from the registry: the full forms (``csi://N?width=&height=&fps=&flip=``) do
+not fit an 80-column help column; every error about a source lists them."""
 STREAM_FIELD = "{stream}"
 """In --save, --jsonl and --save-frames, replaced by each source's number (0, 1, ...): one output
 per stream. Without it, several streams share one output (a tiled mosaic for --save and --show)."""
 
 
 def run_command(
-    model: Annotated[Path, typer.Argument(help="model file (.rpol), ONNX file or TensorRT engine")],
+    model: ModelFile,
     source: Annotated[list[str] | None, typer.Option("--source", help=SOURCE_HELP)] = None,
     camera: Annotated[
         int | None, typer.Option("--camera", help="V4L2 camera index (same as --source camera://N)")
     ] = None,
-    runtime: Annotated[str, typer.Option("--runtime", help="auto | torch | ort | openvino | trt")] = "auto",
+    runtime: RuntimeOpt = "auto",
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")] = "auto",
     weights: Annotated[Path | None, typer.Option("--weights", help="backbone checkpoint file")] = None,
     precision: Annotated[str | None, typer.Option(help="torch runtime: fp32 | fp16 (CUDA)")] = None,

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from rpol_edge.cli.common import cli_errors, err, out
-from rpol_edge.cli.options import Boxes, Device, MinArea, RuntimeOpt
+from rpol_edge.cli.options import Boxes, Device, MinArea, ModelFile, RuntimeOpt
 
 if TYPE_CHECKING:
     from rpol_edge.serving.server import TritonServer
 
 
 def serve(
-    model: Path,
+    model: ModelFile,
     http_port: Annotated[
         int, typer.Option(help="HTTP/REST port (KServe v2 protocol); 0: a free one, shown when serving")
     ] = 8000,

@@ -39,7 +39,7 @@ class Detection:
 
 def check_boxes(boxes: str) -> str:
     if boxes not in BOX_MODES:
-        raise ValueError(f"--boxes {boxes!r}: choose {' or '.join(BOX_MODES)}")
+        raise ValueError(f"boxes={boxes!r}: choose {' or '.join(BOX_MODES)}")
     return boxes
 
 
@@ -91,7 +91,7 @@ def crop_boxes(
         return empty
     if check_boxes(boxes) == "all":
         if cells <= 0:
-            raise ValueError("--boxes all needs the feature grid size (cells per side)")
+            raise ValueError("boxes='all' needs the feature grid size (cells per side)")
         return all_boxes(score, mask, cells, peak=peak)
     b = boxes_from_mask(mask, multi_contour=False)[0]
     x0, y0, x1, y1 = (int(v) for v in b)
@@ -129,7 +129,7 @@ def detection_record(d: Detection) -> dict[str, Any]:
 
 def check_min_area(min_area: float) -> float:
     if not 0.0 <= min_area < 1.0:
-        raise ValueError(f"--min-area {min_area}: a share of the input crop in [0, 1)")
+        raise ValueError(f"min_area={min_area}: a share of the input crop in [0, 1)")
     return min_area
 
 

@@ -22,9 +22,9 @@ def parse_frame_size(text: str) -> tuple[int, int]:
     except ValueError:
         size = (0, 0)
     if not sep or min(size) <= 0:
-        raise ValueError(f"--frame-size {text!r}: give WIDTHxHEIGHT, e.g. 1280x720")
+        raise ValueError(f"frame_size={text!r}: give WIDTHxHEIGHT, e.g. 1280x720")
     if max(size) > MAX_FRAME_SIDE:
-        raise ValueError(f"--frame-size {text}: at most {MAX_FRAME_SIDE} pixels a side")
+        raise ValueError(f"frame_size={text}: at most {MAX_FRAME_SIDE} pixels a side")
     return size
 
 
@@ -33,15 +33,15 @@ def check_frame_covers_input(size: tuple[int, int], input_size: int) -> None:
     detail is gained and the box is as coarse as the frame, so it is refused."""
     if min(size) < input_size:
         raise ExportError(
-            f"--frame-size {size[0]}x{size[1]}: smaller than the model's {input_size}x{input_size} input, "
+            f"frame_size={size[0]}x{size[1]}: smaller than the model's {input_size}x{input_size} input, "
             f"the graph would upsample every frame; give frames of at least {input_size} a side (or "
-            "export without --frame-size and let the host resize)"
+            "export without `frame_size` and let the host resize)"
         )
 
 
 DEEPSTREAM_INT8 = (
-    "--deepstream with --int8: nvinfer builds INT8 only with a calibration table (int8-calib-file), "
-    "which rpol-edge does not write; export the hand-off in FP32 or with --fp16 (network-mode=2)"
+    "`deepstream` with int8=True: nvinfer builds INT8 only with a calibration table (int8-calib-file), "
+    "which rpol-edge does not write; export the hand-off in FP32 or with fp16=True (network-mode=2)"
 )
 """Without a table nvinfer (DeepStream 6.2, nvdsinfer_model_builder.cpp) warns and builds FP16."""
 

@@ -20,7 +20,7 @@ from rpol_edge.exporters.formats import DEEPSTREAM_INT8, FORMATS, ExportError, c
 from rpol_edge.exporters.onnx_export import export_onnx
 from rpol_edge.exporters.staging import Staging, staged
 
-FROM_RPOL = "the FP16 and INT8 graphs, --frame-size and --deepstream are exported from the fitted .rpol"
+FROM_RPOL = "the FP16 and INT8 graphs, `frame_size` and `deepstream` are exported from the fitted .rpol"
 """What an exported .onnx cannot give (said in the errors that refuse them)."""
 
 
@@ -70,23 +70,23 @@ class ExportRequest:
         elif self.model.suffix != ".rpol":
             raise ExportError(
                 f"{self.model}: export starts from a fitted .rpol model (or an exported .onnx, for "
-                "--trt, --openvino and --triton)"
+                "trt=True, openvino=True and triton=DIR)"
             )
         if self.int8 and not self.from_onnx and not (self.calib_data and self.calib_root):
-            raise ExportError("--int8 needs calibration images: --calib-data KIND --calib-root DIR")
+            raise ExportError("int8=True needs calibration images: calib_data=KIND calib_root=DIR")
         if self.trt:
             from rpol_edge.runtimes.trt_common import require_tensorrt
 
             require_tensorrt()
         if self.openvino:
             if self.openvino_precision not in ("f32", "bf16"):
-                raise ExportError(f"--openvino-precision {self.openvino_precision!r}: choose f32 or bf16")
+                raise ExportError(f"openvino_precision={self.openvino_precision!r}: choose f32 or bf16")
             try:
                 import openvino  # noqa: F401
             except ImportError:
-                raise ExportError("--openvino needs OpenVINO: pip install 'rpol-edge[openvino]'") from None
+                raise ExportError("openvino=True needs OpenVINO: pip install 'rpol-edge[openvino]'") from None
         if self.frame_format not in ("bgr", "rgb"):
-            raise ExportError(f"--frame-format {self.frame_format!r}: choose bgr or rgb")
+            raise ExportError(f"frame_format={self.frame_format!r}: choose bgr or rgb")
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ExportError(f"{self.out_dir} exists and is not a folder")
         if self.triton:
@@ -96,24 +96,24 @@ class ExportRequest:
     def _validate_onnx_source(self) -> None:
         if not (self.trt or self.openvino or self.triton):
             raise ExportError(
-                f"{self.model} is already ONNX: add --trt (a TensorRT engine, built on this device), "
-                f"--openvino (an OpenVINO IR) or --triton DIR (a Triton repository); {FROM_RPOL}"
+                f"{self.model} is already ONNX: add trt=True (a TensorRT engine, built on this device), "
+                f"openvino=True (an OpenVINO IR) or triton=DIR (a Triton repository); {FROM_RPOL}"
             )
         options = {
-            "--frame-size": self.frame_size,
-            "--calib-root": self.calib_root,
-            "--weights": self.weights,
+            "frame_size": self.frame_size,
+            "calib_root": self.calib_root,
+            "weights": self.weights,
         }
-        given = [flag for flag, value in options.items() if value]
+        given = [f"`{name}`" for name, value in options.items() if value]
         if given:
             raise ExportError(
                 f"{', '.join(given)}: fixed when {self.model.name} was exported; export again from the .rpol"
             )
-        precision = [flag for flag, on in (("--fp16", self.fp16), ("--int8", self.int8)) if on]
+        precision = [f"`{name}`" for name, on in (("fp16", self.fp16), ("int8", self.int8)) if on]
         if precision and not self.trt:
             raise ExportError(
                 f"{precision[0]}: from an exported .onnx it sets the TensorRT engine's precision (add "
-                f"--trt); {FROM_RPOL}"
+                f"trt=True); {FROM_RPOL}"
             )
 
     def _validate_inputs(self) -> None:
@@ -122,7 +122,7 @@ class ExportRequest:
         if not self.model.is_file():
             raise ExportError(f"{self.model}: no such model file")
         if self.weights is not None and not self.weights.is_file():
-            raise ExportError(f"--weights {self.weights}: no such file")
+            raise ExportError(f"weights={self.weights}: no such file")
         if self.int8 and not self.from_onnx and self.calib_root is not None:
             from rpol_edge.data import DatasetError, read_dataset
 
@@ -135,18 +135,18 @@ class ExportRequest:
         assert self.deepstream is not None
         if self.from_onnx:
             raise ExportError(
-                "--deepstream: the nvinfer graph is traced from the fitted .rpol model, "
+                "`deepstream`: the nvinfer graph is traced from the fitted .rpol model, "
                 "not from an exported .onnx"
             )
         if self.int8:
             raise ExportError(DEEPSTREAM_INT8)
         if self.frame_size:
             raise ExportError(
-                "--deepstream with --frame-size: nvinfer scales every frame to the network size itself; "
-                "export the hand-off without --frame-size"
+                "`deepstream` with `frame_size`: nvinfer scales every frame to the network size itself; "
+                "export the hand-off without `frame_size`"
             )
         if self.deepstream.exists() and not self.deepstream.is_dir():
-            raise ExportError(f"--deepstream {self.deepstream}: exists and is not a folder")
+            raise ExportError(f"deepstream={self.deepstream}: exists and is not a folder")
 
     def _validate_triton(self) -> None:
         from rpol_edge.exporters.triton import check_name, model_config_pb2
@@ -155,11 +155,11 @@ class ExportRequest:
         check_name(self.triton_name)
         if not self.from_onnx and self.batch[0] == self.batch[2]:
             raise ExportError(
-                f"--triton: Triton batches requests into a batch range, --batch {self.batch[0]} is fixed: "
-                "give --batch MIN:OPT:MAX (e.g. 1:4:8)"
+                f"`triton`: Triton batches requests into a batch range, batch={self.batch[0]} is fixed: "
+                "give batch=MIN:OPT:MAX (e.g. 1:4:8)"
             )
         if self.triton and self.triton.exists() and not self.triton.is_dir():
-            raise ExportError(f"--triton {self.triton}: exists and is not a folder")
+            raise ExportError(f"triton={self.triton}: exists and is not a folder")
 
 
 @dataclass
@@ -177,11 +177,11 @@ def parse_batch(text: str) -> tuple[int, int, int]:
     try:
         parts = [int(p) for p in text.split(":")]
     except ValueError:
-        raise ValueError(f"--batch {text!r}: give N or MIN:OPT:MAX") from None
+        raise ValueError(f"batch={text!r}: give N or MIN:OPT:MAX") from None
     if len(parts) == 1:
         parts *= 3
     if len(parts) != 3 or not 1 <= parts[0] <= parts[1] <= parts[2]:
-        raise ValueError(f"--batch {text!r}: need 1 <= MIN <= OPT <= MAX")
+        raise ValueError(f"batch={text!r}: need 1 <= MIN <= OPT <= MAX")
     return parts[0], parts[1], parts[2]
 
 

@@ -251,6 +251,8 @@ def stream(
     on any failure (the last whole-batch state: ``step`` builds a new state, never edits one)."""
     start = state.position
     since = 0
+    if progress and start == 0:
+        progress(0, total)  # the backbone is loaded: the work (and the progress rate's clock) starts
     try:
         with torch.inference_mode():
             for batch in batches:

@@ -121,15 +121,16 @@ def choose(model: Path, runtime: str) -> RuntimeInfo:
 
 
 def _runtime_advice(suffix: str, runtime: str) -> str:
-    """What to do instead: the runtime that runs this file, or the export that makes one."""
+    """What to do instead: the runtime that runs this file, or the export that makes one (named as
+    the export command, the one way to make it from either side)."""
     own = next((i.name for i in RUNTIMES.values() if suffix in i.suffixes), None)
     if own == "torch":
         flags = "--onnx --trt" if runtime == "trt" else "--onnx"
-        return f"export it first (rpol-edge export MODEL {flags} -o DIR), or use --runtime torch (or auto)"
+        return f"export it first (rpol-edge export MODEL {flags} -o DIR), or use runtime=torch (or auto)"
     if own is not None:
         build = " or build an engine from it (rpol-edge export MODEL.onnx --trt)" if own == "ort" else ""
-        return f"use --runtime {own} (or auto){build}"
-    return "choose --runtime auto"
+        return f"use runtime={own} (or auto){build}"
+    return "choose runtime=auto"
 
 
 DEVICE_HELP = "auto, cpu, cuda or cuda:N"
@@ -178,7 +179,7 @@ def resolve_device(info: RuntimeInfo, device: str) -> str:
     if info.name == "openvino" and device.startswith("cuda"):
         raise InferenceError(
             f"device {device!r} is not an OpenVINO device: it runs on cpu, gpu, gpu.N or npu (Intel); "
-            "for an NVIDIA GPU use --runtime ort or trt"
+            "for an NVIDIA GPU use runtime=ort or trt"
         )
     if device != "auto":
         return device
@@ -189,13 +190,6 @@ def resolve_device(info: RuntimeInfo, device: str) -> str:
     return "cuda" if cuda_available(info) else "cpu"
 
 
-CPU_AUTO: dict[str, str] = {"int8": "openvino"}
-"""On a CPU, which installed runtime ``--runtime auto`` runs an ``.onnx`` graph of each precision on
-(the others: ONNX Runtime). Chosen by measurement (docs/runtimes.md, "OpenVINO"): OpenVINO ran the
-QDQ INT8 graph faster than ONNX Runtime with the same fidelity on both CPUs measured (an Intel Xeon
-with AMX and an AMD EPYC with AVX-512 VNNI); on the FP32 graph it was not faster at exact f32, and
-bf16 is not exact, so FP32 graphs stay on ONNX Runtime."""
-
 log = logging.getLogger("rpol_edge.runtimes")
 
 
@@ -203,7 +197,8 @@ def open_runtime(model: Path, runtime: str = "auto", **options: Any) -> Runtime:
     """Create (not yet activate) the runtime for a model file; use it in a ``with`` block.
 
     ``runtime="auto"`` picks the runtime by file type (.rpol torch, .onnx ort, .engine trt, .xml
-    openvino; on a CPU an INT8 .onnx runs on OpenVINO when it is installed, see `CPU_AUTO`) and
+    openvino; on a CPU an INT8 .onnx runs where it was measured faster on this CPU family, see
+    `rpol_edge.runtimes.cpu_auto`) and
     ``device="auto"`` the fastest device it can reach; ``runtime.description`` says what was chosen.
     """
     if runtime == "auto" and Path(model).suffix.lower() == ".onnx":
@@ -230,18 +225,19 @@ def _create(info: RuntimeInfo, model: Path, options: dict[str, Any]) -> Runtime:
     unused = sorted(set(given) - accepted)
     if unused:
         raise InferenceError(
-            f"runtime {info.name} does not take {', '.join('--' + u.replace('_', '-') for u in unused)} "
+            f"runtime {info.name} does not take {', '.join(f'{u}={given[u]!r}' for u in unused)} "
             f"(it takes {', '.join(sorted(accepted))})"
         )
     return cls(Path(model), **given)  # type: ignore[no-any-return]
 
 
 def _cpu_pick(model: Path, options: dict[str, Any]) -> Runtime | None:
-    """The `CPU_AUTO` choice for an ``.onnx`` on a CPU, compiled here so that a runtime that cannot
-    compile the graph on this CPU falls back to ONNX Runtime with one line, never a traceback.
-    None: the usual ONNX Runtime (not a CPU run, no rule for this graph, OpenVINO not installed, or
-    an option only ONNX Runtime takes)."""
+    """The `cpu_auto` choice for an ``.onnx`` on a CPU, said in one log line; an OpenVINO choice is
+    compiled here so that a graph OpenVINO cannot compile on this CPU falls back to ONNX Runtime
+    with one line, never a traceback. None: ONNX Runtime (not a CPU run, no rule for this graph,
+    the rule's choice, OpenVINO not installed, or an option only ONNX Runtime takes)."""
     from rpol_edge.core.onnx_meta import read_onnx_meta
+    from rpol_edge.runtimes.cpu_auto import cpu_rule, this_cpu
 
     ov = RUNTIMES["openvino"]
     device = options.get("device") or "cpu"
@@ -250,13 +246,17 @@ def _cpu_pick(model: Path, options: dict[str, Any]) -> Runtime | None:
     if set(k for k, v in options.items() if v is not None) - {"device", "threads"}:
         return None
     meta = read_onnx_meta(model)
-    if CPU_AUTO.get(meta.precision) != "openvino":
-        return None
     if meta.raw_frames or meta.extra.get("int8_scheme") == "symmetric":
         # Not measured: raw-frame graphs (their in-graph resize differs on OpenVINO by up to 1.4e-3)
         # and the TensorRT-source INT8 graph stay on ONNX Runtime.
         return None
-    precision = meta.precision
+    cpu, flags = this_cpu()
+    rule = cpu_rule(meta.precision, flags)
+    if rule is None:
+        return None
+    if rule.runtime != "openvino":
+        log.info("%s", rule.reason(cpu, meta.precision))
+        return None
     rt = _create(ov, model, {**options, "device": "cpu"})
     try:
         rt.activate()
@@ -264,6 +264,5 @@ def _cpu_pick(model: Path, options: dict[str, Any]) -> Runtime | None:
         log.warning("runtime auto: OpenVINO cannot run %s here (%s); using ONNX Runtime", model.name, exc)
         return None
     rt.active = True
-    log.info("runtime auto: %s on OpenVINO (the faster CPU runtime for %s graphs; --runtime ort forces ONNX "
-             "Runtime)", model.name, precision.upper())  # fmt: skip
+    log.info("%s", rule.reason(cpu, meta.precision))
     return rt

@@ -33,7 +33,7 @@ def provider_chain(device: str, available: list[str], precision: str, cache: Pat
             chain.append(("CUDAExecutionProvider", {"device_id": dev_id}))
         if not chain:
             raise InferenceError(
-                "ort runtime: --device cuda but this onnxruntime has no CUDA/TensorRT provider; "
+                "ort runtime: device=cuda but this onnxruntime has no CUDA/TensorRT provider; "
                 "pip install 'rpol-edge[ort-gpu]' (on Jetson: the Jetson onnxruntime-gpu wheel)"
             )
     chain.append("CPUExecutionProvider")

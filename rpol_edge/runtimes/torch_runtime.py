@@ -49,7 +49,7 @@ class TorchRuntime(Runtime):
         if precision not in ("fp32", "fp16"):
             raise InferenceError(f"torch runtime: precision {precision!r}, choose fp32 or fp16")
         if precision == "fp16" and not device.startswith("cuda"):
-            raise InferenceError("torch runtime: fp16 needs --device cuda (CPU half convolutions are slow)")
+            raise InferenceError("torch runtime: fp16 needs device=cuda (CPU half convolutions are slow)")
         super().__init__(artifact.meta.replace(precision=precision))
         self.artifact = artifact
         self.weights = weights

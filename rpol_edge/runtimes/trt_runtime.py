@@ -50,7 +50,7 @@ def parse_device(device: str) -> int:
     """``cuda`` / ``cuda:N`` / ``N`` -> the CUDA device index; anything else is refused."""
     m = re.fullmatch(r"(?:cuda|gpu)(?::(\d+))?|(\d+)", device.strip().lower())
     if not m:
-        raise InferenceError(f"trt runtime runs on a CUDA device: --device cuda or cuda:N, not {device!r}")
+        raise InferenceError(f"trt runtime runs on a CUDA device: device=cuda or cuda:N, not {device!r}")
     return int(m.group(1) or m.group(2) or 0)
 
 

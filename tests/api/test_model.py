@@ -3,7 +3,6 @@ and its boxes are the ones ``rpol-edge predict`` writes."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -98,22 +97,21 @@ def test_fit_export_load_round_trip(tmp_path: Path) -> None:
 
 
 def test_library_errors_name_the_field_and_the_cli_its_flag() -> None:
-    from rpol_edge.cli.common import to_flags
-    from rpol_edge.cli.fit import FLAGS
-    from rpol_edge.fitting.config import FitConfig
-
-    cfg = FitConfig("folder", Path("."), input_size=16)
-    with pytest.raises(ValueError, match=r"^input_size=16: at least 32") as exc:
-        cfg.validate()
-    names = [f.name for f in dataclasses.fields(FitConfig)]
-    assert to_flags(str(exc.value), names, FLAGS).startswith("--input-size 16: at least 32")
-    assert to_flags("tau_mode=x: choose joint or mean", names, FLAGS) == "--tau x: choose joint or mean"
-    # the CLI's defaults are the record's: one place to change a default
     import typer
 
     from rpol_edge.cli.app import app
+    from rpol_edge.cli.common import command_flags, to_flags
+    from rpol_edge.cli.fit import ALIASES
+    from rpol_edge.fitting.config import FitConfig
 
     fit_cmd = typer.main.get_command(app).commands["fit"]  # type: ignore[attr-defined]
+    cfg = FitConfig("folder", Path("."), input_size=16)
+    with pytest.raises(ValueError, match=r"^input_size=16: at least 32") as exc:
+        cfg.validate()
+    flags = command_flags(fit_cmd.params, ALIASES)
+    assert to_flags(str(exc.value), flags).startswith("--input-size 16: at least 32")
+    assert to_flags("tau_mode=x: choose joint or mean", flags) == "--tau x: choose joint or mean"
+    # the CLI's defaults are the record's: one place to change a default
     defaults = {p.name: p.default for p in fit_cmd.params}
     expected = {"split": "train", "backbone": "lite0", "input_size": 448, "head": "rpol", "seed": 0,
                 "batch_size": 16, "workers": 2, "device": "auto", "tau": "joint"}  # fmt: skip

@@ -51,7 +51,7 @@ def test_bench_rows_ratios_parity_outputs(sample_model: Path, sample_onnx: Path,
         "sample.rpol", "model.onnx", "sample.rpol@precision=fp16",
     ]  # fmt: skip
     fp16 = rows["sample.rpol@precision=fp16"]
-    assert not fp16.available and "needs --device cuda" in fp16.reason  # a row with its reason
+    assert not fp16.available and "needs device=cuda" in fp16.reason  # a row with its reason
     for label, r in rows.items():
         if not r.available:
             continue

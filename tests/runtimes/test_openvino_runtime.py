@@ -68,7 +68,7 @@ def test_same_validation_as_every_runtime(sample_onnx: Path, tmp_path: Path) -> 
         open_runtime(sample_onnx, "openvino", device="cpu", precision="fp8")
     with pytest.raises(InferenceError, match="device 'cuda:0' is not an OpenVINO device"):
         open_runtime(sample_onnx, "openvino", device="cuda:0")
-    with pytest.raises(InferenceError, match="does not take --cuda-graph"):
+    with pytest.raises(InferenceError, match="does not take cuda_graph=True"):
         open_runtime(sample_onnx, "openvino", device="cpu", cuda_graph=True)
     plain = tmp_path / "plain.xml"
     import openvino as ov
@@ -117,16 +117,26 @@ def int8_onnx(sample_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return path
 
 
+@pytest.fixture()
+def amx_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU with AMX, where `--runtime auto` runs INT8 graphs on OpenVINO (runtimes.cpu_auto)."""
+    from rpol_edge.runtimes import cpu_auto
+
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("model name\t: Intel(R) Xeon(R)\nflags\t\t: avx2 avx512f avx512_vnni amx_int8\n")
+    monkeypatch.setattr(cpu_auto, "CPUINFO", fake)
+
+
 def test_auto_on_a_cpu_follows_the_measured_rule(
-    sample_onnx: Path, int8_onnx: Path, caplog: pytest.LogCaptureFixture
+    sample_onnx: Path, int8_onnx: Path, caplog: pytest.LogCaptureFixture, amx_cpu: None
 ) -> None:
-    """INT8 graphs run on OpenVINO (compiled on open, said in one log line), FP32 graphs on ONNX
-    Runtime; --runtime ort still forces ONNX Runtime."""
+    """On a CPU with AMX, INT8 graphs run on OpenVINO (compiled on open, said in one log line), FP32
+    graphs on ONNX Runtime; --runtime ort still forces ONNX Runtime."""
     with caplog.at_level("INFO", logger="rpol_edge.runtimes"):
         with open_runtime(int8_onnx, device="cpu") as rt:
             assert rt.name == "openvino" and rt.description == "openvino CPU int8"
             infer_all(rt, np.zeros((2, rt.meta.input_size, rt.meta.input_size, 3), np.uint8))
-    assert "model.int8.onnx on OpenVINO" in caplog.text and "--runtime ort" in caplog.text
+    assert "auto: OpenVINO for INT8 on Intel(R) Xeon(R) (AMX)" in caplog.text and "--runtime" in caplog.text
     with open_runtime(int8_onnx, "ort", device="cpu") as rt:
         assert rt.name == "ort"
     with open_runtime(sample_onnx, device="cpu") as rt:
@@ -134,7 +144,7 @@ def test_auto_on_a_cpu_follows_the_measured_rule(
 
 
 def test_auto_falls_back_when_openvino_cannot_compile(
-    int8_onnx: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    int8_onnx: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, amx_cpu: None
 ) -> None:
     from rpol_edge.runtimes import openvino_runtime
 

@@ -59,7 +59,7 @@ def test_cuda_graph_on_cpu_says_why_and_runs_eagerly(
 
 
 def test_cuda_graph_option_is_refused_by_ort(sample_onnx: Path) -> None:
-    with pytest.raises(InferenceError, match="does not take --cuda-graph"):
+    with pytest.raises(InferenceError, match="does not take cuda_graph=True"):
         open_runtime(sample_onnx, "ort", device="cpu", cuda_graph=True)
 
 
