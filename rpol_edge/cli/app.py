@@ -24,6 +24,7 @@ from rpol_edge.cli.export import export  # noqa: E402
 from rpol_edge.cli.fit import fit  # noqa: E402
 from rpol_edge.cli.info import info  # noqa: E402
 from rpol_edge.cli.predict import predict  # noqa: E402
+from rpol_edge.cli.refit import refit  # noqa: E402
 from rpol_edge.cli.run import run_command  # noqa: E402
 from rpol_edge.cli.serve import serve  # noqa: E402
 
@@ -52,6 +53,7 @@ def _root(
 
 # Registration order is the order `rpol-edge --help` lists the commands in.
 app.command()(fit)
+app.command()(refit)
 app.command()(info)
 app.command("eval")(eval_cmd)
 app.command()(predict)
