@@ -20,6 +20,10 @@ from rpol_edge.data import Sample
 from rpol_edge.data.images import ImageError, load_rgb
 from rpol_edge.data.loader import iterate_batches
 
+TIME_SLACK_S = 1e-3
+"""--every compares timestamps with this slack: a decoder's positions (milliseconds, rounded) would
+otherwise drop a frame exactly ``every`` seconds later."""
+
 
 @dataclass
 class Chunk:
@@ -101,7 +105,7 @@ def source_chunks(
             if got is None:
                 break
             t = got.position_s if got.position_s is not None else (got.arrived or time.perf_counter())
-            if last is not None and t - last < every:
+            if last is not None and t - last < every - TIME_SLACK_S:
                 continue
             last = t
             seen += 1

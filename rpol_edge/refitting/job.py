@@ -238,6 +238,7 @@ def refit(
     check_refittable(model.meta, str(req.model))
     features = model if req.features_from is None else open_model(Path(req.features_from), req.runtime)
     check_same_features(model.meta, features.meta, str(req.features_from))
+    runner = fit_runner(features, req)  # before the data: a bad --device is told at once
     samples: list[Sample] = []
     if req.data:
         samples = read_dataset(req.data, Path(req.root or "."), req.split)
@@ -267,7 +268,6 @@ def refit(
             save_checkpoint(ckpt_file, st, ident)
 
     counts = SourceCount()
-    runner = fit_runner(features, req)
     with runner:
         if req.data:
             chunks: Iterable[Chunk] = data_chunks(
