@@ -135,9 +135,13 @@ def test_openvino_refit_of_an_ir_and_of_an_onnx(
 
 
 @pytest.mark.parametrize("flavour", ["fp32-static", "fp16", "dynamo-dynamic", "int8-trt"])
-def test_fit_graph_of_every_flavour(variants: dict[str, Path], test_fit: ModelArtifact, flavour: str) -> None:
+def test_fit_graph_of_every_flavour(
+    variants: dict[str, Path], sample_onnx: Path, test_fit: ModelArtifact, flavour: str
+) -> None:
     """The fit graph of every ONNX flavour export writes passes the static TensorRT check for the
-    versions the export was checked for, and its sums give the fit's w* (FP16/INT8: closely)."""
+    versions the export was checked for and runs; FP32 graphs give the fit's w*, FP16 closely. The
+    INT8 graph's own sums are what an INT8 backbone sees (the sample's 8-image calibration moves
+    w* visibly: cosine about 0.94 here); with its FP32 graph's features the refit is the fit's."""
     from rpol_edge.exporters.trt_compat import recorded_targets
 
     path = variants[flavour]
@@ -147,8 +151,22 @@ def test_fit_graph_of_every_flavour(variants: dict[str, Path], test_fit: ModelAr
     assert check_model(graph, recorded_targets(meta)) == []
     onnx.checker.check_model(graph, full_check=True)
     r = refit(RefitRequest(path, path.with_name(f"refit-{path.name}"), data="voc", root=SAMPLE, split="test"))
-    exact = flavour in ("fp32-static", "dynamo-dynamic")
-    assert cosine(r.w, test_fit.w) > (COS if exact else 0.99)
+    bound = {"fp32-static": COS, "dynamo-dynamic": COS, "fp16": 0.999, "int8-trt": 0.9}[flavour]
+    assert cosine(r.w, test_fit.w) > bound
+    assert cosine(onnx_w(path.with_name(f"refit-{path.name}")), r.w) > COS
+    if flavour == "int8-trt":
+        fp32 = refit(
+            RefitRequest(
+                path,
+                path.with_name("refit-fp32-features.onnx"),
+                data="voc",
+                root=SAMPLE,
+                split="test",
+                features_from=sample_onnx,
+            )  # fmt: skip
+        )
+        assert cosine(fp32.w, test_fit.w) > COS
+        assert read_onnx_meta(path.with_name("refit-fp32-features.onnx")).precision == "int8"
 
 
 def test_engine_is_rebuilt_from_its_refitted_onnx(
@@ -272,8 +290,9 @@ def test_cli_ctrl_c_exits_130_with_a_resumable_checkpoint(sample_onnx: Path, tmp
     server = MjpegServer(frames_bgr(4), fps=4.0)
     server.start()
     try:
-        cmd = [sys.executable, "-c", "from rpol_edge.cli.app import main; main()", "refit", str(sample_onnx),
-               "-o", str(tmp_path / "c.onnx"), "--source", server.url, "--frames", "100", "--batch-size", "1", "--checkpoint-every", "1"]  # fmt: skip
+        cmd = [sys.executable, "-c", "from rpol_edge.cli.app import main; main()", "refit", str(sample_onnx)]
+        cmd += ["-o", str(tmp_path / "c.onnx"), "--source", server.url, "--frames", "100"]
+        cmd += ["--batch-size", "1", "--checkpoint-every", "1"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         ckpt = tmp_path / "c.onnx.ckpt"
         import time
@@ -345,7 +364,8 @@ try:
 except SystemExit as e:
     assert e.code in (0, None), e.code
 import rpol_edge
-m = rpol_edge.refit({str(sample_onnx)!r}, {str(tmp_path / "b.onnx")!r}, data="voc", root={str(SAMPLE)!r}, split="test")
+m = rpol_edge.refit({str(sample_onnx)!r}, {str(tmp_path / "b.onnx")!r},
+                    data="voc", root={str(SAMPLE)!r}, split="test")
 m.close()
 print(json.dumps(sorted(k for k in sys.modules if k.split(".")[0] in ("torch", "timm", "torchvision"))))
 """
