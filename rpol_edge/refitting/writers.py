@@ -25,7 +25,7 @@ import numpy as np
 
 from rpol_edge.core.files import atomic_write
 from rpol_edge.core.metadata import ModelMeta
-from rpol_edge.refitting.onnx_graph import replace_head
+from rpol_edge.refitting.onnx_graph import RefitError, replace_head
 
 if TYPE_CHECKING:
     from rpol_edge.refitting.job import Opened
@@ -56,14 +56,23 @@ def _onnx_graph(model: Opened):  # type: ignore[no-untyped-def]
 
 
 def write_onnx(model: Opened, output: Path, meta: ModelMeta, w: np.ndarray) -> None:
-    from rpol_edge.exporters.onnx_export import finish_graph
+    from rpol_edge.exporters.onnx_export import _set_metadata, finish_graph
     from rpol_edge.exporters.trt_compat import recorded_targets
     from rpol_edge.refitting.onnx_graph import onnx_module
 
     onnx = onnx_module()
     graph = _onnx_graph(model)
     replace_head(graph, meta, w, str(model.path))
-    finish_graph(graph, meta, recorded_targets(model.meta), output.name)
+    if "trt_targets" in model.meta.extra:
+        finish_graph(graph, meta, recorded_targets(model.meta), output.name)
+    else:
+        # A graph its export never checked for TensorRT (the CPU INT8 graph, or one exported before
+        # the check was recorded): its record is written as it was, with no claim added.
+        _set_metadata(graph, meta.shipped())
+        try:
+            onnx.checker.check_model(graph, full_check=True)
+        except Exception as exc:  # noqa: BLE001 - onnx raises its own ValidationError kinds
+            raise RefitError(f"{output.name} fails onnx.checker: {str(exc).splitlines()[0]}") from None
 
     def write(tmp: Path) -> None:
         onnx.save(graph, str(tmp))

@@ -25,6 +25,7 @@ import onnx  # noqa: E402
 from rpol_edge.core.artifact import ModelArtifact  # noqa: E402
 from rpol_edge.core.metadata import ModelMeta  # noqa: E402
 from rpol_edge.core.onnx_meta import read_onnx_meta  # noqa: E402
+from rpol_edge.data import DatasetError  # noqa: E402
 from rpol_edge.exporters.onnx_export import export_onnx  # noqa: E402
 from rpol_edge.exporters.trt_compat import check_model  # noqa: E402
 from rpol_edge.fitting.checkpoint import CheckpointOptions, FitStopped  # noqa: E402
@@ -388,3 +389,47 @@ def test_model_refit_method(sample_onnx: Path, tmp_path: Path) -> None:
         )
     with pytest.raises(TypeError, match="did you mean frames"):
         rpol_edge.refit(sample_onnx, tmp_path / "x.onnx", frame=3)
+
+
+def test_raw_frame_model_refits_on_raw_frames(sample_model: Path, sample_onnx: Path, tmp_path: Path) -> None:
+    """A graph exported with --frame-size takes the camera's raw frames in its fit graph too (resize
+    and crop in the graph): it gives the w* of the host-resized model on the same video, up to
+    the in-graph resize's rounding; photos of another size are counted skips, never fed."""
+    from tests.live.live_support import FRAME_H, FRAME_W
+
+    raw = tmp_path / "raw.onnx"
+    export_onnx(sample_model, raw, batch=(1, 1, 1), frame=(FRAME_W, FRAME_H, "bgr"))
+    video = tmp_path / "clip.mp4"
+    write_video(video, frames_bgr(6))
+    a = refit(RefitRequest(raw, tmp_path / "a.onnx", source=str(video), frames=6))
+    b = refit(RefitRequest(sample_onnx, tmp_path / "b.onnx", source=str(video), frames=6))
+    assert a.meta.n_images == b.meta.n_images == 6 and read_onnx_meta(tmp_path / "a.onnx").raw_frames
+    assert cosine(a.w, b.w) > 0.999  # 0.99986 measured: the in-graph resize rounds differently
+    with pytest.raises(DatasetError, match="no frame could be read .*320x240"):
+        refit(RefitRequest(raw, tmp_path / "c.onnx", data="voc", root=SAMPLE, split="test", workers=0))
+
+
+def test_cpu_int8_graph_refits_without_a_tensorrt_claim(sample_onnx: Path, tmp_path: Path) -> None:
+    """The CPU INT8 graph (uint8 QDQ, never a TensorRT source) refits, its own INT8 sums or its
+    FP32 graph's, and its record gains no TensorRT claim; OpenVINO runs its fit graph too."""
+    from rpol_edge.exporters.int8 import quantize_int8
+
+    int8 = tmp_path / "model.int8.onnx"
+    quantize_int8(sample_onnx, int8, "voc", SAMPLE, "train", count=8)
+    own = refit(
+        RefitRequest(int8, tmp_path / "own.onnx", data="voc", root=SAMPLE, split="test", runtime="ort")
+    )
+    fp32 = refit(
+        RefitRequest(
+            int8, tmp_path / "fp32.onnx", data="voc", root=SAMPLE, split="test", features_from=sample_onnx
+        )
+    )
+    meta = read_onnx_meta(tmp_path / "own.onnx")
+    assert meta.precision == "int8" and "trt_targets" not in meta.extra
+    assert "trt_targets" not in read_onnx_meta(int8).extra
+    assert cosine(own.w, fp32.w) > 0.9 and own.meta.n_images == fp32.meta.n_images == 12
+    pytest.importorskip("openvino", reason="the openvino extra")
+    ov = refit(
+        RefitRequest(int8, tmp_path / "ov.onnx", data="voc", root=SAMPLE, split="test", runtime="openvino")
+    )
+    assert cosine(ov.w, own.w) > 0.99
