@@ -11,7 +11,7 @@ pre-processing and backbone. The fit graph keeps everything up to f and outputs
 
 the per-image sums of core/wstar.py, computed in float32 inside the graph (C + C + 1 floats per
 image leave the device instead of C x h x w). The ops (ReduceMean, ReduceL2, ReduceSum, Max, Div)
-are in TensorRT's ONNX operator matrix. Graphs exported before this module existed have the
+are in TensorRT's ONNX operator matrix. Graphs exported by earlier rpol-edge versions have the
 same convolution, so they refit too.
 """
 
