@@ -9,6 +9,7 @@ import typer
 
 from rpol_edge.cli.common import check_writable, cli_errors, err, out, progress_bar, report_skips, to_flags
 from rpol_edge.cli.options import Device, RuntimeOpt
+from rpol_edge.refitting.job import RefitRequest
 
 FLAGS = {"tau_mode": "--tau", "output": "-o"}
 FIELDS = ("data", "root", "split", "source", "frames", "every", "batch_size", "workers", "tau_mode",
@@ -35,7 +36,7 @@ def refit(
     runtime: RuntimeOpt = "auto",
     device: Device = "auto",
     threads: Annotated[int | None, typer.Option(help="runtime threads (default: the runtime's)")] = None,
-    batch_size: int = 16,
+    batch_size: Annotated[int, typer.Option(help="frames per runtime call")] = RefitRequest.batch_size,
     workers: Annotated[int, typer.Option(help="decoding worker processes (--data)")] = 2,
     tau: Annotated[str, typer.Option("--tau", help="joint (Eq. 25, default) | mean")] = "joint",
     features_from: Annotated[
@@ -59,7 +60,6 @@ def refit(
     graph with the new w* and metadata. Ctrl-C saves a checkpoint; run again with --resume."""
     with cli_errors():
         from rpol_edge.fitting.checkpoint import CheckpointOptions, FitStopped
-        from rpol_edge.refitting.job import RefitRequest
         from rpol_edge.refitting.job import refit as run_refit
 
         req = RefitRequest(
