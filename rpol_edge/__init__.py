@@ -24,14 +24,15 @@ _API = {
     "load": "rpol_edge.api.model",
     "fit": "rpol_edge.api.jobs",
     "export": "rpol_edge.api.jobs",
-    "refit": "rpol_edge.api.jobs",
+    "refit": "rpol_edge.api.refit_job",
     "SAMPLE_ROOT": "rpol_edge.data.sample",
 }
 __all__ = ["SAMPLE_ROOT", "Model", "Prediction", "__version__", "export", "fit", "load", "refit"]
 
 if TYPE_CHECKING:
-    from rpol_edge.api.jobs import export, fit, refit
+    from rpol_edge.api.jobs import export, fit
     from rpol_edge.api.model import Model, Prediction, load
+    from rpol_edge.api.refit_job import refit
     from rpol_edge.data.sample import SAMPLE_ROOT
 
 

@@ -135,7 +135,7 @@ class Model:
     def refit(self, output: str | Path, **options: Any) -> Model:
         """This exported model refitted through its own runtime on new images or a live source
         (`rpol_edge.refit`, the same options), written to ``output`` and opened."""
-        from rpol_edge.api.jobs import refit
+        from rpol_edge.api.refit_job import refit
 
         return refit(self.path, output, **options)
 
