@@ -5,6 +5,7 @@
     with rpol_edge.load("model.onnx") as model:           # exported with rpol_edge.export
         det = model.predict("photo.jpg")
     det.box, det.score, det.score_map, det.mask
+    rpol_edge.refit("model.onnx", "lobby.onnx", source="rtsp://cam/stream", frames=200, every=2.0)
 
 The names resolve on first use (PEP 562), so ``import rpol_edge`` stays light and never imports
 torch: a device that only runs exported graphs needs neither torch nor the fitting code.
@@ -23,13 +24,15 @@ _API = {
     "load": "rpol_edge.api.model",
     "fit": "rpol_edge.api.jobs",
     "export": "rpol_edge.api.jobs",
+    "refit": "rpol_edge.api.refit_job",
     "SAMPLE_ROOT": "rpol_edge.data.sample",
 }
-__all__ = ["SAMPLE_ROOT", "Model", "Prediction", "__version__", "export", "fit", "load"]
+__all__ = ["SAMPLE_ROOT", "Model", "Prediction", "__version__", "export", "fit", "load", "refit"]
 
 if TYPE_CHECKING:
     from rpol_edge.api.jobs import export, fit
     from rpol_edge.api.model import Model, Prediction, load
+    from rpol_edge.api.refit_job import refit
     from rpol_edge.data.sample import SAMPLE_ROOT
 
 

@@ -201,7 +201,7 @@ ADDED = {
 }
 
 # Commands added since the layout change (all their options are new).
-NEW_COMMANDS = ("serve", "client")
+NEW_COMMANDS = ("serve", "client", "refit")
 
 
 def _without_added(words: str, params: list[dict[str, object]], added: tuple[str, ...]) -> str:

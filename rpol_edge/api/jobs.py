@@ -8,32 +8,11 @@ and exporting need the ``torch`` and ``onnx`` extras; they are imported only whe
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 from pathlib import Path
 from typing import Any
 
 from rpol_edge.api.model import Model
-
-
-def closest_option(key: str, names: set[str]) -> str | None:
-    """The option a misspelt or shortened ``key`` most likely meant: a close spelling
-    (``input_sise``, ``input-size``), else the one option whose first word it is (``tau``, the
-    command line's ``--tau``, is ``tau_mode``)."""
-    close = difflib.get_close_matches(key.replace("-", "_"), sorted(names), n=1)
-    if close:
-        return close[0]
-    starting = [n for n in names if n.split("_")[0] == key]
-    return starting[0] if len(starting) == 1 else None
-
-
-def _checked(cls: type, given: dict[str, Any], fixed: set[str]) -> None:
-    names = {f.name for f in dataclasses.fields(cls)} - fixed
-    for key in given:
-        if key not in names:
-            close = closest_option(key, names)
-            hint = f" (did you mean {close}?)" if close else ""
-            raise TypeError(f"unknown option {key!r}{hint}; options: {', '.join(sorted(names))}")
+from rpol_edge.api.options import check_options as _checked
 
 
 def fit(root: str | Path, output: str | Path, data: str = "folder", **options: Any) -> Model:

@@ -133,6 +133,13 @@ class Model:
             preds.append(Prediction(d.box, d.score, score, mask.astype(bool), t, bgr, d.boxes))
         return preds
 
+    def refit(self, output: str | Path, **options: Any) -> Model:
+        """This exported model refitted through its own runtime on new images or a live source
+        (`rpol_edge.refit`, the same options), written to ``output`` and opened."""
+        from rpol_edge.api.refit_job import refit
+
+        return refit(self.path, output, **options)
+
     def close(self) -> None:
         self.runtime.__exit__(None, None, None)
 

@@ -26,6 +26,7 @@ from rpol_edge.cli.export import export  # noqa: E402
 from rpol_edge.cli.fit import fit  # noqa: E402
 from rpol_edge.cli.info import info  # noqa: E402
 from rpol_edge.cli.predict import predict  # noqa: E402
+from rpol_edge.cli.refit import refit  # noqa: E402
 from rpol_edge.cli.run import run_command  # noqa: E402
 from rpol_edge.cli.serve import serve  # noqa: E402
 
@@ -106,6 +107,7 @@ def _root(
 
 # Registration order is the order `rpol-edge --help` lists the commands in.
 app.command(cls=Command)(fit)
+app.command(cls=Command)(refit)
 app.command(cls=Command)(info)
 app.command("eval", cls=Command)(eval_cmd)
 app.command(cls=Command)(predict)

@@ -3,14 +3,21 @@
 Per head only the sum of spatially averaged features, the sum of spatially averaged unit features
 and the image count are kept (plus, for ``tau_mode="mean"``, the sum of per-position norms and the
 position count), in float64, so memory is O(C) whatever the data size and shards merge by adding.
+
+The sums and the solve are NumPy: `FeatureSums.add_image_sums` takes per-image sums computed
+anywhere (PyTorch eager in `fit`, the fit graph of an exported model in `refit`), so both paths
+share one solve. torch is imported only by `FeatureSums.add` and `unit_features` (eager features).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 EPS = 1e-12
 
@@ -49,17 +56,41 @@ class FeatureSums:
 
     def add(self, features: torch.Tensor, heads: torch.Tensor | None = None) -> None:
         """Accumulate a batch of feature maps (N, C, H, W); ``heads`` picks each image's class row."""
+        import torch
+
         f = features.detach().to(torch.float64)
         v = f.mean(dim=(2, 3)).cpu().numpy()
         n = f.norm(dim=1, keepdim=True)  # once: the unit features and the plain-mean tau both need it
         u = (f / n.clamp_min(EPS)).mean(dim=(2, 3)).cpu().numpy()
         norms = n.sum(dim=(1, 2, 3)).cpu().numpy()
-        idx = np.zeros(len(v), np.int64) if heads is None else heads.cpu().numpy().astype(np.int64)
+        idx = None if heads is None else heads.cpu().numpy()
+        self.add_image_sums(v, u, norms, f.shape[2] * f.shape[3], idx)
+
+    def add_image_sums(
+        self,
+        v: np.ndarray,
+        u: np.ndarray,
+        norms: np.ndarray,
+        positions: int,
+        heads: np.ndarray | None = None,
+    ) -> None:
+        """Accumulate per-image sums of a batch: ``v`` (N, C) spatial mean of f, ``u`` (N, C)
+        spatial mean of f / ||f||, ``norms`` (N,) the sum of ||f_i|| over the image's
+        ``positions`` feature cells; added in float64 whatever precision they were computed in."""
+        v = np.asarray(v, np.float64).reshape(len(v), -1)
+        u = np.asarray(u, np.float64).reshape(len(u), -1)
+        norms = np.asarray(norms, np.float64).reshape(-1)
+        if not (v.shape == u.shape and v.shape[1:] == self.v_sum.shape[1:] and len(norms) == len(v)):
+            raise ValueError(
+                f"image sums of shapes {v.shape}, {u.shape}, {norms.shape} do not fit running sums "
+                f"of {self.v_sum.shape[1]} channels"
+            )
+        idx = np.zeros(len(v), np.int64) if heads is None else np.asarray(heads).astype(np.int64)
         np.add.at(self.v_sum, idx, v)
         np.add.at(self.u_sum, idx, u)
         np.add.at(self.count, idx, 1)
         np.add.at(self.norm_sum, idx, norms)
-        np.add.at(self.positions, idx, f.shape[2] * f.shape[3])
+        np.add.at(self.positions, idx, int(positions))
 
     def merge(self, other: FeatureSums) -> FeatureSums:
         return FeatureSums(
