@@ -77,10 +77,14 @@ WORDING = [
     ),
     # --onnx is accepted but no longer offered: the graph is always written (the description says so)
     ("--onnx <bool> the fused ONNX graph (always written: every format starts from it) [default: True] ", ""),
+    # an exported .onnx gives three formats (TensorRT, OpenVINO, Triton), not only the engine; the
+    # ONNX graph is always written from a .rpol (--onnx is no longer offered)
     (
-        "PyTorch needed there). Arguments",
-        "PyTorch needed there). The ONNX graph (model.onnx) is always written: every other format starts "
-        "from it. Arguments",
+        "MODEL is the fitted .rpol; or, with --trt on the device, an exported .onnx to build the engine "
+        "from (no PyTorch needed there). Arguments",
+        "MODEL: the fitted .rpol, or an exported .onnx (no PyTorch) for --trt, --openvino, --triton. "
+        "From a .rpol the ONNX graph (model.onnx) is always written: every other format starts from it. "
+        "Arguments",
     ),
     # on/off flags take no value: no value type shown
     (" <bool> ", " "),

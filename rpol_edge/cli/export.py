@@ -115,7 +115,7 @@ def export(
 ) -> None:
     """Fold w* into the graph and export: ONNX, FP16 ONNX, INT8 (QDQ), TensorRT engine.
 
-    MODEL: the fitted .rpol, or an exported .onnx for --trt, --openvino and --triton (no PyTorch).
+    MODEL: the fitted .rpol, or an exported .onnx (no PyTorch) for --trt, --openvino, --triton.
 
     From a .rpol the ONNX graph (model.onnx) is always written: every other format starts from it.
     """
