@@ -46,3 +46,7 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+# Old import paths that exported Triton ensembles and DeepStream READMEs use (_moved.py).
+importlib.import_module("rpol_edge._moved").install()

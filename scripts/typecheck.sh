@@ -13,7 +13,7 @@ set -euo pipefail
 
 PYTHON="${PYTHON:-python}"
 STUBS_VERSION="10.13.0.35.1"
-FILES=(rpol_edge/exporters/trt_build.py rpol_edge/runtimes/trt_common.py rpol_edge/runtimes/trt_runtime.py rpol_edge/runtimes/cuda_mem.py)
+FILES=(rpol_edge/exporters/trt/build.py rpol_edge/runtimes/trt_common.py rpol_edge/runtimes/trt_runtime.py rpol_edge/runtimes/cuda_mem.py)
 
 cd "$(dirname "$0")/.."
 dest=.typecheck/stubs

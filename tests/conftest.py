@@ -19,7 +19,7 @@ def sample_root() -> Path:
 @pytest.fixture(scope="session")
 def sample_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """lite0 (real ImageNet weights) fitted on the bundled train split at input 224."""
-    from rpol_edge.fitting.pipeline import FitConfig, fit
+    from rpol_edge.fitting.fitter import FitConfig, fit
 
     path = tmp_path_factory.mktemp("model") / "sample.rpol"
     fit(FitConfig("voc", SAMPLE, "train", input_size=TEST_INPUT, workers=0)).artifact.save(path)

@@ -249,7 +249,7 @@ def test_fresh_environment_without_torch_runs_and_predicts(
 # contract cannot see once an edge is ignored.
 LAZY = [
     "rpol_edge.core.artifact", "rpol_edge.runtimes", "rpol_edge.fitting.distributed",
-    "rpol_edge.backbones.classifier", "rpol_edge.fitting.config", "rpol_edge.exporters.pipeline",
+    "rpol_edge.backbones.classifier", "rpol_edge.fitting.config", "rpol_edge.exporters.orchestrator",
     "rpol_edge.cli.app",
 ]  # fmt: skip
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rpol_edge.exporters.trt_build import fp16_strategy
-from rpol_edge.exporters.trtexec import trtexec_command
+from rpol_edge.exporters.trt.build import fp16_strategy
+from rpol_edge.exporters.trt.trtexec import trtexec_command
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -2,7 +2,7 @@
 bindings, so the TensorRT code's version branches and its CUDA sequencing are tested where neither
 can be installed.
 
-These are NOT TensorRT and NOT CUDA. They implement only the surface ``rpol_edge.exporters.trt_build``
+These are NOT TensorRT and NOT CUDA. They implement only the surface ``rpol_edge.exporters.trt.build``
 and ``rpol_edge.runtimes.trt_runtime`` touch, and model the facts below, each taken from the
 sources cited (NVIDIA/TensorRT at the tags named, onnx/onnx-tensorrt release branches, the CUDA
 runtime's documented rules). A test that passes here shows the code handles those facts; the real

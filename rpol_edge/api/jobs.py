@@ -19,14 +19,14 @@ def fit(root: str | Path, output: str | Path, data: str = "folder", **options: A
     """Fit w* on the images under ``root`` (no labels used), write ``output`` (.rpol), open it.
 
     ``data`` is the reader: ``folder`` (any images), ``voc``, ``cub`` or ``wsol``; ``options`` are
-    `rpol_edge.fitting.pipeline.FitConfig` fields (``input_size``, ``backbone``, ``split``, ...).
+    `rpol_edge.fitting.fitter.FitConfig` fields (``input_size``, ``backbone``, ``split``, ...).
     As on the command line, ``split="train"`` reads ``root/train`` when that folder exists and
     the whole of ``root`` otherwise.
     """
     from rpol_edge.fitting.config import FitConfig
 
     _checked(FitConfig, options, {"data", "root"})  # before PyTorch is imported: a typo is instant
-    from rpol_edge.fitting.pipeline import fit_to_file
+    from rpol_edge.fitting.fitter import fit_to_file
 
     cfg = FitConfig(data=data, root=Path(root), **options)
     fit_to_file(cfg, Path(output))
@@ -36,11 +36,11 @@ def fit(root: str | Path, output: str | Path, data: str = "folder", **options: A
 def export(model: str | Path, out_dir: str | Path, **options: Any) -> dict[str, Path]:
     """Export a fitted ``.rpol`` (or build a TensorRT engine from an exported ``.onnx``).
 
-    ``options`` are `rpol_edge.exporters.pipeline.ExportRequest` fields: ``trt``, ``fp16``, ``int8``
+    ``options`` are `rpol_edge.exporters.orchestrator.ExportRequest` fields: ``trt``, ``fp16``, ``int8``
     (with ``calib_data`` and ``calib_root``), ``batch=(min, opt, max)``, ``frame_size=(W, H)``...
     Returns the written files by format name (``onnx``, ``onnx-fp16``, ``trt``, ...).
     """
-    from rpol_edge.exporters.pipeline import ExportRequest, run_export
+    from rpol_edge.exporters.orchestrator import ExportRequest, run_export
 
     _checked(ExportRequest, options, {"model", "out_dir"})
     for key in ("calib_root", "weights"):

@@ -21,8 +21,8 @@ from rpol_edge.core.geometry import CropTransform
 from rpol_edge.core.metadata import ModelMeta
 from rpol_edge.core.prepare import prepare
 from rpol_edge.data.images import load_rgb
-from rpol_edge.evaluate.overlay import render
-from rpol_edge.evaluate.predict import Box, box_mode, check_min_area, detect, peak_of
+from rpol_edge.results.detection import Box, box_mode, check_min_area, detect, peak_of
+from rpol_edge.results.overlay import render
 from rpol_edge.runtimes import Runtime, infer_all, open_runtime
 
 ImageLike = str | Path | np.ndarray

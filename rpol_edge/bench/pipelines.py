@@ -58,7 +58,7 @@ def _normalize(frames: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndar
 
 def _model_pipeline(spec: Spec, batch: int) -> _Pipeline:
     from rpol_edge.core.prepare import prepare
-    from rpol_edge.evaluate.predict import detect
+    from rpol_edge.results.detection import detect
     from rpol_edge.runtimes import infer_all, open_runtime
 
     opts = dict(spec.options)
@@ -108,11 +108,11 @@ def _model_pipeline(spec: Spec, batch: int) -> _Pipeline:
 def _reference_pipeline(spec: Spec) -> _Pipeline:
     import torch
 
-    from rpol_edge.backbones.localizer import build_localizer
     from rpol_edge.core.artifact import ModelArtifact
-    from rpol_edge.core.boxes import threshold_mask, to_uint8_map
     from rpol_edge.core.geometry import resize_crop
-    from rpol_edge.evaluate.predict import detect
+    from rpol_edge.modeling.factory import build_localizer
+    from rpol_edge.results.boxes import threshold_mask, to_uint8_map
+    from rpol_edge.results.detection import detect
     from rpol_edge.runtimes import Output
 
     device = torch.device(str(spec.options.get("device", "cpu")))
@@ -192,10 +192,10 @@ def export_backbone_onnx(model_path: Path, out_path: Path, batch: tuple[int, int
     import onnx
     import torch
 
-    from rpol_edge.backbones.localizer import build_localizer
     from rpol_edge.core.artifact import ModelArtifact
     from rpol_edge.core.files import atomic_write
     from rpol_edge.exporters.onnx_export import DEFAULT_OPSET, _simplify
+    from rpol_edge.modeling.factory import build_localizer
 
     artifact = ModelArtifact.load(model_path)
     backbone = build_localizer(artifact).backbone.eval()
@@ -252,7 +252,7 @@ def _backbone_pipeline(spec: Spec) -> _Pipeline:
     else:
         import torch
 
-        from rpol_edge.backbones.localizer import build_localizer
+        from rpol_edge.modeling.factory import build_localizer
 
         if threads:
             torch.set_num_threads(int(threads))

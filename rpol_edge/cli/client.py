@@ -34,14 +34,14 @@ def client(
     ] = False,
 ) -> None:
     """Boxes from a Triton server: for IMAGES, exactly the files `rpol-edge predict` writes."""
-    from rpol_edge.serving.client import RemoteModel, predict_remote
+    from rpol_edge.integrations.triton.client import RemoteModel, predict_remote
 
     with cli_errors():
         if bool(images) == bool(source):
             raise ValueError("give IMAGES or --source URI (one of them)")
         with RemoteModel(url, model, timeout_s=timeout) as remote:
             if source:
-                from rpol_edge.serving.stream import stream_remote
+                from rpol_edge.integrations.triton.remote_stream import stream_remote
 
                 count = stream_remote(remote, source, output, frames, lambda r: _show(r, json_out))
                 err.print(f"{count} frame(s); records in {output / 'frames.jsonl'}", highlight=False)

@@ -58,16 +58,16 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
     (``rpol_edge.backbones.BackboneError``, beside torch and timm, is a ValueError, caught below.)
     """
+    from rpol_edge.core.export_formats import ExportError
     from rpol_edge.core.extras import MissingExtra
     from rpol_edge.core.metadata import MetadataError
     from rpol_edge.data import DatasetError
     from rpol_edge.data.images import ImageError
-    from rpol_edge.exporters.formats import ExportError
-    from rpol_edge.exporters.trt_build import EngineBuildError
+    from rpol_edge.exporters.trt.build import EngineBuildError
+    from rpol_edge.integrations.triton.server_env import ServeError
     from rpol_edge.runtimes import InferenceError
     from rpol_edge.runtimes.cuda_mem import CudaError
     from rpol_edge.runtimes.trt_common import TrtUnavailable
-    from rpol_edge.serving.server_env import ServeError
 
     return (
         MissingExtra,

@@ -75,8 +75,8 @@ def eval_cmd(
     from rpol_edge.core.files import write_text_atomic
     from rpol_edge.evaluate.evaluation import calibrate as write_threshold
     from rpol_edge.evaluate.evaluation import evaluate
-    from rpol_edge.evaluate.predict import check_boxes
     from rpol_edge.fitting.distributed import process_group, rank_device
+    from rpol_edge.results.detection import check_boxes
     from rpol_edge.runtimes import choose, open_runtime, resolve_device
 
     with cli_errors(), process_group(backend="gloo") as ctx:  # a few hundred integers: gloo is plenty
@@ -155,7 +155,7 @@ def demo(
     """Fit on the bundled sample photos, evaluate, and write overlays: the whole method in one go."""
     with cli_errors():
         require_torch("rpol-edge demo")
-        from rpol_edge.evaluate.demo import run_demo
+        from rpol_edge.api.demo import run_demo
 
         with progress_bar("fit on bundled sample") as update:
             result = run_demo(output, input_size, workers, update)

@@ -15,7 +15,7 @@ from rpol_edge.cli.common import (
 )
 from rpol_edge.cli.options import Weights
 from rpol_edge.core.extras import require_torch
-from rpol_edge.exporters.pipeline import ExportRequest
+from rpol_edge.exporters.orchestrator import ExportRequest
 
 EXPORT = ExportRequest(model=Path("model.rpol"), out_dir=Path("export"))
 """The library's defaults: the options below read theirs from here."""
@@ -24,7 +24,7 @@ EXPORT = ExportRequest(model=Path("model.rpol"), out_dir=Path("export"))
 def _frame_size(text: str | None) -> tuple[int, int] | None:
     if not text:
         return None
-    from rpol_edge.exporters.formats import parse_frame_size
+    from rpol_edge.core.export_formats import parse_frame_size
 
     return parse_frame_size(text)
 
@@ -122,8 +122,8 @@ def export(
     with cli_errors():
         if model.suffix.lower() != ".onnx":
             require_torch("rpol-edge export")
-        from rpol_edge.exporters.pipeline import ExportRequest, parse_batch, run_export
-        from rpol_edge.exporters.trt_compat import parse_targets
+        from rpol_edge.exporters.orchestrator import ExportRequest, parse_batch, run_export
+        from rpol_edge.exporters.trt.compat import parse_targets
 
         req = ExportRequest(
             model=model,

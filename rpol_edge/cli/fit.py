@@ -85,7 +85,7 @@ def fit(
     with cli_errors(ALIASES):
         require_torch("rpol-edge fit")
         from rpol_edge.fitting.checkpoint import CheckpointOptions, FitStopped
-        from rpol_edge.fitting.pipeline import fit_to_file
+        from rpol_edge.fitting.fitter import fit_to_file
 
         cfg = FitConfig(
             data=data,

@@ -57,7 +57,7 @@ def info(
                 table.add_row(name, what)
         out.print(table)
         if model.suffix.lower() == ".onnx":
-            from rpol_edge.exporters.trtexec import trtexec_lines
+            from rpol_edge.exporters.trt.trtexec import trtexec_lines
 
             lines = trtexec_lines(model)
             if not lines:

@@ -42,7 +42,7 @@ def predict(
 ) -> None:
     """Box (original pixels, JSON) and overlay PNG for each image, and all boxes in predictions.jsonl."""
     from rpol_edge.data.folder import expand_images
-    from rpol_edge.evaluate.predict import check_boxes, check_min_area, predict_files
+    from rpol_edge.results.detection import check_boxes, check_min_area, predict_files
     from rpol_edge.runtimes import open_runtime
 
     with cli_errors():

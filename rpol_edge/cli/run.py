@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from rpol_edge.live.outputs import Sink
     from rpol_edge.live.sources import Source
-    from rpol_edge.live.stats import RunSummary
+    from rpol_edge.live.summary import RunSummary
     from rpol_edge.runtimes import Runtime
 
 SOURCE_HELP = (
@@ -119,7 +119,7 @@ def run_command(
     stream was lost for good (after --max-reconnects); 2 on bad input.
     """
     from rpol_edge.core.files import atomic_write
-    from rpol_edge.evaluate.predict import check_boxes, check_min_area
+    from rpol_edge.results.detection import check_boxes, check_min_area
     from rpol_edge.runtimes import open_runtime
 
     with cli_errors(), _source_errors(err), _log_to(err), _interrupt_ends_run(err), _made_folders() as made:
@@ -341,7 +341,7 @@ def _run(
     is called with the summary inside run_live, under its signal handlers."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from rpol_edge.live.pipeline import run_live
+    from rpol_edge.live.stages import run_live
 
     columns = (TextColumn("run"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:

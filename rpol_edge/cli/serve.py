@@ -13,7 +13,7 @@ from rpol_edge.cli.common import cli_errors, err, out
 from rpol_edge.cli.options import Boxes, Device, MinArea, ModelFile, RuntimeOpt
 
 if TYPE_CHECKING:
-    from rpol_edge.serving.server import TritonServer
+    from rpol_edge.integrations.triton.server import TritonServer
 
 
 def serve(
@@ -55,7 +55,7 @@ def serve(
 
     Each server needs three ports of its own: give a second one other ports (0 picks free ones).
     """
-    from rpol_edge.serving.server import ServeConfig, TritonServer
+    from rpol_edge.integrations.triton.server import ServeConfig, TritonServer
 
     with cli_errors():
         cfg = ServeConfig(

@@ -15,11 +15,11 @@ from rpol_edge import __version__
 
 FORMAT_VERSION = 1
 OPERATING_RULES: tuple[str, ...] = ("fixed", "sign", "otsu", "fraction")
-"""The mask rules of rpol_edge/core/operating_point.py, named here so reading metadata needs no torch."""
+"""The mask rules of rpol_edge/modeling/operating_point.py, named here so reading metadata needs no torch."""
 
 
 DEFAULT_OPERATING_POINT = "sign"
-"""Chosen by benchmarks/operating_point.py (k-fold CV over the raccoon photos and a scale-shifted
+"""Chosen by benchmarks/research/operating_point.py (k-fold CV over the raccoon photos and a scale-shifted
 set): GT-known within a point of the best threshold's, with no constant to fit or to tune."""
 
 
@@ -62,7 +62,7 @@ TAU_MODES = ("joint", "mean")
 
 BOX_MODES: tuple[str, ...] = ("largest", "all")
 """What `detect` reports: ``largest``, the box of the mask's largest region (one per image), or
-``all``, one box per object (rpol_edge/core/instances.py `ALL_BOXES`, docs/instances.md)."""
+``all``, one box per object (rpol_edge/results/instances.py `ALL_BOXES`, docs/instances.md)."""
 
 DEFAULT_BOXES = "largest"
 """Recorded at fit time as ``extra["boxes"]``; files without it behave as ``largest``, as they did.
@@ -196,7 +196,7 @@ class ModelMeta:
         return (self.input_size, self.input_size, 3)
 
     operating_point: str = "fixed"
-    """How the map becomes the mask (rpol_edge/core/operating_point.py): ``fixed`` (the paper's rule at
+    """How the map becomes the mask (rpol_edge/modeling/operating_point.py): ``fixed`` (the paper's rule at
     ``threshold``), or a label-free rule: ``sign``, ``otsu``, ``fraction``. Files written before
     this field existed are ``fixed`` and behave as they did."""
     fraction: float = 0.0

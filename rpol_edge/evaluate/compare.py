@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from rpol_edge.core.boxes import boxes_from_mask, iou_inclusive
 from rpol_edge.core.metadata import ModelMeta
 from rpol_edge.data import read_dataset
 from rpol_edge.data.loader import iterate_batches
+from rpol_edge.results.boxes import boxes_from_mask, iou_inclusive
 from rpol_edge.runtimes import Output, Runtime, infer_all
 
 

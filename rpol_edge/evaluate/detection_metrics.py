@@ -13,7 +13,7 @@ ground-truth box, so an image with three animals and one box scores one hit out 
 * Recall and precision: of every box returned (no score cut), TP / ground-truth boxes and
   TP / detections.
 
-IoU is the inclusive-pixel one of :func:`rpol_edge.core.boxes.iou_inclusive`, as everywhere else.
+IoU is the inclusive-pixel one of :func:`rpol_edge.results.boxes.iou_inclusive`, as everywhere else.
 Pure numpy; an accumulator with integer counts and a score list, so shards merge by concatenation.
 """
 
@@ -25,7 +25,7 @@ from typing import TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from rpol_edge.core.boxes import iou_inclusive
+from rpol_edge.results.boxes import iou_inclusive
 
 __all__ = ["DetectionCounts", "DetectionResult", "average_precision", "match_image"]
 

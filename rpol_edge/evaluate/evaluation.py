@@ -18,7 +18,6 @@ from rpol_edge.data import DatasetError, Sample, read_dataset
 from rpol_edge.data.loader import iterate_batches
 from rpol_edge.evaluate.detection_metrics import DetectionCounts
 from rpol_edge.evaluate.metrics import BoxAccuracy, TopKLoc
-from rpol_edge.evaluate.predict import box_mode, crop_boxes, peak_of
 from rpol_edge.fitting.distributed import (
     SINGLE,
     DistContext,
@@ -27,6 +26,7 @@ from rpol_edge.fitting.distributed import (
     gather_examples,
     shard,
 )
+from rpol_edge.results.detection import box_mode, crop_boxes, peak_of
 from rpol_edge.runtimes import Runtime, infer_all
 
 Progress = Callable[[int, int], None]

@@ -27,7 +27,7 @@ from typing import TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from rpol_edge.core.boxes import contour_boxes, iou_inclusive, largest_box, threshold_mask, to_uint8_map
+from rpol_edge.results.boxes import contour_boxes, iou_inclusive, largest_box, threshold_mask, to_uint8_map
 
 __all__ = [
     "DEFAULT_THRESHOLDS",

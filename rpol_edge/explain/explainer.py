@@ -30,10 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rpol_edge.backbones.localizer import build_localizer
 from rpol_edge.core.artifact import ModelArtifact
 from rpol_edge.core.geometry import CropTransform, resize_crop
-from rpol_edge.core.localizer import Localizer
 from rpol_edge.core.metadata import MetadataError
 from rpol_edge.core.wstar import EPS, direction, tau
 from rpol_edge.data import DatasetError, Sample, read_dataset, sample_subset
@@ -41,6 +39,8 @@ from rpol_edge.data.images import load_rgb
 from rpol_edge.data.loader import iterate_batches
 from rpol_edge.evaluate.evaluation import head_rows
 from rpol_edge.explain.feature_cache import CacheWriter, FeatureCacheError, cache_key, open_cache
+from rpol_edge.modeling.factory import build_localizer
+from rpol_edge.modeling.localizer import Localizer
 
 Progress = Callable[[int, int], None]
 

@@ -8,7 +8,7 @@ Interpolation: bilinear with half-pixel centres and no antialias (ONNX Resize ``
 ``half_pixel``), which is what ``cv2.resize(INTER_LINEAR)`` computes (OpenCV in 11-bit fixed point,
 so the two differ by at most one grey level before the rounding below). The host path
 (`geometry.resize_crop`) uses INTER_AREA when it shrinks; a graph cannot do that cheaply, so maps
-differ slightly for frames larger than S (measured: benchmarks/frame_input.py; docs/export.md).
+differ slightly for frames larger than S (measured: benchmarks/product/frame_input.py; docs/export.md).
 """
 
 from __future__ import annotations

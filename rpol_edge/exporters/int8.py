@@ -3,7 +3,7 @@
 What gets quantized is a `Recipe` (data, recorded in the artifact's metadata as ``int8_recipe``).
 The folded head (1x1 w* conv, channel norm, min-max, Resize, threshold) always stays FP32: it is
 cheap and the map's shape depends on it. `CPU_RECIPE` was chosen by measurement
-(benchmarks/int8_search.py; docs/export.md); `TRT_RECIPE` is the symmetric QDQ graph TensorRT
+(benchmarks/fidelity/int8_search.py; docs/export.md); `TRT_RECIPE` is the symmetric QDQ graph TensorRT
 takes for explicit quantization.
 """
 
@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from rpol_edge.core.export_formats import ExportError
 from rpol_edge.core.files import atomic_write
 from rpol_edge.core.metadata import ModelMeta
 from rpol_edge.core.onnx_meta import INPUT, onnx_batch_range, read_onnx_meta
 from rpol_edge.data import read_dataset, sample_subset
 from rpol_edge.data.loader import iterate_batches
-from rpol_edge.exporters.formats import ExportError
 from rpol_edge.exporters.onnx_export import _set_metadata
-from rpol_edge.exporters.trt_compat import recorded_targets
+from rpol_edge.exporters.trt.compat import recorded_targets
 
 FLOAT_GROUPS = ("stem", "depthwise", "last_conv")
 """Backbone convolutions a recipe may keep in FP32 (the w* head conv is never quantized)."""
@@ -74,7 +74,7 @@ class Recipe:
 
 
 CPU_RECIPE = Recipe(ops=("Conv", "Clip"))
-"""Chosen by benchmarks/int8_search.py (docs/export.md). Quantizing Clip (ReLU6) gives each
+"""Chosen by benchmarks/fidelity/int8_search.py (docs/export.md). Quantizing Clip (ReLU6) gives each
 Conv output its [0, 6] scale: no DequantizeLinear->QuantizeLinear re-quantization per block, and
 about 8x finer activation steps than the pre-ReLU6 range."""
 
@@ -250,7 +250,7 @@ def quantize_int8(
             pre.unlink(missing_ok=True)
         q = onnx.load(str(tmp))
         if trt_source:
-            from rpol_edge.exporters.trt_compat import require_compatible
+            from rpol_edge.exporters.trt.compat import require_compatible
 
             require_compatible(q, trt_targets or recorded_targets(meta), out_path.name)
         _set_metadata(q, written)

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rpol_edge.core.artifact import ModelArtifact
+from rpol_edge.core.export_formats import ExportError
 from rpol_edge.core.extras import require_torch
 from rpol_edge.core.files import atomic_write
 from rpol_edge.core.metadata import ModelMeta
 from rpol_edge.core.onnx_meta import INPUT, META_KEY, OUTPUTS
-from rpol_edge.exporters.formats import ExportError
-from rpol_edge.exporters.trt_compat import require_compatible, targets_for_opset
+from rpol_edge.exporters.trt.compat import require_compatible, targets_for_opset
 
 if TYPE_CHECKING:
     import torch
@@ -102,7 +102,7 @@ def export_onnx(
     graph take raw W x H frames and resize, crop and reorder them itself (`FrameInput`).
     Returns the metadata written.
 
-    The graph must pass the static TensorRT check (:mod:`rpol_edge.exporters.trt_compat`) for
+    The graph must pass the static TensorRT check (:mod:`rpol_edge.exporters.trt.compat`) for
     ``trt_targets`` (None: every claimed TensorRT version whose opset range holds the graph's
     opset) or nothing is written. ``simplify`` (onnxslim) folds the shape arithmetic of
     TF-"same" padding (INT64 ConstantOfShape, which TensorRT 8.6's matrix does not list) into
@@ -110,7 +110,7 @@ def export_onnx(
     require_torch("ONNX export")
     import torch
 
-    from rpol_edge.backbones.localizer import build_localizer
+    from rpol_edge.modeling.factory import build_localizer
 
     onnx = _onnx()
     if exporter not in EXPORTERS:

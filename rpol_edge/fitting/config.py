@@ -38,7 +38,7 @@ class FitConfig:
     sampling_ratio: float = 1.0
     seed: int = 0
     operating_point: str | None = None
-    """How the map becomes the mask (rpol_edge/core/operating_point.py); ``sign`` needs no labels and no
+    """How the map becomes the mask (rpol_edge/modeling/operating_point.py); ``sign`` needs no labels and no
     constant. ``fixed`` is the paper's rule at ``threshold``. None: ``sign`` for the rpol head,
     ``fixed`` for caam (whose channel sum has no negative side)."""
     threshold: float = 0.5

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from rpol_edge.core.geometry import CropTransform
-from rpol_edge.evaluate.predict import Detection, detection_record
 from rpol_edge.live._opencv import cv2
+from rpol_edge.results.detection import Detection, detection_record
 
 STAGES = ("capture", "pre", "infer", "post", "render", "write")
 """Per-frame latency split, in pipeline order; every record and the summary use these names.

@@ -25,7 +25,7 @@ from rpol_edge.core.prepare import prepare
 from rpol_edge.live.frames import Frame
 from rpol_edge.live.handoff import POLL_S, LatestSlot, put_until_stopped
 from rpol_edge.live.sources import Backoff, CorruptFrame, OpenFailed, Source, StreamDropped
-from rpol_edge.live.stats import RunStats
+from rpol_edge.live.summary import RunStats
 
 if TYPE_CHECKING:
     from rpol_edge.core.geometry import CropTransform

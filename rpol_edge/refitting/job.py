@@ -64,7 +64,7 @@ class RefitRequest:
     batch_size: int = 4
     """Frames per runtime call. 4, not fit's 16: on a 2-core AMD EPYC at input 448 the FP32 graph
     refitted 160 photos about as fast at 4 as at 16 and peaked at 428 MB instead of 1062 MB (ORT's
-    activation arena grows with the batch; benchmarks/refit.py)."""
+    activation arena grows with the batch; benchmarks/product/refit.py)."""
     workers: int = 2
     tau_mode: str = "joint"
     features_from: Path | None = None

@@ -57,7 +57,7 @@ def _onnx_graph(model: Opened):  # type: ignore[no-untyped-def]
 
 def write_onnx(model: Opened, output: Path, meta: ModelMeta, w: np.ndarray) -> None:
     from rpol_edge.exporters.onnx_export import _set_metadata, finish_graph
-    from rpol_edge.exporters.trt_compat import recorded_targets
+    from rpol_edge.exporters.trt.compat import recorded_targets
     from rpol_edge.refitting.onnx_graph import onnx_module
 
     onnx = onnx_module()
@@ -103,7 +103,7 @@ def write_ir(model: Opened, output: Path, meta: ModelMeta, w: np.ndarray) -> Non
 def rebuild_engine(engine: Path, onnx_path: Path, output: Path) -> None:
     """The engine of ``onnx_path`` with ``engine``'s precision and batch profile (on this GPU)."""
     from rpol_edge.core.engine_meta import read_engine_meta
-    from rpol_edge.exporters.trt_build import build_engine
+    from rpol_edge.exporters.trt.build import build_engine
 
     em = read_engine_meta(engine)
     build_engine(onnx_path, output, em.precision, (em.min_batch, em.opt_batch, em.max_batch))

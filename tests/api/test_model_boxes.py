@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import rpol_edge
-from rpol_edge.evaluate.predict import detect_images
+from rpol_edge.results.detection import detect_images
 from rpol_edge.runtimes import open_runtime
 from tests.multi_canvas import tiled
 

@@ -59,8 +59,8 @@ def test_02_wrong_runtime_for_a_file_names_the_right_one(sample_model: Path, sam
 
 # 3 --------------------------------------------------------------------------------------------
 def test_03_overlay_text_has_no_ghost_copy_and_fps_matches_the_summary() -> None:
-    from rpol_edge.evaluate.overlay import outlined_text
-    from rpol_edge.live.stats import RunStats
+    from rpol_edge.live.summary import RunStats
+    from rpol_edge.results.overlay import outlined_text
 
     canvas = np.full((40, 400, 3), 128, np.uint8)
     outlined_text(canvas, "fp32 2.7 ms", (8, 26), 0.6)
@@ -250,7 +250,7 @@ def test_18_no_object_outcome_and_every_field_documented(sample_onnx: Path, tmp_
     rec = json.loads((tmp_path / f"{PHOTOS[0].stem}.json").read_text())
     assert code == 0 and rec["object"] is False and rec["box"] is None and rec["score"] == 0.0
     page = (REPO / "docs" / "outputs.md").read_text()
-    from rpol_edge.live.stats import RunSummary
+    from rpol_edge.live.summary import RunSummary
 
     fields = [*rec, "frame", "position_s", "timestamp", "ms", "latency_ms", *RunSummary.__dataclass_fields__]
     assert [f for f in fields if f"`{f}`" not in page] == []
@@ -312,7 +312,7 @@ def test_07b_output_folder_inside_the_input_is_not_read_back(sample_onnx: Path, 
 
 def test_18b_min_area_is_the_largest_region_not_the_sum_of_specks() -> None:
     from rpol_edge.core.geometry import CropTransform
-    from rpol_edge.evaluate.predict import detect
+    from rpol_edge.results.detection import detect
 
     mask = np.zeros((64, 64), np.uint8)
     mask[::8, ::8] = 1  # 64 specks: 1.6 % of the crop in all, each one pixel

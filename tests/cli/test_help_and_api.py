@@ -157,7 +157,7 @@ def test_python_errors_name_parameters_and_the_cli_names_flags(tmp_path: Path) -
     name gets its suggestion (``tau`` -> ``tau_mode``), and the same errors on the command line name
     its flags (``--boxes 'foo'``, ``--int8``), translated in one place from the command's own options."""
     import rpol_edge
-    from rpol_edge.exporters.formats import ExportError
+    from rpol_edge.core.export_formats import ExportError
 
     with pytest.raises(TypeError, match=r"^unknown option 'tau' \(did you mean tau_mode\?\)"):
         rpol_edge.fit(tmp_path, tmp_path / "m.rpol", tau="mean")
@@ -281,7 +281,7 @@ def test_docs_say_what_the_code_does() -> None:
     """Where docs (and docstrings) list --runtime choices, every runtime of the registry is there;
     every table of JSON fields that lists a detection's fields lists all of them; the "everything"
     install is one command in README, getting-started and the Makefile."""
-    from rpol_edge.evaluate.predict import Detection, detection_record
+    from rpol_edge.results.detection import Detection, detection_record
     from rpol_edge.runtimes import RUNTIMES
 
     problems = []

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rpol_edge.core.localizer import Localizer
 from rpol_edge.core.wstar import FeatureSums, solve
+from rpol_edge.modeling.localizer import Localizer
 
 
 def numpy_reference(feats: np.ndarray) -> tuple[np.ndarray, float]:
@@ -128,7 +128,7 @@ def test_constant_and_zero_maps_are_zero_not_nan() -> None:
 
 def test_mask_matches_reference_threshold_rule() -> None:
     """The in-graph mask equals the reference host rule: u8 = int(s*255) > int(t * max u8)."""
-    from rpol_edge.core.boxes import threshold_mask, to_uint8_map
+    from rpol_edge.results.boxes import threshold_mask, to_uint8_map
 
     feats = torch.from_numpy(random_features(5, n=2, c=8, h=4, w=4)).float()
     w = torch.ones(8) / np.sqrt(8)
@@ -143,8 +143,8 @@ def test_mask_matches_reference_threshold_rule() -> None:
 
 def test_in_graph_threshold_equals_host_rule_for_every_peak() -> None:
     """Every threshold of the evaluation grid x every uint8 peak: graph mask == reference host mask."""
-    from rpol_edge.core.boxes import threshold_mask, to_uint8_map
     from rpol_edge.evaluate.metrics import DEFAULT_THRESHOLDS
+    from rpol_edge.results.boxes import threshold_mask, to_uint8_map
 
     ramp = np.linspace(0.0, 1.0, 256, dtype=np.float32)
     maps = np.stack([ramp * (peak / 255.0) + 1e-7 for peak in range(1, 256)]).reshape(255, 1, 16, 16)

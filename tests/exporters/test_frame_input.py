@@ -19,16 +19,16 @@ from torch import nn
 onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx extra")
 ort = pytest.importorskip("onnxruntime", reason="the ort runtime needs the ort extra")
 
-from rpol_edge.core.boxes import iou_inclusive  # noqa: E402
+from rpol_edge.core.export_formats import parse_frame_size  # noqa: E402
 from rpol_edge.core.metadata import ModelMeta  # noqa: E402
 from rpol_edge.core.onnx_meta import read_onnx_meta  # noqa: E402
 from rpol_edge.core.prepare import FrameSizeError, prepare  # noqa: E402
 from rpol_edge.evaluate.compare import agreement  # noqa: E402
-from rpol_edge.evaluate.predict import detect  # noqa: E402
-from rpol_edge.exporters.formats import parse_frame_size  # noqa: E402
 from rpol_edge.exporters.frame_input import FrameInput  # noqa: E402
 from rpol_edge.exporters.int8 import quantize_int8  # noqa: E402
 from rpol_edge.exporters.onnx_export import export_onnx  # noqa: E402
+from rpol_edge.results.boxes import iou_inclusive  # noqa: E402
+from rpol_edge.results.detection import detect  # noqa: E402
 from rpol_edge.runtimes import InferenceError, Output, infer_all, open_runtime  # noqa: E402
 from tests.conftest import SAMPLE, SHARED_RACCOON  # noqa: E402
 from tests.live.live_support import FRAME_H, FRAME_W, cli, frames_bgr, read_jsonl, write_video  # noqa: E402

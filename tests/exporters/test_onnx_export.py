@@ -82,7 +82,7 @@ def test_normalization_constants_are_scalars_when_the_channels_agree(sample_onnx
     Lite0's 0.5/0.5 must reach the graph as scalars; per-channel statistics stay per channel."""
     from onnx import numpy_helper
 
-    from rpol_edge.core.localizer import channel_constant
+    from rpol_edge.modeling.localizer import channel_constant
 
     assert channel_constant((0.5, 0.5, 0.5)).shape == ()
     assert channel_constant((0.485, 0.456, 0.406)).shape == (1, 3, 1, 1)

@@ -54,7 +54,7 @@ def test_engine_beside_its_source_onnx_names_it(tmp_path: Path, monkeypatch: pyt
     from trt_standins import install, onnx_source
 
     from rpol_edge.core.engine_meta import read_engine_meta
-    from rpol_edge.exporters.pipeline import ExportRequest, run_export
+    from rpol_edge.exporters.orchestrator import ExportRequest, run_export
 
     install(monkeypatch, "10.3.0.30")
     exp = tmp_path / "exp"

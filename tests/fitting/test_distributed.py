@@ -36,7 +36,7 @@ from rpol_edge.fitting.checkpoint import (
     save,
 )
 from rpol_edge.fitting.distributed import SINGLE, all_reduce_fields, shard_bounds
-from rpol_edge.fitting.pipeline import FitConfig, fit
+from rpol_edge.fitting.fitter import FitConfig, fit
 from rpol_edge.runtimes import open_runtime
 from tests.conftest import SAMPLE
 

@@ -13,7 +13,7 @@ from rpol_edge.backbones.timm_backbone import BackboneError, BackboneSpec, build
 from rpol_edge.core.artifact import ModelArtifact
 from rpol_edge.core.metadata import MetadataError
 from rpol_edge.evaluate.evaluation import evaluate
-from rpol_edge.fitting.pipeline import FitConfig, fit
+from rpol_edge.fitting.fitter import FitConfig, fit
 from rpol_edge.runtimes import open_runtime
 from tests.conftest import SAMPLE, SHARED_RACCOON
 

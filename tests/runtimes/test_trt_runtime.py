@@ -15,7 +15,7 @@ from rpol_edge.core.engine_meta import (
     sidecar_path,
 )
 from rpol_edge.core.metadata import MetadataError, ModelMeta
-from rpol_edge.exporters.trt_build import EngineBuildError, build_engine, choose_onnx, fp16_strategy
+from rpol_edge.exporters.trt.build import EngineBuildError, build_engine, choose_onnx, fp16_strategy
 from rpol_edge.runtimes import cuda_mem
 from rpol_edge.runtimes.base import InferenceError
 from rpol_edge.runtimes.trt_common import TrtUnavailable, tensorrt_version

@@ -1,0 +1,2 @@
+"""Performance of the product: start-up, throughput, live FPS, serving load, memory.
+"""

@@ -1,0 +1,309 @@
+"""Fitting w*: stream a data set through the frozen backbone, keep float64 sums, solve in closed form."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rpol_edge.backbones.timm_backbone import BackboneSpec, build_backbone
+from rpol_edge.core.artifact import ModelArtifact
+from rpol_edge.core.files import array_sha256
+from rpol_edge.core.metadata import DEFAULT_BOXES, ModelMeta
+from rpol_edge.core.wstar import FeatureSums, solve
+from rpol_edge.data import DatasetError, Sample, read_dataset, sample_list_sha256, sample_subset
+from rpol_edge.data.loader import Batch, iterate_batches
+from rpol_edge.fitting.checkpoint import (
+    CheckpointOptions,
+    FitState,
+    FitStopped,
+    Identity,
+    StopRequest,
+    check_world,
+    checkpoint_path,
+    ignore_stop_signals,
+    stable_hash,
+)
+from rpol_edge.fitting.checkpoint import load as load_checkpoint
+from rpol_edge.fitting.checkpoint import save as save_checkpoint
+from rpol_edge.fitting.config import FitConfig, default_resize
+from rpol_edge.fitting.distributed import (
+    SINGLE,
+    DistContext,
+    all_reduce_fields,
+    all_reduce_ints,
+    barrier,
+    gather_examples,
+    process_group,
+    rank_device,
+    shard,
+)
+from rpol_edge.modeling.localizer import Localizer
+from rpol_edge.runtimes import RUNTIMES, resolve_device
+
+Progress = Callable[[int, int], None]
+"""Called with (images done, images total)."""
+
+
+@dataclass
+class FitResult:
+    artifact: ModelArtifact
+    skipped: list[tuple[Sample, str]] = field(default_factory=list)
+    resumed_at: int | None = None
+    """With ``--resume``: images of this rank's shard the checkpoint had done (0: none found)."""
+
+
+def class_index(samples: list[Sample]) -> dict[int, int]:
+    labels = sorted({s.label for s in samples if s.label is not None})
+    if not labels or any(s.label is None for s in samples):
+        raise DatasetError("--classwise needs a class label for every image (cub or wsol data)")
+    return {lab: i for i, lab in enumerate(labels)}
+
+
+def check_grid(size: int, stride: int, name: str) -> None:
+    """A size the backbone maps to a whole grid of at least 2 x 2 cells: 33 would give one cell
+    (a constant map, always the whole crop or nothing) and a partial cell the convolutions pad."""
+    if size % stride or size // stride < 2:
+        lo = 2 * stride
+        near = max(lo, round(size / stride) * stride)
+        raise ValueError(
+            f"{name}={size}: the backbone's stride is {stride}, so use a multiple of {stride} "
+            f"of at least {lo} (e.g. {near})"
+        )
+
+
+def fit_device(cfg: FitConfig) -> str:
+    """The device the fit computes on (``auto`` resolved by the runtimes' one rule)."""
+    return resolve_device(RUNTIMES["torch"], cfg.device)
+
+
+def config_hash(cfg: FitConfig, weights_sha256: str, fit_size: int, fit_resize: int) -> str:
+    """Hash of everything that changes the running sums or their batch boundaries (not the head,
+    threshold, workers or device), so a checkpoint is resumed only into the same sums."""
+    return stable_hash(
+        {
+            "data": cfg.data,
+            "root": str(Path(cfg.root).expanduser().resolve()),
+            "split": cfg.split,
+            "backbone": cfg.backbone,
+            "weights_sha256": weights_sha256,
+            "output_stride": cfg.output_stride,
+            "fit_size": fit_size,
+            "fit_resize": fit_resize,
+            "classwise": cfg.classwise,
+            "sampling_ratio": cfg.sampling_ratio,
+            "seed": cfg.seed,
+            "batch_size": cfg.batch_size,
+        }
+    )
+
+
+def fit(
+    cfg: FitConfig,
+    progress: Progress | None = None,
+    *,
+    ctx: DistContext = SINGLE,
+    checkpoints: CheckpointOptions | None = None,
+) -> FitResult:
+    """Stream the data set through the frozen backbone and solve w* in closed form.
+
+    In a torchrun job (``ctx`` from :func:`rpol_edge.distributed.process_group`) this rank streams
+    its contiguous shard and the sums are all-reduced, so every rank returns the same artifact
+    (rank 0 writes it: :func:`fit_to_file`); ``result.skipped`` then holds examples from every
+    rank and the artifact's ``n_skipped`` the total. ``progress`` counts this rank's shard.
+    With ``checkpoints``, SIGTERM/SIGINT save this rank's sums and stop (:class:`FitStopped`).
+    """
+    cfg.validate()
+    samples = sample_subset(read_dataset(cfg.data, cfg.root, cfg.split), cfg.sampling_ratio, cfg.seed)
+    classes = class_index(samples) if cfg.classwise else {}
+    n_heads = max(1, len(classes))
+    resize = cfg.resize_size or default_resize(cfg.input_size)
+    if cfg.reference_fit:
+        fit_size, fit_resize = 224, 224
+    else:
+        fit_size = cfg.fit_size or cfg.input_size
+        fit_resize = cfg.fit_resize or (resize if fit_size == cfg.input_size else default_resize(fit_size))
+
+    spec = BackboneSpec(cfg.backbone, str(cfg.weights or ""), cfg.output_stride)
+    bb = build_backbone(spec, cfg.input_size)
+    check_grid(cfg.input_size, bb.stride, "input_size")
+    if fit_size != cfg.input_size:
+        check_grid(fit_size, bb.stride, "fit_size")
+    device = torch.device(rank_device(fit_device(cfg), ctx))
+    # A Localizer with an empty head gives the one shared normalization path.
+    extractor = Localizer(bb.module, torch.zeros(1, bb.channels), bb.mean, bb.std, fit_size, 0.5).to(device)
+
+    mine = shard(samples, ctx, unit=cfg.batch_size)
+    state = FitState(FeatureSums.zeros(bb.channels, n_heads), 0)
+    saver: Callable[[FitState], None] | None = None
+    resumed_at: int | None = None
+    ckpt_file = Path()
+    if checkpoints is not None:
+        checkpoints.validate()
+        ident = Identity(
+            config_hash(cfg, bb.weights_sha256, fit_size, fit_resize),
+            sample_list_sha256(samples),
+            ctx.world_size,
+            ctx.rank,
+        )
+        ckpt_file = checkpoint_path(checkpoints.directory, ctx.rank, ctx.world_size)
+        if checkpoints.resume:
+            check_world(checkpoints.directory, ctx.world_size)
+            resumed_at = 0
+            if ckpt_file.is_file():
+                state = load_checkpoint(ckpt_file, ident, state.sums, mine)
+                resumed_at = state.position
+
+        def saver(st: FitState) -> None:
+            save_checkpoint(ckpt_file, st, ident)
+
+    def step(batch: Batch, st: FitState) -> FitState:
+        part = FeatureSums.zeros(bb.channels, n_heads)
+        if len(batch.frames):
+            f = extractor.features(torch.from_numpy(batch.frames).to(device))
+            heads = torch.tensor([classes[s.label] for s in batch.samples]) if classes else None  # type: ignore[index]
+            part.add(f, heads)
+        done = len(batch.frames) + len(batch.skipped)
+        return FitState(st.sums.merge(part), st.position + done, st.skipped + tuple(batch.skipped))
+
+    # Workers ignore SIGTERM/SIGINT only when this process handles them (saves, then shuts them
+    # down); otherwise a group-wide SIGTERM must end them as it ends the main process.
+    batches = iterate_batches(
+        mine[state.position :],
+        fit_resize,
+        fit_size,
+        cfg.batch_size,
+        cfg.workers,
+        ignore_stop_signals if saver is not None else None,
+    )
+    stop = StopRequest()
+    every = checkpoints.every if checkpoints is not None else 0
+    with stop.installed() if saver is not None else nullcontext(stop):
+        state = stream(batches, state, step, len(mine), progress, saver, every, stop, ckpt_file, ctx)
+
+    sums = all_reduce_fields(state.sums, ctx)
+    n_skipped = all_reduce_ints([len(state.skipped)], ctx)[0]
+    skipped = gather_examples(list(state.skipped), ctx)
+    if int(sums.count.sum()) == 0:
+        raise DatasetError(
+            f"none of the {len(samples)} images could be read ({skipped[0][1] if skipped else ''})"
+        )
+    if cfg.head == "caam":
+        w = np.full((1, bb.channels), 1.0 / np.sqrt(bb.channels))
+        taus = np.zeros(1)
+    else:
+        w, taus = solve(sums, cfg.tau_mode)
+    extra = {"weights": str(Path(cfg.weights).expanduser().resolve())} if cfg.weights else {}
+    if classes:
+        extra["classes"] = ",".join(str(c) for c in classes)
+    extra["boxes"] = DEFAULT_BOXES  # so `info` shows it and every export carries it
+    meta = ModelMeta(
+        backbone=cfg.backbone,
+        weights_sha256=bb.weights_sha256,
+        input_size=cfg.input_size,
+        resize_size=resize,
+        mean=bb.mean,
+        std=bb.std,
+        feature_stride=bb.stride,
+        channels=bb.channels,
+        output_stride=cfg.output_stride,
+        head=cfg.head,
+        n_heads=int(w.shape[0]),
+        tau=float(taus[0]),
+        threshold=cfg.threshold,
+        operating_point=cfg.rule,
+        fraction=cfg.fraction if cfg.rule == "fraction" else 0.0,
+        w_sha256=array_sha256(w),
+        n_images=int(sums.count.sum()),
+        n_skipped=n_skipped,
+        fit_size=fit_size,
+        fit_resize=fit_resize,
+        tau_mode=cfg.tau_mode,
+        fit_data=cfg.data,
+        fit_root=str(Path(cfg.root).expanduser().resolve()),
+        fit_split=cfg.split,
+        sampling_ratio=cfg.sampling_ratio,
+        seed=cfg.seed,
+        extra=extra,
+    )
+    meta.validate()
+    return FitResult(ModelArtifact(meta, w, sums.v_sum, sums.u_sum, sums.count, taus), skipped, resumed_at)
+
+
+def stream(
+    batches: Iterable[Batch],
+    state: FitState,
+    step: Callable[[Batch, FitState], FitState],
+    total: int,
+    progress: Progress | None,
+    saver: Callable[[FitState], None] | None,
+    every: int,
+    stop: StopRequest,
+    ckpt_file: Path,
+    ctx: DistContext,
+) -> FitState:
+    """Fold ``step`` over the batches; checkpoint every ``every`` images, on a stop request, and
+    on any failure (the last whole-batch state: ``step`` builds a new state, never edits one)."""
+    start = state.position
+    since = 0
+    if progress and start == 0:
+        progress(0, total)  # the backbone is loaded: the work (and the progress rate's clock) starts
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                state = step(batch, state)
+                since += len(batch.frames) + len(batch.skipped)
+                if progress:
+                    progress(state.position, total)
+                if stop.requested:
+                    break
+                if saver is not None and every and since >= every:
+                    saver(state)
+                    since = 0
+    except BaseException:
+        if saver is not None and state.position > start:
+            saver(state)
+        raise
+    if saver is not None:  # also at the shard's end: a stop while waiting for the others loses nothing
+        saver(state)
+    if stop.requested:
+        name = signal.Signals(stop.signal).name if stop.signal else "signal"
+        who = f"{ctx.label}: " if ctx.enabled else ""
+        raise FitStopped(
+            f"{who}stopped by {name} after {state.position}/{total} images of its shard; "
+            f"checkpoint {ckpt_file}; run the same command with --resume to continue",
+            stop.signal or signal.SIGTERM,
+        )
+    return state
+
+
+def fit_to_file(
+    cfg: FitConfig,
+    output: Path,
+    checkpoints: CheckpointOptions | None = None,
+    progress_for: Callable[[DistContext], AbstractContextManager[Progress]] | None = None,
+) -> tuple[FitResult, DistContext]:
+    """The whole fit job, in one process or as one rank of a torchrun job.
+
+    Joins the process group, fits (``progress_for(ctx)`` gives this rank's progress callback),
+    rank 0 writes the model file atomically while the others wait at a barrier; then each rank
+    removes its checkpoint, which is no longer needed.
+    """
+    with process_group(fit_device(cfg)) as ctx:
+        with progress_for(ctx) if progress_for else nullcontext(None) as update:
+            result = fit(cfg, update, ctx=ctx, checkpoints=checkpoints)
+        if ctx.is_main:
+            result.artifact.save(output)
+        barrier(ctx)
+        if checkpoints is not None:
+            checkpoint_path(checkpoints.directory, ctx.rank, ctx.world_size).unlink(missing_ok=True)
+            barrier(ctx)
+            if ctx.is_main:
+                with suppress(OSError):  # not empty: files of another run; leave them
+                    checkpoints.directory.rmdir()
+    return result, ctx
