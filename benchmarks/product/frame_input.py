@@ -27,16 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.launch import REPO
 from rpol_edge.core.files import write_text_atomic
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--root", type=Path, default=ROOT.parent / "shared" / "data" / "raccoon")
+    p.add_argument("--root", type=Path, default=REPO.parent / "shared" / "data" / "raccoon")
     p.add_argument("--frame-size", default="1280x720")
     p.add_argument("--work", type=Path, default=Path("frame_input_work"))
     p.add_argument("--repeats", type=int, default=5, help="timing passes over the frames")

@@ -30,18 +30,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.research.instance_rules import instance_boxes  # noqa: E402
-from benchmarks.research.multi_object import build_folds  # noqa: E402
-from benchmarks.research.operating_point import folds  # noqa: E402
-from benchmarks.research.scale_shift import build_canvases  # noqa: E402
-from rpol_edge.backbones.timm_backbone import BackboneSpec, build_backbone  # noqa: E402
-from rpol_edge.core.geometry import resize_crop  # noqa: E402
-from rpol_edge.core.wstar import FeatureSums, solve  # noqa: E402
-from rpol_edge.data import read_dataset  # noqa: E402
-from rpol_edge.data.images import load_rgb  # noqa: E402
-from rpol_edge.evaluate.detection_metrics import average_precision, match_image  # noqa: E402
-from rpol_edge.modeling.localizer import Localizer  # noqa: E402
-from rpol_edge.results.boxes import contour_boxes, iou_inclusive, largest_box  # noqa: E402
+from benchmarks.research.instance_rules import instance_boxes
+from benchmarks.research.multi_object import build_folds
+from benchmarks.research.operating_point import folds
+from benchmarks.research.scale_shift import build_canvases
+from rpol_edge.backbones.timm_backbone import BackboneSpec, build_backbone
+from rpol_edge.bench.runner import cpu_record
+from rpol_edge.core.geometry import resize_crop
+from rpol_edge.core.wstar import FeatureSums, solve
+from rpol_edge.data import read_dataset
+from rpol_edge.data.images import load_rgb
+from rpol_edge.evaluate.detection_metrics import average_precision, match_image
+from rpol_edge.modeling.localizer import Localizer
+from rpol_edge.results.boxes import contour_boxes, iou_inclusive, largest_box
 from rpol_edge.results.instances import (
     ALL_BOXES,
     SCORE_RANKINGS,
@@ -602,13 +603,7 @@ def cv_select(
 
 
 def machine() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f", {torch.get_num_threads()} threads"
-    except OSError:
-        pass
-    return "unknown"
+    return f"{cpu_record()['cpu'] or 'unknown'}, {torch.get_num_threads()} threads"
 
 
 def print_config(label: str, res: dict[str, Any]) -> None:

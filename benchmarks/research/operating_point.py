@@ -28,20 +28,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.research.scale_shift import build_canvases, largest_box_coverage  # noqa: E402
-from rpol_edge.backbones.timm_backbone import BackboneSpec, build_backbone  # noqa: E402
-from rpol_edge.core.geometry import resize_crop  # noqa: E402
-from rpol_edge.core.wstar import FeatureSums, solve, unit_features  # noqa: E402
-from rpol_edge.data import Sample, read_dataset  # noqa: E402
-from rpol_edge.data.images import load_rgb  # noqa: E402
-from rpol_edge.evaluate.metrics import (  # noqa: E402
+from benchmarks.research.scale_shift import build_canvases, largest_box_coverage
+from rpol_edge.backbones.timm_backbone import BackboneSpec, build_backbone
+from rpol_edge.core.geometry import resize_crop
+from rpol_edge.core.wstar import FeatureSums, solve, unit_features
+from rpol_edge.data import Sample, read_dataset
+from rpol_edge.data.images import load_rgb
+from rpol_edge.evaluate.metrics import (
     DEFAULT_THRESHOLDS,
     best_ious_per_threshold,
     correct_matrix,
     summarize,
 )
-from rpol_edge.modeling.localizer import Localizer  # noqa: E402
-from rpol_edge.modeling.operating_point import (  # noqa: E402
+from rpol_edge.modeling.localizer import Localizer
+from rpol_edge.modeling.operating_point import (
     OperatingPoint,
     fixed_mask,
     minmax,
@@ -51,7 +51,7 @@ from rpol_edge.modeling.operating_point import (  # noqa: E402
     to_u8_levels,
     upsample,
 )
-from rpol_edge.results.boxes import iou_inclusive, largest_box  # noqa: E402
+from rpol_edge.results.boxes import iou_inclusive, largest_box
 
 T = DEFAULT_THRESHOLDS
 

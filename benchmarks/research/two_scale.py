@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.research.instances import (  # noqa: E402
+from benchmarks.research.instances import (
     SETS,
     build_data,
     fit_w,
@@ -31,8 +31,8 @@ from benchmarks.research.instances import (  # noqa: E402
     responses,
     score_set,
 )
-from rpol_edge.results.boxes import iou_inclusive, largest_box  # noqa: E402
-from rpol_edge.results.instances import ALL_BOXES, TOP_IOU, map_instances  # noqa: E402
+from rpol_edge.results.boxes import iou_inclusive, largest_box
+from rpol_edge.results.instances import ALL_BOXES, TOP_IOU, map_instances
 
 BASE = 448
 
