@@ -31,6 +31,7 @@ import json
 import os
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ def main() -> None:
         return
     check.section("cpu_fp32_reference", lambda: sec.reference(run))
     for name in names:
-        check.section(f"outputs {name}", lambda name=name: sec.outputs_section(run, name), need_s=15)
+        check.section(f"outputs {name}", partial(sec.outputs_section, run, name), need_s=15)
     timings(check, run)
     check.section("parity", lambda: sec.parity(run))
     check.section("speedup", lambda: sec.speedup(run))
@@ -107,9 +108,7 @@ def timings(check: Check, run: sec.GpuRun) -> None:
     photos = [x.path for x in read_dataset("voc", args.root, "test")][: args.limit]
     for r in range(max(1, args.rounds)):
         for name in interleaved(run.names, r):
-            check.section(
-                f"{name}#{r + 1}", lambda name=name, r=r: sec.timing(run, photos, name, r), need_s=15
-            )
+            check.section(f"{name}#{r + 1}", partial(sec.timing, run, photos, name, r), need_s=15)
 
 
 def summary(rec: dict[str, Any]) -> dict[str, Any]:

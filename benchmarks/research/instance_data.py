@@ -72,7 +72,7 @@ def extract(module: torch.nn.Module, mean: Any, std: Any, k: int, frames: np.nda
 
 
 def set_lite_stride16(model: torch.nn.Module, dilated: bool) -> None:
-    blocks = model.blocks  # type: ignore[union-attr]
+    blocks: Any = model.blocks  # timm's EfficientNet: a Sequential of stages
     blocks[5][0].conv_dw.stride = (1, 1)
     if not dilated:
         return

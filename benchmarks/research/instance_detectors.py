@@ -58,8 +58,8 @@ def contours_rule(min_area: float) -> Detector:
             return np.zeros((0, 4), np.int64), np.zeros(0)
         boxes, _ = contour_boxes(mask)
         areas = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1) / (k * k)
-        keep = np.argsort(-areas, kind="stable")
-        keep = [i for i in keep if areas[i] >= min_area] or [int(keep[0])]
+        order = np.argsort(-areas, kind="stable")
+        keep = [i for i in order if areas[i] >= min_area] or [int(order[0])]
         return boxes[keep], areas[keep]
 
     return run

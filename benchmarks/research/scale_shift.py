@@ -69,7 +69,7 @@ def _feather(h: int, w: int, boxes: np.ndarray) -> np.ndarray:
         a1, b1 = int(min(w, x1 + margin + 1)), int(min(h, y1 + margin + 1))
         alpha[b0:b1, a0:a1] = 1.0
     k = int(max(3, 0.10 * max(h, w))) | 1
-    alpha = cv2.GaussianBlur(alpha, (k, k), 0)
+    alpha = np.asarray(cv2.GaussianBlur(alpha, (k, k), 0), np.float32)
     # Whatever the blur left, force 0 at the photo's own border so no rectangle edge shows.
     yy = np.minimum(np.arange(h), np.arange(h)[::-1])[:, None] / max(1.0, 0.06 * h)
     xx = np.minimum(np.arange(w), np.arange(w)[::-1])[None, :] / max(1.0, 0.06 * w)
