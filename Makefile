@@ -18,7 +18,7 @@ demo: $(STAMP)
 
 typecheck: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH bash scripts/typecheck.sh
-	$(VENV)/bin/mypy rpol_edge
+	$(VENV)/bin/mypy rpol_edge benchmarks
 	$(VENV)/bin/ruff check rpol_edge tests benchmarks examples
 	$(VENV)/bin/lint-imports --no-cache
 

@@ -28,9 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,33 +35,17 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from rpol_edge.core.files import write_text_atomic  # noqa: E402
+from benchmarks.launch import REPO
+from rpol_edge.bench.runner import machine_record
+from rpol_edge.core.files import write_text_atomic
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
-
-def machine() -> dict[str, Any]:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        text = ""
-    info = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    flags = info.get("Flags", "").split()
-    keep = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-    return {
-        "cpu": info.get("Model name", platform.processor()).strip(),
-        "cores": os.cpu_count(),
-        "flags": [f for f in keep if f in flags],
-    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--root", type=Path, default=ROOT.parent / "shared" / "data" / "raccoon")
+    p.add_argument("--root", type=Path, default=REPO.parent / "shared" / "data" / "raccoon")
     p.add_argument("--split", default="test")
     p.add_argument("--work", type=Path, default=Path("deepstream_fidelity_work"))
     p.add_argument("--threads", type=int, default=2)
@@ -77,7 +58,7 @@ def main() -> None:
     from rpol_edge.data import read_dataset
     from rpol_edge.data.images import load_rgb
 
-    sample = sorted((ROOT / "rpol_edge" / "sample" / "JPEGImages").glob("*.jpg"))
+    sample = sorted((REPO / "rpol_edge" / "sample" / "JPEGImages").glob("*.jpg"))
     sets = {
         f"raccoon {args.split}": [load_rgb(s.path) for s in read_dataset("voc", args.root, args.split)],
         "bundled sample": [load_rgb(q) for q in sample],
@@ -103,7 +84,7 @@ def main() -> None:
     record = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(),
+        "machine": machine_record(),
         "onnxruntime": ort.__version__,
         "emulated": "nvinfer's scaler (cv2 INTER_LINEAR on the even-rounded frame) and conversion "
         "arithmetic; DeepStream and TensorRT were not run",

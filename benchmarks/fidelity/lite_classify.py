@@ -12,6 +12,8 @@ import argparse
 import glob
 import json
 import time
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -19,6 +21,7 @@ import timm
 import torch
 
 from rpol_edge.backbones.timm_backbone import _load_state, _map_in_order, lite_checkpoint
+from rpol_edge.core.files import write_text_atomic
 from rpol_edge.data.images import load_rgb
 
 MODELS = (
@@ -43,7 +46,8 @@ def main() -> None:
         ckpt = lite_checkpoint(name)
         model.load_state_dict(_map_in_order(_load_state(ckpt), model, ckpt, name))
         model.eval()
-        mean, std = np.array(model.pretrained_cfg["mean"]), np.array(model.pretrained_cfg["std"])
+        cfg: dict[str, Any] = dict(model.pretrained_cfg)  # type: ignore[arg-type]  # timm types it loosely
+        mean, std = np.array(cfg["mean"]), np.array(cfg["std"])
         x = np.stack([(cv2.resize(i, (size, size)) / 255.0 - mean) / std for i in images])
         with torch.no_grad():
             p = torch.softmax(model(torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32))), 1)
@@ -61,8 +65,7 @@ def main() -> None:
         print(name, "agrees with lite0 on", rows[name]["top1_agreement_with_lite0"])
     if args.out:
         rec = {"when": time.strftime("%Y-%m-%d %H:%M"), "images": args.images, "n": len(paths), "rows": rows}
-        with open(args.out, "w") as f:
-            f.write(json.dumps(rec, indent=1) + "\n")
+        write_text_atomic(Path(args.out), json.dumps(rec, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.launch import module_command, repo_env
 from rpol_edge.cli.common import METRIC_KEYS
 from rpol_edge.core.files import write_text_atomic
 
@@ -80,8 +81,8 @@ def main() -> None:
         evaluate("trt_source_int8_symmetric_qdq_on_ort", sym, "quantize_int8(..., symmetric=True)")
 
     base = subprocess.run(
-        [sys.executable, str(Path(__file__).parent / "baselines.py"), "--root", str(args.root)],
-        check=True, capture_output=True, text=True,
+        module_command("benchmarks.fidelity.baselines", "--root", str(args.root)),
+        check=True, capture_output=True, text=True, env=repo_env(),
     )  # fmt: skip
     rows += [json.loads(line) for line in base.stdout.splitlines()]
     args.out.parent.mkdir(parents=True, exist_ok=True)

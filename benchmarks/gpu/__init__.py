@@ -1,2 +1,1 @@
-"""The harness of the checks run on a lent GPU machine (staging, the run, the TensorRT check).
-"""
+"""The harness of the checks run on a lent GPU machine (staging, the run, the TensorRT check)."""

@@ -1,2 +1,1 @@
-"""Performance of the product: start-up, throughput, live FPS, serving load, memory.
-"""
+"""Performance of the product: start-up, throughput, live FPS, serving load, memory."""

@@ -53,23 +53,6 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
-def lscpu() -> dict[str, object]:
-    """The CPU as ``lscpu`` names it, with every flag: which runtime is faster depends on the CPU
-    family and its instruction sets (AMX, VNNI), so a record says exactly which CPU it was."""
-    try:
-        text = subprocess.run(["lscpu"], check=True, capture_output=True, text=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return {}
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    return {
-        "model_name": fields.get("Model name", ""),
-        "vendor": fields.get("Vendor ID", ""),
-        "cpus": fields.get("CPU(s)", ""),
-        "flags": fields.get("Flags", "").split(),
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model", type=Path)
@@ -91,8 +74,7 @@ def main() -> None:
     rec = {
         "date": date.today().isoformat(),
         "time": time.strftime("%H:%M UTC", time.gmtime()),
-        "machine": machine_record(with_torch=False),  # CPU, flags, runtime versions
-        "lscpu": lscpu(),
+        "machine": machine_record(with_torch=False),  # CPU, the kernel-deciding flags, runtime versions
         "command": " ".join(sys.argv),
         "load_1min": {"min": min(loads), "max": max(loads), "each_run": [round(x, 2) for x in loads]},
         "ms_per_frame_median": table,

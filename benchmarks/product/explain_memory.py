@@ -4,8 +4,8 @@
 The 10x split is a temporary VOC tree whose images and annotations are symlinks under new ids. Its
 model is the 1x fit with every running sum multiplied by 10 (exactly what fitting the repeated split
 computes: sums add, tau and w* are scale-free), so the 10x explain passes the same fit-sum check.
-Each explain runs in its own process with ``--workers 0`` (decoding in-process), so ru_maxrss of that
-process is the whole peak RSS.
+Each explain runs in its own process with ``--workers 0`` (decoding in-process), so the peak RSS of
+that process (VmHWM, read at its exit) is the whole peak.
 
 Usage: python -m benchmarks.product.explain_memory --root ../shared/data/raccoon \
            --out benchmarks/results/explain_memory.json [--input-size 224] [--repeat 10]
@@ -25,13 +25,13 @@ from pathlib import Path
 from rpol_edge.core.files import write_text_atomic
 
 CHILD = r"""
-import json, resource, sys
+import json, sys
+from rpol_edge.bench.stats import peak_rss_mb
 from rpol_edge.cli.app import app
 try:
     app(sys.argv[1:], standalone_mode=False)
 finally:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    print("RUSAGE " + json.dumps({"maxrss_mb": ru.ru_maxrss / 1024}), flush=True)
+    print("RUSAGE " + json.dumps({"maxrss_mb": peak_rss_mb()}), flush=True)
 """
 
 

@@ -6,7 +6,7 @@ that nothing is shared between measurements (and PyTorch's spinning threads of o
 the next):
 
 * ``fit`` over N and over 10N images (default backbone, input 448, batch 16, 2 decoding workers):
-  peak RSS of the fitting process (``ru_maxrss``) and of its largest decoding worker, and
+  peak RSS of the fitting process (VmHWM) and of its largest decoding worker, and
   steady-state images/s (from the first finished batch to the last, so start-up is excluded);
 * the bare backbone's forward on a ready float batch of the same size, images/s.
 
@@ -26,10 +26,12 @@ import platform
 import resource
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.launch import module_command, repo_env
+from rpol_edge.bench.stats import peak_rss_mb
 
 
 def repeated_tree(src: Path, dst: Path, repeats: int) -> tuple[Path, int]:
@@ -66,7 +68,9 @@ def child_fit(root: str, input_size: int, batch: int, workers: int) -> dict[str,
         "images": res.artifact.meta.n_images,
         "fit_img_s": (nb - na) / (tb - ta),
         "wall_s": wall,
-        "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_main_mb": peak_rss_mb(),
+        # The workers have exited: their VmHWM is gone, the kernel's ru_maxrss of reaped children
+        # is what is left (a worker's starts at what it inherited from this process).
         "rss_worker_max_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
 
@@ -94,8 +98,8 @@ def child_bare(input_size: int, batch: int, seconds: float) -> dict[str, float]:
 
 
 def run_child(args: list[str]) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    out = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True)
+    cmd = module_command("benchmarks.product.fit_scale", *args)
+    out = subprocess.run(cmd, env=repo_env(), capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"child {args[0]} failed:\n{out.stderr[-3000:]}")
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])

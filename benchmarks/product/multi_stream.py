@@ -39,7 +39,8 @@ from typing import Any
 
 import cv2
 
-HERE = Path(__file__).resolve().parent
+from benchmarks.launch import module_command, repo_env
+
 SIZE = (640, 480)
 
 
@@ -50,8 +51,10 @@ def free_port() -> int:
 
 
 def start_server(images: Path, port: int, fps: float) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, str(HERE / "mjpeg_server.py"), "--images", str(images), "--port", str(port)]
-    proc = subprocess.Popen([*cmd, "--fps", str(fps)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    cmd = module_command("benchmarks.product.mjpeg_server", "--images", str(images), "--port", str(port))
+    proc = subprocess.Popen(
+        [*cmd, "--fps", str(fps)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=repo_env()
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline().decode()  # printed once it listens
     if "serving" not in line:
@@ -172,10 +175,8 @@ def measure_mjpeg(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def write_video(images: Path, path: Path, frames: int, offset: int) -> None:
     paths = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    decoded = [
-        cv2.resize(cv2.imread(str(p)), SIZE, interpolation=cv2.INTER_AREA)
-        for p in paths[offset : offset + 40]
-    ]
+    read = [cv2.imread(str(p)) for p in paths[offset : offset + 40]]
+    decoded = [cv2.resize(img, SIZE, interpolation=cv2.INTER_AREA) for img in read if img is not None]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 25.0, SIZE)
     for i in range(frames):
         writer.write(decoded[i % len(decoded)])

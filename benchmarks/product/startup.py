@@ -2,8 +2,8 @@
 
 Each variant runs in its own child process, started cold, ``--repeats`` times in turn; the parent
 reads the child's wall time (spawn to exit, interpreter start included) and its peak resident
-memory (``ru_maxrss`` of that child, from ``os.wait4``; it starts at the parent's size, so the
-parent stays small and its own peak is recorded), and reports medians:
+memory (VmHWM, which the child reads at its exit: ``benchmarks.peak_memory``), and reports
+medians:
 
 - ``rpol_edge``: ``open_runtime(model, "ort", device="cpu")``, then one photo through the shared
   pre-processing (decode, resize, crop), the graph, and the shared post-processing (box);
@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.peak_memory import AT_EXIT, reported_peak_mb
+from rpol_edge.bench.runner import cpu_record
+from rpol_edge.bench.stats import peak_rss_mb
 
 SAMPLE = Path(__file__).resolve().parents[2] / "rpol_edge" / "sample"
 TARGET_S, TARGET_MB = 0.6, 250.0
@@ -82,26 +85,28 @@ print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "frame_s": t3 - t2, "b
 """
 
 
-def child_rusage(name: str, argv: list[str], cwd: Path) -> dict[str, Any]:
-    """The child's own rusage, read with ``os.wait4`` (``subprocess`` would reap it without).
+def child_run(name: str, argv: list[str], cwd: Path) -> dict[str, Any]:
+    """The child's wall time (spawn to exit) and the peak memory it reports at exit (``AT_EXIT``).
 
     It runs in ``cwd`` (a scratch folder): ``python -c`` puts the working folder first on sys.path,
     and the package measured must be the installed one (or PYTHONPATH's), not a checkout nearby.
     """
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
-    assert proc.stdout is not None and proc.stderr is not None
-    out, errs = proc.stdout.read(), proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(with_peak(argv), capture_output=True, text=True, cwd=cwd)
     wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"{name} failed ({proc.returncode}): {errs.decode()[-400:]}")
-    record: dict[str, Any] = {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024}
-    lines = out.decode().strip().splitlines()
+        raise SystemExit(f"{name} failed ({proc.returncode}): {proc.stderr[-400:]}")
+    record: dict[str, Any] = {"wall_s": wall, "peak_mb": reported_peak_mb(proc.stderr)}
+    lines = proc.stdout.strip().splitlines()
     if lines and lines[-1].startswith("{"):
         record.update(json.loads(lines[-1]))
     return record
+
+
+def with_peak(argv: list[str]) -> list[str]:
+    """``python -c CODE args`` with ``AT_EXIT`` run first, so the child reports its peak at exit."""
+    py, flag, code, *rest = argv
+    return [py, flag, AT_EXIT + code, *rest]
 
 
 BUILD = """
@@ -117,9 +122,8 @@ export_onnx(folder / "sample.rpol", folder / "model.onnx")
 
 
 def build_sample_model(folder: Path) -> Path:
-    """Fit on the bundled sample at 448 and export the ONNX graph, in a child process: a child's
-    ru_maxrss starts at its parent's resident size when it is spawned, so this process must stay
-    small (no torch here)."""
+    """Fit on the bundled sample at 448 and export the ONNX graph, in a child process: this
+    process stays small (no torch here; its own peak is recorded)."""
     subprocess.run([sys.executable, "-c", BUILD, str(SAMPLE), str(folder)], check=True, cwd=folder)
     return folder / "model.onnx"
 
@@ -129,14 +133,6 @@ def openvino_installed() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("openvino") is not None
-
-
-def cpu_name() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor()
-    return next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
 
 
 def median(rows: list[dict[str, Any]], key: str) -> float:
@@ -170,12 +166,12 @@ def main() -> None:
         }
         if openvino_installed():
             variants["rpol_edge openvino"] = [py, "-c", RPOL_EDGE, str(model), str(image), "openvino"]
-        parent_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        parent_mb = peak_rss_mb()
         load_before = os.getloadavg()[0]
         rows: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
         for _ in range(args.repeats):  # interleaved, so machine noise hits every variant alike
             for name, argv in variants.items():
-                rows[name].append(child_rusage(name, argv, Path(tmp)))
+                rows[name].append(child_run(name, argv, Path(tmp)))
     summary: dict[str, dict[str, Any]] = {}
     for name, runs in rows.items():
         summary[name] = {
@@ -200,7 +196,7 @@ def main() -> None:
         "openvino_meets_targets": (
             ov["wall_s_median"] <= TARGET_S and ov["peak_mb_median"] <= TARGET_MB if ov else None
         ),
-        "cpu": cpu_name(),
+        "cpu": cpu_record()["cpu"],
         "variants": summary,
         "runs": rows,
     }

@@ -32,15 +32,9 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmarks.research.instances import (  # noqa: E402
-    build_data,
-    candidates,
-    fit_w,
-    graph_outputs,
-    load_sets,
-    machine,
-    responses,
-)
+from benchmarks.research.instance_data import build_data, fit_w, load_sets, responses  # noqa: E402
+from benchmarks.research.instance_detectors import candidates, graph_outputs  # noqa: E402
+from benchmarks.research.instances import machine  # noqa: E402
 from rpol_edge.core.geometry import resize_crop  # noqa: E402
 from rpol_edge.results.detection import detect  # noqa: E402
 

@@ -28,9 +28,9 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from benchmarks.product.batch_threads import (
-    ms_per_frame,  # benchmarks/ is on the path when this runs as a script
-)
+from benchmarks.product.batch_threads import ms_per_frame
+from rpol_edge.bench.runner import cpu_record
+from rpol_edge.core.files import write_text_atomic
 
 COUNTER = """
 import json, sys, torch
@@ -72,67 +72,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    data = ["--data", "voc", "--root", args.root]
     rows: list[dict[str, Any]] = []
     for spec in args.rows.split(","):
-        name, size, *rest = spec.split(":")
-        stride = rest[0] if rest else "32"
-        stem = args.work / (f"{name}_{size}" + (f"_s{stride}" if stride != "32" else ""))
-        model = stem.with_suffix(".rpol")
-        t0 = time.perf_counter()
-        if not model.exists():
-            fit = ("--backbone", name, "--input-size", size, "--output-stride", stride)
-            cli("fit", *data, "--split", "train", *fit, "-o", model)
-        fit_s = time.perf_counter() - t0
-        row: dict[str, Any] = {
-            "backbone": name,
-            "input_size": int(size),
-            "output_stride": int(stride),
-            "fit_s": round(fit_s, 1),
-        }
-        for mode in ("largest", "all"):
-            out = stem.parent / f"{stem.name}_eval_{mode}.json"
-            cli("eval", model, *data, "--split", "test", "--boxes", mode, "--json", out)
-            r = json.loads(out.read_text())
-            if mode == "largest":
-                row |= {k: r[k] for k in ("operating_point", "gt_known_loc", "maxboxacc_v2")}
-            row[f"ap50_{mode}"] = r["ap50"]
-            row[f"recall50_{mode}"] = r["recall50"]
-            row[f"precision50_{mode}"] = r["precision50"]
-        exp = stem.parent / f"{stem.name}_exp"
-        if not (exp / "model.int8.onnx").exists():
-            cli(
-                "export",
-                model,
-                "--onnx",
-                "--int8",
-                "--calib-data",
-                "voc",
-                "--calib-root",
-                args.root,
-                "-o",
-                exp,
-            )
-        row |= child(COUNTER, model)
-        row["graphs"] = {"fp32": str(exp / "model.onnx"), "int8": str(exp / "model.int8.onnx")}
+        row = ladder_row(spec, args.root, args.work)
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "graphs"}), flush=True)
-    timings: dict[str, dict[str, list[float]]] = {}
-    loads = []
-    for _ in range(args.rounds):  # rows interleaved: the VM's drift hits every row alike
-        for row in rows:
-            for prec in ("fp32", "int8"):
-                for runtime in ("ort", "openvino"):
-                    loads.append(os.getloadavg()[0])
-                    ms = ms_per_frame(row["graphs"][prec], runtime, 2, args.iters, (1,))["1"]
-                    key = f"{row['backbone']}_{row['input_size']}_{row['output_stride']}"
-                    timings.setdefault(key, {}).setdefault(f"{runtime}_{prec}", []).append(ms)
-    for row in rows:
-        t = timings[f"{row['backbone']}_{row['input_size']}_{row['output_stride']}"]
-        row["ms_batch1"] = {k: round(median(v), 2) for k, v in t.items()}
-        row["ms_rounds"] = t
-    from rpol_edge.bench.runner import cpu_record
-
+    loads = time_rows(rows, args.rounds, args.iters)
     rec = {
         "date": date.today().isoformat(),
         "time": time.strftime("%H:%M UTC", time.gmtime()),
@@ -142,23 +87,65 @@ def main() -> None:
         "command": " ".join(sys.argv),
         "rows": rows,
     }
-    args.out.write_text(json.dumps(rec, indent=1) + "\n")
+    write_text_atomic(args.out, json.dumps(rec, indent=1) + "\n")
+    keys = ("backbone", "input_size", "output_stride", "gt_known_loc", "ap50_all", "ms_batch1")
     for row in rows:
-        print(
-            json.dumps(
-                {
-                    k: row[k]
-                    for k in (
-                        "backbone",
-                        "input_size",
-                        "output_stride",
-                        "gt_known_loc",
-                        "ap50_all",
-                        "ms_batch1",
-                    )
-                }
-            )
-        )
+        print(json.dumps({k: row[k] for k in keys}))
+
+
+def ladder_row(spec: str, root: Path, work: Path) -> dict[str, Any]:
+    """One row (BACKBONE:SIZE[:STRIDE]): fit (kept in ``work``), eval both box modes, export, count."""
+    data = ["--data", "voc", "--root", root]
+    name, size, *rest = spec.split(":")
+    stride = rest[0] if rest else "32"
+    stem = work / (f"{name}_{size}" + (f"_s{stride}" if stride != "32" else ""))
+    model = stem.with_suffix(".rpol")
+    t0 = time.perf_counter()
+    if not model.exists():
+        fit = ("--backbone", name, "--input-size", size, "--output-stride", stride)
+        cli("fit", *data, "--split", "train", *fit, "-o", model)
+    fit_s = time.perf_counter() - t0
+    row: dict[str, Any] = {
+        "backbone": name,
+        "input_size": int(size),
+        "output_stride": int(stride),
+        "fit_s": round(fit_s, 1),
+    }
+    for mode in ("largest", "all"):
+        out = stem.parent / f"{stem.name}_eval_{mode}.json"
+        cli("eval", model, *data, "--split", "test", "--boxes", mode, "--json", out)
+        r = json.loads(out.read_text())
+        if mode == "largest":
+            row |= {k: r[k] for k in ("operating_point", "gt_known_loc", "maxboxacc_v2")}
+        row[f"ap50_{mode}"] = r["ap50"]
+        row[f"recall50_{mode}"] = r["recall50"]
+        row[f"precision50_{mode}"] = r["precision50"]
+    exp = stem.parent / f"{stem.name}_exp"
+    if not (exp / "model.int8.onnx").exists():
+        cli("export", model, "--onnx", "--int8", "--calib-data", "voc", "--calib-root", root, "-o", exp)
+    row |= child(COUNTER, model)
+    row["graphs"] = {"fp32": str(exp / "model.onnx"), "int8": str(exp / "model.int8.onnx")}
+    return row
+
+
+def time_rows(rows: list[dict[str, Any]], rounds: int, iters: int) -> list[float]:
+    """ms per frame at batch 1 of every row's graphs (FP32 / INT8 x ORT / OpenVINO), rows interleaved
+    over ``rounds``, into each row; returns the 1-minute load averages seen before each timing."""
+    timings: dict[str, dict[str, list[float]]] = {}
+    loads = []
+    for _ in range(rounds):  # rows interleaved: the VM's drift hits every row alike
+        for row in rows:
+            for prec in ("fp32", "int8"):
+                for runtime in ("ort", "openvino"):
+                    loads.append(os.getloadavg()[0])
+                    ms = ms_per_frame(row["graphs"][prec], runtime, 2, iters, (1,))["1"]
+                    key = f"{row['backbone']}_{row['input_size']}_{row['output_stride']}"
+                    timings.setdefault(key, {}).setdefault(f"{runtime}_{prec}", []).append(ms)
+    for row in rows:
+        t = timings[f"{row['backbone']}_{row['input_size']}_{row['output_stride']}"]
+        row["ms_batch1"] = {k: round(median(v), 2) for k, v in t.items()}
+        row["ms_rounds"] = t
+    return loads
 
 
 if __name__ == "__main__":

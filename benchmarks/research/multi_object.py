@@ -27,10 +27,10 @@ from xml.sax.saxutils import escape
 import cv2
 import numpy as np
 
-from benchmarks.research.scale_shift import _background, free_strip  # noqa: E402
-from rpol_edge.core.files import write_bytes_atomic, write_text_atomic  # noqa: E402
-from rpol_edge.data import Sample, read_dataset  # noqa: E402
-from rpol_edge.data.images import load_rgb  # noqa: E402
+from benchmarks.research.scale_shift import background, free_strip
+from rpol_edge.core.files import write_bytes_atomic, write_text_atomic
+from rpol_edge.data import Sample, read_dataset
+from rpol_edge.data.images import load_rgb
 
 SIZE_BANDS: tuple[tuple[float, float], ...] = ((0.015, 0.05), (0.05, 0.10), (0.10, 0.22))
 """Area share of the canvas per raccoon box: small (< 5 %), medium (5-10 %), large (10-22 %)."""
@@ -101,7 +101,7 @@ def build_multi(
         n_obj = 2 + (c // len(SIZE_BANDS)) % 3
         j = int(rng.choice(donors))
         h, w = images[j].shape[:2]
-        canvas = _background(images[j], strips[j], w, h).astype(np.float32)
+        canvas = background(images[j], strips[j], w, h).astype(np.float32)
         picks = [int(i) for i in rng.choice([i for i in single if i != j], size=n_obj, replace=False)]
         placed: list[np.ndarray] = []
         used: list[str] = []

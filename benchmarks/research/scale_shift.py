@@ -46,7 +46,7 @@ def free_strip(boxes: np.ndarray, width: int, height: int) -> tuple[int, int, in
     return max(strips, key=lambda s: max(0, s[2] - s[0]) * max(0, s[3] - s[1]))
 
 
-def _background(image: np.ndarray, strip: tuple[int, int, int, int], w: int, h: int) -> np.ndarray:
+def background(image: np.ndarray, strip: tuple[int, int, int, int], w: int, h: int) -> np.ndarray:
     """The strip cropped (centered) to the canvas aspect ratio, resized to w x h."""
     x0, y0, x1, y1 = strip
     sw, sh = x1 - x0, y1 - y0
@@ -69,7 +69,7 @@ def _feather(h: int, w: int, boxes: np.ndarray) -> np.ndarray:
         a1, b1 = int(min(w, x1 + margin + 1)), int(min(h, y1 + margin + 1))
         alpha[b0:b1, a0:a1] = 1.0
     k = int(max(3, 0.10 * max(h, w))) | 1
-    alpha = cv2.GaussianBlur(alpha, (k, k), 0)
+    alpha = np.asarray(cv2.GaussianBlur(alpha, (k, k), 0), np.float32)
     # Whatever the blur left, force 0 at the photo's own border so no rectangle edge shows.
     yy = np.minimum(np.arange(h), np.arange(h)[::-1])[:, None] / max(1.0, 0.06 * h)
     xx = np.minimum(np.arange(w), np.arange(w)[::-1])[None, :] / max(1.0, 0.06 * w)
@@ -100,7 +100,7 @@ def build_canvases(
         target = rng.uniform(*coverage)
         scale = float(np.clip(np.sqrt(target / cov), 0.25, 0.85))
         j = int(rng.choice([d for d in donors if d != i]))
-        canvas = _background(images[j], strips[j], w, h).astype(np.float32)
+        canvas = background(images[j], strips[j], w, h).astype(np.float32)
         sw, sh = max(8, int(round(w * scale))), max(8, int(round(h * scale)))
         small = cv2.resize(im, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
         sx, sy = sw / w, sh / h

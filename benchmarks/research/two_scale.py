@@ -19,20 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.research.instances import (  # noqa: E402
-    SETS,
-    build_data,
-    fit_w,
-    graph_outputs,
-    load_sets,
-    machine,
-    metrics,
-    product_all_peak,
-    responses,
-    score_set,
-)
-from rpol_edge.results.boxes import iou_inclusive, largest_box  # noqa: E402
-from rpol_edge.results.instances import ALL_BOXES, TOP_IOU, map_instances  # noqa: E402
+from benchmarks.research.instance_data import SETS, build_data, fit_w, load_sets, responses
+from benchmarks.research.instance_detectors import graph_outputs, product_all_peak
+from benchmarks.research.instances import machine, metrics, score_set
+from rpol_edge.results.boxes import iou_inclusive, largest_box
+from rpol_edge.results.instances import ALL_BOXES, TOP_IOU, map_instances
 
 BASE = 448
 

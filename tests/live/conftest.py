@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_support import MjpegServer, frames_bgr
+from live_support import frames_bgr
+
+from benchmarks.product.mjpeg_server import MjpegServer
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Real things for the live tests: sample frames, MP4 files written with OpenCV, HTTP MJPEG servers
+"""Real things for the live tests: sample frames, MP4 files written with OpenCV, an HTTP server of junk
 on 127.0.0.1, the CLI in-process and as a child process."""
 
 from __future__ import annotations
@@ -92,71 +92,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-# --- a real MJPEG server -------------------------------------------------------------------------
-
-
-class MjpegServer:
-    """multipart/x-mixed-replace JPEG parts over HTTP on 127.0.0.1; stop() ends every open stream.
-
-    ``corrupt_at`` makes part number N of the first connection undecodable bytes.
-    """
-
-    def __init__(self, frames: list[np.ndarray], fps: float = 15.0, corrupt_at: int | None = None) -> None:
-        self.jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in frames]
-        self.fps = fps
-        self.corrupt_at = corrupt_at
-        self.port = 0
-        self.connections = 0
-        self._stopping = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/stream.mjpg"
-
-    def start(self) -> None:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                server.connections += 1
-                first = server.connections == 1
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                i = 0
-                try:
-                    while not server._stopping.is_set():
-                        data = server.jpegs[i % len(server.jpegs)]
-                        if first and i == server.corrupt_at:
-                            data = b"\xff\xd8 this is not a jpeg " * 20
-                        head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
-                        self.wfile.write(head.encode() + data + b"\r\n")
-                        self.wfile.flush()
-                        i += 1
-                        time.sleep(1.0 / server.fps)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._stopping.clear()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._httpd.daemon_threads = True
-        self.port = int(self._httpd.server_address[1])
-        threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-
-    def stop(self) -> None:
-        """Close the listening socket and end every stream (clients see the connection close)."""
-        self._stopping.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        time.sleep(2.0 / self.fps)  # handlers notice and close their connections
+# --- a server that never sends a part (the real MJPEG server: benchmarks.product.mjpeg_server) ---
 
 
 class JunkServer:

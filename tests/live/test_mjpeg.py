@@ -13,8 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from live_support import JunkServer, MjpegServer, frames_bgr, read_jsonl, rpol_edge_process, wait_for_lines
+from live_support import JunkServer, frames_bgr, read_jsonl, rpol_edge_process, wait_for_lines
 
+from benchmarks.product.mjpeg_server import MjpegServer
 from rpol_edge.live.mjpeg import MjpegSource
 from rpol_edge.live.sources import StreamDropped
 

@@ -13,7 +13,6 @@ import pytest
 from live_support import (
     FRAME_H,
     FRAME_W,
-    MjpegServer,
     cli,
     decode_video,
     frames_bgr,
@@ -21,6 +20,7 @@ from live_support import (
     write_video,
 )
 
+from benchmarks.product.mjpeg_server import MjpegServer
 from rpol_edge.live.batching import Batcher
 from rpol_edge.live.mosaic import MosaicSink, grid, letterbox, tile_size
 from rpol_edge.live.outputs import Sink

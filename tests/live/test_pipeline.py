@@ -19,7 +19,6 @@ import pytest
 from live_support import (
     FRAME_H,
     FRAME_W,
-    MjpegServer,
     decode_video,
     frames_bgr,
     rpol_edge_process,
@@ -28,6 +27,7 @@ from live_support import (
     write_video,
 )
 
+from benchmarks.product.mjpeg_server import MjpegServer
 from rpol_edge.core.geometry import resize_crop
 from rpol_edge.live.frames import FrameResult
 from rpol_edge.live.handoff import LatestSlot

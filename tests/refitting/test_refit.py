@@ -22,6 +22,7 @@ pytest.importorskip("onnxruntime", reason="the ort runtime needs the ort extra")
 
 import onnx  # noqa: E402
 
+from benchmarks.product.mjpeg_server import MjpegServer  # noqa: E402
 from rpol_edge.core.artifact import ModelArtifact  # noqa: E402
 from rpol_edge.core.metadata import ModelMeta  # noqa: E402
 from rpol_edge.core.onnx_meta import read_onnx_meta  # noqa: E402
@@ -34,7 +35,7 @@ from rpol_edge.refitting.job import RefitRequest, refit  # noqa: E402
 from rpol_edge.refitting.onnx_graph import SUMS, fit_graph, head_weight  # noqa: E402
 from rpol_edge.runtimes import infer_all, open_runtime  # noqa: E402
 from tests.conftest import SAMPLE, TEST_INPUT  # noqa: E402
-from tests.live.live_support import MjpegServer, cli, frames_bgr, write_video  # noqa: E402
+from tests.live.live_support import cli, frames_bgr, write_video  # noqa: E402
 
 TAU_REL = 1e-6
 COS = 1 - 1e-9
