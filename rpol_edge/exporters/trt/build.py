@@ -125,6 +125,11 @@ def timing_cache_name(trt_version: str, gpu_name: str, cc: str) -> str:
     return f"timing-{trt_version}-{gpu}-sm{cc.replace('.', '')}.cache"
 
 
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise EngineBuildError(f"precision {precision!r}: choose {', '.join(PRECISIONS)}")
+
+
 def _check_batch(batch: tuple[int, int, int]) -> tuple[int, int, int]:
     lo, opt, hi = (int(b) for b in batch)
     if not 1 <= lo <= opt <= hi:
@@ -193,8 +198,7 @@ def build_engine(
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if source_beside is None:
         source_beside = onnx_path.parent.resolve() == engine_path.parent.resolve()
-    if precision not in PRECISIONS:
-        raise EngineBuildError(f"precision {precision!r}: choose {', '.join(PRECISIONS)}")
+    _check_precision(precision)
     lo, opt, hi = _check_batch(batch)
     version = trt.__version__
     strategy = fp16_strategy(version)
