@@ -71,9 +71,9 @@ def measure_in_process(
     rt: Runtime, images: list[Path], frames: int, save: bool, size: tuple[int, int] = (640, 480)
 ) -> dict[str, Any]:
     """Run the pipeline on a fresh MP4 with ``rt`` (not yet entered); the summary and the stage model."""
+    from rpol_edge.live.launch import run_live
     from rpol_edge.live.outputs import JsonlSink, Sink, VideoSink
     from rpol_edge.live.source_registry import parse_source
-    from rpol_edge.live.stages import run_live
 
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "in.mp4"

@@ -341,7 +341,7 @@ def _run(
     is called with the summary inside run_live, under its signal handlers."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from rpol_edge.live.stages import run_live
+    from rpol_edge.live.launch import run_live
 
     columns = (TextColumn("run"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:

@@ -15,12 +15,12 @@ and for a query position q with unit feature f̂_q:
 The identity holds before the clamp at 0. An all-zero feature has f̂ = 0, so it contributes to
 neither side. The training set is streamed once (or read from a feature cache); per query only the
 K most excitatory and K most inhibitory images are kept (heaps), so memory does not grow with N.
+The math and the per-query heaps live in rpol_edge/explain/representers.py, the query points in
+rpol_edge/explain/queries.py; this module streams the training set through them.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,14 +31,15 @@ import numpy as np
 import torch
 
 from rpol_edge.core.artifact import ModelArtifact
-from rpol_edge.core.geometry import CropTransform, resize_crop
+from rpol_edge.core.geometry import CropTransform
 from rpol_edge.core.metadata import MetadataError
-from rpol_edge.core.wstar import EPS, direction, tau
+from rpol_edge.core.wstar import EPS, tau
 from rpol_edge.data import DatasetError, Sample, read_dataset, sample_subset
-from rpol_edge.data.images import load_rgb
 from rpol_edge.data.loader import iterate_batches
 from rpol_edge.evaluate.evaluation import head_rows
 from rpol_edge.explain.feature_cache import CacheWriter, FeatureCacheError, cache_key, open_cache
+from rpol_edge.explain.queries import QueryView, query_view
+from rpol_edge.explain.representers import Query, importance, normalizer, score_image, unit_map
 from rpol_edge.modeling.factory import build_localizer
 from rpol_edge.modeling.localizer import Localizer
 
@@ -47,61 +48,6 @@ Progress = Callable[[int, int], None]
 SUMS_TOLERANCE = 1e-3
 """Largest relative difference between the re-streamed and the stored v sum before explain refuses:
 a larger one means another data set, split or sampling than the fit's (float16 caches stay ~1e-5)."""
-
-
-# ---- the math, as small pure functions -------------------------------------------------------
-
-
-def normalizer(v_sum: np.ndarray, u_sum: np.ndarray, t: float) -> float:
-    """Z = ||v - tau u|| over the stored sums: w* = (v - tau u) / Z."""
-    return float(np.linalg.norm(direction(v_sum, u_sum, t)))
-
-
-def importance(norms: np.ndarray, t: float, z: float) -> np.ndarray:
-    """alpha_{n,i} = (||f_{n,i}|| - tau) / (h w Z) for one training image's (h, w) norm map."""
-    h, w = norms.shape[-2:]
-    return (np.asarray(norms, np.float64) - t) / (h * w * z)
-
-
-def unit_map(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(f̂ (C, h, w) float64, ||f|| (h, w) float64); a zero vector gets f̂ = 0, never NaN."""
-    f = np.asarray(features, np.float64)
-    norms = np.sqrt(np.einsum("chw,chw->hw", f, f))
-    return f / np.maximum(norms, EPS), norms
-
-
-def similarity(unit: np.ndarray, unit_q: np.ndarray) -> np.ndarray:
-    """f̂_{n,i}·f̂_q for every position i of one image: (C, h, w), (C,) -> (h, w)."""
-    return np.einsum("chw,c->hw", unit, unit_q)
-
-
-def representer_values(alpha: np.ndarray, sim: np.ndarray) -> np.ndarray:
-    """r_{n,i}(q) = alpha_{n,i} (f̂_{n,i}·f̂_q)."""
-    return alpha * sim
-
-
-def point_to_cell(x: float, y: float, t: CropTransform, grid: tuple[int, int]) -> tuple[int, int]:
-    """Original-image pixel (x, y) -> the (row, col) feature cell that sees it in the network crop."""
-    px = x * t.scale_x - t.offset
-    py = y * t.scale_y - t.offset
-    if not (0 <= px < t.crop and 0 <= py < t.crop):
-        raise ValueError(
-            f"--point {x:g},{y:g} falls outside the {t.crop}x{t.crop} center crop the model sees "
-            f"(image {t.src_w}x{t.src_h})"
-        )
-    gh, gw = grid
-    return min(int(py * gh / t.crop), gh - 1), min(int(px * gw / t.crop), gw - 1)
-
-
-def cell_to_point(row: int, col: int, t: CropTransform, grid: tuple[int, int]) -> tuple[float, float]:
-    """Centre of a feature cell in original-image pixels."""
-    gh, gw = grid
-    px = (col + 0.5) * t.crop / gw
-    py = (row + 0.5) * t.crop / gh
-    return (px + t.offset) / t.scale_x, (py + t.offset) / t.scale_y
-
-
-# ---- the streaming driver ----------------------------------------------------------------------
 
 
 @dataclass
@@ -123,69 +69,6 @@ class ExplainConfig:
     workers: int = 2
 
 
-@dataclass(order=True)
-class Contribution:
-    """One training image's part of a_q: ``total`` = sum_i r_{n,i}(q), with its maps (h, w)."""
-
-    total: float
-    image_id: str = field(compare=False)
-    path: str = field(compare=False)
-    positive: float = field(compare=False)
-    negative: float = field(compare=False)
-    alpha: np.ndarray = field(compare=False, repr=False)
-    sim: np.ndarray = field(compare=False, repr=False)
-    r: np.ndarray = field(compare=False, repr=False)
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "image_id": self.image_id,
-            "path": self.path,
-            "contribution": self.total,
-            "positive_part": self.positive,
-            "negative_part": self.negative,
-            "alpha_min": float(self.alpha.min()),
-            "alpha_max": float(self.alpha.max()),
-            "similarity_min": float(self.sim.min()),
-            "similarity_max": float(self.sim.max()),
-            "r_min": float(self.r.min()),
-            "r_max": float(self.r.max()),
-        }
-
-
-@dataclass
-class Query:
-    x: float
-    y: float
-    cell: tuple[int, int]
-    source: str
-    """``given``, ``peak`` or ``lowest``."""
-    unit: np.ndarray  # (C,) float64
-    a_q: float
-    """w*·f̂_q before the clamp."""
-    sum_r: float = 0.0
-    excitatory: list[tuple[float, int, Contribution]] = field(default_factory=list)
-    inhibitory: list[tuple[float, int, Contribution]] = field(default_factory=list)
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "point": [round(self.x, 2), round(self.y, 2)],
-            "cell": list(self.cell),
-            "source": self.source,
-            "a_q": self.a_q,
-            "a_q_clamped": max(self.a_q, 0.0),
-            "sum_r": self.sum_r,
-            "identity_abs_error": abs(self.sum_r - self.a_q),
-            "excitatory": [c.record() for c in self.top_excitatory()],
-            "inhibitory": [c.record() for c in self.top_inhibitory()],
-        }
-
-    def top_excitatory(self) -> list[Contribution]:
-        return [c for _, _, c in sorted(self.excitatory, key=lambda e: (-e[0], e[1]))]
-
-    def top_inhibitory(self) -> list[Contribution]:
-        return [c for _, _, c in sorted(self.inhibitory, key=lambda e: (-e[0], e[1]))]
-
-
 @dataclass
 class Explanation:
     meta: dict[str, Any]
@@ -200,26 +83,6 @@ class Explanation:
 
     def record(self) -> dict[str, Any]:
         return {**self.meta, "queries": [q.record() for q in self.queries]}
-
-
-def _push(heap: list[tuple[float, int, Contribution]], key: float, n: int, c: Contribution, k: int) -> None:
-    """Keep the k largest keys (a min-heap); ties keep the earlier image."""
-    item = (key, -n, c)
-    if len(heap) < k:
-        heapq.heappush(heap, item)
-    elif item[:2] > heap[0][:2]:
-        heapq.heapreplace(heap, item)
-
-
-def _query_features(
-    loc: Localizer, meta_resize: int, meta_input: int, image: np.ndarray
-) -> tuple[np.ndarray, CropTransform, np.ndarray]:
-    frame, t = resize_crop(image, meta_resize, meta_input)
-    with torch.inference_mode():
-        x = torch.from_numpy(frame[None])
-        f = loc.features(x)
-        score, *_ = loc.localize(f)  # the map from these features: one backbone pass
-    return f[0].double().numpy(), t, score[0].numpy()
 
 
 def _training_set(cfg: ExplainConfig, meta_fields: dict[str, Any]) -> tuple[str, Path, str]:
@@ -249,42 +112,8 @@ def _stream(
                 yield s, fi, None, ""
 
 
-@dataclass
-class _View:
-    path: Path
-    image: np.ndarray
-    transform: CropTransform
-    score: np.ndarray
-    grid: tuple[int, int]
-    queries: list[Query]
-
-
-def _query_view(
-    loc: Localizer, meta: Any, w: np.ndarray, h_idx: int, path: Path, points: list[tuple[float, float]]
-) -> _View:
-    """One query image: its features, its map, and its query points (given, or peak and lowest)."""
-    image = load_rgb(path)
-    fq, transform, score = _query_features(loc, meta.resize_size, meta.input_size, image)
-    unit_q, _ = unit_map(fq)
-    grid = (int(unit_q.shape[1]), int(unit_q.shape[2]))
-    act = np.einsum("c,chw->hw", w, unit_q)  # a before the clamp, per cell
-    cells: list[tuple[float, float, int, int, str]] = []
-    if points:
-        cells = [(x, y, *point_to_cell(x, y, transform, grid), "given") for x, y in points]
-    else:
-        for source, flat in (("peak", int(np.argmax(act))), ("lowest", int(np.argmin(act)))):
-            row, col = divmod(flat, grid[1])
-            cells.append((*cell_to_point(row, col, transform, grid), row, col, source))
-    queries = [
-        Query(x, y, (row, col), source, unit_q[:, row, col].copy(), float(act[row, col]))
-        for x, y, row, col, source in cells
-    ]
-    return _View(path, image, transform, score[h_idx], grid, queries)
-
-
-def explain(cfg: ExplainConfig, progress: Progress | None = None) -> list[Explanation]:
-    """Stream the training set once and split a_q into representer values for every query point of
-    every query image; one Explanation per image."""
+def _check_request(cfg: ExplainConfig) -> None:
+    """Refusals that need nothing loaded: no query image, a bad --top, a model that is no .rpol."""
     if not cfg.images:
         raise ValueError("explain needs at least one query image")
     if cfg.top < 1:
@@ -295,7 +124,20 @@ def explain(cfg: ExplainConfig, progress: Progress | None = None) -> list[Explan
             "through the backbone and splits w* into their contributions; an exported graph carries "
             "neither the backbone's features nor w*'s training sums)"
         )
-    started = time.perf_counter()
+
+
+@dataclass
+class _Head:
+    """The fitted head being explained: its tau, Z = ||v - tau u|| and w*."""
+
+    artifact: ModelArtifact
+    index: int
+    t: float
+    z: float
+    w: np.ndarray
+
+
+def _load_head(cfg: ExplainConfig) -> _Head:
     artifact = ModelArtifact.load(cfg.model)
     meta = artifact.meta
     if meta.head != "rpol":
@@ -312,13 +154,27 @@ def explain(cfg: ExplainConfig, progress: Progress | None = None) -> list[Explan
     z = normalizer(artifact.v_sum[h_idx], artifact.u_sum[h_idx], t)
     if z <= 0:
         raise MetadataError(f"{cfg.model}: w* is zero (v = tau u); nothing to explain")
-    w = np.asarray(artifact.w[h_idx], np.float64)
+    return _Head(artifact, h_idx, t, z, np.asarray(artifact.w[h_idx], np.float64))
 
+
+@dataclass
+class _TrainingSet:
+    data: str
+    root: Path
+    split: str
+    samples: list[Sample]
+    wanted: Callable[[Sample], bool]
+    """Whether an image belongs to the head's class (every image for a single-class fit)."""
+
+
+def _training_samples(cfg: ExplainConfig, head: _Head) -> _TrainingSet:
+    """The fit's training images, in the fit's order; refuses a list of another length early."""
+    meta = head.artifact.meta
     data, root, split = _training_set(cfg, meta.to_dict())
     samples = sample_subset(read_dataset(data, root, split), meta.sampling_ratio, meta.seed)
     rows = head_rows(meta)
     label_of_head = {row: label for label, row in rows.items()}
-    wanted = (lambda s: True) if not rows else (lambda s: s.label == label_of_head[h_idx])
+    wanted = (lambda s: True) if not rows else (lambda s: s.label == label_of_head[head.index])
     if not rows and len(samples) != meta.n_images + meta.n_skipped:
         # Cheap early refusal; the feature sums are compared exactly after the stream.
         raise DatasetError(
@@ -326,36 +182,44 @@ def explain(cfg: ExplainConfig, progress: Progress | None = None) -> list[Explan
             f"seed {meta.seed}); the model was fitted on {meta.n_images} (+{meta.n_skipped} skipped): "
             "not its training set"
         )
+    return _TrainingSet(data, root, split, samples, wanted)
 
-    # Refuse a wrong cache before minutes of backbone work.
-    key = cache_key(meta, data, root, split, samples)
-    cached = open_cache(cfg.cache, key) if cfg.cache else None
-    loc = build_localizer(artifact, cfg.weights)
-    views = [_query_view(loc, artifact.meta, w, h_idx, Path(p), cfg.points) for p in cfg.images]
-    # Only now: a bad query image or point must not leave a half-made cache folder behind.
-    writer = CacheWriter(cfg.cache, key, meta.w_sha256) if cfg.cache and cached is None else None
-    queries = [q for v in views for q in v.queries]
 
-    by_id = {s.image_id: s for s in samples}
-    stream: Iterator[tuple[Sample | None, np.ndarray | None, np.ndarray | None, str]]
-    if cached is not None:
-        stream = ((by_id.get(cached.image_ids[i]), f, nm, "") for i, f, nm in cached.iterate())
-    else:
-        todo = samples if writer else [s for s in samples if wanted(s)]
-        stream = _stream(loc, todo, meta.fit_resize, meta.fit_size, cfg)
+_Features = Iterator[tuple[Sample | None, np.ndarray | None, np.ndarray | None, str]]
 
-    v_rec = np.zeros(meta.channels, np.float64)
-    n_used = 0
-    n_skipped = len(cached.skipped) if cached else 0
+
+@dataclass
+class _Scan:
+    """What one pass over the training set found, beside the queries' sums and heaps."""
+
+    v_rec: np.ndarray
+    """sum_n mean_i f_{n,i} as streamed: must reproduce the stored v."""
+    n_used: int = 0
+    n_skipped: int = 0
     feature_grid: tuple[int, int] | None = None
-    counter = itertools.count()
-    stream_started = time.perf_counter()
+    seconds: float = 0.0
+
+
+def _scan(
+    cfg: ExplainConfig,
+    head: _Head,
+    train: _TrainingSet,
+    stream: _Features,
+    queries: list[Query],
+    writer: CacheWriter | None,
+    n_skipped: int,
+    progress: Progress | None,
+) -> _Scan:
+    """Score every wanted training image against every query; a cache being written gets every
+    image (the head's or not) and is committed only when the stream ends, else removed."""
+    scan = _Scan(np.zeros(head.artifact.meta.channels, np.float64), n_skipped=n_skipped)
+    started = time.perf_counter()
     try:
         for done, (sample, f, norms_exact, reason) in enumerate(stream, 1):
             if sample is None:
                 raise FeatureCacheError(f"--cache {cfg.cache}: lists an image the data set does not have")
             if f is None:
-                n_skipped += 1
+                scan.n_skipped += 1
                 if writer:
                     writer.skip(sample.image_id, reason)
                 continue
@@ -365,77 +229,102 @@ def explain(cfg: ExplainConfig, progress: Progress | None = None) -> list[Explan
             if norms_exact is not None:
                 norms = np.asarray(norms_exact, np.float64)
             if progress:
-                progress(done, len(samples))
-            if not wanted(sample):
+                progress(done, len(train.samples))
+            if not train.wanted(sample):
                 continue
-            feature_grid = (int(norms.shape[0]), int(norms.shape[1]))
-            n_used += 1
-            v_rec += (unit * norms).mean(axis=(1, 2))
-            alpha = importance(norms, t, z)
-            for q in queries:
-                sim = similarity(unit, q.unit)
-                r = representer_values(alpha, sim)
-                total = float(r.sum())
-                q.sum_r += total
-                contrib = Contribution(
-                    total,
-                    sample.image_id,
-                    str(sample.path),
-                    float(r[r > 0].sum()),
-                    float(r[r < 0].sum()),
-                    alpha.astype(np.float32),
-                    sim.astype(np.float32),
-                    r.astype(np.float32),
-                )
-                n = next(counter)
-                _push(q.excitatory, total, n, contrib, cfg.top)
-                _push(q.inhibitory, -total, n, contrib, cfg.top)
+            scan.feature_grid = (int(norms.shape[0]), int(norms.shape[1]))
+            alpha = importance(norms, head.t, head.z)
+            score_image(queries, sample.image_id, str(sample.path), unit, alpha, scan.n_used, cfg.top)
+            scan.n_used += 1
+            scan.v_rec += (unit * norms).mean(axis=(1, 2))
         if writer:
             writer.commit()
             writer = None
     finally:
         if writer:
             writer.abort()
+    scan.seconds = time.perf_counter() - started
+    return scan
 
-    v_stored = artifact.v_sum[h_idx]
-    sums_rel = float(np.linalg.norm(v_rec - v_stored) / max(float(np.linalg.norm(v_stored)), EPS))
-    if n_used != int(artifact.count[h_idx]) or sums_rel > SUMS_TOLERANCE:
+
+def _sums_difference(head: _Head, scan: _Scan) -> float:
+    """The relative difference of the streamed v to the stored one; refuses another training set."""
+    v_stored = head.artifact.v_sum[head.index]
+    sums_rel = float(np.linalg.norm(scan.v_rec - v_stored) / max(float(np.linalg.norm(v_stored)), EPS))
+    count = int(head.artifact.count[head.index])
+    if scan.n_used != count or sums_rel > SUMS_TOLERANCE:
         raise DatasetError(
-            f"the training set streamed ({n_used} images, relative difference of the feature sums "
-            f"{sums_rel:.1e}) does not reproduce the model's fit ({int(artifact.count[h_idx])} images): "
+            f"the training set streamed ({scan.n_used} images, relative difference of the feature sums "
+            f"{sums_rel:.1e}) does not reproduce the model's fit ({count} images): "
             "another data set, split, sampling or input size than the fit's"
         )
-    elapsed = time.perf_counter() - started
-    info = {
+    return sums_rel
+
+
+def _info(
+    cfg: ExplainConfig, head: _Head, train: _TrainingSet, scan: _Scan, views: list[QueryView], cached: bool
+) -> dict[str, Any]:
+    """The record shared by every query image's explanation (without the timings)."""
+    meta = head.artifact.meta
+    return {
         "model": str(cfg.model),
         "training_set": {
-            "data": data,
-            "root": str(root),
-            "split": split,
+            "data": train.data,
+            "root": str(train.root),
+            "split": train.split,
             "sampling_ratio": meta.sampling_ratio,
             "seed": meta.seed,
         },
-        "head_index": h_idx,
+        "head_index": head.index,
         "tau_mode": meta.tau_mode,
-        "tau": t,
-        "Z": z,
+        "tau": head.t,
+        "Z": head.z,
         "alpha_formula": "(||f|| - tau) / (h*w*Z)",
         "ranking": "by the image's total contribution sum_i r_{n,i}(q)",
-        "n_train_images": n_used,
-        "n_train_skipped": n_skipped,
-        "train_feature_grid": list(feature_grid or (0, 0)),
+        "n_train_images": scan.n_used,
+        "n_train_skipped": scan.n_skipped,
+        "train_feature_grid": list(scan.feature_grid or (0, 0)),
         "query_feature_grid": list(views[0].grid),
         "n_query_images": len(views),
-        "feature_sums_rel_diff": sums_rel,
+        "feature_sums_rel_diff": _sums_difference(head, scan),
         "cache": {
             "path": str(cfg.cache) if cfg.cache else None,
-            "used": cached is not None,
-            "written": bool(cfg.cache) and cached is None,
+            "used": cached,
+            "written": bool(cfg.cache) and not cached,
         },
-        "seconds_total": round(elapsed, 3),
-        "seconds_stream": round(time.perf_counter() - stream_started, 3),
-        "top": cfg.top,
     }
+
+
+def explain(cfg: ExplainConfig, progress: Progress | None = None) -> list[Explanation]:
+    """Stream the training set once and split a_q into representer values for every query point of
+    every query image; one Explanation per image."""
+    _check_request(cfg)
+    started = time.perf_counter()
+    head = _load_head(cfg)
+    meta = head.artifact.meta
+    train = _training_samples(cfg, head)
+
+    # Refuse a wrong cache before minutes of backbone work.
+    key = cache_key(meta, train.data, train.root, train.split, train.samples)
+    cached = open_cache(cfg.cache, key) if cfg.cache else None
+    loc = build_localizer(head.artifact, cfg.weights)
+    views = [query_view(loc, meta, head.w, head.index, Path(p), cfg.points) for p in cfg.images]
+    # Only now: a bad query image or point must not leave a half-made cache folder behind.
+    writer = CacheWriter(cfg.cache, key, meta.w_sha256) if cfg.cache and cached is None else None
+    queries = [q for v in views for q in v.queries]
+
+    stream: _Features
+    if cached is not None:
+        by_id = {s.image_id: s for s in train.samples}
+        stream = ((by_id.get(cached.image_ids[i]), f, nm, "") for i, f, nm in cached.iterate())
+    else:
+        todo = train.samples if writer else [s for s in train.samples if train.wanted(s)]
+        stream = _stream(loc, todo, meta.fit_resize, meta.fit_size, cfg)
+    n_skipped = len(cached.skipped) if cached else 0
+    scan = _scan(cfg, head, train, stream, queries, writer, n_skipped, progress)
+    info = _info(cfg, head, train, scan, views, cached is not None)
+    info.update(seconds_total=round(time.perf_counter() - started, 3), seconds_stream=round(scan.seconds, 3))
+    info["top"] = cfg.top
     frame = (meta.fit_resize, meta.fit_size)
     return [
         Explanation({**info, "image": str(v.path)}, v.queries, v.image, v.transform, v.score, frame)
@@ -443,17 +332,4 @@ def explain(cfg: ExplainConfig, progress: Progress | None = None) -> list[Explan
     ]
 
 
-__all__ = [
-    "Contribution",
-    "ExplainConfig",
-    "Explanation",
-    "Query",
-    "cell_to_point",
-    "explain",
-    "importance",
-    "normalizer",
-    "point_to_cell",
-    "representer_values",
-    "similarity",
-    "unit_map",
-]
+__all__ = ["ExplainConfig", "Explanation", "explain"]

@@ -18,7 +18,8 @@ import numpy as np
 from rpol_edge.core.files import write_bytes_atomic
 from rpol_edge.core.geometry import resize_crop
 from rpol_edge.data.images import ImageError, load_rgb
-from rpol_edge.explain.explainer import Contribution, Explanation, Query
+from rpol_edge.explain.explainer import Explanation
+from rpol_edge.explain.representers import Contribution, Query
 
 
 def _pyplot() -> Any:

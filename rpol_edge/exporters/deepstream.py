@@ -32,6 +32,7 @@ from rpol_edge.core.artifact import ModelArtifact
 from rpol_edge.core.export_formats import DEEPSTREAM_INT8, ExportError
 from rpol_edge.core.extras import require_torch
 from rpol_edge.core.files import atomic_write, file_sha256, write_text_atomic
+from rpol_edge.core.metadata import ModelMeta
 from rpol_edge.core.onnx_meta import MAP_OUTPUTS as OUTPUTS
 from rpol_edge.exporters.onnx_export import DEFAULT_OPSET, EXPORTERS, _onnx, _simplify, _trace, finish_graph
 from rpol_edge.integrations.deepstream.config import assumptions, config_text, readme_text
@@ -132,12 +133,7 @@ def export_deepstream(
     require_torch("rpol-edge export --deepstream")
     from rpol_edge.modeling.factory import build_localizer
 
-    if precision == "int8":
-        raise ExportError(DEEPSTREAM_INT8)
-    if precision not in NETWORK_MODES:
-        raise ExportError(f"precision {precision!r}: choose fp32 or fp16")
-    if exporter not in EXPORTERS:
-        raise ExportError(f"unknown exporter {exporter!r}; choose {', '.join(EXPORTERS)}")
+    _check_options(precision, exporter)
     onnx = _onnx()
     opset = opset or DEFAULT_OPSET[exporter]
     artifact = ModelArtifact.load(model_path)
@@ -146,10 +142,7 @@ def export_deepstream(
         raise ExportError("class-wise models need the class at inference; export a class-agnostic fit")
     norm = split_normalization(meta.mean, meta.std, normalization)
     localizer = build_localizer(artifact, weights).eval()
-    if normalization != "graph":  # "graph" keeps the Localizer's own buffers, exactly model.onnx's
-        localizer.pixel_mean = _constant(norm.graph_mean)
-        localizer.pixel_std = _constant(norm.graph_std)
-    module = NvinferInput(localizer, meta.resize_size).eval()
+    module = _nvinfer_module(localizer, norm, normalization, meta.resize_size)
     lo, opt, hi = batch
     dynamic = lo != hi
     s = meta.resize_size
@@ -181,18 +174,43 @@ def export_deepstream(
         offsets=norm.offsets,
         workspace_size=workspace_mb,
     )
+    return _write_handoff(Path(out_dir), written, settings, (lo, hi), normalization)
+
+
+def _check_options(precision: str, exporter: str) -> None:
+    if precision == "int8":
+        raise ExportError(DEEPSTREAM_INT8)
+    if precision not in NETWORK_MODES:
+        raise ExportError(f"precision {precision!r}: choose fp32 or fp16")
+    if exporter not in EXPORTERS:
+        raise ExportError(f"unknown exporter {exporter!r}; choose {', '.join(EXPORTERS)}")
+
+
+def _nvinfer_module(localizer: nn.Module, norm: Normalization, normalization: str, resize: int) -> nn.Module:
+    """The Localizer behind nvinfer's input, with the normalization the graph keeps."""
+    if normalization != "graph":  # "graph" keeps the Localizer's own buffers, exactly model.onnx's
+        localizer.pixel_mean = _constant(norm.graph_mean)
+        localizer.pixel_std = _constant(norm.graph_std)
+    return NvinferInput(localizer, resize).eval()
+
+
+def _write_handoff(
+    out_dir: Path, written: ModelMeta, settings: NvinferSettings, batch: tuple[int, int], normalization: str
+) -> dict[str, Path]:
+    """The nvinfer config, the hand-off record and the README beside the written graph, by role."""
+    onnx_path = out_dir / ONNX_NAME
     files = {
         "nvinfer-onnx": onnx_path,
-        "nvinfer-config": Path(out_dir) / CONFIG_NAME,
-        "nvinfer-record": Path(out_dir) / SIDECAR_NAME,
-        "nvinfer-readme": Path(out_dir) / README_NAME,
+        "nvinfer-config": out_dir / CONFIG_NAME,
+        "nvinfer-record": out_dir / SIDECAR_NAME,
+        "nvinfer-readme": out_dir / README_NAME,
     }
     write_text_atomic(files["nvinfer-config"], config_text(settings, written))
-    notes = assumptions(written, settings, (lo, hi), normalization)
+    notes = assumptions(written, settings, batch, normalization)
     write_text_atomic(
         files["nvinfer-record"], handoff_record(written, settings, file_sha256(onnx_path), notes)
     )
-    write_text_atomic(files["nvinfer-readme"], readme_text(written, settings, (lo, hi)))
+    write_text_atomic(files["nvinfer-readme"], readme_text(written, settings, batch))
     return files
 
 
@@ -215,5 +233,3 @@ def _nvinfer_outputs(model: Any, onnx: Any, dims: tuple[int, int, int]) -> None:
     kept = [vi for vi in model.graph.value_info if vi.name != OUTPUTS[1]]
     del model.graph.value_info[:]
     model.graph.value_info.extend(kept)
-
-

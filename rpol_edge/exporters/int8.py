@@ -157,33 +157,90 @@ def quantize_int8(
     The symmetric graph is a TensorRT source, so it must pass the static TensorRT check
     (``trt_targets``, default: the targets recorded in the FP32 graph) before it is written.
     """
-    try:
-        import onnx
-        from onnxruntime.quantization import (
-            CalibrationDataReader,
-            CalibrationMethod,
-            QuantFormat,
-            QuantType,
-            quantize_static,
-        )
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-    except ImportError:
-        raise ExportError("INT8 export needs onnxruntime: pip install 'rpol-edge[ort]'") from None
+    _require_ort()
+    import onnx
 
     r = recipe or (TRT_RECIPE if symmetric else CPU_RECIPE)
     if count is not None:
         r = replace(r, count=count)
     r.validate()
     meta = read_onnx_meta(fp32_onnx)
+    batches = _calibration_batches(fp32_onnx, meta, data, root, split, r.count)
+    trt_source = _is_trt_source(r)
+    written = _int8_meta(meta, r, trt_source)
+    keep = float_nodes(onnx.load(str(fp32_onnx)), r.keep_float)
+
+    def write(tmp: Path) -> None:
+        _quantize(fp32_onnx, tmp, batches, r, keep)
+        q = onnx.load(str(tmp))
+        if trt_source:
+            from rpol_edge.exporters.trt.compat import require_compatible
+
+            require_compatible(q, trt_targets or recorded_targets(meta), out_path.name)
+        _set_metadata(q, written)
+        onnx.save(q, str(tmp))
+
+    atomic_write(out_path, write)
+    return written
+
+
+def _require_ort() -> None:
+    try:
+        import onnx  # noqa: F401
+        from onnxruntime.quantization import (  # noqa: F401
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: F401
+    except ImportError:
+        raise ExportError("INT8 export needs onnxruntime: pip install 'rpol-edge[ort]'") from None
+
+
+def _calibration_batches(
+    fp32_onnx: Path, meta: ModelMeta, data: str, root: Path, split: str, count: int
+) -> list[np.ndarray]:
+    """The calibration frames, in batches of the graph's smallest batch, as the graph takes them."""
     lo, _ = onnx_batch_range(fp32_onnx)
     if meta.raw_frames:
-        stream = raw_calibration_frames(data, root, split, meta, r.count, batch=lo)
+        stream = raw_calibration_frames(data, root, split, meta, count, batch=lo)
     else:
-        stream = calibration_frames(data, root, split, meta.resize_size, meta.input_size, r.count, batch=lo)
+        stream = calibration_frames(data, root, split, meta.resize_size, meta.input_size, count, batch=lo)
     # uint8 frames, ~40 MB for 64 at 448: held so the number of batches is known before calibrating.
     batches = list(stream)
     if not batches:
         raise ExportError(f"INT8: no readable calibration image in {root} ({split})")
+    return batches
+
+
+def _is_trt_source(r: Recipe) -> bool:
+    """What the graph is follows from the recipe used, not from the flag that picked the default one:
+    QDQ with symmetric int8 activations (zero point 0) and float biases is TensorRT's
+    explicit-quantization form (TRT_RECIPE); anything else is a CPU graph."""
+    return r.format == "qdq" and r.activation == "s8" and r.symmetric_activations and not r.quantize_bias
+
+
+def _int8_meta(meta: ModelMeta, r: Recipe, trt_source: bool) -> ModelMeta:
+    """The FP32 graph's record as precision int8, with the scheme and the recipe."""
+    scheme = "symmetric" if r.symmetric_activations else "asymmetric"
+    # The CPU (uint8) graph is not a TensorRT source: it does not inherit the FP32 graph's TRT claim.
+    extra = {k: v for k, v in meta.extra.items() if trt_source or k != "trt_targets"}
+    return meta.replace(precision="int8", extra={**extra, "int8_scheme": scheme, "int8_recipe": r.to_json()})
+
+
+def _quantize(fp32_onnx: Path, tmp: Path, batches: list[np.ndarray], r: Recipe, keep: list[str]) -> None:
+    """ONNX Runtime's static quantization of ``fp32_onnx`` into ``tmp``, calibrated on ``batches``."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
     frames = iter(batches)
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
@@ -191,26 +248,12 @@ def quantize_int8(
             batch = next(frames, None)
             return None if batch is None else {INPUT: batch}
 
-    # What the graph is follows from the recipe used, not from the flag that picked the default one:
-    # QDQ with symmetric int8 activations (zero point 0) and float biases is TensorRT's
-    # explicit-quantization form (TRT_RECIPE); anything else is a CPU graph.
-    trt_source = (
-        r.format == "qdq" and r.activation == "s8" and r.symmetric_activations and not r.quantize_bias
-    )
-    scheme = "symmetric" if r.symmetric_activations else "asymmetric"
-    # The CPU (uint8) graph is not a TensorRT source: it does not inherit the FP32 graph's TRT claim.
-    extra = {k: v for k, v in meta.extra.items() if trt_source or k != "trt_targets"}
-    written = meta.replace(
-        precision="int8", extra={**extra, "int8_scheme": scheme, "int8_recipe": r.to_json()}
-    )
     types = {"u8": QuantType.QUInt8, "s8": QuantType.QInt8}
     methods = {
         "minmax": CalibrationMethod.MinMax,
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }
-    keep = float_nodes(onnx.load(str(fp32_onnx)), r.keep_float)
-
     options: dict[str, Any] = {
         "ActivationSymmetric": r.symmetric_activations,
         "WeightSymmetric": True,
@@ -223,38 +266,26 @@ def quantize_int8(
         # number of batches ("No data is collected"): pick an N that does not (the batches actually
         # read: unreadable photos, a small split and a fixed graph batch all change their number).
         options["CalibMaxIntermediateOutputs"] = next(n for n in range(8, 64) if len(batches) % n)
-
-    def write(tmp: Path) -> None:
-        pre = tmp.with_suffix(".pre.onnx")
-        try:
-            quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
-            quantize_static(  # onnxruntime raises its own exception types: reported as ExportError below
-                str(pre),
-                str(tmp),
-                Reader(),
-                quant_format=QuantFormat.QDQ if r.format == "qdq" else QuantFormat.QOperator,
-                per_channel=r.per_channel,
-                reduce_range=r.reduce_range,
-                activation_type=types[r.activation],
-                weight_type=types[r.weight],
-                op_types_to_quantize=list(r.ops),
-                nodes_to_exclude=keep,
-                calibrate_method=methods[r.calibration],
-                extra_options=options,
-            )
-        except Exception as exc:
-            if isinstance(exc, ExportError):
-                raise
-            raise ExportError(f"INT8 quantization failed: {exc.__class__.__name__}: {exc}") from None
-        finally:
-            pre.unlink(missing_ok=True)
-        q = onnx.load(str(tmp))
-        if trt_source:
-            from rpol_edge.exporters.trt.compat import require_compatible
-
-            require_compatible(q, trt_targets or recorded_targets(meta), out_path.name)
-        _set_metadata(q, written)
-        onnx.save(q, str(tmp))
-
-    atomic_write(out_path, write)
-    return written
+    pre = tmp.with_suffix(".pre.onnx")
+    try:
+        quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
+        quantize_static(  # onnxruntime raises its own exception types: reported as ExportError below
+            str(pre),
+            str(tmp),
+            Reader(),
+            quant_format=QuantFormat.QDQ if r.format == "qdq" else QuantFormat.QOperator,
+            per_channel=r.per_channel,
+            reduce_range=r.reduce_range,
+            activation_type=types[r.activation],
+            weight_type=types[r.weight],
+            op_types_to_quantize=list(r.ops),
+            nodes_to_exclude=keep,
+            calibrate_method=methods[r.calibration],
+            extra_options=options,
+        )
+    except Exception as exc:
+        if isinstance(exc, ExportError):
+            raise
+        raise ExportError(f"INT8 quantization failed: {exc.__class__.__name__}: {exc}") from None
+    finally:
+        pre.unlink(missing_ok=True)

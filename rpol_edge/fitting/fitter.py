@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rpol_edge.backbones.timm_backbone import BackboneSpec, build_backbone
+from rpol_edge.backbones.timm_backbone import Backbone, BackboneSpec, build_backbone
 from rpol_edge.core.artifact import ModelArtifact
 from rpol_edge.core.files import array_sha256
 from rpol_edge.core.metadata import DEFAULT_BOXES, ModelMeta
@@ -122,12 +122,7 @@ def fit(
     samples = sample_subset(read_dataset(cfg.data, cfg.root, cfg.split), cfg.sampling_ratio, cfg.seed)
     classes = class_index(samples) if cfg.classwise else {}
     n_heads = max(1, len(classes))
-    resize = cfg.resize_size or default_resize(cfg.input_size)
-    if cfg.reference_fit:
-        fit_size, fit_resize = 224, 224
-    else:
-        fit_size = cfg.fit_size or cfg.input_size
-        fit_resize = cfg.fit_resize or (resize if fit_size == cfg.input_size else default_resize(fit_size))
+    resize, fit_size, fit_resize = _fit_sizes(cfg)
 
     spec = BackboneSpec(cfg.backbone, str(cfg.weights or ""), cfg.output_stride)
     bb = build_backbone(spec, cfg.input_size)
@@ -140,27 +135,9 @@ def fit(
 
     mine = shard(samples, ctx, unit=cfg.batch_size)
     state = FitState(FeatureSums.zeros(bb.channels, n_heads), 0)
-    saver: Callable[[FitState], None] | None = None
-    resumed_at: int | None = None
-    ckpt_file = Path()
-    if checkpoints is not None:
-        checkpoints.validate()
-        ident = Identity(
-            config_hash(cfg, bb.weights_sha256, fit_size, fit_resize),
-            sample_list_sha256(samples),
-            ctx.world_size,
-            ctx.rank,
-        )
-        ckpt_file = checkpoint_path(checkpoints.directory, ctx.rank, ctx.world_size)
-        if checkpoints.resume:
-            check_world(checkpoints.directory, ctx.world_size)
-            resumed_at = 0
-            if ckpt_file.is_file():
-                state = load_checkpoint(ckpt_file, ident, state.sums, mine)
-                resumed_at = state.position
-
-        def saver(st: FitState) -> None:
-            save_checkpoint(ckpt_file, st, ident)
+    state, saver, resumed_at, ckpt_file = _checkpointing(
+        cfg, checkpoints, ctx, bb.weights_sha256, (fit_size, fit_resize), samples, mine, state
+    )
 
     def step(batch: Batch, st: FitState) -> FitState:
         part = FeatureSums.zeros(bb.channels, n_heads)
@@ -193,6 +170,69 @@ def fit(
         raise DatasetError(
             f"none of the {len(samples)} images could be read ({skipped[0][1] if skipped else ''})"
         )
+    artifact = _artifact(cfg, bb, sums, classes, (resize, fit_size, fit_resize), n_skipped)
+    return FitResult(artifact, skipped, resumed_at)
+
+
+def _fit_sizes(cfg: FitConfig) -> tuple[int, int, int]:
+    """(resize, fit_size, fit_resize): how inference frames and the fit's training images are framed."""
+    resize = cfg.resize_size or default_resize(cfg.input_size)
+    if cfg.reference_fit:
+        fit_size, fit_resize = 224, 224
+    else:
+        fit_size = cfg.fit_size or cfg.input_size
+        fit_resize = cfg.fit_resize or (resize if fit_size == cfg.input_size else default_resize(fit_size))
+    return resize, fit_size, fit_resize
+
+
+def _checkpointing(
+    cfg: FitConfig,
+    checkpoints: CheckpointOptions | None,
+    ctx: DistContext,
+    weights_sha256: str,
+    frame: tuple[int, int],
+    samples: list[Sample],
+    mine: list[Sample],
+    state: FitState,
+) -> tuple[FitState, Callable[[FitState], None] | None, int | None, Path]:
+    """(the state to start from, the saver, the resumed position, this rank's checkpoint file):
+    with ``checkpoints.resume`` the state a checkpoint of this very fit recorded, else ``state``."""
+    fit_size, fit_resize = frame
+    saver: Callable[[FitState], None] | None = None
+    resumed_at: int | None = None
+    ckpt_file = Path()
+    if checkpoints is not None:
+        checkpoints.validate()
+        ident = Identity(
+            config_hash(cfg, weights_sha256, fit_size, fit_resize),
+            sample_list_sha256(samples),
+            ctx.world_size,
+            ctx.rank,
+        )
+        ckpt_file = checkpoint_path(checkpoints.directory, ctx.rank, ctx.world_size)
+        if checkpoints.resume:
+            check_world(checkpoints.directory, ctx.world_size)
+            resumed_at = 0
+            if ckpt_file.is_file():
+                state = load_checkpoint(ckpt_file, ident, state.sums, mine)
+                resumed_at = state.position
+
+        def saver(st: FitState) -> None:
+            save_checkpoint(ckpt_file, st, ident)
+
+    return state, saver, resumed_at, ckpt_file
+
+
+def _artifact(
+    cfg: FitConfig,
+    bb: Backbone,
+    sums: FeatureSums,
+    classes: dict[int, int],
+    sizes: tuple[int, int, int],
+    n_skipped: int,
+) -> ModelArtifact:
+    """Solve w* from the all-reduced sums and record the fit."""
+    resize, fit_size, fit_resize = sizes
     if cfg.head == "caam":
         w = np.full((1, bb.channels), 1.0 / np.sqrt(bb.channels))
         taus = np.zeros(1)
@@ -232,7 +272,7 @@ def fit(
         extra=extra,
     )
     meta.validate()
-    return FitResult(ModelArtifact(meta, w, sums.v_sum, sums.u_sum, sums.count, taus), skipped, resumed_at)
+    return ModelArtifact(meta, w, sums.v_sum, sums.u_sum, sums.count, taus)
 
 
 def stream(

@@ -3,45 +3,29 @@ accumulate float64 sums (resumable, as `fit` checkpoints), solve with `fit`'s co
 
 Python API: ``rpol_edge.refit("model.onnx", "refit.onnx", data="folder", root="photos/")`` or
 ``rpol_edge.refit("model.onnx", "refit.onnx", source="rtsp://cam/stream", frames=200, every=2)``.
+Opening the model: rpol_edge/refitting/models.py; the resumable sums: rpol_edge/refitting/sums.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from rpol_edge.core.files import array_sha256, file_sha256
+from rpol_edge.core.files import array_sha256
 from rpol_edge.core.metadata import MetadataError, ModelMeta
 from rpol_edge.core.wstar import FeatureSums, solve
-from rpol_edge.data import DatasetError, Sample, read_dataset, sample_list_sha256
-from rpol_edge.fitting.checkpoint import (
-    CheckpointOptions,
-    FitState,
-    FitStopped,
-    Identity,
-    StopRequest,
-    checkpoint_path,
-    stable_hash,
-)
-from rpol_edge.fitting.checkpoint import load as load_checkpoint
-from rpol_edge.fitting.checkpoint import save as save_checkpoint
+from rpol_edge.data import DatasetError, Sample, read_dataset
+from rpol_edge.fitting.checkpoint import CheckpointOptions, FitState, StopRequest
 from rpol_edge.refitting.frames import Chunk, SourceCount, data_chunks, source_chunks
+from rpol_edge.refitting.models import KINDS, check_same_features, fit_runner, open_model
 from rpol_edge.refitting.onnx_graph import RefitError, check_refittable
-from rpol_edge.refitting.runner import SumsRunner, pick_runtime
-
-Progress = Callable[[int, int], None]
-"""Called with (frames done, frames total)."""
-
-KINDS = {".onnx": "onnx", ".xml": "openvino", ".engine": "engine", ".plan": "engine"}
-"""Model files refit reads, and so writes: the output is of the same kind."""
+from rpol_edge.refitting.sums import Progress, accumulate, open_checkpoint, sourced
 
 
 @dataclass(frozen=True)
@@ -121,116 +105,6 @@ class RefitResult:
     written: list[Path] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Opened:
-    """A model file read for refitting: its record, batch range and graph (onnx or OpenVINO)."""
-
-    path: Path
-    meta: ModelMeta
-    batch: tuple[int, int | None]
-    graph: Any
-    kind: str
-    engine: Path = Path()
-    """The engine file, when the model is one (``path`` is then the ONNX it was built from)."""
-
-
-def open_model(path: Path, runtime: str) -> Opened:
-    """The graph refit edits and runs: the ONNX (an engine's: the one it was built from, beside
-    it), or the OpenVINO model when the runtime is OpenVINO."""
-    path = Path(path)
-    if not path.is_file():
-        raise RefitError(f"{path}: no such model file")
-    kind = KINDS.get(path.suffix.lower(), "")
-    graph_path = path
-    if kind == "engine":
-        from rpol_edge.core.engine_meta import read_engine_meta
-
-        em = read_engine_meta(path)
-        graph_path = path.parent / em.onnx_name if em.onnx_name else Path()
-        if not em.onnx_name or not graph_path.is_file():
-            raise RefitError(
-                f"{path}: the ONNX it was built from ({em.onnx_name or 'not recorded'}) is not beside it; "
-                "refit that .onnx and build the engine from the result (rpol-edge export OUT.onnx --trt)"
-            )
-    info = pick_runtime(graph_path, runtime)
-    if info.name == "openvino":
-        from rpol_edge.core.ir_meta import ir_batch_range, ir_meta
-        from rpol_edge.refitting.ov_graph import ov_modules
-
-        ov, _ = ov_modules()
-        try:
-            model = ov.Core().read_model(str(graph_path))
-        except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own kinds
-            raise RefitError(
-                f"{graph_path}: OpenVINO could not read it ({str(exc).splitlines()[0]})"
-            ) from None
-        if graph_path.suffix.lower() == ".xml":
-            meta, batch = ir_meta(model, graph_path), ir_batch_range(model)
-        else:
-            from rpol_edge.core.onnx_meta import read_onnx_header
-
-            meta, batch = read_onnx_header(graph_path)
-        return Opened(graph_path, meta, batch, model, kind, path)
-    from rpol_edge.core.onnx_meta import read_onnx_header
-    from rpol_edge.refitting.onnx_graph import onnx_module
-
-    meta, batch = read_onnx_header(graph_path)
-    try:
-        model = onnx_module().load(str(graph_path))
-    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
-        raise RefitError(f"{graph_path}: not a readable ONNX file ({exc.__class__.__name__})") from None
-    return Opened(graph_path, meta, batch, model, kind, path)
-
-
-def fit_runner(opened: Opened, req: RefitRequest) -> SumsRunner:
-    """The fit graph of ``opened`` on the request's runtime and device."""
-    info = pick_runtime(opened.path, req.runtime)
-    if info.name == "openvino":
-        from rpol_edge.refitting.ov_graph import fit_model
-
-        graph = fit_model(opened.graph, opened.meta, str(opened.path))
-    else:
-        from rpol_edge.refitting.onnx_graph import fit_graph
-
-        graph = fit_graph(opened.graph, opened.meta, str(opened.path))
-    return SumsRunner(
-        graph, opened.meta, info, req.device, req.threads, opened.batch, opened.path.parent / "ort_trt_cache"
-    )
-
-
-SAME_FEATURES = ("backbone", "weights_sha256", "input_size", "resize_size", "mean", "std", "output_stride",
-                 "channels", "frame_width", "frame_height", "frame_format")  # fmt: skip
-"""What two exports must share for one's features to refit the other."""
-
-
-def check_same_features(a: ModelMeta, b: ModelMeta, source: str) -> None:
-    for key in SAME_FEATURES:
-        if getattr(a, key) != getattr(b, key):
-            raise RefitError(
-                f"{source}: its {key} ({getattr(b, key)}) differs from the model's ({getattr(a, key)}); "
-                "features_from must be another export of the same model"
-            )
-
-
-def config_hash(req: RefitRequest, model_sha: str, features_sha: str) -> str:
-    """Everything that changes the sums or their batch boundaries, so a checkpoint resumes only
-    into the same refit."""
-    return stable_hash(
-        {
-            "model_sha256": model_sha,
-            "features_sha256": features_sha,
-            "data": req.data,
-            "root": str(Path(req.root).expanduser().resolve()) if req.root else "",
-            "split": req.split,
-            "source": req.source,
-            "frames": req.frames,
-            "every": req.every,
-            "batch_size": req.batch_size,
-            "runtime": req.runtime,
-        }
-    )
-
-
 def refit(
     req: RefitRequest, progress: Progress | None = None, checkpoints: CheckpointOptions | None = None
 ) -> RefitResult:
@@ -249,38 +123,11 @@ def refit(
     c = model.meta.channels
     positions = (model.meta.input_size // model.meta.feature_stride) ** 2
     state = FitState(FeatureSums.zeros(c), 0)
-    saver: Callable[[FitState], None] | None = None
-    resumed_at: int | None = None
-    ckpt_file = Path()
-    if checkpoints is not None:
-        checkpoints.validate()
-        ident = Identity(
-            config_hash(req, file_sha256(model.path), file_sha256(features.path)),
-            sample_list_sha256(samples) if samples else "source",
-            1,
-            0,
-        )
-        ckpt_file = checkpoint_path(checkpoints.directory, 0, 1)
-        if checkpoints.resume:
-            resumed_at = 0
-            if ckpt_file.is_file():
-                state = load_checkpoint(ckpt_file, ident, state.sums, samples if samples else _Slots(total))
-                resumed_at = state.position
-
-        def saver(st: FitState) -> None:
-            save_checkpoint(ckpt_file, st, ident)
-
+    resume = open_checkpoint(req, checkpoints, model.path, features.path, samples, total, state)
+    state = resume.state
     counts = SourceCount()
     with runner:
-        if req.data:
-            chunks: Iterable[Chunk] = data_chunks(
-                samples[state.position :], features.meta, req.batch_size, req.workers
-            )
-        else:
-            chunks = source_chunks(
-                req.source, features.meta, req.frames, req.every, req.batch_size, state.position,
-                req.open_timeout, counts,
-            )  # fmt: skip
+        chunks = _chunks(req, features.meta, samples, state.position, counts)
 
         def step(chunk: Chunk, st: FitState) -> FitState:
             part = FeatureSums.zeros(c)
@@ -292,8 +139,10 @@ def refit(
 
         stop = StopRequest()
         every = checkpoints.every if checkpoints is not None else 0
-        with stop.installed() if saver is not None else nullcontext(stop):
-            state = accumulate(_sourced(chunks), state, step, total, progress, saver, every, stop, ckpt_file)
+        with stop.installed() if resume.saver is not None else nullcontext(stop):
+            state = accumulate(
+                sourced(chunks), state, step, total, progress, resume.saver, every, stop, resume.ckpt_file
+            )
 
     sums = state.sums
     if int(sums.count.sum()) == 0:
@@ -305,69 +154,23 @@ def refit(
 
     written = write_model(model, Path(req.output), meta, w)
     if checkpoints is not None:
-        ckpt_file.unlink(missing_ok=True)
+        resume.ckpt_file.unlink(missing_ok=True)
         with suppress(OSError):  # not empty: files of another run; leave them
             checkpoints.directory.rmdir()
     return RefitResult(
-        meta, w, taus, sums, runner.description, list(state.skipped), resumed_at, counts, written
+        meta, w, taus, sums, runner.description, list(state.skipped), resume.resumed_at, counts, written
     )
 
 
-class _Slots(list):  # type: ignore[type-arg]
-    """A stand-in sample list for a source's checkpoint: only its length (the frame budget) counts."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__([None] * n)
-
-
-def _sourced(chunks: Iterable[Chunk]) -> Iterable[Chunk]:
-    """A source that cannot be opened or a frame of the wrong size: one line, not a traceback."""
-    from rpol_edge.live.sources import SourceError
-
-    try:
-        yield from chunks
-    except SourceError as exc:
-        raise RefitError(str(exc)) from None
-
-
-def accumulate(
-    chunks: Iterable[Chunk],
-    state: FitState,
-    step: Callable[[Chunk, FitState], FitState],
-    total: int,
-    progress: Progress | None,
-    saver: Callable[[FitState], None] | None,
-    every: int,
-    stop: StopRequest,
-    ckpt_file: Path,
-) -> FitState:
-    """Fold ``step`` over the chunks; checkpoint every ``every`` frames, on a stop request and on
-    any failure (the last whole-chunk state: ``step`` builds a new state, never edits one)."""
-    start, since = state.position, 0
-    try:
-        for chunk in chunks:
-            state = step(chunk, state)
-            since += chunk.consumed
-            if progress:
-                progress(state.position, total)
-            if stop.requested:
-                break
-            if saver is not None and every and since >= every:
-                saver(state)
-                since = 0
-    except BaseException:
-        if saver is not None and state.position > start:
-            saver(state)
-        raise
-    if saver is not None and stop.requested:
-        saver(state)
-        name = signal.Signals(stop.signal).name if stop.signal else "signal"
-        raise FitStopped(
-            f"stopped by {name} after {state.position}/{total} frames; checkpoint {ckpt_file}; "
-            "run the same command with --resume to continue",
-            stop.signal or signal.SIGTERM,
-        )
-    return state
+def _chunks(
+    req: RefitRequest, meta: ModelMeta, samples: list[Sample], position: int, counts: SourceCount
+) -> Iterable[Chunk]:
+    """The frames to fit on from ``position`` on: the data set's, or the source's (counted)."""
+    if req.data:
+        return data_chunks(samples[position:], meta, req.batch_size, req.workers)
+    return source_chunks(
+        req.source, meta, req.frames, req.every, req.batch_size, position, req.open_timeout, counts
+    )
 
 
 def refit_meta(

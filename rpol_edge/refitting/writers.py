@@ -28,7 +28,7 @@ from rpol_edge.core.metadata import ModelMeta
 from rpol_edge.refitting.onnx_graph import RefitError, replace_head
 
 if TYPE_CHECKING:
-    from rpol_edge.refitting.job import Opened
+    from rpol_edge.refitting.models import Opened
 
 
 def write_model(model: Opened, output: Path, meta: ModelMeta, w: np.ndarray) -> list[Path]:

@@ -14,19 +14,10 @@ import torch
 from rpol_edge.core.geometry import CropTransform
 from rpol_edge.core.wstar import FeatureSums, solve
 from rpol_edge.data import DatasetError
-from rpol_edge.explain.explainer import (
-    ExplainConfig,
-    Explanation,
-    cell_to_point,
-    explain,
-    importance,
-    normalizer,
-    point_to_cell,
-    representer_values,
-    similarity,
-    unit_map,
-)
+from rpol_edge.explain.explainer import ExplainConfig, Explanation, explain
 from rpol_edge.explain.feature_cache import FeatureCacheError
+from rpol_edge.explain.queries import cell_to_point, point_to_cell
+from rpol_edge.explain.representers import importance, normalizer, representer_values, similarity, unit_map
 from tests.cli.test_commands import one_line_error, run
 from tests.conftest import SAMPLE
 

@@ -22,10 +22,10 @@ from live_support import (
 
 from benchmarks.product.mjpeg_server import MjpegServer
 from rpol_edge.live.batching import Batcher
+from rpol_edge.live.launch import run_live
 from rpol_edge.live.mosaic import MosaicSink, grid, letterbox, tile_size
 from rpol_edge.live.outputs import Sink
 from rpol_edge.live.source_registry import parse_source
-from rpol_edge.live.stages import run_live
 from rpol_edge.runtimes import open_runtime
 
 LENGTHS = (9, 5, 7)

@@ -31,9 +31,9 @@ from benchmarks.product.mjpeg_server import MjpegServer
 from rpol_edge.core.geometry import resize_crop
 from rpol_edge.live.frames import FrameResult
 from rpol_edge.live.handoff import LatestSlot
+from rpol_edge.live.launch import run_live
 from rpol_edge.live.outputs import Sink
 from rpol_edge.live.source_registry import parse_source
-from rpol_edge.live.stages import run_live
 from rpol_edge.runtimes import Output, open_runtime
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from rpol_edge.core.engine_meta import EngineMeta, device_model, sidecar_path
 from rpol_edge.core.files import file_sha256, write_bytes_atomic
+from rpol_edge.core.metadata import ModelMeta
 from rpol_edge.core.onnx_meta import INPUT, MAP_OUTPUTS, OUTPUTS, read_onnx_meta
 from rpol_edge.runtimes.trt_common import dims, require_tensorrt, trt_logger, version_tuple
 
@@ -124,6 +125,11 @@ def timing_cache_name(trt_version: str, gpu_name: str, cc: str) -> str:
     return f"timing-{trt_version}-{gpu}-sm{cc.replace('.', '')}.cache"
 
 
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise EngineBuildError(f"precision {precision!r}: choose {', '.join(PRECISIONS)}")
+
+
 def _check_batch(batch: tuple[int, int, int]) -> tuple[int, int, int]:
     lo, opt, hi = (int(b) for b in batch)
     if not 1 <= lo <= opt <= hi:
@@ -192,63 +198,21 @@ def build_engine(
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if source_beside is None:
         source_beside = onnx_path.parent.resolve() == engine_path.parent.resolve()
-    if precision not in PRECISIONS:
-        raise EngineBuildError(f"precision {precision!r}: choose {', '.join(PRECISIONS)}")
+    _check_precision(precision)
     lo, opt, hi = _check_batch(batch)
     version = trt.__version__
     strategy = fp16_strategy(version)
     onnx_meta = read_onnx_meta(onnx_path)
-    if precision == "fp16" and strategy == "strongly_typed" and onnx_meta.precision != "fp16":
-        raise EngineBuildError(
-            f"TensorRT {version} builds FP16 as a strongly typed network: pass the FP16-cast ONNX "
-            f"(rpol-edge export MODEL --onnx --fp16 --trt writes it), "
-            f"not {onnx_path.name} ({onnx_meta.precision})"
-        )
-    if precision == "fp32" and onnx_meta.precision != "fp32":
-        raise EngineBuildError(
-            f"an FP32 engine needs the FP32 ONNX; {onnx_path.name} is {onnx_meta.precision}"
-        )
-    if precision == "int8" and (
-        onnx_meta.precision != "int8" or onnx_meta.extra.get("int8_scheme") != "symmetric"
-    ):
-        raise EngineBuildError(
-            f"a TensorRT INT8 engine builds from the symmetric QDQ ONNX "
-            f"(rpol-edge export MODEL --int8 --trt writes model.int8.trt.onnx), not {onnx_path.name}"
-        )
-
+    _check_onnx_precision(precision, strategy, version, onnx_path.name, onnx_meta)
     gpu_name, cc = cuda_mem.device_info(0)
-    fast_fp16, fast_int8 = fast_precisions(cc)
-    if precision == "int8" and not fast_int8:
-        raise EngineBuildError(f"{gpu_name} (sm {cc}) has no fast INT8; build fp16 instead")
-    if precision == "fp16" and not fast_fp16:
-        warnings.warn(
-            f"{gpu_name} (sm {cc}) has no fast FP16; the fp16 engine may be slower than fp32", stacklevel=2
-        )
+    _check_gpu(precision, gpu_name, cc)
     logger = trt_logger()
     builder = trt.Builder(logger)
-
     # Strongly typed from 10.12 on: the graph's own types (FP16 casts, Q/DQ) decide precisions.
     typed = precision in ("fp16", "int8") and strategy == "strongly_typed"
-    network = builder.create_network(network_flags(trt, version, typed))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        raise EngineBuildError(f"TensorRT {version} could not parse {onnx_path}:\n{parse_errors(parser)}")
     frame = onnx_meta.input_shape()
-    _check_network(network, frame, (lo, opt, hi))
-
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    if precision == "fp32":
-        # TF32 is on by default in every builder config: Ampere, Orin and later would run the
-        # convolutions with 10-bit mantissas. An "fp32" engine means FP32 (trtexec: --noTF32).
-        config.clear_flag(trt.BuilderFlag.TF32)
-    if precision == "fp16" and not typed:
-        config.set_flag(trt.BuilderFlag.FP16)
-    if precision == "int8" and not typed:
-        config.set_flag(trt.BuilderFlag.INT8)  # lets the weakly typed builder honour the Q/DQ nodes
-    profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT, trt.Dims([lo, *frame]), trt.Dims([opt, *frame]), trt.Dims([hi, *frame]))
-    config.add_optimization_profile(profile)
+    network = _parse_network(builder, logger, onnx_path, version, typed, frame, (lo, opt, hi))
+    config = _builder_config(builder, precision, typed, workspace_mb, frame, (lo, opt, hi))
     if timing_cache is not None:
         _use_timing_cache(config, Path(timing_cache))
 
@@ -273,15 +237,99 @@ def build_engine(
         onnx_name=onnx_path.name if source_beside else "",
         device_model=device_model(),
     )
-    side = sidecar_path(engine_path)
-    side.unlink(missing_ok=True)  # never leave an old sidecar describing the new plan
-    write_bytes_atomic(engine_path, plan_bytes)
-    write_bytes_atomic(side, meta.to_json().encode())
+    _write_engine(engine_path, plan_bytes, meta)
     # Only after the plan is safe on disk: a cache that cannot be written costs the next build time,
     # never this build's result.
     if timing_cache is not None:
         _save_timing_cache(config, Path(timing_cache))
     return meta
+
+
+def _check_onnx_precision(
+    precision: str, strategy: Fp16Strategy, version: str, name: str, onnx_meta: ModelMeta
+) -> None:
+    """The ONNX file must be the one :func:`choose_onnx` picks for ``precision`` on this TensorRT."""
+    onnx_precision, extra = onnx_meta.precision, onnx_meta.extra
+    if precision == "fp16" and strategy == "strongly_typed" and onnx_precision != "fp16":
+        raise EngineBuildError(
+            f"TensorRT {version} builds FP16 as a strongly typed network: pass the FP16-cast ONNX "
+            f"(rpol-edge export MODEL --onnx --fp16 --trt writes it), "
+            f"not {name} ({onnx_precision})"
+        )
+    if precision == "fp32" and onnx_precision != "fp32":
+        raise EngineBuildError(f"an FP32 engine needs the FP32 ONNX; {name} is {onnx_precision}")
+    if precision == "int8" and (onnx_precision != "int8" or extra.get("int8_scheme") != "symmetric"):
+        raise EngineBuildError(
+            f"a TensorRT INT8 engine builds from the symmetric QDQ ONNX "
+            f"(rpol-edge export MODEL --int8 --trt writes model.int8.trt.onnx), not {name}"
+        )
+
+
+def _check_gpu(precision: str, gpu_name: str, cc: str) -> None:
+    """INT8 is refused on a GPU without fast INT8; FP16 without fast FP16 only warns."""
+    fast_fp16, fast_int8 = fast_precisions(cc)
+    if precision == "int8" and not fast_int8:
+        raise EngineBuildError(f"{gpu_name} (sm {cc}) has no fast INT8; build fp16 instead")
+    if precision == "fp16" and not fast_fp16:
+        warnings.warn(
+            f"{gpu_name} (sm {cc}) has no fast FP16; the fp16 engine may be slower than fp32", stacklevel=3
+        )
+
+
+def _parse_network(
+    builder: trt.Builder,
+    logger: trt.ILogger,
+    onnx_path: Path,
+    version: str,
+    typed: bool,
+    frame: tuple[int, int, int],
+    batch: tuple[int, int, int],
+) -> trt.INetworkDefinition:
+    """The network parsed from ``onnx_path``, checked against the ONNX contract."""
+    import tensorrt as trt
+
+    network = builder.create_network(network_flags(trt, version, typed))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        raise EngineBuildError(f"TensorRT {version} could not parse {onnx_path}:\n{parse_errors(parser)}")
+    _check_network(network, frame, batch)
+    return network
+
+
+def _builder_config(
+    builder: trt.Builder,
+    precision: str,
+    typed: bool,
+    workspace_mb: int,
+    frame: tuple[int, int, int],
+    batch: tuple[int, int, int],
+) -> trt.IBuilderConfig:
+    """Workspace, precision flags and the (min, opt, max) batch profile."""
+    import tensorrt as trt
+
+    lo, opt, hi = batch
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    if precision == "fp32":
+        # TF32 is on by default in every builder config: Ampere, Orin and later would run the
+        # convolutions with 10-bit mantissas. An "fp32" engine means FP32 (trtexec: --noTF32).
+        config.clear_flag(trt.BuilderFlag.TF32)
+    if precision == "fp16" and not typed:
+        config.set_flag(trt.BuilderFlag.FP16)
+    if precision == "int8" and not typed:
+        config.set_flag(trt.BuilderFlag.INT8)  # lets the weakly typed builder honour the Q/DQ nodes
+    profile = builder.create_optimization_profile()
+    profile.set_shape(INPUT, trt.Dims([lo, *frame]), trt.Dims([opt, *frame]), trt.Dims([hi, *frame]))
+    config.add_optimization_profile(profile)
+    return config
+
+
+def _write_engine(engine_path: Path, plan_bytes: bytes, meta: EngineMeta) -> None:
+    """The plan, then its sidecar, each written atomically."""
+    side = sidecar_path(engine_path)
+    side.unlink(missing_ok=True)  # never leave an old sidecar describing the new plan
+    write_bytes_atomic(engine_path, plan_bytes)
+    write_bytes_atomic(side, meta.to_json().encode())
 
 
 def _use_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
