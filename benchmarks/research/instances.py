@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.research.instance_rules import instance_boxes  # noqa: E402
+from benchmarks.research.instance_rules import SCORE_RANKINGS, instance_boxes, ranked_instances  # noqa: E402
 from benchmarks.research.multi_object import build_folds  # noqa: E402
 from benchmarks.research.operating_point import folds  # noqa: E402
 from benchmarks.research.scale_shift import build_canvases  # noqa: E402
@@ -42,15 +42,8 @@ from rpol_edge.data.images import load_rgb  # noqa: E402
 from rpol_edge.evaluate.detection_metrics import average_precision, match_image  # noqa: E402
 from rpol_edge.modeling.localizer import Localizer  # noqa: E402
 from rpol_edge.results.boxes import contour_boxes, iou_inclusive, largest_box  # noqa: E402
-from rpol_edge.results.instances import (
-    ALL_BOXES,
-    SCORE_RANKINGS,
-    TOP_IOU,
-    InstanceRule,
-    all_boxes,
-    map_instances,
-    upsample_matrix,
-)
+from rpol_edge.results.instances import ALL_BOXES, TOP_IOU, InstanceRule, all_boxes  # noqa: E402
+from rpol_edge.results.score_grid import upsample_matrix  # noqa: E402
 
 SETS = ("photos", "shifted", "multi")
 
@@ -226,7 +219,7 @@ def map_rule(ranking: str, rule: InstanceRule = PEAKS_05) -> Detector:
 
     def run(raw: np.ndarray, feats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         score, mask = graph_outputs(raw, k)
-        return map_instances(score, mask, raw.shape[0], rule, ranking)
+        return ranked_instances(score, mask, raw.shape[0], rule, ranking)
 
     return run
 
