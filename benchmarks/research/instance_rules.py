@@ -27,7 +27,11 @@ instance (one factor per image)."""
 
 
 def ranked_instances(
-    score: npt.ArrayLike, mask: npt.ArrayLike, cells: int, rule: InstanceRule | None = None, ranking: str = "box"
+    score: npt.ArrayLike,
+    mask: npt.ArrayLike,
+    cells: int,
+    rule: InstanceRule | None = None,
+    ranking: str = "box",
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """`rpol_edge.results.instances.map_instances` with any of `SCORE_RANKINGS`."""
     if ranking not in SCORE_RANKINGS:

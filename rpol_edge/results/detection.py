@@ -18,8 +18,8 @@ from rpol_edge.core.prepare import prepare
 from rpol_edge.data.images import ImageError, load_rgb
 from rpol_edge.results.boxes import boxes_from_mask
 from rpol_edge.results.instances import all_boxes, object_boxes
-from rpol_edge.results.score_grid import grid_cells
 from rpol_edge.results.overlay import render
+from rpol_edge.results.score_grid import grid_cells
 from rpol_edge.runtimes import Output, Runtime, infer_all
 
 Box = tuple[int, int, int, int]
@@ -96,7 +96,11 @@ def crop_boxes(
     if mode != "largest":
         if cells <= 0:
             raise ValueError(f"boxes={mode!r} needs the feature grid size (cells per side)")
-        return all_boxes(score, mask, cells, peak=peak) if mode == "all" else object_boxes(score, mask, cells, peak)
+        return (
+            all_boxes(score, mask, cells, peak=peak)
+            if mode == "all"
+            else object_boxes(score, mask, cells, peak)
+        )
     b = boxes_from_mask(mask, multi_contour=False)[0]
     x0, y0, x1, y1 = (int(v) for v in b)
     return b[None], np.array([float(score[y0 : y1 + 1, x0 : x1 + 1].mean())])

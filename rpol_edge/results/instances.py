@@ -212,6 +212,7 @@ FOREGROUND_TOL = 1e-5
 (float32 score maps at K = 224..640, tests/results/test_instances.py), and a cell whose response is
 below 1e-5 of the image's maximum draws no box anyway."""
 
+
 def map_instances(
     score: npt.ArrayLike,
     mask: npt.ArrayLike,

@@ -133,8 +133,10 @@ def test_every_runtime_gives_the_same_boxes(mode: str, sample_model: Path, sampl
     assert {"torch", "ort"} <= set(results)
     ref = results.pop("torch")
     assert max(len(b) for b in ref) >= 2  # the tiles: something for the rule to separate
-    # scores rank the boxes: sorted, and never equal within a frame (objects of equal evidence aside)
-    assert all(all(a[1] > b[1] for a, b in zip(boxes, boxes[1:])) for boxes in ref)
+    # scores rank the boxes, best first; those of ``objects`` never tie (``all`` caps the others just
+    # below the top box, so two of its extra boxes may share that cap)
+    below = (lambda x, y: x > y) if mode == "objects" else (lambda x, y: x >= y)
+    assert all(all(below(a[1], b[1]) for a, b in zip(boxes, boxes[1:], strict=False)) for boxes in ref)
     for name, got in results.items():
         for want, have in zip(ref, got, strict=True):
             assert [b for b, _ in have] == [b for b, _ in want], name
