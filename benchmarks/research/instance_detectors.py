@@ -8,17 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.research.instance_rules import instance_boxes
+from benchmarks.research.instance_rules import SCORE_RANKINGS, instance_boxes, ranked_instances
 from rpol_edge.results.boxes import contour_boxes, iou_inclusive, largest_box
-from rpol_edge.results.instances import (
-    ALL_BOXES,
-    SCORE_RANKINGS,
-    TOP_IOU,
-    InstanceRule,
-    all_boxes,
-    map_instances,
-    upsample_matrix,
-)
+from rpol_edge.results.instances import ALL_BOXES, TOP_IOU, InstanceRule, all_boxes
+from rpol_edge.results.score_grid import upsample_matrix
 
 # ---- candidates ---------------------------------------------------------------------------------
 
@@ -100,7 +93,7 @@ def map_rule(ranking: str, rule: InstanceRule = PEAKS_05) -> Detector:
 
     def run(raw: np.ndarray, feats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         score, mask = graph_outputs(raw, k)
-        return map_instances(score, mask, raw.shape[0], rule, ranking)
+        return ranked_instances(score, mask, raw.shape[0], rule, ranking)
 
     return run
 

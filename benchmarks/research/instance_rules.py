@@ -1,6 +1,7 @@
 """Instance rules the product does not run: the normalized-cut and seed-and-expand
-groupings, the reference labelling and per-instance boxes (the oracle that tests check the
-product's `rpol_edge.results.instances` against; benchmarks/research/instances.py selects rules).
+groupings, the reference labelling and per-instance boxes on the raw grid (the oracle that tests
+check the product's `rpol_edge.results.instances` against; benchmarks/research/instances.py selects
+rules), and the score rankings only research measures.
 """
 
 from __future__ import annotations
@@ -8,7 +9,44 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from rpol_edge.results.instances import _NEIGHBOURS, InstanceRule, _peaks, _regions, upsample_matrix
+from rpol_edge.results.instances import (
+    NEIGHBOURS,
+    InstanceRule,
+    field_box,
+    label_peaks,
+    label_regions,
+    map_candidates,
+    rank_instances,
+)
+
+SCORE_RANKINGS = ("grid", "box", "grid_x_box", "grid_x_top")
+"""How an instance found on the score map is scored (benchmarks/research/instances.py measures each):
+the product's ``grid`` and ``box`` (`rpol_edge.results.instances.SCORE_RANKINGS`); ``grid_x_box``
+their product; ``grid_x_top`` the ``grid`` value times the ``box`` value of the image's strongest
+instance (one factor per image)."""
+
+
+def ranked_instances(
+    score: npt.ArrayLike,
+    mask: npt.ArrayLike,
+    cells: int,
+    rule: InstanceRule | None = None,
+    ranking: str = "box",
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """`rpol_edge.results.instances.map_instances` with any of `SCORE_RANKINGS`."""
+    if ranking not in SCORE_RANKINGS:
+        raise ValueError(f"unknown instance ranking {ranking!r}: choose one of {', '.join(SCORE_RANKINGS)}")
+    boxes, grid_mean, box_mean = map_candidates(score, mask, cells, rule)
+    if not len(boxes):
+        return boxes, grid_mean
+    scores = {
+        "grid": grid_mean,
+        "box": box_mean,
+        "grid_x_box": grid_mean * box_mean,
+        "grid_x_top": grid_mean * box_mean[0],
+    }[ranking]
+    best = np.argsort(-scores, kind="stable")
+    return boxes[best], scores[best]
 
 
 def _ncut_split(
@@ -42,7 +80,7 @@ def _ncut(
     fg: npt.NDArray[np.bool_], feats: npt.NDArray[np.float64], r: InstanceRule
 ) -> npt.NDArray[np.int32]:
     h, w = fg.shape
-    regions = _regions(fg).reshape(-1)
+    regions = label_regions(fg).reshape(-1)
     coords = np.stack(np.divmod(np.arange(h * w), w), axis=1).astype(np.float64)
     labels = np.full(h * w, -1, np.int32)
     n = 0
@@ -68,7 +106,7 @@ def _seeds(
         free[stack[0]] = False
         while stack:
             y, x = stack.pop()
-            for dy, dx in _NEIGHBOURS:
+            for dy, dx in NEIGHBOURS:
                 yy, xx = y + dy, x + dx
                 if 0 <= yy < h and 0 <= xx < w and free[yy, xx] and similar[yy, xx]:
                     free[yy, xx] = False
@@ -90,9 +128,9 @@ def label_instances(
         return np.full(a.shape, -1, np.int32)
     fg = a > rule.rel * top
     if rule.rule == "regions":
-        return _regions(fg)
+        return label_regions(fg)
     if rule.rule == "peaks":
-        return _peaks(a, fg, rule.prominence)
+        return label_peaks(a, fg, rule.prominence)
     if features is None:
         raise ValueError(f"the {rule.rule} rule needs the feature grid")
     f = np.asarray(features, np.float64).reshape(-1, a.size).T
@@ -108,46 +146,15 @@ def instance_boxes(
     """Boxes (k, 4) int64 in ``size`` x ``size`` crop pixels and scores (k,), best first."""
     a = np.asarray(raw, np.float64)
     labels = label_instances(a, rule, features)
-    n = int(labels.max()) + 1
-    if n == 0:
-        return np.zeros((0, 4), np.int64), np.zeros(0)
-    reduce = np.mean if rule.score == "mean" else np.sum
-    scores = np.array([float(reduce(a[labels == k])) for k in range(n)])
-    counts = np.bincount(labels[labels >= 0], minlength=n)
-    top = float(scores[counts >= rule.min_cells].max()) if (counts >= rule.min_cells).any() else 0.0
-    order = [
-        k
-        for k in np.argsort(-scores, kind="stable")
-        if counts[k] >= rule.min_cells and scores[k] >= rule.keep * top
-    ]
-    order = order[: rule.max_instances]
+    order, scores = rank_instances(a, labels, rule)
     g = a - rule.rel * float(a.max())
-    boxes = [_box(g, labels == k, size) for k in order]
-    kept = [(b, scores[k]) for b, k in zip(boxes, order, strict=True) if b is not None]
+    kept = []
+    for k in order:
+        cells = labels == k
+        # float64 and no mask: the reference draws each box from the raw grid alone
+        b = field_box(np.where(cells, g, -np.abs(g)), cells, size)
+        if b is not None:
+            kept.append((b, scores[k]))
     if not kept:
         return np.zeros((0, 4), np.int64), np.zeros(0)
     return np.stack([b for b, _ in kept]), np.array([s for _, s in kept])
-
-
-def _box(g: npt.NDArray[np.float64], cells: npt.NDArray[np.bool_], size: int) -> npt.NDArray[np.int64] | None:
-    """Box of the pixels where the upsampled field (g on the instance, -|g| elsewhere) is > 0.
-
-    Only the instance's cell rectangle plus one cell is upsampled: pixels farther away interpolate
-    cells that are all below the level. x1/y1 are one past the last pixel and clipped to size - 1,
-    as boxes.py's cv2.boundingRect boxes are, so both rules' boxes compare to the pixel."""
-    h, w = g.shape
-    field = np.where(cells, g, -np.abs(g))
-    ys, xs = np.nonzero(cells)
-    r0, r1 = max(0, int(ys.min()) - 1), min(h - 1, int(ys.max()) + 1)
-    c0, c1 = max(0, int(xs.min()) - 1), min(w - 1, int(xs.max()) + 1)
-    uy, ux = upsample_matrix(h, size), upsample_matrix(w, size)
-    py = np.nonzero(uy[:, r0 : r1 + 1].sum(1) > 1 - 1e-9)[0]
-    px = np.nonzero(ux[:, c0 : c1 + 1].sum(1) > 1 - 1e-9)[0]
-    up = uy[py, r0 : r1 + 1] @ field[r0 : r1 + 1, c0 : c1 + 1] @ ux[px, c0 : c1 + 1].T
-    on = up > 0
-    rows, cols = np.nonzero(on.any(1))[0], np.nonzero(on.any(0))[0]
-    if len(rows) == 0:
-        return None
-    y0, y1 = int(py[rows[0]]), int(py[rows[-1]])
-    x0, x1 = int(px[cols[0]]), int(px[cols[-1]])
-    return np.array([x0, y0, min(x1 + 1, size - 1), min(y1 + 1, size - 1)], np.int64)

@@ -47,9 +47,9 @@ class Prediction:
     """Whether the image came in as BGR (`Model.predict_frames`' default): `overlay` expects the
     same order back."""
     boxes: list[tuple[Box, float]] = field(default_factory=list)
-    """Every box with its score (the mean of the score map inside it), best first, in the input
-    image's pixels: ``box`` and ``score`` are the first. One box with ``boxes="largest"``, one per
-    object with ``"all"``; empty when nothing is found."""
+    """Every box with its score, best first, in the input image's pixels: ``box`` and ``score`` are
+    the first. One box with ``boxes="largest"``, one per object with ``"all"`` or ``"objects"``
+    (docs/instances.md says what each score is); empty when nothing is found."""
 
     def heatmap(self) -> np.ndarray:
         """The score map laid back onto the input image: (H, W) float32, zero outside the crop."""
@@ -70,11 +70,11 @@ class Model:
 
     ``runtime`` is ``auto`` (by file type) or one of torch, ort, openvino, trt; ``device`` ``auto``
     picks CUDA where the runtime reaches it; ``min_area`` (a share of the input crop) reports "no
-    object" for smaller masks; ``boxes`` is ``largest`` (one box), ``all`` (one box per object) or
-    None (the mode the model file records, ``largest`` unless set); further keyword options go to
+    object" for smaller masks; ``boxes`` is ``largest`` (one box), ``all`` or ``objects`` (one box per
+    object) or None (the mode the model file records, ``largest`` unless set); further keyword options go to
     the runtime (for example ``precision="fp16"`` for torch, ``threads=2`` for ort). Close it (or use
     ``with``) to free sessions and GPU buffers. Errors name these parameters (``boxes='x': choose
-    largest or all``).
+    largest, all or objects``).
     """
 
     def __init__(
@@ -108,7 +108,7 @@ class Model:
 
     def predict(self, image: ImageLike, boxes: str | None = None) -> Prediction:
         """One image: a path, or an RGB uint8 (H, W, 3) array (use `predict_frames` for BGR).
-        ``boxes``: ``largest`` or ``all`` for this call (None: the model's, see `Model`)."""
+        ``boxes``: ``largest``, ``all`` or ``objects`` for this call (None: the model's, see `Model`)."""
         return self.predict_frames([_as_rgb(image)], bgr=False, boxes=boxes)[0]
 
     def predict_frames(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -36,8 +36,51 @@ from rpol_edge.cli.options import (
 )
 from rpol_edge.core.extras import require_torch
 
-DETECTION_KEYS = ("box_mode", "ap50", "recall50", "precision50")
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+
+    from rpol_edge.backbones.classifier import Classifier
+    from rpol_edge.data import Sample
+    from rpol_edge.evaluate.evaluation import Classify, Reduction
+    from rpol_edge.fitting.distributed import DistContext
+
+ORACLE_KEYS = ("oracle_dataset", "oracle_dataset_threshold", "oracle_per_image")
+"""Beside the label-free result (gt_known_loc): what the same maps give with thresholds chosen with
+the labels, one for the whole set (MaxBoxAcc) and one per image."""
+
+DETECTION_KEYS = ("box_mode", "top_box_loc", "ap50", "recall50", "precision50")
 """Per-object rows of the eval table (every ground-truth box counts), after the paper's metrics."""
+
+
+def job_reduction(ctx: DistContext) -> Reduction:
+    """`evaluate`'s reduction over the ranks of a torchrun job (one process outside one)."""
+    from rpol_edge.evaluate.evaluation import Reduction
+    from rpol_edge.fitting.distributed import all_reduce_array, gather_examples, shard
+
+    return Reduction(
+        shard=lambda items, unit: shard(items, ctx, unit=unit),
+        sum_array=lambda a: all_reduce_array(a, ctx),
+        gather=lambda items: gather_examples(items, ctx),
+    )
+
+
+def topk_classify(classifier: Classifier, class_map: dict[str, int]) -> Classify:
+    """`evaluate`'s Top-k Loc classifier: the rank of each sample's true class in its top 5."""
+    import numpy as np  # noqa: F811 (the annotations' name, imported for use here)
+
+    from rpol_edge.backbones.classifier import true_class
+
+    def classify(frames: np.ndarray, samples: Sequence[Sample]) -> list[int | None]:
+        ranked = classifier.topk(frames, 5)
+        hits = [
+            np.flatnonzero(r == true_class(s.label, class_map, s.image_id))
+            for r, s in zip(ranked, samples, strict=True)
+        ]
+        return [int(h[0]) if h.size else None for h in hits]
+
+    return classify
 
 
 def eval_cmd(
@@ -95,14 +138,18 @@ def eval_cmd(
         dev = rank_device(resolve_device(choose(model, runtime), device), ctx)
         rt = open_runtime(model, runtime, device=dev, weights=weights, cuda_graph=cuda_graph)
         with rt, rank_progress("eval")(ctx) as update:
+            classify = topk_classify(clf, cmap) if clf else None
+            reduction = job_reduction(ctx)
             result = evaluate(
-                rt, data, root, split, save_maps, batch_size, workers, update, clf, cmap, ctx, boxes
+                rt, data, root, split, save_maps, batch_size, workers, update, classify, reduction, boxes
             )
         if not ctx.is_main:
             return
         report_skips(result.skipped, result.metrics["n_skipped"])
         metrics = {"model": str(model), "runtime": result.runtime, **result.metrics}
-        out.print(metrics_table("metric", metrics, (TOPK_KEYS if clf else ()) + DETECTION_KEYS))
+        if clf:
+            metrics["classifier"] = clf.name
+        out.print(metrics_table("metric", metrics, ORACLE_KEYS + (TOPK_KEYS if clf else ()) + DETECTION_KEYS))
         if json_out:
             write_text_atomic(json_out, json.dumps(metrics, indent=1, default=str))
         if calibrate:

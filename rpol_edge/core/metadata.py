@@ -60,13 +60,19 @@ class OperatingPoint:
 
 TAU_MODES = ("joint", "mean")
 
-BOX_MODES: tuple[str, ...] = ("largest", "all")
-"""What `detect` reports: ``largest``, the box of the mask's largest region (one per image), or
-``all``, one box per object (rpol_edge/results/instances.py `ALL_BOXES`, docs/instances.md)."""
+BOX_MODES: tuple[str, ...] = ("largest", "all", "objects")
+"""What `detect` reports: ``largest``, the box of the mask's largest region (one per image);
+``all``, that box first, then one per other object (rpol_edge/results/instances.py `ALL_BOXES`);
+``objects``, one box per object, the strongest object's first (`OBJECTS`): the top box follows
+small and several objects, not the largest region (docs/instances.md)."""
+
+BOX_CHOICES = f"{', '.join(BOX_MODES[:-1])} or {BOX_MODES[-1]}"
+"""The modes as error messages list them."""
 
 DEFAULT_BOXES = "largest"
 """Recorded at fit time as ``extra["boxes"]``; files without it behave as ``largest``, as they did.
-``all`` is not the default: it costs about a point of top-box accuracy on single-animal photos."""
+``all`` and ``objects`` are not the default: ``objects`` costs about a point of top-box accuracy on
+single-animal photos (docs/operating-points.md)."""
 
 
 class MetadataError(ValueError):

@@ -79,6 +79,9 @@ class DetectionResult(TypedDict):
     n_detections: int
     true_positives: int
     n_images: int
+    top_box_loc: float
+    """Images whose first (top) box has IoU >= the threshold with some ground-truth box: GT-known
+    Loc of the box mode's top box."""
 
 
 @dataclass
@@ -90,13 +93,19 @@ class DetectionCounts:
     hits: list[bool] = field(default_factory=list)
     n_gt: int = 0
     n_images: int = 0
+    top_hits: int = 0
 
     def add(self, boxes: npt.ArrayLike, scores: npt.ArrayLike, gt: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """One image: its detections (k, 4) with scores (k,), its ground-truth boxes (m, 4)."""
         tp = match_image(boxes, scores, gt, self.iou_threshold)
         self.scores.extend(float(x) for x in np.asarray(scores, np.float64).reshape(-1))
         self.hits.extend(bool(x) for x in tp)
-        self.n_gt += int(np.asarray(gt).reshape(-1, 4).shape[0])
+        g = np.asarray(gt).reshape(-1, 4)
+        top = np.asarray(boxes).reshape(-1, 4)[:1]
+        self.top_hits += int(
+            len(top) > 0 and len(g) > 0 and iou_inclusive(top[0], g).max() >= self.iou_threshold
+        )
+        self.n_gt += len(g)
         self.n_images += 1
         return tp
 
@@ -107,6 +116,7 @@ class DetectionCounts:
         self.hits.extend(other.hits)
         self.n_gt += other.n_gt
         self.n_images += other.n_images
+        self.top_hits += other.top_hits
 
     def result(self) -> DetectionResult:
         tp = int(sum(self.hits))
@@ -119,4 +129,5 @@ class DetectionCounts:
             "n_detections": n_det,
             "true_positives": tp,
             "n_images": self.n_images,
+            "top_box_loc": 100.0 * self.top_hits / self.n_images if self.n_images else 0.0,
         }

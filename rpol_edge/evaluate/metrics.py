@@ -40,6 +40,7 @@ __all__ = [
     "accuracy_percent",
     "best_ious_per_threshold",
     "correct_matrix",
+    "oracle_counts",
     "summarize",
 ]
 
@@ -74,6 +75,12 @@ class BoxAccuracyResult(TypedDict):
     maxboxacc_v2_rpol: float
     best_threshold: float
     per_delta: dict[str, DeltaResult]
+    oracle_dataset: float
+    """The best single threshold for the whole set, chosen with the labels (MaxBoxAcc)."""
+    oracle_dataset_threshold: float
+    oracle_per_image: float
+    """Images for which some threshold of the sweep gives a box with IoU >= 0.5: the most any
+    per-image rule can get from these maps."""
 
 
 def best_ious_per_threshold(
@@ -111,6 +118,16 @@ def correct_matrix(
     return result
 
 
+def oracle_counts(hits: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], int]:
+    """From ``hits`` (n_images, T), whether image i's largest-contour box at threshold j has IoU
+    >= 0.5: the images each threshold gets right (their maximum is the dataset oracle, MaxBoxAcc)
+    and the images that SOME threshold gets right (the per-image oracle: a threshold chosen per
+    image with its label)."""
+    h = np.asarray(hits, bool)
+    h = h.reshape(-1, h.shape[-1]) if h.size else h.reshape(0, max(h.shape[-1:], default=0))
+    return h.sum(axis=0, dtype=np.int64), int(h.any(axis=1).sum())
+
+
 def accuracy_percent(
     correct: npt.NDArray[np.integer] | np.integer | int, n_images: int
 ) -> npt.NDArray[np.float64]:
@@ -130,6 +147,7 @@ def summarize(
     n_images: int,
     operating_threshold: float,
     deltas: tuple[float, ...] = IOU_DELTAS,
+    per_image_correct: int = 0,
 ) -> BoxAccuracyResult:
     """Turn the counters into the reported accuracies.
 
@@ -138,9 +156,11 @@ def summarize(
     taken over the integer counts, so ties are exact and resolve to the
     smallest threshold (``np.argmax`` returns the first maximum). With no
     image every accuracy is 0.0 and the thresholds are the smallest one.
+    ``per_image_correct``: the per-image oracle's count (`oracle_counts`).
     """
     n_deltas = len(deltas)
     v1_row = deltas.index(_V1_DELTA)
+    oracle_best = int(np.argmax(largest_correct[v1_row]))
     rpol_sums = largest_correct.sum(axis=0)
     best = int(np.argmax(rpol_sums))
     official_best = np.argmax(multi_correct, axis=1)
@@ -162,6 +182,9 @@ def summarize(
         maxboxacc_v2_rpol=float(accuracy_percent(rpol_sums[best], denominator)),
         best_threshold=float(thresholds[best]),
         per_delta=per_delta,
+        oracle_dataset=float(accuracy_percent(largest_correct[v1_row, oracle_best], n_images)),
+        oracle_dataset_threshold=float(thresholds[oracle_best]),
+        oracle_per_image=float(accuracy_percent(per_image_correct, n_images)),
     )
 
 
@@ -199,6 +222,7 @@ class BoxAccuracy:
         )
         self.multi_correct: npt.NDArray[np.int64] = np.zeros_like(self.largest_correct)
         self.operating_correct = 0
+        self.per_image_correct = 0
 
     def add(
         self,
@@ -220,6 +244,7 @@ class BoxAccuracy:
         largest, multi = best_ious_per_threshold(score_map, gt_boxes, self.thresholds)
         self.largest_correct += correct_matrix(largest, self.deltas)
         self.multi_correct += correct_matrix(multi, self.deltas)
+        self.per_image_correct += oracle_counts(largest[None] >= _V1_DELTA)[1]
         if mask is None:
             iou = self._operating_iou(score_map, gt_boxes, largest)
         else:
@@ -243,6 +268,7 @@ class BoxAccuracy:
         self.largest_correct += other.largest_correct
         self.multi_correct += other.multi_correct
         self.operating_correct += other.operating_correct
+        self.per_image_correct += other.per_image_correct
         self.n_images += other.n_images
 
     def curves(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -262,6 +288,7 @@ class BoxAccuracy:
             self.n_images,
             self.operating_threshold,
             self.deltas,
+            self.per_image_correct,
         )
 
     def _operating_iou(

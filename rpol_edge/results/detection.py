@@ -13,12 +13,13 @@ import numpy as np
 
 from rpol_edge.core.files import write_bytes_atomic, write_text_atomic
 from rpol_edge.core.geometry import CropTransform
-from rpol_edge.core.metadata import BOX_MODES, ModelMeta
+from rpol_edge.core.metadata import BOX_CHOICES, BOX_MODES, ModelMeta
 from rpol_edge.core.prepare import prepare
 from rpol_edge.data.images import ImageError, load_rgb
 from rpol_edge.results.boxes import boxes_from_mask
-from rpol_edge.results.instances import all_boxes, grid_cells
+from rpol_edge.results.instances import all_boxes, object_boxes
 from rpol_edge.results.overlay import render
+from rpol_edge.results.score_grid import grid_cells
 from rpol_edge.runtimes import Output, Runtime, infer_all
 
 Box = tuple[int, int, int, int]
@@ -30,22 +31,23 @@ class Detection:
     """x0, y0, x1, y1 in original-frame pixels (inclusive); None for "no object": the mask is
     empty, or covers less than ``min_area`` of the input crop. With several boxes: the first."""
     score: float
-    """Mean of the score map inside the (top) box, in [0, 1] (0 without a box)."""
+    """The (top) box's evidence, 0 without a box: ``largest`` and ``all``, the mean of the score map
+    inside it, in [0, 1]; ``objects``, its instance's mean response (`object_boxes`)."""
     input_box: Box | None
     boxes: list[tuple[Box, float]] = field(default_factory=list)
     """Every box with its score, best first, in original-frame pixels: the one box of
-    ``largest`` (empty for "no object"), one per object for ``all``."""
+    ``largest`` (empty for "no object"), one per object for ``all`` and ``objects``."""
 
 
 def check_boxes(boxes: str) -> str:
     if boxes not in BOX_MODES:
-        raise ValueError(f"boxes={boxes!r}: choose {' or '.join(BOX_MODES)}")
+        raise ValueError(f"boxes={boxes!r}: choose {BOX_CHOICES}")
     return boxes
 
 
 def box_mode(meta: ModelMeta, boxes: str | None) -> tuple[str, int]:
     """The box mode asked for (None: the model's recorded one) and the feature grid's cells per
-    side, which ``all`` recovers from the score map."""
+    side, which ``all`` and ``objects`` recover from the score map."""
     mode = check_boxes(meta.boxes if boxes is None else boxes)
     return mode, grid_cells(meta.input_size, meta.feature_stride)
 
@@ -61,13 +63,14 @@ def detect(
 ) -> Detection:
     """The one post-processing step every runtime shares: the mask and score map -> boxes.
 
-    ``boxes``: ``largest`` (the largest contour of the mask) or ``all`` (that box first, then one
-    per other object, from the score map and mask: rpol_edge/results/instances.py `all_boxes`, which
-    needs ``cells``, the feature grid's cells per side: `box_mode`). ``min_area``: the share of
-    the K x K crop the mask's largest region must cover for any object to be reported (0: any
-    non-empty mask is one).
-    ``peak``: the graph's peak output for this map, which puts the scores of ``all`` on one scale
-    across images (`all_boxes`); ``largest`` does not use it."""
+    ``boxes`` (`BOX_MODES`): ``largest`` (the largest contour of the mask), ``all`` (that box
+    first, then one per other object: rpol_edge/results/instances.py `all_boxes`) or ``objects``
+    (one box per object, the strongest first: `object_boxes`); the last two work from the score
+    map and mask and need ``cells``, the feature grid's cells per side (`box_mode`). ``min_area``:
+    the share of the K x K crop the mask's largest region must cover for any object to be
+    reported (0: any non-empty mask is one).
+    ``peak``: the graph's peak output for this map, which puts the scores of ``all`` and
+    ``objects`` on one scale across images; ``largest`` does not use it."""
     found, scores = crop_boxes(score, mask, min_area, boxes, cells, peak)
     if not len(found):
         return Detection(None, 0.0, None)
@@ -89,10 +92,15 @@ def crop_boxes(
     empty = (np.zeros((0, 4), np.int64), np.zeros(0))
     if not mask.any() or (min_area > 0 and largest_region(mask) < min_area * mask.size):
         return empty
-    if check_boxes(boxes) == "all":
+    mode = check_boxes(boxes)
+    if mode != "largest":
         if cells <= 0:
-            raise ValueError("boxes='all' needs the feature grid size (cells per side)")
-        return all_boxes(score, mask, cells, peak=peak)
+            raise ValueError(f"boxes={mode!r} needs the feature grid size (cells per side)")
+        return (
+            all_boxes(score, mask, cells, peak=peak)
+            if mode == "all"
+            else object_boxes(score, mask, cells, peak)
+        )
     b = boxes_from_mask(mask, multi_contour=False)[0]
     x0, y0, x1, y1 = (int(v) for v in b)
     return b[None], np.array([float(score[y0 : y1 + 1, x0 : x1 + 1].mean())])
@@ -142,7 +150,7 @@ def detect_images(
 ) -> list[Found]:
     """RGB frames of any size -> their detections in original pixels: the shared pre-processing,
     one batched inference and `detect`. What ``predict`` and the Triton worker both run.
-    ``boxes``: ``largest``, ``all``, or None for the model's recorded mode."""
+    ``boxes``: one of `BOX_MODES`, or None for the model's recorded mode."""
     mode, cells = box_mode(runtime.meta, boxes)
     prepped = [prepare(img, runtime.meta, is_rgb=True) for img in images]
     out = infer_all(runtime, np.stack([f for f, _ in prepped]))

@@ -27,7 +27,10 @@ Grouping rules:
 
 Instance score: the mean raw response over its cells (a cosine, comparable across images, unlike
 the min-max normalized map), or its sum (``mass``). Instances scoring below ``keep * top score``
-are dropped.
+are dropped (`rank_instances`). The product runs the grouping on the grid recovered from an
+exported graph's score map (`map_instances`): ``--boxes all`` (`all_boxes`) and ``--boxes
+objects`` (`object_boxes`); the feature rules and the labelling on the raw grid they are checked
+against live in benchmarks/research/instance_rules.py.
 Pure numpy and OpenCV; no torch (runtime side).
 """
 
@@ -41,17 +44,23 @@ import numpy as np
 import numpy.typing as npt
 
 from rpol_edge.results.boxes import iou_inclusive, largest_box
+from rpol_edge.results.score_grid import grid_from_score, upsample_matrix
 
 __all__ = [
     "ALL_BOXES",
+    "NEIGHBOURS",
+    "OBJECTS",
     "RULES",
     "TOP_IOU",
     "InstanceRule",
     "all_boxes",
-    "grid_cells",
-    "grid_from_score",
+    "field_box",
+    "label_peaks",
+    "label_regions",
+    "map_candidates",
     "map_instances",
-    "upsample_matrix",
+    "object_boxes",
+    "rank_instances",
 ]
 
 RULES = ("regions", "peaks", "ncut", "seeds")
@@ -91,37 +100,30 @@ ALL_BOXES = InstanceRule("peaks", rel=0.1, keep=0.5, prominence=0.3)
 the maximum, prominence 0.3, keep 0.5: the constants cross-validation chose on every fold among
 the peaks rules measured after the top box (benchmarks/research/instances.py, docs/instances.md)."""
 
+OBJECTS = InstanceRule("peaks", rel=0.0, keep=0.0, prominence=0.5)
+"""The instances of ``--boxes objects`` (`object_boxes`): persistence watershed over the sign
+foreground, prominence 0.5, every instance kept. Cross-validated on raccoon photos (5 folds) and
+multi-object canvases, prominence 0.4 / 0.5 / 0.6 measure alike (docs/operating-points.md)."""
+
 TOP_IOU = 0.5
 """An instance whose box overlaps the top box by this IoU or more is taken for the same object."""
 
 
-@lru_cache(maxsize=16)
-def upsample_matrix(n: int, size: int) -> npt.NDArray[np.float64]:
-    """(size, n) linear interpolation weights of align_corners=True upsampling (torch's)."""
-    m = np.zeros((size, n))
-    if n == 1:
-        m[:, 0] = 1.0
-        return m
-    x = np.arange(size) * (n - 1) / max(size - 1, 1)
-    i0 = np.minimum(np.floor(x).astype(np.int64), n - 2)
-    frac = x - i0
-    m[np.arange(size), i0] = 1.0 - frac
-    m[np.arange(size), i0 + 1] += frac
-    m.setflags(write=False)
-    return m
+NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+"""The 8-neighbourhood (dy, dx) every grouping rule grows over."""
 
 
-_NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
-
-
-def _regions(fg: npt.NDArray[np.bool_]) -> npt.NDArray[np.int32]:
+def label_regions(fg: npt.NDArray[np.bool_]) -> npt.NDArray[np.int32]:
+    """(h, w) label of each foreground cell's 8-connected region, 0.., -1 for background."""
     n, labels = cv2.connectedComponents(fg.astype(np.uint8), connectivity=8)
     return np.asarray(labels, np.int32) - 1  # -1 background, 0.. instances
 
 
-def _peaks(
+def label_peaks(
     raw: npt.NDArray[np.float64], fg: npt.NDArray[np.bool_], prominence: float
 ) -> npt.NDArray[np.int32]:
+    """(h, w) basin label of each foreground cell under the persistence watershed (module
+    docstring), 0.. in order of the basins' first cells, -1 for background."""
     h, w = raw.shape
     # Plain Python lists in the loop: numpy scalar indexing cost most of the time per frame.
     labels = [-1] * (h * w)
@@ -163,9 +165,9 @@ def _peaks(
 
 @lru_cache(maxsize=16)
 def _neighbour_lists(h: int, w: int) -> tuple[tuple[int, ...], ...]:
-    """Flat indices of each cell's 8 neighbours inside the grid, in `_NEIGHBOURS` order."""
+    """Flat indices of each cell's 8 neighbours inside the grid, in `NEIGHBOURS` order."""
     return tuple(
-        tuple((y + dy) * w + x + dx for dy, dx in _NEIGHBOURS if 0 <= y + dy < h and 0 <= x + dx < w)
+        tuple((y + dy) * w + x + dx for dy, dx in NEIGHBOURS if 0 <= y + dy < h and 0 <= x + dx < w)
         for y in range(h)
         for x in range(w)
     )
@@ -179,78 +181,36 @@ def _relabel(labels: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
     return out
 
 
-# ---- from an exported graph's outputs ------------------------------------------------------------
-#
-# The graphs output only the K x K score map and mask. The score map is U g U^T, with g the h x h
-# min-max normalized, clamped grid and U the (K, h) align_corners=True bilinear weights (the graph's
-# own upsampling, rpol_edge/modeling/operating_point.py `upsample`), so g comes back exactly (up to
-# float32 rounding) through the pseudo-inverse of U. On the cells with a positive raw response g is
-# raw / max(raw) whenever some cell is <= 0 (the clamped map's minimum is then 0), which is all the
-# persistence watershed needs: its order, its prominence (a share of the maximum) and the relative
-# foreground are scale-free. What the score map cannot give back is the scale (max raw, a cosine)
-# and the negative cells' values; the mask (the sign of the upsampled raw response) stands in for
-# the latter when a box is drawn.
+def rank_instances(
+    values: npt.NDArray[np.float64], labels: npt.NDArray[np.int32], rule: InstanceRule
+) -> tuple[list[int], npt.NDArray[np.float64]]:
+    """The instances ``rule`` keeps, strongest first (at most ``max_instances``), and every
+    instance's strength: the mean (``mass``: the sum) of ``values`` over its cells. Kept: at least
+    ``min_cells`` cells and a strength of at least ``keep`` x the strongest such instance's."""
+    n = int(labels.max()) + 1
+    if n <= 0:
+        return [], np.zeros(0)
+    counts = np.bincount(labels[labels >= 0], minlength=n)
+    sums = np.bincount(labels[labels >= 0], weights=values[labels >= 0], minlength=n)
+    strength = np.asarray(sums if rule.score == "mass" else sums / np.maximum(counts, 1), np.float64)
+    ok = counts >= rule.min_cells
+    if not ok.any():
+        return [], strength
+    top = float(strength[ok].max())
+    order = [int(k) for k in np.argsort(-strength, kind="stable") if ok[k] and strength[k] >= rule.keep * top]
+    return order[: rule.max_instances], strength
 
-SCORE_RANKINGS = ("grid", "box", "grid_x_box", "grid_x_top")
-"""How an instance found on the score map is scored (benchmarks/research/instances.py measures each):
-``grid`` the mean normalized grid value over its cells (the reference rule's mean response divided
-by the image's maximum); ``box`` the mean of the score map inside its box (what `detect` reports
-for the one box of ``largest``); ``grid_x_box`` their product; ``grid_x_top`` the ``grid`` value
-times the ``box`` value of the image's strongest instance (one factor per image)."""
+
+SCORE_RANKINGS = ("grid", "box")
+"""How `map_instances` scores an instance found on the score map: ``grid`` the mean normalized grid
+value over its cells (the reference rule's mean response divided by the image's maximum; what
+``objects`` ranks by); ``box`` the mean of the score map inside its box (what `detect` reports
+for the one box of ``largest``, and ``all`` for its other boxes)."""
 
 FOREGROUND_TOL = 1e-5
 """Recovered grid values above this are foreground (raw > 0). The recovery is exact to about 5e-7
 (float32 score maps at K = 224..640, tests/results/test_instances.py), and a cell whose response is
 below 1e-5 of the image's maximum draws no box anyway."""
-
-FIT_TOL = 1e-3
-"""Largest |U g U^T - score| accepted: above it the score map is not the bilinear upsampling of an
-h x h grid (a wrong feature stride in the metadata, or a graph that quantizes the upsampling)."""
-
-
-def grid_cells(input_size: int, stride: int) -> int:
-    """Cells per side of the feature grid: ceil(K / stride) (14 at 448 / stride 32), as padded
-    stride-2 convolutions give."""
-    if stride <= 0 or input_size <= 0:
-        raise ValueError(f"input size {input_size} and feature stride {stride} must be positive")
-    return -(-input_size // stride)
-
-
-@lru_cache(maxsize=16)
-def downsample_matrix(n: int, size: int) -> npt.NDArray[np.float32]:
-    """(n, size) float32 pseudo-inverse of `upsample_matrix` (n, size): g = P S P^T. U has full
-    column rank and condition number about 1.95 (K = 224..640), so float32 is enough."""
-    p = np.linalg.pinv(upsample_matrix(n, size)).astype(np.float32)
-    p.setflags(write=False)
-    return p
-
-
-_CHECK_ROWS = 16
-"""Rows of the score map compared with the re-upsampled grid: enough to catch a wrong grid size
-(every row mixes two cells with row-dependent weights) at a fraction of a full K x K product."""
-
-
-def grid_from_score(score: npt.ArrayLike, cells: int) -> npt.NDArray[np.float32]:
-    """The (cells, cells) grid whose bilinear upsampling is ``score`` (K, K); ValueError when no
-    such grid reproduces it (see `FIT_TOL`)."""
-    s = np.asarray(score, np.float32)
-    if s.ndim != 2 or s.shape[0] != s.shape[1]:
-        raise ValueError(f"score map must be square (K, K), got shape {s.shape}")
-    size = s.shape[0]
-    if not 1 <= cells <= size:
-        raise ValueError(f"a {cells} x {cells} grid cannot be upsampled to {size} x {size}")
-    p = downsample_matrix(cells, size)
-    g = (p @ s @ p.T).astype(np.float32, copy=False)
-    rows = np.linspace(0, size - 1, min(_CHECK_ROWS, size)).astype(np.int64)
-    u = upsample_matrix(cells, size).astype(np.float32)
-    err = float(np.abs(u[rows] @ g @ u.T - s[rows]).max())
-    if not err <= FIT_TOL:
-        raise ValueError(
-            f"the {size} x {size} score map is not a bilinear upsampling of a {cells} x {cells} grid "
-            f"(max difference {err:.2g}); --boxes all needs the model's feature stride and an "
-            "unquantized score map"
-        )
-    return g
 
 
 def map_instances(
@@ -260,23 +220,35 @@ def map_instances(
     rule: InstanceRule | None = None,
     ranking: str = "box",
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """Instance boxes (k, 4) int64 in K x K crop pixels and their scores (k,), best first, from an
-    exported graph's score map and mask (``rule`` default: `ALL_BOXES`).
+    """Instance boxes (k, 4) int64 in K x K crop pixels and their scores (k,) by ``ranking``
+    (`SCORE_RANKINGS`), best first, from an exported graph's score map and mask (``rule`` default:
+    `ALL_BOXES`); `map_candidates` gives both scores."""
+    if ranking not in SCORE_RANKINGS:
+        raise ValueError(f"unknown instance ranking {ranking!r}: choose one of {', '.join(SCORE_RANKINGS)}")
+    boxes, grid_mean, box_mean = map_candidates(score, mask, cells, rule)
+    scores = grid_mean if ranking == "grid" else box_mean
+    best = np.argsort(-scores, kind="stable")
+    return boxes[best], scores[best]
 
-    Instances are the reference rule's (`label_instances` on the raw grid) on the recovered grid;
-    ``keep`` compares the instances' mean grid values (the reference's mean responses over the
-    same maximum). A box is the bounding box of the mask's pixels where the instance outweighs
-    every other one (the upsampled field, g - rel on its cells, -|g - rel| on other instances',
-    the background's own value below the level elsewhere, is > 0): with ``rel`` 0 and one
-    instance exactly the mask's box around it."""
+
+def map_candidates(
+    score: npt.ArrayLike, mask: npt.ArrayLike, cells: int, rule: InstanceRule | None = None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The instances of ``rule`` (default `ALL_BOXES`) on the score map: boxes (k, 4), their mean
+    grid values and the mean score map inside each box, in `rank_instances` order.
+
+    Instances are the reference rule's (`label_peaks` / `label_regions` on the raw grid) on the
+    recovered grid; ``keep`` compares the instances' mean grid values (the reference's mean
+    responses over the same maximum). A box is the bounding box of the mask's pixels where the
+    instance outweighs every other one (the upsampled field, g - rel on its cells, -|g - rel| on
+    other instances', the background's own value below the level elsewhere, is > 0): with ``rel`` 0
+    and one instance exactly the mask's box around it."""
     r = rule or ALL_BOXES
     if r.needs_features:
         raise ValueError(f"the {r.rule} rule needs the feature grid, which exported graphs do not output")
-    if ranking not in SCORE_RANKINGS:
-        raise ValueError(f"unknown instance ranking {ranking!r}: choose one of {', '.join(SCORE_RANKINGS)}")
     s = np.asarray(score, np.float32)
     m = np.asarray(mask) != 0
-    empty = (np.zeros((0, 4), np.int64), np.zeros(0))
+    empty = (np.zeros((0, 4), np.int64), np.zeros(0), np.zeros(0))
     if not m.any():
         return empty
     g = grid_from_score(s, cells).astype(np.float64)
@@ -285,33 +257,37 @@ def map_instances(
     fg = np.ones(g.shape, bool) if m.all() else g > max(r.rel, FOREGROUND_TOL)
     if not fg.any():
         return empty
-    labels = _regions(fg) if r.rule == "regions" else _peaks(g, fg, r.prominence)
-    n = int(labels.max()) + 1
-    counts = np.bincount(labels[labels >= 0], minlength=n)
-    reduce = np.mean if r.score == "mean" else np.sum
-    strength = np.array([float(reduce(g[labels == k])) for k in range(n)])
-    ok = counts >= r.min_cells
-    if not ok.any():
-        return empty
-    top = float(strength[ok].max())
-    order = [k for k in np.argsort(-strength, kind="stable") if ok[k] and strength[k] >= r.keep * top]
+    labels = label_regions(fg) if r.rule == "regions" else label_peaks(g, fg, r.prominence)
+    order, strength = rank_instances(g, labels, r)
+    lifted = g - r.rel
+    # Background cells: what is left of their response (below the level, or 0 for the clamped ones).
+    outside = np.where(labels >= 0, -np.abs(lifted), np.minimum(lifted, 0.0))
     found = []
-    for k in order[: r.max_instances]:
-        b = _map_box(g - r.rel, labels, k, m, s.shape[0])
+    for k in order:
+        cells_k = labels == k
+        b = field_box(np.where(cells_k, lifted, outside).astype(np.float32), cells_k, s.shape[0], m)
         if b is not None:
             found.append((b, float(strength[k]), float(s[b[1] : b[3] + 1, b[0] : b[2] + 1].mean())))
     if not found:
         return empty
-    grid_mean = np.array([x[1] for x in found])
-    box_mean = np.array([x[2] for x in found])
-    scores = {
-        "grid": grid_mean,
-        "box": box_mean,
-        "grid_x_box": grid_mean * box_mean,
-        "grid_x_top": grid_mean * box_mean[0],
-    }[ranking]
-    best = np.argsort(-scores, kind="stable")
-    return np.stack([found[i][0] for i in best]), scores[best]
+    return np.stack([x[0] for x in found]), np.array([x[1] for x in found]), np.array([x[2] for x in found])
+
+
+def object_boxes(
+    score: npt.ArrayLike, mask: npt.ArrayLike, cells: int, peak: float | None = None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """``--boxes objects`` on an exported graph's outputs: every `OBJECTS` instance, each boxed at
+    the sign boundary of its own basin, ranked by its mean response; boxes (k, 4) int64 in K x K
+    crop pixels and scores (k,), best first. The top box is the strongest instance, not the
+    mask's largest region: a small strong object outranks a large weak one.
+
+    Scores: the instance's mean grid value times ``peak`` (clamped at 0), which is its mean raw
+    response (a cosine) whenever some cell is <= 0: comparable across images, and two boxes tie
+    only when their instances' evidence does. None (a graph without the peak output): the mean
+    grid value, in (0, 1]."""
+    boxes, scores = map_instances(score, mask, cells, OBJECTS, "grid")
+    scale = 1.0 if peak is None else max(float(peak), 0.0)
+    return boxes, scale * scores
 
 
 def all_boxes(
@@ -352,25 +328,31 @@ def all_boxes(
     return np.concatenate([top[None], found]), scale * np.concatenate([[top_score], scores])
 
 
-def _map_box(
-    g: npt.NDArray[np.float64], labels: npt.NDArray[np.int32], k: int, mask: npt.NDArray[np.bool_], size: int
+def field_box(
+    field: npt.NDArray[np.floating],
+    cells: npt.NDArray[np.bool_],
+    size: int,
+    mask: npt.NDArray[np.bool_] | None = None,
 ) -> npt.NDArray[np.int64] | None:
-    """`_box` with the mask for the background: the reference gives background cells their
-    (negative) raw response, which the score map lost; the graph's mask is where that field is
-    positive, so a pixel counts when the mask has it and the instance outweighs the others."""
-    cells = labels == k
-    # Background cells: what is left of their response (below the level, or 0 for the clamped ones).
-    field = np.where(cells, g, np.where(labels >= 0, -np.abs(g), np.minimum(g, 0.0)))
-    h, w = g.shape
+    """Box (x0, y0, x1, y1) in ``size`` x ``size`` pixels of the pixels where the bilinearly
+    upsampled (h, w) ``field`` is > 0 (and ``mask`` has them), around the instance ``cells``;
+    None when no pixel is. ``field`` holds the instance's level-shifted response on its cells and
+    values below the level elsewhere; it is upsampled in its own dtype (float32 is the fast path).
+
+    Only the instance's cell rectangle plus one cell is upsampled: pixels farther away interpolate
+    cells that are all below the level. x1/y1 are one past the last pixel and clipped to size - 1,
+    as boxes.py's cv2.boundingRect boxes are, so every rule's boxes compare to the pixel."""
+    h, w = field.shape
     ys, xs = np.nonzero(cells)
     r0, r1 = max(0, int(ys.min()) - 1), min(h - 1, int(ys.max()) + 1)
     c0, c1 = max(0, int(xs.min()) - 1), min(w - 1, int(xs.max()) + 1)
     (y_lo, y_hi), (x_lo, x_hi) = _span(h, size, r0, r1), _span(w, size, c0, c1)
-    uy, ux = _upsample32(h, size), _upsample32(w, size)
-    # float32 and slices: the pixels whose weights lie on these cells are one contiguous range.
-    sub = field[r0 : r1 + 1, c0 : c1 + 1].astype(np.float32)
-    up = uy[y_lo:y_hi, r0 : r1 + 1] @ sub @ ux[x_lo:x_hi, c0 : c1 + 1].T
-    on = (up > 0) & mask[y_lo:y_hi, x_lo:x_hi]
+    uy, ux = _upsampler(h, size, field.dtype.str), _upsampler(w, size, field.dtype.str)
+    # slices: the pixels whose weights lie on these cells are one contiguous range.
+    sub = field[r0 : r1 + 1, c0 : c1 + 1]
+    on = uy[y_lo:y_hi, r0 : r1 + 1] @ sub @ ux[x_lo:x_hi, c0 : c1 + 1].T > 0
+    if mask is not None:
+        on &= mask[y_lo:y_hi, x_lo:x_hi]
     rows, cols = np.nonzero(on.any(1))[0], np.nonzero(on.any(0))[0]
     if len(rows) == 0:
         return None
@@ -380,14 +362,14 @@ def _map_box(
 
 
 @lru_cache(maxsize=16)
-def _upsample32(n: int, size: int) -> npt.NDArray[np.float32]:
-    u = upsample_matrix(n, size).astype(np.float32)
+def _upsampler(n: int, size: int, dtype: str) -> npt.NDArray[np.floating]:
+    u = upsample_matrix(n, size).astype(dtype)
     u.setflags(write=False)
     return u
 
 
 @lru_cache(maxsize=4096)
 def _span(n: int, size: int, lo: int, hi: int) -> tuple[int, int]:
-    """[start, stop) of the pixels interpolated from cells lo..hi only (as `_box` selects them)."""
+    """[start, stop) of the pixels interpolated from cells lo..hi only."""
     inside = np.nonzero(upsample_matrix(n, size)[:, lo : hi + 1].sum(1) > 1 - 1e-9)[0]
     return int(inside[0]), int(inside[-1]) + 1

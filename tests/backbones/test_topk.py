@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rpol_edge.backbones.classifier import load_classifier, read_class_map, true_class
+from rpol_edge.cli.evaluate import topk_classify
 from rpol_edge.core.geometry import resize_crop
 from rpol_edge.data import read_dataset
 from rpol_edge.data.images import load_rgb
@@ -72,8 +73,8 @@ def test_topk_loc_on_a_photo_of_a_known_imagenet_class(sample_model: Path, tmp_p
     voc_one_image(tmp_path / "voc", photo, (13, 23, 512, 600))
     clf = load_classifier("lite0")
     with open_runtime(sample_model, "torch", device="cpu") as rt:
-        r = evaluate(rt, "voc", tmp_path / "voc", "test", workers=0, classifier=clf,
-                     class_map={"*": MILITARY_UNIFORM}).metrics  # fmt: skip
+        classify = topk_classify(clf, {"*": MILITARY_UNIFORM})
+        r = evaluate(rt, "voc", tmp_path / "voc", "test", workers=0, classify=classify).metrics
     assert r["top1_cls"] == 100.0  # the embedded classifier knows this photo
     assert r["top1_loc"] == r["gt_known_loc"] and r["top1_loc_best"] == r["maxboxacc"]
     assert r["top5_loc"] == r["top1_loc"]

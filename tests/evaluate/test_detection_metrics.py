@@ -75,3 +75,18 @@ def test_merge_equals_adding_everything_to_one() -> None:
 def test_mismatched_scores_are_refused() -> None:
     with pytest.raises(ValueError, match="2 boxes but 1 scores"):
         match_image([A, A], [0.5], [A])
+
+
+def test_top_box_loc_counts_the_first_box_only() -> None:
+    """The top box of each image against its ground truth: a hit, a miss whose second box would
+    hit, and an image with no box."""
+    counts = DetectionCounts()
+    gt = np.array([[0, 0, 9, 9]])
+    counts.add(np.array([[0, 0, 9, 9]]), np.array([0.9]), gt)
+    counts.add(np.array([[20, 20, 29, 29], [0, 0, 9, 9]]), np.array([0.8, 0.7]), gt)
+    counts.add(np.zeros((0, 4)), np.zeros(0), gt)
+    assert counts.result()["top_box_loc"] == pytest.approx(100 / 3)
+    other = DetectionCounts()
+    other.add(np.array([[0, 0, 9, 9]]), np.array([0.5]), gt)
+    counts.merge(other)
+    assert counts.result()["top_box_loc"] == 50.0

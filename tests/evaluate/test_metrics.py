@@ -22,6 +22,7 @@ from rpol_edge.evaluate.metrics import (
     accuracy_percent,
     best_ious_per_threshold,
     correct_matrix,
+    oracle_counts,
 )
 
 LO, HI = 0.25, 0.75
@@ -221,6 +222,26 @@ def test_operating_threshold_outside_the_list() -> None:
     acc = BoxAccuracy(thresholds=[LO, HI], operating_threshold=LO)
     acc.add(*_nested_b())
     assert acc.result()["gt_known_loc"] == 0.0
+
+
+def test_oracles_by_hand() -> None:
+    """Three images, three thresholds: image 0 is right at t0 and t1, image 1 only at t2, image 2
+    never. The best single threshold gets 1 of 3 (t0, the first of three tied columns); chosen per
+    image, some threshold works for 2 of 3."""
+    hits = np.array([[1, 1, 0], [0, 0, 1], [0, 0, 0]], bool)
+    per_threshold, per_image = oracle_counts(hits)
+    assert per_threshold.tolist() == [1, 1, 1] and per_image == 2
+    assert oracle_counts(np.zeros((0, 3), bool))[1] == 0
+    # The same through the accumulator: _nested_a is right at LO only (IoU 1 / 0.405), _nested_b
+    # at HI only (0.118 / 0.669): each threshold gets one of the two, each image some threshold.
+    acc = BoxAccuracy(thresholds=[LO, HI])
+    acc.add(*_nested_a())
+    acc.add(*_nested_b())
+    r = acc.result()
+    assert (r["oracle_dataset"], r["oracle_dataset_threshold"], r["oracle_per_image"]) == (50.0, LO, 100.0)
+    assert r["oracle_dataset"] == r["maxboxacc"]
+    acc.add(np.zeros((32, 32)), np.array([[5, 5, 20, 20]]))  # nothing found at any threshold
+    assert acc.result()["oracle_per_image"] == pytest.approx(200 / 3)
 
 
 def test_merge_of_two_halves_equals_one_pass() -> None:

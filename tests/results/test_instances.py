@@ -9,15 +9,8 @@ import torch.nn.functional as F
 
 from benchmarks.research.instance_rules import instance_boxes, label_instances
 from rpol_edge.results.boxes import iou_inclusive, largest_box
-from rpol_edge.results.instances import (
-    TOP_IOU,
-    InstanceRule,
-    all_boxes,
-    grid_cells,
-    grid_from_score,
-    map_instances,
-    upsample_matrix,
-)
+from rpol_edge.results.instances import TOP_IOU, InstanceRule, all_boxes, map_instances, object_boxes
+from rpol_edge.results.score_grid import grid_cells, grid_from_score, upsample_matrix
 
 K = 448
 
@@ -248,3 +241,54 @@ def test_all_boxes_empty_mask() -> None:
     score, mask = graph_outputs(np.full((14, 14), -0.1), K)
     boxes, scores = all_boxes(score, mask, 14)
     assert boxes.shape == (0, 4) and scores.shape == (0,)
+
+
+# ---- --boxes objects ------------------------------------------------------------------------------
+
+
+def test_objects_gives_two_separated_blobs_two_boxes_the_strongest_first() -> None:
+    """A small strong blob and a large weaker one: ``objects`` boxes each at its own sign boundary,
+    the strong one first (``largest`` would put the large one first), scored by its mean response."""
+    a = np.full((14, 14), -0.2)
+    a[1:4, 1:4] = 0.8  # small and strong
+    a[6:13, 4:13] = 0.4  # large and weaker: the mask's largest region
+    score, mask = graph_outputs(a, K)
+    boxes, scores = object_boxes(score, mask, 14, peak=float(a.max()))
+    assert len(boxes) == 2
+    assert scores.tolist() == pytest.approx([0.8, 0.4], abs=1e-5)  # mean raw response: distinct
+    for box, kept in zip(boxes, ((slice(1, 4), slice(1, 4)), (slice(6, 13), slice(4, 13))), strict=True):
+        alone = np.full((14, 14), -0.2)
+        alone[kept] = a[kept]
+        assert np.abs(box - sign_box(alone)).max() <= 1  # the sign box of that blob alone
+    assert largest_box(mask).tolist() == sign_box(a).tolist() != boxes[0].tolist()
+
+
+def test_objects_scores_need_no_peak_and_never_tie_between_different_blobs() -> None:
+    score, mask = graph_outputs(two_blobs(0.5), K)
+    boxes, scores = object_boxes(score, mask, 14)
+    assert len(boxes) == 2 and scores[0] == pytest.approx(1.0) and scores[1] == pytest.approx(0.5, abs=1e-5)
+    assert boxes[0][0] < boxes[1][0]
+    empty = object_boxes(*graph_outputs(np.full((14, 14), -0.1), K), 14, peak=-0.1)
+    assert empty[0].shape == (0, 4) and empty[1].shape == (0,)
+
+
+def test_objects_through_detect_and_the_recorded_mode() -> None:
+    """`detect` (what every runtime and the Triton post step call) with ``objects``, and a model
+    file that records ``objects`` as its mode, through its JSON and back."""
+    from rpol_edge.core.geometry import CropTransform
+    from rpol_edge.core.metadata import MetadataError, ModelMeta
+    from rpol_edge.results.detection import box_mode, detect
+    from tests.runtimes.test_trt_runtime import model_meta
+
+    a = two_blobs(0.5)
+    score, mask = graph_outputs(a, K)
+    recorded = model_meta().replace(
+        input_size=K, resize_size=K, feature_stride=32, extra={"boxes": "objects"}
+    )
+    meta = ModelMeta.from_json(recorded.to_json())
+    assert meta.boxes == "objects" and box_mode(meta, None) == ("objects", 14)
+    assert box_mode(meta, "largest")[0] == "largest"
+    d = detect(score, mask, CropTransform(K, K, K, K), 0.0, "objects", 14, peak=1.0)
+    assert len(d.boxes) == 2 and d.boxes[0] == (d.box, d.score) and d.score > d.boxes[1][1]
+    with pytest.raises(MetadataError, match="unknown box mode 'every'"):
+        ModelMeta.from_json(recorded.replace(extra={"boxes": "every"}).to_json())

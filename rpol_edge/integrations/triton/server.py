@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any
 
 import rpol_edge
+from rpol_edge.core.metadata import BOX_CHOICES, BOX_MODES
 from rpol_edge.core.model_file import read_meta
 from rpol_edge.integrations.triton.ports import cannot_listen, check_free, free_ports, port_in_use, ports_of
 from rpol_edge.integrations.triton.repository import check_name
@@ -62,7 +63,7 @@ class ServeConfig:
     """Threads per worker's runtime (0: the runtime's default)."""
     min_area: float = 0.0
     boxes: str | None = None
-    """Box mode of the answers' ``boxes`` (largest or all); None: the model's recorded one."""
+    """Box mode of the answers' ``boxes`` (one of `BOX_MODES`); None: the model's recorded one."""
     exit_timeout_s: int = 30
     startup_timeout_s: float = 180.0
     max_frame_pixels: int = MAX_FRAME_PIXELS
@@ -83,8 +84,8 @@ class ServeConfig:
             raise ServeError(f"--instances {self.instances}: 1..64")
         if not 0.0 <= self.min_area < 1.0:
             raise ServeError(f"--min-area {self.min_area}: a share of the input crop in [0, 1)")
-        if self.boxes not in (None, "largest", "all"):
-            raise ServeError(f"--boxes {self.boxes!r}: choose largest or all")
+        if self.boxes is not None and self.boxes not in BOX_MODES:
+            raise ServeError(f"--boxes {self.boxes!r}: choose {BOX_CHOICES}")
 
     @property
     def ports(self) -> dict[str, int]:

@@ -7,7 +7,7 @@ It runs inside a user's Triton (NVIDIA's server images) whose Python has rpol-ed
 * ``pre``: raw RGB uint8 frames (N, H, W, 3) of any size -> the model input
   (`rpol_edge.core.prepare.prepare`: resize to S, centre crop to K) and each frame's (W, H);
 * ``post``: score and mask maps (and peak, from graphs that have it) -> box in original pixels and
-  its score, every box of the model's recorded box mode (``largest`` or ``all``) padded to
+  its score, every box of the model's recorded box mode (``largest``, ``all`` or ``objects``) padded to
   MAX_BOXES rows (`rpol_edge.results.detection.detect`, the box code every runtime uses), and the
   score map.
 """

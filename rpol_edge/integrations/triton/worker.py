@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from rpol_edge.core.metadata import BOX_MODES
 from rpol_edge.integrations.triton.wire import WireClosed, receive_array, receive_header, send
 
 
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--min-area", type=float, default=0.0)
-    p.add_argument("--boxes", choices=("largest", "all"), default=None)
+    p.add_argument("--boxes", choices=BOX_MODES, default=None)
     p.add_argument("--server-pid", type=int, default=0)
     args = p.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server drains on SIGINT; the worker ends on EOF
