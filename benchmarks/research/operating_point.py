@@ -31,7 +31,7 @@ from torch import nn
 from benchmarks.research.scale_shift import build_canvases, largest_box_coverage  # noqa: E402
 from rpol_edge.backbones.timm_backbone import BackboneSpec, build_backbone  # noqa: E402
 from rpol_edge.core.geometry import resize_crop  # noqa: E402
-from rpol_edge.core.wstar import FeatureSums, solve, unit_features  # noqa: E402
+from rpol_edge.core.wstar import FeatureSums, solve  # noqa: E402
 from rpol_edge.data import Sample, read_dataset  # noqa: E402
 from rpol_edge.data.images import load_rgb  # noqa: E402
 from rpol_edge.evaluate.metrics import (  # noqa: E402
@@ -40,6 +40,7 @@ from rpol_edge.evaluate.metrics import (  # noqa: E402
     correct_matrix,
     summarize,
 )
+from rpol_edge.modeling.feature_sums import unit_features  # noqa: E402
 from rpol_edge.modeling.localizer import Localizer  # noqa: E402
 from rpol_edge.modeling.operating_point import (  # noqa: E402
     OperatingPoint,

@@ -33,7 +33,8 @@ from rpol_edge.core.export_formats import DEEPSTREAM_INT8, ExportError
 from rpol_edge.core.extras import require_torch
 from rpol_edge.core.files import atomic_write, file_sha256, write_text_atomic
 from rpol_edge.core.onnx_meta import MAP_OUTPUTS as OUTPUTS
-from rpol_edge.exporters.onnx_export import DEFAULT_OPSET, EXPORTERS, _onnx, _simplify, _trace, finish_graph
+from rpol_edge.exporters.onnx_export import DEFAULT_OPSET, EXPORTERS, _simplify, _trace
+from rpol_edge.exporters.onnx_finish import finish_graph, require_onnx
 from rpol_edge.integrations.deepstream.config import assumptions, config_text, readme_text
 from rpol_edge.integrations.deepstream.decode import (
     CONFIG_NAME,
@@ -138,7 +139,7 @@ def export_deepstream(
         raise ExportError(f"precision {precision!r}: choose fp32 or fp16")
     if exporter not in EXPORTERS:
         raise ExportError(f"unknown exporter {exporter!r}; choose {', '.join(EXPORTERS)}")
-    onnx = _onnx()
+    onnx = require_onnx()
     opset = opset or DEFAULT_OPSET[exporter]
     artifact = ModelArtifact.load(model_path)
     meta = artifact.meta.replace(opset=opset, precision="fp32")
