@@ -299,6 +299,7 @@ def _from_file(
     # Non-ViT checkpoints carry a 1000-way classifier; keep it so every tensor has a home.
     # The tagged name (vit_small_patch16_224.dino) carries that checkpoint's own mean/std.
     name = preset.hub_name if preset and preset.hub_name else arch
+    model: Any
     try:
         model = timm.create_model(
             name, pretrained=False, **(kwargs if is_vit else {**kwargs, "num_classes": 1000})

@@ -177,9 +177,13 @@ def check_device(device: str, runtime: str = "") -> str:
     """``auto`` / ``cpu`` / ``cuda`` / ``cuda:N``, plus the other kinds ``runtime`` declares (for
     OpenVINO ``gpu``, ``gpu.N``, ``npu``), lower-cased; anything else is refused in one line (every
     command and runtime validates ``--device`` here, so none ignores a typo)."""
-    text = str(device).strip().lower()
     info = RUNTIMES.get(runtime)
-    extra = [DEVICE_KINDS[k][0] for k in info.devices if k not in ("cpu", "cuda")] if info else []
+    return _device_text(device, info.devices if info else ())
+
+
+def _device_text(device: str, kinds: tuple[str, ...]) -> str:
+    text = str(device).strip().lower()
+    extra = [DEVICE_KINDS[k][0] for k in kinds if k not in ("cpu", "cuda")]
     if not re.fullmatch("|".join([r"auto|cpu|cuda(:\d+)?", *extra]), text):
         close = (
             ["cuda"]
@@ -206,7 +210,7 @@ def cuda_available(info: RuntimeInfo) -> bool:
 def resolve_device(info: RuntimeInfo, device: str) -> str:
     """``auto`` is the first of the runtime's device kinds it can use (CUDA when reachable, else
     the CPU, for the runtimes that run on both); a kind it does not run on is refused in one line."""
-    device = check_device(device, info.name)
+    device = _device_text(device, info.devices)
     if device == "auto":
         usable = (k for k in info.devices if k != "cuda" or not info.cuda_probe or cuda_available(info))
         return next(usable, info.devices[-1])
