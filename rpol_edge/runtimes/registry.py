@@ -1,4 +1,4 @@
-"""Runtimes as a typed registry: name -> where it lives, what it runs, which extra it needs.
+"""Runtimes as a typed registry: name -> where it lives, what it runs, on which devices, which extra it needs.
 
 Backends are imported only when chosen, so ``import rpol_edge.runtimes`` never needs onnxruntime,
 TensorRT or CUDA; a missing one is answered with the extra to install.
