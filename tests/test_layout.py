@@ -16,25 +16,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import tomllib
+
 REPO = Path(__file__).resolve().parents[1]
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
 CHECKED = ("rpol_edge", "benchmarks")
-TORCH_FREE: list[str] = [
-    "rpol_edge.core",
-    "rpol_edge.data",
-    "rpol_edge.runtimes",
-    "rpol_edge.results",
-    "rpol_edge.live",
-    "rpol_edge.evaluate",
-    "rpol_edge.integrations",
-    "rpol_edge.exporters.trt",
-    "rpol_edge.api.model",
-    "rpol_edge.fitting.config",
-    "rpol_edge.refitting",
-    "rpol_edge.cli.refit",
-    "rpol_edge.fitting.checkpoint",
-]
+def _torch_free_sources() -> list[str]:
+    """The torch-free contract's packages, read from pyproject.toml (one list, not two)."""
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    return next(c["source_modules"] for c in contracts if "never imports torch" in c["name"])
+
+
+TORCH_FREE: list[str] = _torch_free_sources()
 # Optional dependencies a torch-free module may need; without them it is skipped, and counted.
 OPTIONAL = {"openvino", "tensorrt", "cuda", "pyds", "gi", "tritonclient", "triton_python_backend_utils",
             "onnxruntime", "onnx", "matplotlib"}

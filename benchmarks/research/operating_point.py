@@ -42,13 +42,14 @@ from benchmarks.research.operating_point_stats import (
 from benchmarks.research.scale_shift import build_canvases, largest_box_coverage
 from rpol_edge.backbones.timm_backbone import BackboneSpec, build_backbone
 from rpol_edge.core.geometry import resize_crop
-from rpol_edge.core.wstar import FeatureSums, solve, unit_features
+from rpol_edge.core.wstar import FeatureSums, solve
 from rpol_edge.data import Sample, read_dataset
 from rpol_edge.data.images import load_rgb
 from rpol_edge.evaluate.metrics import (
     best_ious_per_threshold,
     correct_matrix,
 )
+from rpol_edge.modeling.feature_sums import unit_features
 from rpol_edge.modeling.localizer import Localizer
 from rpol_edge.modeling.operating_point import (
     OperatingPoint,

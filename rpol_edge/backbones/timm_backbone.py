@@ -258,59 +258,74 @@ def build_backbone(spec: BackboneSpec, input_size: int = 224) -> Backbone:
     weights = Path(spec.weights) if spec.weights else None
     if preset and preset.checkpoint_format == "lite-package" and weights is None:
         weights = lite_checkpoint(spec.name)
-    model: Any
     try:
         if weights is None:
-            hub = preset.hub_name if preset else spec.name
-            if preset and not hub:
-                raise BackboneError(f"preset {spec.name} needs weights=PATH ({preset.description})")
-            try:
-                model = timm.create_model(hub, pretrained=True, **kwargs)
-            except BackboneError:
-                raise
-            except STRIDE_REFUSALS as exc:
-                if spec.output_stride == 32:
-                    raise BackboneError(
-                        f"could not build {hub!r} ({exc.__class__.__name__}: {exc})"
-                    ) from None
-                raise _stride_error(spec, exc) from None
-            except Exception as exc:
-                raise BackboneError(
-                    f"could not get pretrained weights for {hub!r} ({exc.__class__.__name__}); "
-                    "no hub reachable? pass weights=PATH, a local checkpoint"
-                ) from None
-            digest = f"timm:{hub}"
+            model, digest = _from_hub(spec, preset, kwargs)
         else:
-            # Non-ViT checkpoints carry a 1000-way classifier; keep it so every tensor has a home.
-            # The tagged name (vit_small_patch16_224.dino) carries that checkpoint's own mean/std.
-            name = preset.hub_name if preset and preset.hub_name else arch
-            try:
-                model = timm.create_model(
-                    name, pretrained=False, **(kwargs if is_vit else {**kwargs, "num_classes": 1000})
-                )
-            except STRIDE_REFUSALS as exc:
-                if spec.output_stride == 32:
-                    raise
-                raise _stride_error(spec, exc) from None
-            sd = _load_state(weights)
-            fmt = preset.checkpoint_format if preset else "raw"
-            if fmt == "lite-package":
-                model.load_state_dict(_map_in_order(sd, model, weights, spec.name))
-            else:
-                if fmt == "moco":
-                    sd = _strip_moco(sd, weights)
-                if is_vit:
-                    from timm.models.vision_transformer import checkpoint_filter_fn
-
-                    sd = checkpoint_filter_fn(sd, model)
-                _load_into(model, sd, weights, fmt)
-            model.reset_classifier(0)
-            digest = file_sha256(weights)
+            model, digest = _from_file(spec, preset, arch, weights, kwargs, is_vit)
     except RuntimeError as exc:
         raise BackboneError(f"{spec.name}: {exc}") from None
     if _is_resnet(arch):
         _set_output_stride(model, spec.output_stride)
     model.eval().requires_grad_(False)
+    return _frozen(model, is_vit, digest)
+
+
+def _from_hub(spec: BackboneSpec, preset: Preset | None, kwargs: dict[str, Any]) -> tuple[Any, str]:
+    """The model with its pretrained weights from the hub, and its digest (``timm:NAME``)."""
+    hub = preset.hub_name if preset else spec.name
+    if preset and not hub:
+        raise BackboneError(f"preset {spec.name} needs weights=PATH ({preset.description})")
+    try:
+        model = timm.create_model(hub, pretrained=True, **kwargs)
+    except BackboneError:
+        raise
+    except STRIDE_REFUSALS as exc:
+        if spec.output_stride == 32:
+            raise BackboneError(f"could not build {hub!r} ({exc.__class__.__name__}: {exc})") from None
+        raise _stride_error(spec, exc) from None
+    except Exception as exc:
+        raise BackboneError(
+            f"could not get pretrained weights for {hub!r} ({exc.__class__.__name__}); "
+            "no hub reachable? pass weights=PATH, a local checkpoint"
+        ) from None
+    return model, f"timm:{hub}"
+
+
+def _from_file(
+    spec: BackboneSpec, preset: Preset | None, arch: str, weights: Path, kwargs: dict[str, Any], is_vit: bool
+) -> tuple[Any, str]:
+    """The model with the weights of a local checkpoint in its preset's format, and the file's digest."""
+    # Non-ViT checkpoints carry a 1000-way classifier; keep it so every tensor has a home.
+    # The tagged name (vit_small_patch16_224.dino) carries that checkpoint's own mean/std.
+    name = preset.hub_name if preset and preset.hub_name else arch
+    model: Any
+    try:
+        model = timm.create_model(
+            name, pretrained=False, **(kwargs if is_vit else {**kwargs, "num_classes": 1000})
+        )
+    except STRIDE_REFUSALS as exc:
+        if spec.output_stride == 32:
+            raise
+        raise _stride_error(spec, exc) from None
+    sd = _load_state(weights)
+    fmt = preset.checkpoint_format if preset else "raw"
+    if fmt == "lite-package":
+        model.load_state_dict(_map_in_order(sd, model, weights, spec.name))
+    else:
+        if fmt == "moco":
+            sd = _strip_moco(sd, weights)
+        if is_vit:
+            from timm.models.vision_transformer import checkpoint_filter_fn
+
+            sd = checkpoint_filter_fn(sd, model)
+        _load_into(model, sd, weights, fmt)
+    model.reset_classifier(0)
+    return model, file_sha256(weights)
+
+
+def _frozen(model: Any, is_vit: bool, digest: str) -> Backbone:
+    """The frozen model as a feature extractor with its normalization, stride and width."""
     cfg = model.pretrained_cfg
     patch = int(model.patch_embed.patch_size[0]) if is_vit else 1
     module = FeatureBackbone(model, is_vit, patch)

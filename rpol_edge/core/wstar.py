@@ -4,27 +4,19 @@ Per head only the sum of spatially averaged features, the sum of spatially avera
 and the image count are kept (plus, for ``tau_mode="mean"``, the sum of per-position norms and the
 position count), in float64, so memory is O(C) whatever the data size and shards merge by adding.
 
-The sums and the solve are NumPy: `FeatureSums.add_image_sums` takes per-image sums computed
-anywhere (PyTorch eager in `fit`, the fit graph of an exported model in `refit`), so both paths
-share one solve. torch is imported only by `FeatureSums.add` and `unit_features` (eager features).
+The sums and the solve are NumPy, without torch: `FeatureSums.add_image_sums` takes per-image sums
+computed anywhere (PyTorch eager in `fit`, through `rpol_edge.modeling.feature_sums`; the fit graph
+of an exported model in `refit`), so both paths share one solve.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import torch
-
 EPS = 1e-12
-
-
-def unit_features(f: torch.Tensor) -> torch.Tensor:
-    """f / ||f|| over channels (dim 1), with all-zero vectors mapped to zero instead of NaN."""
-    return f / f.norm(dim=1, keepdim=True).clamp_min(EPS)
+"""The guard of a unit feature f / max(||f||, EPS): an all-zero vector stays zero, not NaN."""
 
 
 @dataclass
@@ -53,18 +45,6 @@ class FeatureSums:
             np.zeros((n_heads, channels), np.float64),
             np.zeros(n_heads, np.int64),
         )
-
-    def add(self, features: torch.Tensor, heads: torch.Tensor | None = None) -> None:
-        """Accumulate a batch of feature maps (N, C, H, W); ``heads`` picks each image's class row."""
-        import torch
-
-        f = features.detach().to(torch.float64)
-        v = f.mean(dim=(2, 3)).cpu().numpy()
-        n = f.norm(dim=1, keepdim=True)  # once: the unit features and the plain-mean tau both need it
-        u = (f / n.clamp_min(EPS)).mean(dim=(2, 3)).cpu().numpy()
-        norms = n.sum(dim=(1, 2, 3)).cpu().numpy()
-        idx = None if heads is None else heads.cpu().numpy()
-        self.add_image_sums(v, u, norms, f.shape[2] * f.shape[3], idx)
 
     def add_image_sums(
         self,

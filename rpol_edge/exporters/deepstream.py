@@ -34,7 +34,8 @@ from rpol_edge.core.extras import require_torch
 from rpol_edge.core.files import atomic_write, file_sha256, write_text_atomic
 from rpol_edge.core.metadata import ModelMeta
 from rpol_edge.core.onnx_meta import MAP_OUTPUTS as OUTPUTS
-from rpol_edge.exporters.onnx_export import DEFAULT_OPSET, EXPORTERS, _onnx, _simplify, _trace, finish_graph
+from rpol_edge.exporters.onnx_export import DEFAULT_OPSET, EXPORTERS, _simplify, _trace
+from rpol_edge.exporters.onnx_finish import finish_graph, require_onnx
 from rpol_edge.integrations.deepstream.config import assumptions, config_text, readme_text
 from rpol_edge.integrations.deepstream.decode import (
     CONFIG_NAME,
@@ -134,7 +135,7 @@ def export_deepstream(
     from rpol_edge.modeling.factory import build_localizer
 
     _check_options(precision, exporter)
-    onnx = _onnx()
+    onnx = require_onnx()
     opset = opset or DEFAULT_OPSET[exporter]
     artifact = ModelArtifact.load(model_path)
     meta = artifact.meta.replace(opset=opset, precision="fp32")

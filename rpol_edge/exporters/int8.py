@@ -23,7 +23,7 @@ from rpol_edge.core.metadata import ModelMeta
 from rpol_edge.core.onnx_meta import INPUT, onnx_batch_range, read_onnx_meta
 from rpol_edge.data import read_dataset, sample_subset
 from rpol_edge.data.loader import iterate_batches
-from rpol_edge.exporters.onnx_export import _set_metadata
+from rpol_edge.exporters.onnx_finish import set_metadata
 from rpol_edge.exporters.trt.compat import recorded_targets
 
 FLOAT_GROUPS = ("stem", "depthwise", "last_conv")
@@ -177,7 +177,7 @@ def quantize_int8(
             from rpol_edge.exporters.trt.compat import require_compatible
 
             require_compatible(q, trt_targets or recorded_targets(meta), out_path.name)
-        _set_metadata(q, written)
+        set_metadata(q, written)
         onnx.save(q, str(tmp))
 
     atomic_write(out_path, write)

@@ -17,28 +17,20 @@ from rpol_edge.core.export_formats import ExportError
 from rpol_edge.core.extras import require_torch
 from rpol_edge.core.files import atomic_write
 from rpol_edge.core.metadata import ModelMeta
-from rpol_edge.core.onnx_meta import INPUT, META_KEY, OUTPUTS
-from rpol_edge.exporters.trt.compat import require_compatible, targets_for_opset
+from rpol_edge.core.onnx_meta import INPUT, OUTPUTS
+from rpol_edge.exporters.onnx_finish import finish_graph, require_onnx
 
 if TYPE_CHECKING:
     import torch
 
-# torch is imported inside the export functions only: the runtimes read this module's constants
-# and metadata helpers, and running an exported graph must not load torch.
+# torch is imported inside the export functions only: importing this module loads no torch until
+# an export runs.
 
 EXPORTERS = ("legacy", "dynamo")
 """legacy (TorchScript) is the default while torch ships it: it writes opset 17 exactly, which TensorRT
 10.3 on JetPack 6 parses; dynamo (torch >= 2.9's default) writes opset 18 for this graph."""
 DEFAULT_OPSET = {"legacy": 17, "dynamo": 18}
 """The dynamo exporter cannot down-convert this graph (its Pad) to 17, so it defaults to 18."""
-
-
-def _onnx():  # type: ignore[no-untyped-def]
-    try:
-        import onnx
-    except ImportError:
-        raise ExportError("ONNX export needs onnx: pip install 'rpol-edge[onnx]'") from None
-    return onnx
 
 
 def _trace(
@@ -112,7 +104,7 @@ def export_onnx(
 
     from rpol_edge.modeling.factory import build_localizer
 
-    onnx = _onnx()
+    onnx = require_onnx()
     if exporter not in EXPORTERS:
         raise ExportError(f"unknown exporter {exporter!r}; choose {', '.join(EXPORTERS)}")
     if precision not in ("fp32", "fp16"):
@@ -161,43 +153,3 @@ def _simplify(model):  # type: ignore[no-untyped-def]
     except ImportError:
         raise ExportError("--simplify needs onnxslim: pip install 'rpol-edge[onnx]'") from None
     return onnxslim.slim(model)
-
-
-def finish_graph(  # type: ignore[no-untyped-def]
-    model, meta: ModelMeta, trt_targets: Sequence[str] | None, name: str, key: str = META_KEY, **extra: str
-) -> ModelMeta:
-    """The last steps every exported graph takes: its real opset recorded, the static TensorRT
-    check, the metadata record (under ``key``; ``extra`` added to it) and onnx.checker. Returns the
-    record written."""
-    onnx = _onnx()
-    # The dynamo exporter may keep a newer opset when it cannot down-convert (e.g. Pad to 17):
-    # record the opset the file really has.
-    actual = int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
-    targets = tuple(trt_targets) if trt_targets is not None else targets_for_opset(actual)
-    require_compatible(model, targets, f"{name} (opset {actual})")
-    # The outputs recorded, so a tool reading an engine's sidecar knows them without the graph.
-    outputs = ",".join(o.name for o in model.graph.output)
-    written = meta.replace(
-        opset=actual, extra={**meta.extra, "trt_targets": ",".join(targets), "outputs": outputs, **extra}
-    )
-    written = written.shipped()
-    _set_metadata(model, written, key)
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except Exception as exc:
-        raise ExportError(f"{name} fails onnx.checker: {exc}") from None
-    return written
-
-
-def _set_metadata(model, meta: ModelMeta, key: str = META_KEY) -> None:  # type: ignore[no-untyped-def]
-    """The record as one JSON entry under ``key``; rpol-edge's own record (``META_KEY``) also
-    spells out each field, for tools that list ONNX metadata."""
-    del model.metadata_props[:]
-    entries = {key: meta.to_json()}
-    if key == META_KEY:
-        entries |= {k: str(v) for k, v in meta.to_dict().items()}
-    for key, value in entries.items():
-        prop = model.metadata_props.add()
-        prop.key, prop.value = key, value
-    model.producer_name = "rpol-edge"
-    model.producer_version = meta.package_version

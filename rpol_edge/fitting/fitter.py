@@ -43,6 +43,7 @@ from rpol_edge.fitting.distributed import (
     rank_device,
     shard,
 )
+from rpol_edge.modeling.feature_sums import add_features
 from rpol_edge.modeling.localizer import Localizer
 from rpol_edge.runtimes import RUNTIMES, resolve_device
 
@@ -144,7 +145,7 @@ def fit(
         if len(batch.frames):
             f = extractor.features(torch.from_numpy(batch.frames).to(device))
             heads = torch.tensor([classes[s.label] for s in batch.samples]) if classes else None  # type: ignore[index]
-            part.add(f, heads)
+            add_features(part, f, heads)
         done = len(batch.frames) + len(batch.skipped)
         return FitState(st.sums.merge(part), st.position + done, st.skipped + tuple(batch.skipped))
 

@@ -22,6 +22,11 @@ from rpol_edge.runtimes.base import InferenceError, Output, Runtime
 log = logging.getLogger("rpol_edge.runtimes")
 
 
+def cuda_available() -> bool:
+    """Whether torch reaches a CUDA device here (the registry's CUDA probe; allocates nothing)."""
+    return bool(torch.cuda.is_available())
+
+
 class TorchRuntime(Runtime):
     name = "torch"
 

@@ -56,7 +56,7 @@ def _onnx_graph(model: Opened):  # type: ignore[no-untyped-def]
 
 
 def write_onnx(model: Opened, output: Path, meta: ModelMeta, w: np.ndarray) -> None:
-    from rpol_edge.exporters.onnx_export import _set_metadata, finish_graph
+    from rpol_edge.exporters.onnx_finish import finish_graph, set_metadata
     from rpol_edge.exporters.trt.compat import recorded_targets
     from rpol_edge.refitting.onnx_graph import onnx_module
 
@@ -68,7 +68,7 @@ def write_onnx(model: Opened, output: Path, meta: ModelMeta, w: np.ndarray) -> N
     else:
         # A graph its export never checked for TensorRT (the CPU INT8 graph, or one exported before
         # the check was recorded): its record is written as it was, with no claim added.
-        _set_metadata(graph, meta.shipped())
+        set_metadata(graph, meta.shipped())
         try:
             onnx.checker.check_model(graph, full_check=True)
         except Exception as exc:  # noqa: BLE001 - onnx raises its own ValidationError kinds

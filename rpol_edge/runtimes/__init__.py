@@ -5,7 +5,7 @@ Re-exports only: the registry lives in `registry`."""
 from __future__ import annotations
 
 from rpol_edge.runtimes.registry import (
-    OPENVINO_DEVICES,
+    DEVICE_KINDS,
     RUNTIMES,
     InferenceError,
     Output,
@@ -21,8 +21,8 @@ from rpol_edge.runtimes.registry import (
 )
 
 __all__ = [
+    "DEVICE_KINDS",
     "InferenceError",
-    "OPENVINO_DEVICES",
     "Output",
     "RUNTIMES",
     "Runtime",

@@ -47,6 +47,11 @@ class Runtime(ABC):
         return f"{self.name} {self.meta.precision}"
 
     def __enter__(self) -> Runtime:
+        return self.start()
+
+    def start(self) -> Runtime:
+        """Activate once (what entering a ``with`` block does), so that a caller can learn whether
+        it activates before handing it on; the ``with`` block then releases it."""
         if not self.active:
             self.activate()
             self.active = True

@@ -10,6 +10,15 @@ import numpy as np
 from rpol_edge.core.onnx_meta import INPUT, OUTPUTS, graph_outputs, read_onnx_header
 from rpol_edge.runtimes.base import InferenceError, Output, Runtime
 
+CUDA_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider"})
+
+
+def cuda_available() -> bool:
+    """Whether this onnxruntime has a CUDA or TensorRT provider (the registry's CUDA probe)."""
+    import onnxruntime
+
+    return bool(CUDA_PROVIDERS & set(onnxruntime.get_available_providers()))
+
 
 def provider_chain(device: str, available: list[str], precision: str, cache: Path) -> list[Any]:
     """Preferred execution providers for a device, restricted to those this onnxruntime has."""

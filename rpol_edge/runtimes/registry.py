@@ -1,4 +1,4 @@
-"""Runtimes as a typed registry: name -> where it lives, what it runs, which extra it needs.
+"""Runtimes as a typed registry: name -> where it lives, what it runs, on which devices, which extra it needs.
 
 Backends are imported only when chosen, so ``import rpol_edge.runtimes`` never needs onnxruntime,
 TensorRT or CUDA; a missing one is answered with the extra to install.
@@ -31,6 +31,21 @@ class RuntimeInfo:
     """Python modules that must import."""
     extra: str
     description: str
+    title: str
+    """Its name in prose (error messages)."""
+    devices: tuple[str, ...] = ("cuda", "cpu")
+    """Device kinds it runs on (`DEVICE_KINDS`), in the order ``device=auto`` tries them: a kind is
+    taken when it is ``cuda`` and ``cuda_probe`` says one is reachable, or when it is anything else
+    (or ``cuda`` with no probe: a runtime that runs only there)."""
+    cuda_probe: str = ""
+    """``module:function`` answering whether this runtime reaches a CUDA device, without allocating
+    anything; imported only when ``device=auto`` asks."""
+    device_advice: str = ""
+    """Added to the refusal of a device kind it does not run on."""
+    cpu_auto: str = ""
+    """Its part in choosing the runtime of an ``.onnx`` on a CPU (`rpol_edge.runtimes.cpu_auto`):
+    ``default`` runs it unless a measured rule picks another, ``candidate`` may be picked by a rule
+    (compiled when picked, so that a failure falls back to the default), empty: none."""
 
 
 RUNTIMES: dict[str, RuntimeInfo] = {
@@ -42,6 +57,8 @@ RUNTIMES: dict[str, RuntimeInfo] = {
         ("torch", "timm"),
         "torch",
         "PyTorch reference (CPU/CUDA, FP32/FP16)",
+        "PyTorch",
+        cuda_probe="rpol_edge.modeling.torch_runtime:cuda_available",
     ),
     "ort": RuntimeInfo(
         "ort",
@@ -51,6 +68,9 @@ RUNTIMES: dict[str, RuntimeInfo] = {
         ("onnxruntime",),
         "ort",
         "ONNX Runtime (TensorRT EP, CUDA EP, CPU)",
+        "ONNX Runtime",
+        cuda_probe="rpol_edge.runtimes.ort_runtime:cuda_available",
+        cpu_auto="default",
     ),
     "openvino": RuntimeInfo(
         "openvino",
@@ -60,6 +80,10 @@ RUNTIMES: dict[str, RuntimeInfo] = {
         ("openvino",),
         "openvino",
         "OpenVINO (CPU; Intel GPU/NPU passed through)",
+        "OpenVINO",
+        devices=("cpu", "gpu", "npu"),
+        device_advice=" (Intel); for an NVIDIA GPU use runtime=ort or trt",
+        cpu_auto="candidate",
     ),
     "trt": RuntimeInfo(
         "trt",
@@ -69,6 +93,8 @@ RUNTIMES: dict[str, RuntimeInfo] = {
         ("tensorrt:Builder", "cuda.bindings"),
         "tensorrt",
         "native TensorRT engine through cuda-python",
+        "TensorRT",
+        devices=("cuda",),
     ),
 }
 
@@ -136,18 +162,29 @@ def _runtime_advice(suffix: str, runtime: str) -> str:
 DEVICE_HELP = "auto, cpu, cuda or cuda:N"
 
 
-OPENVINO_DEVICES = r"gpu(\.\d+)?|npu"
-"""Devices only OpenVINO runs on (Intel GPU, NPU), passed through to it."""
+DEVICE_KINDS = {
+    "cpu": ("cpu", ("cpu",)),
+    "cuda": (r"cuda(:\d+)?", ("cuda", "cuda:N")),
+    "gpu": (r"gpu(\.\d+)?", ("gpu", "gpu.N")),
+    "npu": ("npu", ("npu",)),
+}
+"""Device kind -> (the pattern of its devices, those devices in words). Every runtime's
+``--device`` takes auto, cpu and cuda[:N] (a runtime not running on one refuses it by name); gpu[.N]
+(Intel) and npu only a runtime that declares them, which passes them through."""
 
 
 def check_device(device: str, runtime: str = "") -> str:
-    """``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` (for OpenVINO also ``gpu``, ``gpu.N``, ``npu``),
-    lower-cased; anything else is refused in one line (every command and runtime validates
-    ``--device`` here, so none ignores a typo)."""
+    """``auto`` / ``cpu`` / ``cuda`` / ``cuda:N``, plus the other kinds ``runtime`` declares (for
+    OpenVINO ``gpu``, ``gpu.N``, ``npu``), lower-cased; anything else is refused in one line (every
+    command and runtime validates ``--device`` here, so none ignores a typo)."""
+    info = RUNTIMES.get(runtime)
+    return _device_text(device, info.devices if info else ())
+
+
+def _device_text(device: str, kinds: tuple[str, ...]) -> str:
     text = str(device).strip().lower()
-    if runtime == "openvino" and re.fullmatch(OPENVINO_DEVICES, text):
-        return text
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+    extra = [DEVICE_KINDS[k][0] for k in kinds if k not in ("cpu", "cuda")]
+    if not re.fullmatch("|".join([r"auto|cpu|cuda(:\d+)?", *extra]), text):
         close = (
             ["cuda"]
             if text.startswith("gpu")
@@ -159,35 +196,33 @@ def check_device(device: str, runtime: str = "") -> str:
 
 
 def cuda_available(info: RuntimeInfo) -> bool:
-    """Whether this runtime can reach a CUDA device here (asked without allocating anything)."""
+    """Whether this runtime can reach a CUDA device here, by its declared probe (imported only now;
+    a runtime without one, or whose modules are missing, reaches none)."""
+    if not info.cuda_probe:
+        return False
+    module, _, function = info.cuda_probe.partition(":")
     try:
-        if info.name == "ort":
-            import onnxruntime
-
-            gpu = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
-            return bool(gpu & set(onnxruntime.get_available_providers()))
-        import torch
-
-        return bool(torch.cuda.is_available())
+        return bool(getattr(importlib.import_module(module), function)())
     except ImportError:
         return False
 
 
 def resolve_device(info: RuntimeInfo, device: str) -> str:
-    """``auto`` is the fastest device this runtime can use: CUDA when reachable, else the CPU."""
-    device = check_device(device, info.name)
-    if info.name == "openvino" and device.startswith("cuda"):
+    """``auto`` is the first of the runtime's device kinds it can use (CUDA when reachable, else
+    the CPU, for the runtimes that run on both); a kind it does not run on is refused in one line."""
+    device = _device_text(device, info.devices)
+    if device == "auto":
+        usable = (k for k in info.devices if k != "cuda" or not info.cuda_probe or cuda_available(info))
+        return next(usable, info.devices[-1])
+    kind = re.split(r"[:.]", device)[0]
+    if kind not in info.devices:
+        words = [w for k in info.devices for w in DEVICE_KINDS[k][1]]
+        runs_on = f"{', '.join(words[:-1])} or {words[-1]}" if len(words) > 1 else words[0]
+        title = f"{'an' if info.title[0] in 'AEIOU' else 'a'} {info.title}"
         raise InferenceError(
-            f"device {device!r} is not an OpenVINO device: it runs on cpu, gpu, gpu.N or npu (Intel); "
-            "for an NVIDIA GPU use runtime=ort or trt"
+            f"device {device!r} is not {title} device: it runs on {runs_on}" + info.device_advice
         )
-    if device != "auto":
-        return device
-    if info.name == "openvino":
-        return "cpu"
-    if info.name == "trt":
-        return "cuda"
-    return "cuda" if cuda_available(info) else "cpu"
+    return device
 
 
 log = logging.getLogger("rpol_edge.runtimes")
@@ -231,19 +266,29 @@ def _create(info: RuntimeInfo, model: Path, options: dict[str, Any]) -> Runtime:
     return cls(Path(model), **given)  # type: ignore[no-any-return]
 
 
+CPU_AUTO_OPTIONS = frozenset({"device", "threads"})
+"""The options every runtime of the CPU auto policy takes; any other keeps the default runtime."""
+
+
+def _cpu_auto(role: str) -> list[RuntimeInfo]:
+    return [i for i in RUNTIMES.values() if i.cpu_auto == role]
+
+
 def _cpu_pick(model: Path, options: dict[str, Any]) -> Runtime | None:
-    """The `cpu_auto` choice for an ``.onnx`` on a CPU, said in one log line; an OpenVINO choice is
-    compiled here so that a graph OpenVINO cannot compile on this CPU falls back to ONNX Runtime
-    with one line, never a traceback. None: ONNX Runtime (not a CPU run, no rule for this graph,
-    the rule's choice, OpenVINO not installed, or an option only ONNX Runtime takes)."""
+    """The `cpu_auto` choice for an ``.onnx`` on a CPU, said in one log line; a candidate's choice
+    is compiled here so that a graph it cannot compile on this CPU falls back to the default
+    runtime with one line, never a traceback. None: the default (not a CPU run, no rule for this
+    graph, the rule's choice, no candidate installed, or an option only the default takes)."""
     from rpol_edge.core.onnx_meta import read_onnx_meta
     from rpol_edge.runtimes.cpu_auto import cpu_rule, this_cpu
 
-    ov = RUNTIMES["openvino"]
+    default = _cpu_auto("default")[0]
     device = options.get("device") or "cpu"
-    if resolve_device(RUNTIMES["ort"], str(device)) != "cpu" or missing_modules(ov):
+    if resolve_device(default, str(device)) != "cpu":
         return None
-    if set(k for k, v in options.items() if v is not None) - {"device", "threads"}:
+    if all(missing_modules(i) for i in _cpu_auto("candidate")):
+        return None
+    if set(k for k, v in options.items() if v is not None) - CPU_AUTO_OPTIONS:
         return None
     meta = read_onnx_meta(model)
     if meta.raw_frames or meta.extra.get("int8_scheme") == "symmetric":
@@ -254,15 +299,19 @@ def _cpu_pick(model: Path, options: dict[str, Any]) -> Runtime | None:
     rule = cpu_rule(meta.precision, flags)
     if rule is None:
         return None
-    if rule.runtime != "openvino":
+    picked = RUNTIMES[rule.runtime]
+    if picked.cpu_auto != "candidate":  # the rule keeps the default: said, then opened as usual
         log.info("%s", rule.reason(cpu, meta.precision))
         return None
-    rt = _create(ov, model, {**options, "device": "cpu"})
-    try:
-        rt.activate()
-    except InferenceError as exc:
-        log.warning("runtime auto: OpenVINO cannot run %s here (%s); using ONNX Runtime", model.name, exc)
+    if missing_modules(picked):
         return None
-    rt.active = True
+    rt = _create(picked, model, {**options, "device": "cpu"})
+    try:
+        rt.start()
+    except InferenceError as exc:
+        log.warning(
+            "runtime auto: %s cannot run %s here (%s); using %s", picked.title, model.name, exc, default.title
+        )
+        return None
     log.info("%s", rule.reason(cpu, meta.precision))
     return rt

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from rpol_edge.core.wstar import FeatureSums, solve
+from rpol_edge.modeling.feature_sums import add_features
 from rpol_edge.modeling.localizer import Localizer
 
 
@@ -33,7 +34,7 @@ def test_wstar_and_tau_match_numpy_float64() -> None:
     for seed in range(3):
         feats = random_features(seed)
         sums = FeatureSums.zeros(feats.shape[1])
-        sums.add(torch.from_numpy(feats).float())
+        add_features(sums, torch.from_numpy(feats).float())
         w, taus = solve(sums)
         w_ref, tau_ref = numpy_reference(feats.astype(np.float32).astype(np.float64))
         assert abs(taus[0] - tau_ref) / tau_ref < 1e-6
@@ -44,10 +45,10 @@ def test_wstar_and_tau_match_numpy_float64() -> None:
 def test_sums_from_two_halves_equal_one_pass() -> None:
     feats = torch.from_numpy(random_features(7, n=10)).float()
     whole = FeatureSums.zeros(32)
-    whole.add(feats)
+    add_features(whole, feats)
     a, b = FeatureSums.zeros(32), FeatureSums.zeros(32)
-    a.add(feats[:4])
-    b.add(feats[4:])
+    add_features(a, feats[:4])
+    add_features(b, feats[4:])
     merged = a.merge(b)
     np.testing.assert_allclose(merged.v_sum, whole.v_sum, rtol=1e-12)
     np.testing.assert_allclose(merged.u_sum, whole.u_sum, rtol=1e-12)
@@ -57,7 +58,7 @@ def test_sums_from_two_halves_equal_one_pass() -> None:
 def test_classwise_sums_keep_classes_apart() -> None:
     feats = torch.from_numpy(random_features(3, n=6)).float()
     sums = FeatureSums.zeros(32, n_heads=2)
-    sums.add(feats, torch.tensor([0, 1, 0, 1, 1, 0]))
+    add_features(sums, feats, torch.tensor([0, 1, 0, 1, 1, 0]))
     w, _ = solve(sums)
     w0, _ = numpy_reference(feats.numpy()[[0, 2, 5]].astype(np.float64))
     np.testing.assert_allclose(w[0], w0, rtol=1e-5, atol=1e-7)
@@ -66,7 +67,7 @@ def test_classwise_sums_keep_classes_apart() -> None:
 
 def test_zero_features_give_zero_not_nan() -> None:
     sums = FeatureSums.zeros(8)
-    sums.add(torch.zeros(2, 8, 3, 3))
+    add_features(sums, torch.zeros(2, 8, 3, 3))
     w, taus = solve(sums)
     assert np.all(np.isfinite(w)) and np.all(w == 0) and taus[0] == 0.0
 
@@ -162,8 +163,8 @@ def test_tau_mean_is_the_plain_mean_norm_and_merges() -> None:
     norms = np.linalg.norm(feats.astype(np.float32).astype(np.float64), axis=1)  # (N, H, W)
     t = torch.from_numpy(feats).float()
     a, b = FeatureSums.zeros(32), FeatureSums.zeros(32)
-    a.add(t[:2])
-    b.add(t[2:])
+    add_features(a, t[:2])
+    add_features(b, t[2:])
     sums = a.merge(b)
     assert sums.positions.tolist() == [norms.size]
     w, taus = solve(sums, "mean")
@@ -173,6 +174,6 @@ def test_tau_mean_is_the_plain_mean_norm_and_merges() -> None:
     np.testing.assert_allclose(w[0], d / np.linalg.norm(d), rtol=1e-12)
     # Hand case: one 1x2 image with norms 3 and 5 -> mean tau 4 (the joint tau differs).
     hand = FeatureSums.zeros(2)
-    hand.add(torch.tensor([[[[3.0, 0.0]], [[0.0, 5.0]]]]))
+    add_features(hand, torch.tensor([[[[3.0, 0.0]], [[0.0, 5.0]]]]))
     assert solve(hand, "mean")[1][0] == 4.0
     assert abs(solve(hand, "joint")[1][0] - 4.0) > 0.1

@@ -18,6 +18,7 @@ from rpol_edge.explain.explainer import ExplainConfig, Explanation, explain
 from rpol_edge.explain.feature_cache import FeatureCacheError
 from rpol_edge.explain.queries import cell_to_point, point_to_cell
 from rpol_edge.explain.representers import importance, normalizer, representer_values, similarity, unit_map
+from rpol_edge.modeling.feature_sums import add_features
 from tests.cli.test_commands import one_line_error, run
 from tests.conftest import SAMPLE
 
@@ -30,7 +31,7 @@ def test_representer_values_sum_to_the_activation(tau_mode: str) -> None:
     feats = np.maximum(rng.normal(size=(7, 16, 3, 4)), 0.0)
     feats[2, :, 1, 1] = 0.0  # a zero vector: f̂ = 0 on both sides of the identity
     sums = FeatureSums.zeros(16)
-    sums.add(torch.from_numpy(feats))
+    add_features(sums, torch.from_numpy(feats))
     w, taus = solve(sums, tau_mode)
     z = normalizer(sums.v_sum[0], sums.u_sum[0], taus[0])
     q = np.maximum(rng.normal(size=16), 0.0)
