@@ -191,8 +191,8 @@ def rank_instances(
     if n <= 0:
         return [], np.zeros(0)
     counts = np.bincount(labels[labels >= 0], minlength=n)
-    sums = np.bincount(labels[labels >= 0], weights=values[labels >= 0], minlength=n)
-    strength = np.asarray(sums if rule.score == "mass" else sums / np.maximum(counts, 1), np.float64)
+    sums = np.bincount(labels[labels >= 0], weights=values[labels >= 0], minlength=n).astype(np.float64)
+    strength = sums if rule.score == "mass" else sums / np.maximum(counts, 1)
     ok = counts >= rule.min_cells
     if not ok.any():
         return [], strength
