@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,7 +192,7 @@ def _checkpointing(
     weights_sha256: str,
     frame: tuple[int, int],
     samples: list[Sample],
-    mine: list[Sample],
+    mine: Sequence[Sample],
     state: FitState,
 ) -> tuple[FitState, Callable[[FitState], None] | None, int | None, Path]:
     """(the state to start from, the saver, the resumed position, this rank's checkpoint file):
