@@ -20,6 +20,7 @@ import torch
 from benchmarks.research.instances import extract, frames_for, set_lite_stride16
 from benchmarks.research.multi_object import build_folds
 from benchmarks.research.operating_point import folds
+from benchmarks.research.per_image.errors import fail
 from rpol_edge.backbones.timm_backbone import BackboneSpec, build_backbone
 from rpol_edge.core.files import atomic_write
 from rpol_edge.data import read_dataset
@@ -63,7 +64,7 @@ def main() -> None:
     args = ap.parse_args()
     for root in (args.raccoon, args.lobby):
         if not root.is_dir():
-            raise SystemExit(f"error: no data set at {root}")
+            fail(f"no data set at {root}")
     torch.set_num_threads(1)
     k = args.size
     bb = build_backbone(BackboneSpec("lite0", "", 32), k)

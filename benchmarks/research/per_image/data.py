@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.research.instances import fit_w, responses
+from benchmarks.research.per_image.errors import fail
 from benchmarks.research.per_image.maps import minmax_clamped
 from benchmarks.research.per_image.scene import scene_background, scene_evidence, scene_spread, scene_sums
 
@@ -36,7 +37,7 @@ def load(cache: Path, name: str, tag: str, feats: bool = True) -> dict[str, Any]
     """One cached set: GT boxes, folds where the set has them, and the features unless not asked."""
     path = cache / f"{name}_{tag}.npz"
     if not path.is_file():
-        raise SystemExit(f"error: no cached features {path} (run cache_features first)")
+        fail(f"no cached features {path} (run cache_features first)")
     z = np.load(path)
     d: dict[str, Any] = {"boxes": _split_boxes(z), "fold": z["fold"] if "fold" in z else None}
     if feats:

@@ -23,6 +23,7 @@ import numpy as np
 from benchmarks.research.instances import graph_outputs, product_all_peak
 from benchmarks.research.per_image.candidates import Candidate, candidates
 from benchmarks.research.per_image.data import field, input_size, prepare
+from benchmarks.research.per_image.errors import fail
 from benchmarks.research.per_image.instance_sets import (
     all_boxes_adaptive,
     level_all,
@@ -116,7 +117,7 @@ def _select(cands: dict[str, Candidate], only: str, skip: str) -> dict[str, Cand
     if only:
         unknown = [n for n in only.split(",") if n not in cands]
         if unknown:
-            raise SystemExit(f"error: unknown rule(s) {', '.join(unknown)}")
+            fail(f"unknown rule(s) {', '.join(unknown)}")
         cands = {n: cands[n] for n in only.split(",")}
     if skip:
         cands = {n: v for n, v in cands.items() if not n.startswith(tuple(skip.split(",")))}

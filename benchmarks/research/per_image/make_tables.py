@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.research.per_image.errors import fail
+
 
 def fmt_ci(v: float, c: list[float]) -> str:
     return f"{v:.1f} [{c[0]:.1f}, {c[1]:.1f}]"
@@ -86,7 +88,7 @@ def main() -> None:
     try:
         r = json.loads(args.record.read_text())
     except (OSError, ValueError) as e:
-        raise SystemExit(f"error: cannot read {args.record}: {e}") from None
+        fail(f"cannot read {args.record}: {e}")
     print("\n".join(tables(r, args.rules.split(","))))
 
 

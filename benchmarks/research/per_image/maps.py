@@ -9,8 +9,6 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from rpol_edge.results.instances import upsample_matrix
-
 F = npt.NDArray[np.float64]
 EMPTY = (np.zeros((0, 4), np.int64), np.zeros(0))
 
@@ -26,8 +24,15 @@ at full resolution."""
 
 @lru_cache(maxsize=8)
 def upsample32(n: int, size: int) -> npt.NDArray[np.float32]:
-    """The product's align_corners=True bilinear weights (size, n), in float32 as the graph runs them."""
-    m: npt.NDArray[np.float32] = np.asarray(upsample_matrix(n, size), np.float32)
+    """align_corners=True bilinear weights (size, n), as `upsample_matrix` but computed in float32:
+    the recorded boxes and scores were measured with these weights; rpol_edge's float64 weights
+    cast to float32 differ in the last bit, which moves scores by about 1e-7 and can swap ties."""
+    m = np.zeros((size, n), np.float32)
+    x = np.arange(size) * (n - 1) / max(size - 1, 1)
+    i0 = np.minimum(np.floor(x).astype(np.int64), n - 2)
+    frac = (x - i0).astype(np.float32)
+    m[np.arange(size), i0] = 1.0 - frac
+    m[np.arange(size), i0 + 1] += frac
     m.setflags(write=False)
     return m
 

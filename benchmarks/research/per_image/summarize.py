@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.research.per_image.candidates import Candidate, candidates
-from benchmarks.research.per_image.data import THRESHOLDS, gts, input_size
+from benchmarks.research.per_image.data import THRESHOLDS, fail, gts, input_size
 from benchmarks.research.per_image.metrics import ci, det_metrics, det_parts, ties, top_hits
 from rpol_edge.core.files import write_text_atomic
 
@@ -234,7 +234,7 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
     args = ap.parse_args()
     if not args.store.is_dir():
-        raise SystemExit(f"error: no boxes folder {args.store} (run evaluate_rules first)")
+        fail(f"no boxes folder {args.store} (run evaluate_rules first)")
     res = summarize(args.store, gts(args.cache, args.tag), args.bootstrap, args.tag)
     write_text_atomic(args.out, json.dumps(res, indent=1))
     print_table(res)

@@ -20,6 +20,7 @@ import numpy as np
 from benchmarks.research.instances import graph_outputs
 from benchmarks.research.per_image.candidates import candidates
 from benchmarks.research.per_image.data import field, input_size, prepare
+from benchmarks.research.per_image.errors import fail
 from benchmarks.research.per_image.instance_sets import all_boxes_adaptive, level_all, peaks_boxes, watershed
 from benchmarks.research.per_image.scene import (
     scene_background,
@@ -109,7 +110,7 @@ def main() -> None:
     args = ap.parse_args()
     unknown = [n for n in args.rules if n not in candidates() and n not in SPECIAL]
     if unknown:
-        raise SystemExit(f"error: unknown rule(s) {', '.join(unknown)}")
+        fail(f"unknown rule(s) {', '.join(unknown)}")
     cv2.setNumThreads(1)
     size = input_size(args.tag)
     sets = prepare(args.cache, args.tag)
