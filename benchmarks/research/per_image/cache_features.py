@@ -1,6 +1,6 @@
 """Cache Lite0 backbone features once per set and input size (npz files, float16).
 
-Sets: the raccoon photos (train + test, 200, the folds of operating_point, seed 0), the
+Sets: the raccoon photos (train + test, 200, the folds of operating_point_stats, seed 0), the
 multi-object canvases (multi_object.build_folds: 5 folds x 42, seed 0; fold i's canvases from fold
 i's photos only), the caviar-lobby train and test splits. Preprocessing: the product's resize_crop
 (resize round(K * 480 / 448), centre crop K), GT boxes mapped to the crop. ``--stride16 dilated``:
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.research.instances import extract, frames_for, set_lite_stride16
+from benchmarks.research.instance_data import extract, frames_for, set_lite_stride16
 from benchmarks.research.multi_object import build_folds
-from benchmarks.research.operating_point import folds
+from benchmarks.research.operating_point_stats import folds
 from benchmarks.research.per_image.errors import fail
 from rpol_edge.backbones.timm_backbone import BackboneSpec, build_backbone
 from rpol_edge.core.files import atomic_write

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.research.instances import fit_w, responses
+from benchmarks.research.instance_data import fit_w, responses
 from benchmarks.research.per_image.errors import fail
 from benchmarks.research.per_image.maps import minmax_clamped
 from benchmarks.research.per_image.scene import scene_background, scene_evidence, scene_spread, scene_sums

@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from benchmarks.research.instances import graph_outputs, product_all_peak
+from benchmarks.research.instance_detectors import graph_outputs, product_all_peak
 from benchmarks.research.per_image.candidates import Candidate, candidates
 from benchmarks.research.per_image.data import field, input_size, prepare
 from benchmarks.research.per_image.errors import fail

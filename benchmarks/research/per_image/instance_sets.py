@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.research.instance_rules import _box, label_instances
+from benchmarks.research.instance_rules import label_instances
 from benchmarks.research.per_image.levels import box_criterion
 from benchmarks.research.per_image.maps import EMPTY, WORK, F, components, scale_box, stat_box, upsample
 from rpol_edge.results.boxes import iou_inclusive
-from rpol_edge.results.instances import InstanceRule, map_instances
+from rpol_edge.results.instances import InstanceRule, field_box, map_instances
 
 PEAKS_PROMINENCE = 0.5
 """The persistence watershed's prominence (share of the map's maximum) for the ``peaks`` top box:
@@ -21,6 +21,12 @@ CV picked 0.5 on 4 of 5 folds (0.4 on one); 0.4-0.6 all within 1 point on raccoo
 def peaks_labels(g: F, rel: float, prominence: float) -> npt.NDArray[np.int32]:
     """Persistence-watershed instances of the cells above rel x max (-1 background)."""
     return label_instances(g, InstanceRule("peaks", rel=rel, prominence=prominence))
+
+
+def instance_box(g: F, cells: np.ndarray, size: int) -> np.ndarray | None:
+    """The instance's box where its upsampled response is above the level (``g``: the response
+    minus the level); the other cells count with -|g| (the reference rule's instance box)."""
+    return field_box(np.where(cells, g, -np.abs(g)), cells, size)
 
 
 def instance_box_adaptive(g: F, labels: np.ndarray, k: int, size: int, crit: str) -> np.ndarray | None:
@@ -62,7 +68,7 @@ def all_boxes_adaptive(
         if per_instance:
             b = instance_box_adaptive(g, labels, k, size, crit)
         else:
-            b = _box(g - rel * gmax, labels == k, size)
+            b = instance_box(g - rel * gmax, labels == k, size)
         if b is None:
             continue
         if max(iou_inclusive(b, np.stack(boxes))[0]) >= iou_max:
@@ -98,7 +104,7 @@ def watershed(
     for r, k in rows:
         if r < keep * best:
             break
-        b = _box(g, labels == k, size)
+        b = instance_box(g, labels == k, size)
         if b is not None:
             boxes.append(b)
             scores.append(r)
