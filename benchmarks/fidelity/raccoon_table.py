@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rpol_edge.cli.common import METRIC_KEYS
+from rpol_edge.cli.metrics import METRIC_KEYS
 from rpol_edge.core.files import write_text_atomic
 
 KEYS = METRIC_KEYS  # the columns `rpol-edge eval` prints

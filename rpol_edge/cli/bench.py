@@ -12,13 +12,10 @@ from rich.table import Table
 
 from rpol_edge.bench import report
 from rpol_edge.bench.stats import Row
-from rpol_edge.cli.common import (
-    check_writable,
-    cli_errors,
-    err,
-    out,
-)
+from rpol_edge.cli.console import err, out
+from rpol_edge.cli.errors import cli_errors
 from rpol_edge.cli.options import CudaGraph, Device
+from rpol_edge.cli.paths import check_writable
 from rpol_edge.data.sample import SAMPLE_ROOT
 
 

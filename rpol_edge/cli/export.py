@@ -8,11 +8,8 @@ from typing import Annotated
 
 import typer
 
-from rpol_edge.cli.common import (
-    cli_errors,
-    err,
-    out,
-)
+from rpol_edge.cli.console import err, out
+from rpol_edge.cli.errors import cli_errors
 from rpol_edge.cli.options import Weights
 from rpol_edge.core.extras import require_torch
 from rpol_edge.exporters.orchestrator import ExportRequest

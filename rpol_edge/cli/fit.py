@@ -7,15 +7,11 @@ from typing import Annotated
 
 import typer
 
-from rpol_edge.cli.common import (
-    check_writable,
-    cli_errors,
-    err,
-    out,
-    rank_progress,
-    report_skips,
-)
+from rpol_edge.cli.console import err, out, report_skips
+from rpol_edge.cli.errors import cli_errors
 from rpol_edge.cli.options import Data, Device, Root, Split, Weights, Workers
+from rpol_edge.cli.paths import check_writable
+from rpol_edge.cli.progress import rank_progress
 from rpol_edge.core.extras import require_torch
 from rpol_edge.fitting.config import FitConfig
 

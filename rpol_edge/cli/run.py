@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rpol_edge.cli.common import ConsoleHandler, check_writable, cli_errors, err, out
+from rpol_edge.cli.console import ConsoleHandler, err, out
+from rpol_edge.cli.errors import cli_errors
 from rpol_edge.cli.options import Boxes, MinArea, ModelFile, RuntimeOpt
+from rpol_edge.cli.paths import check_writable
 from rpol_edge.live.source_registry import SCHEMES
 from rpol_edge.live.sources import SourceError
 

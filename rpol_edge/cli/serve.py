@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rpol_edge.cli.common import cli_errors, err, out
+from rpol_edge.cli.console import err, out
+from rpol_edge.cli.errors import cli_errors
 from rpol_edge.cli.options import Boxes, Device, MinArea, ModelFile, RuntimeOpt
 
 if TYPE_CHECKING:
