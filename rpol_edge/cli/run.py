@@ -133,7 +133,10 @@ def run_command(
         check_min_area(min_area)
         if boxes is not None:
             check_boxes(boxes)
-        plan = OutputPlan(len(uris), show, save, save_fps, jsonl, save_frames, summary)
+        plan = OutputPlan(
+            len(uris), show=show, save=save, save_fps=save_fps, jsonl=jsonl, save_frames=save_frames,
+            summary=summary,
+        )  # fmt: skip
         srcs = [_parse_at(uri, where, plan.written()) for uri, where in uris]  # never read back our output
         _check_outputs(plan, made)
         sinks = plan.sinks()
@@ -144,17 +147,15 @@ def run_command(
         with rt:  # run_live opens the source (within --open-timeout) and closes it
             err.print(f"runtime: {rt.description} ({model})", highlight=False, markup=False)
             options = {
+                "max_frames": max_frames,
+                "open_timeout": open_timeout,
+                "max_reconnects": max_reconnects,
                 "min_area": min_area,
                 "realtime": realtime,
                 "batch_wait": batch_wait_ms / 1e3,
                 "boxes": boxes,
             }
-            limits = {
-                "max_frames": max_frames,
-                "open_timeout": open_timeout,
-                "max_reconnects": max_reconnects,
-            }
-            result = _run(rt, srcs, sinks, err, _reporter(summary), limits | options)
+            result = _run(rt, srcs, sinks, err, _reporter(summary), options)
         if result.stop_reason == "source lost":
             raise typer.Exit(1)
 
