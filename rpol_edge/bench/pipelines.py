@@ -283,6 +283,7 @@ def open_pipeline(spec: Spec, batch: int) -> _Pipeline:
 def evaluate_pipeline(p: _Pipeline, eval_args: dict[str, Any], maps_out: Path | None) -> dict[str, float]:
     """Both MaxBoxAccV2 protocols and GT-known Loc of this pipeline on a labelled split; the maps
     and masks are saved (npz) for the parent's parity check against the reference."""
+    from rpol_edge.bench.stats import accuracy_keys
     from rpol_edge.data import read_dataset
     from rpol_edge.data.loader import iterate_batches
     from rpol_edge.evaluate.metrics import BoxAccuracy
@@ -307,5 +308,5 @@ def evaluate_pipeline(p: _Pipeline, eval_args: dict[str, Any], maps_out: Path | 
     if maps_out is not None and scores:
         np.savez(maps_out, score=np.concatenate(scores), mask=np.concatenate(masks))
     r: dict[str, Any] = dict(acc.result())
-    keys = ("gt_known_loc", "maxboxacc", "maxboxacc_v2", "maxboxacc_v2_rpol", "n_images")
+    keys = (*accuracy_keys(), "n_images")
     return {k: float(r[k]) for k in keys if k in r}

@@ -12,7 +12,7 @@ import numpy as np
 
 from rpol_edge.bench.runner import BenchConfig, machine_record
 from rpol_edge.bench.spec import STAGES
-from rpol_edge.bench.stats import Row
+from rpol_edge.bench.stats import Row, accuracy_keys
 
 
 def _fmt(v: float | None, spec: str = ".2f", suffix: str = "") -> str:
@@ -60,8 +60,7 @@ def accuracy_rows(rows: list[Row]) -> list[list[str]]:
             a, p = r.accuracy, r.parity
             out.append(
                 [
-                    r.label, str(r.batch), _fmt(a.get("gt_known_loc")), _fmt(a.get("maxboxacc")),
-                    _fmt(a.get("maxboxacc_v2")), _fmt(a.get("maxboxacc_v2_rpol")),
+                    r.label, str(r.batch), *(_fmt(a.get(key)) for key in accuracy_keys()),
                     _fmt(p.get("max_abs_score"), ".2e") if p else "",
                     f"{int(p['boxes_identical'])}/{int(p['n'])}" if p else "",
                     f"{int(p['boxes_iou_090'])}/{int(p['n'])}" if p else "",

@@ -11,11 +11,20 @@ import resource
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import numpy as np
 
 from rpol_edge.bench.spec import QUANTILES, STAGES
+
+
+def accuracy_keys() -> tuple[str, ...]:
+    """The accuracies a row reports, in percent: the box-accuracy record's float fields less its
+    thresholds (``best_threshold``, ``operating_threshold``), in the record's order."""
+    from rpol_edge.evaluate.metrics import BoxAccuracyResult  # not on the timing path
+
+    fields = get_type_hints(BoxAccuracyResult)
+    return tuple(key for key, kind in fields.items() if kind is float and not key.endswith("threshold"))
 
 
 @dataclass

@@ -19,7 +19,8 @@ from typer.core import TyperCommand, TyperGroup  # noqa: E402
 
 from rpol_edge.cli.bench import bench  # noqa: E402
 from rpol_edge.cli.client import client  # noqa: E402
-from rpol_edge.cli.common import show_runtime_choices, speaking_flags  # noqa: E402
+from rpol_edge.cli.console import show_runtime_choices  # noqa: E402
+from rpol_edge.cli.errors import speaking_flags  # noqa: E402
 from rpol_edge.cli.evaluate import compare, demo, eval_cmd  # noqa: E402
 from rpol_edge.cli.explain import explain  # noqa: E402
 from rpol_edge.cli.export import export  # noqa: E402

@@ -12,45 +12,59 @@ from rich.table import Table
 
 from rpol_edge.bench import report
 from rpol_edge.bench.stats import Row
-from rpol_edge.cli.common import (
-    check_writable,
-    cli_errors,
-    err,
-    out,
-)
+from rpol_edge.cli.console import err, out
+from rpol_edge.cli.errors import cli_errors
 from rpol_edge.cli.options import CudaGraph, Device
+from rpol_edge.cli.paths import check_writable
 from rpol_edge.data.sample import SAMPLE_ROOT
+
+Models = Annotated[
+    list[str],
+    typer.Argument(
+        help="model files (.rpol, .onnx, .engine) on their runtime, or PATH@key=value,... with runtime "
+        "options, e.g. m.rpol@precision=fp16 exp/model.onnx@runtime=ort,device=cuda"
+    ),
+]
+Images = Annotated[
+    Path, typer.Option(help="folder of images to time on", show_default="the bundled sample photos")
+]
+Batch = Annotated[str, typer.Option(help="batch sizes, comma-separated, e.g. 1,4")]
+Iters = Annotated[int, typer.Option(help="timed calls per row and batch size")]
+Warmup = Annotated[int, typer.Option(help="untimed calls before them")]
+Threads = Annotated[int | None, typer.Option(help="CPU threads for torch/ORT")]
+Reference = Annotated[bool, typer.Option(help="time the reference implementation's pipeline")]
+Backbone = Annotated[bool, typer.Option(help="time the bare backbone per runtime (needs .rpol)")]
+EvalData = Annotated[str, typer.Option(help="accuracy + parity per row (voc, cub, wsol)")]
+EvalRoot = Annotated[Path | None, typer.Option(help="data root for --eval-data")]
+EvalSplit = Annotated[str, typer.Option(help="split for --eval-data")]
+WorkDir = Annotated[Path, typer.Option(help="bare-backbone ONNX and scratch files")]
+JsonOut = Annotated[Path | None, typer.Option("--json", help="write the record (machine, rows)")]
+Markdown = Annotated[Path | None, typer.Option(help="write the tables as Markdown here")]
+PlotOut = Annotated[Path | None, typer.Option("--plot", help="PNG: p50 ms per row/batch/stage")]
+Rounds = Annotated[
+    int, typer.Option(help="time every row this many times, a new process each, rows interleaved")
+]
 
 
 def bench(
-    models: Annotated[
-        list[str],
-        typer.Argument(
-            help="model files (.rpol, .onnx, .engine) on their runtime, or PATH@key=value,... with runtime "
-            "options, e.g. m.rpol@precision=fp16 exp/model.onnx@runtime=ort,device=cuda"
-        ),
-    ],
-    images: Annotated[
-        Path, typer.Option(help="folder of images to time on", show_default="the bundled sample photos")
-    ] = SAMPLE_ROOT / "JPEGImages",
+    models: Models,
+    images: Images = SAMPLE_ROOT / "JPEGImages",
     device: Device = "auto",
-    batch: Annotated[str, typer.Option(help="batch sizes, comma-separated, e.g. 1,4")] = "1",
-    iters: Annotated[int, typer.Option(help="timed calls per row and batch size")] = 30,
-    warmup: Annotated[int, typer.Option(help="untimed calls before them")] = 5,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for torch/ORT")] = None,
-    reference: Annotated[bool, typer.Option(help="time the reference implementation's pipeline")] = True,
-    backbone: Annotated[bool, typer.Option(help="time the bare backbone per runtime (needs .rpol)")] = True,
-    eval_data: Annotated[str, typer.Option(help="accuracy + parity per row (voc, cub, wsol)")] = "",
-    eval_root: Annotated[Path | None, typer.Option(help="data root for --eval-data")] = None,
-    eval_split: Annotated[str, typer.Option(help="split for --eval-data")] = "test",
-    work_dir: Annotated[Path, typer.Option(help="bare-backbone ONNX and scratch files")] = Path("bench_work"),
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the record (machine, rows)")] = None,
-    markdown: Annotated[Path | None, typer.Option(help="write the tables as Markdown here")] = None,
-    plot_out: Annotated[Path | None, typer.Option("--plot", help="PNG: p50 ms per row/batch/stage")] = None,
+    batch: Batch = "1",
+    iters: Iters = 30,
+    warmup: Warmup = 5,
+    threads: Threads = None,
+    reference: Reference = True,
+    backbone: Backbone = True,
+    eval_data: EvalData = "",
+    eval_root: EvalRoot = None,
+    eval_split: EvalSplit = "test",
+    work_dir: WorkDir = Path("bench_work"),
+    json_out: JsonOut = None,
+    markdown: Markdown = None,
+    plot_out: PlotOut = None,
     cuda_graph: CudaGraph = None,
-    rounds: Annotated[
-        int, typer.Option(help="time every row this many times, a new process each, rows interleaved")
-    ] = 1,
+    rounds: Rounds = 1,
 ) -> None:
     """The one benchmark: each runtime x precision x batch in its own process, against the
     reference pipeline and the bare backbone; p50/p90/p99 per stage, throughput, size, peak memory."""

@@ -9,17 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rpol_edge.cli.common import (
-    TOPK_KEYS,
-    check_writable,
-    cli_errors,
-    err,
-    metrics_table,
-    out,
-    progress_bar,
-    rank_progress,
-    report_skips,
-)
+from rpol_edge.cli.console import err, out, report_skips
+from rpol_edge.cli.errors import cli_errors
+from rpol_edge.cli.metrics import TOPK_KEYS, metrics_table
 from rpol_edge.cli.options import (
     RUNTIME_CHOICES,
     BatchSize,
@@ -34,6 +26,8 @@ from rpol_edge.cli.options import (
     Weights,
     Workers,
 )
+from rpol_edge.cli.paths import check_writable
+from rpol_edge.cli.progress import progress_bar, rank_progress
 from rpol_edge.core.extras import require_torch
 
 if TYPE_CHECKING:

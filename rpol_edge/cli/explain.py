@@ -7,12 +7,10 @@ from typing import Annotated
 
 import typer
 
-from rpol_edge.cli.common import (
-    cli_errors,
-    out,
-    progress_bar,
-)
+from rpol_edge.cli.console import out
+from rpol_edge.cli.errors import cli_errors
 from rpol_edge.cli.options import BatchSize, Weights, Workers
+from rpol_edge.cli.progress import progress_bar
 
 
 def _parse_point(text: str) -> tuple[float, float]:

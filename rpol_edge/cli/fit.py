@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from rpol_edge.cli.common import (
-    check_writable,
-    cli_errors,
-    err,
-    out,
-    rank_progress,
-    report_skips,
-)
+from rpol_edge.cli.console import err, out, report_skips
+from rpol_edge.cli.errors import cli_errors
 from rpol_edge.cli.options import Data, Device, Root, Split, Weights, Workers
+from rpol_edge.cli.paths import check_writable
+from rpol_edge.cli.progress import rank_progress
 from rpol_edge.core.extras import require_torch
 from rpol_edge.fitting.config import FitConfig
 
@@ -24,92 +20,95 @@ FIT = FitConfig(data="folder", root=Path("."))
 
 # Library names (FitConfig's fields) that differ from this command's parameter names.
 ALIASES = {"tau_mode": "tau"}
+NOT_CONFIG = ("output", "checkpoint_every", "checkpoint_dir", "resume")
+"""The command's options that are not the fit's: where the model and the checkpoints go."""
+
+
+def fit_config(options: dict[str, Any]) -> FitConfig:
+    """The command's options as the library's FitConfig: the same names, but ``--tau`` is its
+    ``tau_mode``, and ``--threshold`` alone means the fixed rule at that threshold."""
+    fields = {name: value for name, value in options.items() if name not in NOT_CONFIG}
+    fields["tau_mode"] = fields.pop("tau")
+    threshold = fields["threshold"]
+    fields["operating_point"] = fields["operating_point"] or ("fixed" if threshold is not None else None)
+    fields["threshold"] = FIT.threshold if threshold is None else threshold
+    return FitConfig(**fields)
+
+
+Output = Annotated[Path, typer.Option("-o", "--output", help="model file to write (.rpol)")]
+Backbone = Annotated[
+    str, typer.Option(help="preset (lite0, moco_r50, dino_vits16, dino_r50, sup_r50) or timm name")
+]
+OutputStride = Annotated[
+    int, typer.Option(help="backbone output stride 32/16/8 (ResNets: stride 1, EfficientNets: dilated)")
+]
+InputSize = Annotated[int, typer.Option(help="network input K (square)")]
+ResizeSize = Annotated[int | None, typer.Option(help="resize S before the K crop (default K*480/448)")]
+FitSize = Annotated[int | None, typer.Option(help="fit resolution (default: the input size)")]
+ReferenceFit = Annotated[bool, typer.Option(help="the reference's fit: 224x224 resize, no crop")]
+Head = Annotated[str, typer.Option(help="rpol | caam (baseline)")]
+Tau = Annotated[str, typer.Option("--tau", help="joint (Eq. 25, default) | mean (plain mean feature norm)")]
+Classwise = Annotated[bool, typer.Option(help="one w* per class label")]
+SamplingRatio = Annotated[float, typer.Option(help="fit on this random fraction")]
+Seed = Annotated[int, typer.Option(help="random seed of the --sampling-ratio draw")]
+OperatingPoint = Annotated[
+    str | None,
+    typer.Option(
+        help="mask rule: sign (label-free: w*^T f > 0; the default with --head rpol) | fixed (the "
+        "paper's, at --threshold; the default with --head caam) | otsu | fraction (top --fraction)"
+    ),
+]
+Threshold = Annotated[
+    float | None,
+    typer.Option(help="a fixed operating threshold (implies --operating-point fixed; default 0.5)"),
+]
+Fraction = Annotated[float, typer.Option(help="share of each map the fraction rule keeps")]
+FitBatchSize = Annotated[int, typer.Option(help="images per backbone call")]
+CheckpointEvery = Annotated[
+    int, typer.Option(help="save each rank's partial sums every N of its images (0: only on SIGTERM)")
+]
+CheckpointDir = Annotated[Path | None, typer.Option(help="folder for the checkpoints (default: OUTPUT.ckpt)")]
+Resume = Annotated[bool, typer.Option(help="continue from the checkpoints of the same command")]
 
 
 def fit(
     root: Root,
     data: Data = "folder",
     split: Split = FIT.split,
-    output: Annotated[Path, typer.Option("-o", "--output", help="model file to write (.rpol)")] = Path(
-        "model.rpol"
-    ),
-    backbone: Annotated[
-        str, typer.Option(help="preset (lite0, moco_r50, dino_vits16, dino_r50, sup_r50) or timm name")
-    ] = FIT.backbone,
+    output: Output = Path("model.rpol"),
+    backbone: Backbone = FIT.backbone,
     weights: Weights = None,
-    output_stride: Annotated[
-        int, typer.Option(help="backbone output stride 32/16/8 (ResNets: stride 1, EfficientNets: dilated)")
-    ] = FIT.output_stride,
-    input_size: Annotated[int, typer.Option(help="network input K (square)")] = FIT.input_size,
-    resize_size: Annotated[
-        int | None, typer.Option(help="resize S before the K crop (default K*480/448)")
-    ] = None,
-    fit_size: Annotated[int | None, typer.Option(help="fit resolution (default: the input size)")] = None,
-    reference_fit: Annotated[bool, typer.Option(help="the reference's fit: 224x224 resize, no crop")] = (
-        FIT.reference_fit
-    ),
-    head: Annotated[str, typer.Option(help="rpol | caam (baseline)")] = FIT.head,
-    tau: Annotated[
-        str, typer.Option("--tau", help="joint (Eq. 25, default) | mean (plain mean feature norm)")
-    ] = FIT.tau_mode,
-    classwise: Annotated[bool, typer.Option(help="one w* per class label")] = FIT.classwise,
-    sampling_ratio: Annotated[float, typer.Option(help="fit on this random fraction")] = FIT.sampling_ratio,
-    seed: Annotated[int, typer.Option(help="random seed of the --sampling-ratio draw")] = FIT.seed,
-    operating_point: Annotated[
-        str | None,
-        typer.Option(
-            help="mask rule: sign (label-free: w*^T f > 0; the default with --head rpol) | fixed (the "
-            "paper's, at --threshold; the default with --head caam) | otsu | fraction (top --fraction)"
-        ),
-    ] = None,
-    threshold: Annotated[
-        float | None,
-        typer.Option(help="a fixed operating threshold (implies --operating-point fixed; default 0.5)"),
-    ] = None,
-    fraction: Annotated[float, typer.Option(help="share of each map the fraction rule keeps")] = FIT.fraction,
-    batch_size: Annotated[int, typer.Option(help="images per backbone call")] = FIT.batch_size,
+    output_stride: OutputStride = FIT.output_stride,
+    input_size: InputSize = FIT.input_size,
+    resize_size: ResizeSize = None,
+    fit_size: FitSize = None,
+    reference_fit: ReferenceFit = FIT.reference_fit,
+    head: Head = FIT.head,
+    tau: Tau = FIT.tau_mode,
+    classwise: Classwise = FIT.classwise,
+    sampling_ratio: SamplingRatio = FIT.sampling_ratio,
+    seed: Seed = FIT.seed,
+    operating_point: OperatingPoint = None,
+    threshold: Threshold = None,
+    fraction: Fraction = FIT.fraction,
+    batch_size: FitBatchSize = FIT.batch_size,
     workers: Workers = FIT.workers,
     device: Device = FIT.device,
-    checkpoint_every: Annotated[
-        int, typer.Option(help="save each rank's partial sums every N of its images (0: only on SIGTERM)")
-    ] = 0,
-    checkpoint_dir: Annotated[
-        Path | None, typer.Option(help="folder for the checkpoints (default: OUTPUT.ckpt)")
-    ] = None,
-    resume: Annotated[bool, typer.Option(help="continue from the checkpoints of the same command")] = False,
+    checkpoint_every: CheckpointEvery = 0,
+    checkpoint_dir: CheckpointDir = None,
+    resume: Resume = False,
 ) -> None:
     """Fit w* on unlabeled images (closed form, frozen backbone) and write the model file.
 
     Under torchrun (`torchrun --nproc-per-node N -m rpol_edge fit ...`) each rank fits its shard
     and rank 0 writes the file (docs/scale-out.md)."""
+    options = dict(locals())  # the command's options by name, before any other local
     with cli_errors(ALIASES):
         require_torch("rpol-edge fit")
         from rpol_edge.fitting.checkpoint import CheckpointOptions, FitStopped
         from rpol_edge.fitting.fitter import fit_to_file
 
-        cfg = FitConfig(
-            data=data,
-            root=root,
-            split=split,
-            backbone=backbone,
-            weights=weights,
-            output_stride=output_stride,
-            input_size=input_size,
-            resize_size=resize_size,
-            fit_size=fit_size,
-            reference_fit=reference_fit,
-            head=head,
-            tau_mode=tau,
-            classwise=classwise,
-            sampling_ratio=sampling_ratio,
-            seed=seed,
-            operating_point=operating_point or ("fixed" if threshold is not None else None),
-            threshold=FIT.threshold if threshold is None else threshold,
-            fraction=fraction,
-            batch_size=batch_size,
-            workers=workers,
-            device=device,
-        )
+        cfg = fit_config(options)
         cfg.validate()
         check_writable(output)
         ckpt_dir = checkpoint_dir or output.with_name(output.name + ".ckpt")

@@ -10,10 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from rpol_edge.cli.common import (
-    cli_errors,
-    out,
-)
+from rpol_edge.cli.console import out
+from rpol_edge.cli.errors import cli_errors
 from rpol_edge.cli.options import ModelFile
 
 

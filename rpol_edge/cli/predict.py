@@ -9,14 +9,10 @@ from typing import Annotated
 
 import typer
 
-from rpol_edge.cli.common import (
-    cli_errors,
-    err,
-    out,
-    progress_bar,
-    report_skips,
-)
+from rpol_edge.cli.console import err, out, report_skips
+from rpol_edge.cli.errors import cli_errors
 from rpol_edge.cli.options import Boxes, Device, MinArea, ModelFile, RuntimeOpt, Weights
+from rpol_edge.cli.progress import progress_bar
 
 
 def predict(

@@ -7,8 +7,11 @@ from typing import Annotated
 
 import typer
 
-from rpol_edge.cli.common import check_writable, cli_errors, err, out, progress_bar, report_skips
+from rpol_edge.cli.console import err, out, report_skips
+from rpol_edge.cli.errors import cli_errors
 from rpol_edge.cli.options import Device, RuntimeOpt
+from rpol_edge.cli.paths import check_writable
+from rpol_edge.cli.progress import progress_bar
 from rpol_edge.refitting.job import RefitRequest
 
 

@@ -1,8 +1,8 @@
-"""`rpol-edge run`: parse options, build the source and outputs, call `run_live`, print the summary.
+"""`rpol-edge run`: flags -> sources and an output plan (`rpol_edge.live.plan`) -> `run_live`, then
+the summary.
 
 Heavy modules (OpenCV, the pipeline, the runtimes) are imported inside the command, so that
-``rpol-edge --help`` and the other commands do not pay for them. The shared CLI helpers come from
-``rpol_edge.cli.common``; ``rpol_edge.cli.app`` imports this module to register the command.
+``rpol-edge --help`` and the other commands do not pay for them.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rpol_edge.cli.common import ConsoleHandler, check_writable, cli_errors, err, out
-from rpol_edge.cli.options import Boxes, MinArea, ModelFile, RuntimeOpt
+from rpol_edge.cli.console import ConsoleHandler, err, out
+from rpol_edge.cli.errors import cli_errors
+from rpol_edge.cli.options import Boxes, MinArea, ModelFile, RuntimeOpt, Weights
+from rpol_edge.cli.paths import check_writable
+from rpol_edge.cli.run_summary import print_summary
 from rpol_edge.live.source_registry import SCHEMES
 from rpol_edge.live.sources import SourceError
 
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from rpol_edge.live.outputs import Sink
+    from rpol_edge.live.plan import OutputPlan
     from rpol_edge.live.sources import Source
     from rpol_edge.live.summary import RunSummary
     from rpol_edge.runtimes import Runtime
@@ -37,72 +41,74 @@ SOURCE_HELP = (
 )
 """Scheme names only, from the registry: the full forms (``csi://N?width=&height=&fps=&flip=``) do
 not fit an 80-column help column; every error about a source lists them."""
-STREAM_FIELD = "{stream}"
-"""In --save, --jsonl and --save-frames, replaced by each source's number (0, 1, ...): one output
-per stream. Without it, several streams share one output (a tiled mosaic for --save and --show)."""
+# The command's options, declared once here so that the command itself reads as what it does.
+Sources = Annotated[list[str] | None, typer.Option("--source", help=SOURCE_HELP)]
+Camera = Annotated[
+    int | None, typer.Option("--camera", help="V4L2 camera index (same as --source camera://N)")
+]
+RunDevice = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
+Precision = Annotated[str | None, typer.Option(help="torch runtime: fp32 | fp16 (CUDA)")]
+Threads = Annotated[int | None, typer.Option(help="CPU threads for inference")]
+RunCudaGraph = Annotated[
+    bool | None,
+    typer.Option(
+        "--cuda-graph/--no-cuda-graph",
+        help="CUDA graphs (torch: default on for CUDA; trt: default off)",
+        show_default=False,
+    ),
+]
+Show = Annotated[bool, typer.Option("--show", help="display a window (q or Esc ends the run)")]
+Save = Annotated[Path | None, typer.Option("--save", help="annotated video (.mp4, mp4v)")]
+SaveFps = Annotated[
+    float | None, typer.Option(min=0.1, help="frame rate of --save (default: the source's, else 25)")
+]
+Jsonl = Annotated[Path | None, typer.Option("--jsonl", help="one JSON record per frame")]
+SaveFrames = Annotated[Path | None, typer.Option("--save-frames", help="folder for annotated JPEG frames")]
+Summary = Annotated[Path | None, typer.Option("--summary", help="write the end-of-run summary as JSON")]
+MaxFrames = Annotated[int | None, typer.Option(min=1, help="stop after this many frames (of each stream)")]
+OpenTimeout = Annotated[float, typer.Option(min=0.1, help="seconds to wait for the source to open")]
+MaxReconnects = Annotated[
+    int,
+    typer.Option(min=-1, help="reconnect attempts without a frame in between before giving up (-1: never)"),
+]
+SourcesFile = Annotated[
+    Path | None, typer.Option("--sources", help="text file of sources: one URI or path a line, # comments")
+]
+Realtime = Annotated[
+    bool,
+    typer.Option("--realtime", help="read video files at their frame rate, newest frame wins, like cameras"),
+]
+BatchWaitMs = Annotated[
+    float,
+    typer.Option(
+        min=0.0, help="several streams: ms a batch waits for the others' frames after its first one"
+    ),
+]
 
 
 def run_command(
     model: ModelFile,
-    source: Annotated[list[str] | None, typer.Option("--source", help=SOURCE_HELP)] = None,
-    camera: Annotated[
-        int | None, typer.Option("--camera", help="V4L2 camera index (same as --source camera://N)")
-    ] = None,
+    source: Sources = None,
+    camera: Camera = None,
     runtime: RuntimeOpt = "auto",
-    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")] = "auto",
-    weights: Annotated[Path | None, typer.Option("--weights", help="backbone checkpoint file")] = None,
-    precision: Annotated[str | None, typer.Option(help="torch runtime: fp32 | fp16 (CUDA)")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for inference")] = None,
-    cuda_graph: Annotated[
-        bool | None,
-        typer.Option(
-            "--cuda-graph/--no-cuda-graph",
-            help="CUDA graphs (torch: default on for CUDA; trt: default off)",
-            show_default=False,
-        ),
-    ] = None,
-    show: Annotated[bool, typer.Option("--show", help="display a window (q or Esc ends the run)")] = False,
-    save: Annotated[Path | None, typer.Option("--save", help="annotated video (.mp4, mp4v)")] = None,
-    save_fps: Annotated[
-        float | None,
-        typer.Option(min=0.1, help="frame rate of --save (default: the source's, else 25)"),
-    ] = None,
-    jsonl: Annotated[Path | None, typer.Option("--jsonl", help="one JSON record per frame")] = None,
-    save_frames: Annotated[
-        Path | None, typer.Option("--save-frames", help="folder for annotated JPEG frames")
-    ] = None,
-    summary: Annotated[
-        Path | None, typer.Option("--summary", help="write the end-of-run summary as JSON")
-    ] = None,
-    max_frames: Annotated[
-        int | None, typer.Option(min=1, help="stop after this many frames (of each stream)")
-    ] = None,
-    open_timeout: Annotated[
-        float, typer.Option(min=0.1, help="seconds to wait for the source to open")
-    ] = 10.0,
-    max_reconnects: Annotated[
-        int,
-        typer.Option(
-            min=-1, help="reconnect attempts without a frame in between before giving up (-1: never)"
-        ),
-    ] = 10,
+    device: RunDevice = "auto",
+    weights: Weights = None,
+    precision: Precision = None,
+    threads: Threads = None,
+    cuda_graph: RunCudaGraph = None,
+    show: Show = False,
+    save: Save = None,
+    save_fps: SaveFps = None,
+    jsonl: Jsonl = None,
+    save_frames: SaveFrames = None,
+    summary: Summary = None,
+    max_frames: MaxFrames = None,
+    open_timeout: OpenTimeout = 10.0,
+    max_reconnects: MaxReconnects = 10,
     min_area: MinArea = 0.0,
-    sources: Annotated[
-        Path | None,
-        typer.Option("--sources", help="text file of sources: one URI or path a line, # comments"),
-    ] = None,
-    realtime: Annotated[
-        bool,
-        typer.Option(
-            "--realtime", help="read video files at their frame rate, newest frame wins, like cameras"
-        ),
-    ] = False,
-    batch_wait_ms: Annotated[
-        float,
-        typer.Option(
-            min=0.0, help="several streams: ms a batch waits for the others' frames after its first one"
-        ),
-    ] = 5.0,
+    sources: SourcesFile = None,
+    realtime: Realtime = False,
+    batch_wait_ms: BatchWaitMs = 5.0,
     boxes: Boxes = None,
 ) -> None:
     """Live localization on cameras, streams, video files and image folders.
@@ -118,57 +124,65 @@ def run_command(
     opening): outputs flushed, summary printed, its "stopped by" saying why; 1 when a network
     stream was lost for good (after --max-reconnects); 2 on bad input.
     """
-    from rpol_edge.core.files import atomic_write
+    from rpol_edge.live.plan import OutputPlan
     from rpol_edge.results.detection import check_boxes, check_min_area
     from rpol_edge.runtimes import open_runtime
 
     with cli_errors(), _source_errors(err), _log_to(err), _interrupt_ends_run(err), _made_folders() as made:
-        # Each source with where it was given: a line of a --sources file is named in its errors.
-        uris = [(uri, "") for uri in source or []]
-        uris += _read_sources(sources) if sources is not None else []
-        if camera is not None:
-            uris.insert(0, (f"camera://{camera}", ""))
-        if not uris:
-            raise ValueError("give a source: --source URI (repeatable), --sources FILE or --camera N")
+        uris = _all_sources(source, sources, camera)
         check_min_area(min_area)
         if boxes is not None:
             check_boxes(boxes)
-        written = (
-            [_pattern_root(save_frames)] if save_frames is not None else []
-        )  # never read back our output
-        srcs = [_parse_at(uri, where, written) for uri, where in uris]
-        outputs = {"--save": save, "--jsonl": jsonl}
-        _check_outputs(
-            _expand(outputs, len(srcs)) | {"--summary": summary}, _expand_folder(save_frames, len(srcs)), made
-        )
-        sinks = _sinks(show, save, save_fps, jsonl, save_frames, len(srcs))
+        plan = OutputPlan(
+            len(uris), show=show, save=save, save_fps=save_fps, jsonl=jsonl, save_frames=save_frames,
+            summary=summary,
+        )  # fmt: skip
+        srcs = [_parse_at(uri, where, plan.written()) for uri, where in uris]  # never read back our output
+        _check_outputs(plan, made)
+        sinks = plan.sinks()
         rt = open_runtime(
-            model,
-            runtime,
-            device=device,
-            weights=weights,
-            precision=precision,
-            threads=threads,
+            model, runtime, device=device, weights=weights, precision=precision, threads=threads,
             cuda_graph=cuda_graph,
-        )
-
-        def report(result: RunSummary) -> None:
-            _print_summary(out, result)
-            if summary is not None:
-                text = json.dumps(result.to_dict(), indent=1)
-                atomic_write(summary, lambda tmp: _write_text(tmp, text))
-
+        )  # fmt: skip
         with rt:  # run_live opens the source (within --open-timeout) and closes it
             err.print(f"runtime: {rt.description} ({model})", highlight=False, markup=False)
             options = {
+                "max_frames": max_frames,
+                "open_timeout": open_timeout,
+                "max_reconnects": max_reconnects,
                 "min_area": min_area,
                 "realtime": realtime,
                 "batch_wait": batch_wait_ms / 1e3,
                 "boxes": boxes,
             }
-            result = _run(rt, srcs, sinks, max_frames, open_timeout, max_reconnects, err, report, options)
+            result = _run(rt, srcs, sinks, err, _reporter(summary), options)
         if result.stop_reason == "source lost":
             raise typer.Exit(1)
+
+
+def _all_sources(source: list[str] | None, sources: Path | None, camera: int | None) -> list[tuple[str, str]]:
+    """Each source with where it was given: a line of a --sources file is named in its errors."""
+    uris = [(uri, "") for uri in source or []]
+    uris += _read_sources(sources) if sources is not None else []
+    if camera is not None:
+        uris.insert(0, (f"camera://{camera}", ""))
+    if not uris:
+        raise ValueError("give a source: --source URI (repeatable), --sources FILE or --camera N")
+    return uris
+
+
+def _reporter(summary: Path | None) -> Callable[[RunSummary], None]:
+    """Prints the end-of-run summary, and writes it as JSON to ``summary`` when given."""
+
+    def report(result: RunSummary) -> None:
+        from rpol_edge.core.files import atomic_write
+
+        print_summary(out, result)
+        if summary is not None:
+            text = json.dumps(result.to_dict(), indent=1)
+            atomic_write(summary, lambda tmp: _write_text(tmp, text))
+
+    return report
 
 
 def _read_sources(path: Path) -> list[tuple[str, str]]:
@@ -199,43 +213,16 @@ def _parse_at(uri: str, where: str, exclude: list[Path]) -> Source:
         raise SourceError(f"{where}: {exc}") from None
 
 
-def _per_stream(path: Path, stream: int) -> Path:
-    return Path(str(path).replace(STREAM_FIELD, str(stream)))
-
-
-def _pattern_root(path: Path) -> Path:
-    """The part of an output path before any {stream}: what the sources must not read from."""
-    text = str(path)
-    return Path(text[: text.index(STREAM_FIELD)]).parent if STREAM_FIELD in text else path
-
-
-def _expand(files: dict[str, Path | None], n: int) -> dict[str, Path | None]:
-    """Each option's file per stream when it holds {stream}, else itself (shared by all streams)."""
-    out: dict[str, Path | None] = {}
-    for option, path in files.items():
-        if path is not None and STREAM_FIELD in str(path):
-            out |= {f"{option} (stream {i})": _per_stream(path, i) for i in range(n)}
-        else:
-            out[option] = path
-    return out
-
-
-def _expand_folder(frames: Path | None, n: int) -> list[Path]:
-    if frames is None:
-        return []
-    return [_per_stream(frames, i) for i in range(n)] if STREAM_FIELD in str(frames) else [frames]
-
-
-def _check_outputs(files: dict[str, Path | None], frames: list[Path], made: list[Path]) -> None:
+def _check_outputs(plan: OutputPlan, made: list[Path]) -> None:
     """Refuse an output that cannot be written now, before the model loads and the source opens,
     not at the first frame or, for --summary, at the very end of a long run.
 
     Parent folders are created here (a path under /proc, or under a file, fails now) and listed
     in ``made``, for `_made_folders` to take back if the command fails.
     """
-    for option, path in files.items():
-        if path is None:
-            continue
+    for (name, stream), path in plan.files().items():
+        # the flag typer derives from the parameter's name
+        option = f"--{name.replace('_', '-')}" + (f" (stream {stream})" if stream is not None else "")
         if path.is_dir():
             raise ValueError(f"{option} {path} is a folder; give a file name")
         _make_folder(f"{option} {path}", path.parent, made)
@@ -243,7 +230,7 @@ def _check_outputs(files: dict[str, Path | None], frames: list[Path], made: list
             check_writable(path)
         except ValueError as exc:
             raise ValueError(f"{option} {path}: {exc}") from None
-    for folder in frames:
+    for folder in plan.frame_folders():
         if folder.exists() and not folder.is_dir():
             raise ValueError(f"--save-frames {folder} is a file; give a folder")
         _make_folder(f"--save-frames {folder}", folder, made)
@@ -287,52 +274,10 @@ def _interrupt_ends_run(err: Console) -> Iterator[None]:
         raise typer.Exit(0) from None
 
 
-def _sinks(
-    show: bool,
-    save: Path | None,
-    save_fps: float | None,
-    jsonl: Path | None,
-    frames: Path | None,
-    n: int,
-) -> list[Sink]:
-    """The outputs asked for: per stream where the path holds {stream}; otherwise one output for
-    every stream (--save and --show: a mosaic of the streams when there are several)."""
-    from rpol_edge.live.mosaic import MosaicSink
-    from rpol_edge.live.outputs import FramesSink, JsonlSink, VideoSink, WindowSink
-
-    def each(path: Path, make: Callable[[Path], Sink]) -> list[Sink]:
-        if STREAM_FIELD not in str(path):
-            return [make(path)]
-        sinks = [make(_per_stream(path, i)) for i in range(n)]
-        for i, sink in enumerate(sinks):
-            sink.stream = i
-        return sinks
-
-    shared: list[Sink] = []  # image sinks of every stream: tiled when there are several
-    sinks: list[Sink] = []
-    if show:
-        shared.append(WindowSink())
-    if save is not None:
-        if save.suffix.lower() != ".mp4":
-            raise ValueError(f"--save {save}: give an .mp4 file name (mp4v codec)")
-        videos = each(save, lambda p: VideoSink(p, save_fps))
-        (shared if len(videos) == 1 else sinks).extend(videos)
-    if shared:
-        sinks[:0] = [MosaicSink(n, shared)] if n > 1 else shared
-    if frames is not None:
-        sinks += each(frames, lambda p: FramesSink(p, name_streams=n > 1 and STREAM_FIELD not in str(frames)))
-    if jsonl is not None:
-        sinks += each(jsonl, JsonlSink)
-    return sinks
-
-
 def _run(
     rt: Runtime,
     srcs: list[Source],
     sinks: list[Sink],
-    max_frames: int | None,
-    open_timeout: float,
-    max_reconnects: int,
     err: Console,
     report: Callable[[RunSummary], None],
     options: dict[str, Any],
@@ -358,66 +303,10 @@ def _run(
             rt,
             srcs,
             sinks,
-            max_frames=max_frames,
-            open_timeout=open_timeout,
-            max_reconnects=max_reconnects,
             progress=update,
             report=report_after_bar,
             **options,
         )
-
-
-def _print_summary(console: Console, s: RunSummary) -> None:
-    from rich.table import Table
-
-    table = Table("summary", "value")
-    rows: dict[str, object] = {
-        "source": s.source,
-        "runtime": s.runtime,
-        "stopped by": s.stop_reason,
-        "frames": s.frames,
-        "dropped frames": s.dropped_frames,
-        "corrupt frames": s.corrupt_frames,
-        "stream drops": s.stream_drops,
-        "reconnects": f"{s.reconnects} ({s.reconnect_attempts} attempts)",
-        "mean FPS": f"{s.mean_fps:.2f}",
-        "latency p50 / p95 ms": f"{s.latency_ms['p50']:.1f} / {s.latency_ms['p95']:.1f}",
-    }
-    if len(s.streams) > 1:
-        rows["source"] = f"{len(s.streams)} streams (below)"
-        rows["mean FPS"] = f"{s.mean_fps:.2f} in total"
-        rows["latency p50 / p95 ms"] = (
-            f"{s.latency_ms['p50']:.1f} / {s.latency_ms['p95']:.1f} (p99 {s.latency_ms['p99']:.1f})"
-        )
-        rows["frames per inference"] = f"{s.batch_size['mean']:.2f} mean, {s.batch_size['max']:.0f} max"
-    rows.update({f"{k} ms (mean)": f"{v['mean']:.1f}" for k, v in s.stage_ms.items()})
-    for k, v in rows.items():
-        table.add_row(k, str(v))
-    console.print(table)
-    if len(s.streams) > 1:
-        console.print(_streams_table(s))
-
-
-def _streams_table(s: RunSummary) -> Any:
-    """One row per stream: what it gave, lost and took (the run's totals are above)."""
-    from rich.table import Table
-
-    table = Table(
-        "#", "source", "ended by", "frames", "dropped", "drops", "reconnects", "FPS", "p50 / p95 ms"
-    )
-    for p in s.streams:
-        table.add_row(
-            str(p.stream),
-            p.source,
-            p.ended_by,
-            str(p.frames),
-            str(p.dropped_frames),
-            str(p.stream_drops),
-            f"{p.reconnects} ({p.reconnect_attempts})",
-            f"{p.mean_fps:.2f}",
-            f"{p.latency_ms['p50']:.1f} / {p.latency_ms['p95']:.1f}",
-        )
-    return table
 
 
 @contextmanager

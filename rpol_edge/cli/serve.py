@@ -9,44 +9,57 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rpol_edge.cli.common import cli_errors, err, out
+from rpol_edge.cli.console import err, out
+from rpol_edge.cli.errors import cli_errors
 from rpol_edge.cli.options import Boxes, Device, MinArea, ModelFile, RuntimeOpt
 
 if TYPE_CHECKING:
     from rpol_edge.integrations.triton.server import TritonServer
 
 
+HttpPort = Annotated[
+    int, typer.Option(help="HTTP/REST port (KServe v2 protocol); 0: a free one, shown when serving")
+]
+GrpcPort = Annotated[int, typer.Option(help="gRPC port; 0: a free one, shown when serving")]
+MetricsPort = Annotated[
+    int,
+    typer.Option(
+        help="Prometheus metrics port; 0: a free one, shown when serving (a second server on "
+        "this machine needs its own three ports)"
+    ),
+]
+Host = Annotated[
+    str,
+    typer.Option(help="address to listen on: 127.0.0.1 (this machine only); 0.0.0.0 for every interface"),
+]
+MaxBatch = Annotated[
+    int, typer.Option(help="largest batch Triton forms from concurrent requests (1: no dynamic batching)")
+]
+BatchDelayUs = Annotated[
+    int, typer.Option(help="how long a request waits for others to batch with, in microseconds")
+]
+Instances = Annotated[int, typer.Option(help="model instances, each with its own worker process")]
+Name = Annotated[str, typer.Option(help="model name clients ask for")]
+Threads = Annotated[int, typer.Option(help="threads per instance's runtime (0: its default)")]
+ExitTimeout = Annotated[int, typer.Option(help="seconds in-flight requests get to finish on stop")]
+
+
 def serve(
     model: ModelFile,
-    http_port: Annotated[
-        int, typer.Option(help="HTTP/REST port (KServe v2 protocol); 0: a free one, shown when serving")
-    ] = 8000,
-    grpc_port: Annotated[int, typer.Option(help="gRPC port; 0: a free one, shown when serving")] = 8001,
-    metrics_port: Annotated[
-        int,
-        typer.Option(
-            help="Prometheus metrics port; 0: a free one, shown when serving (a second server on "
-            "this machine needs its own three ports)"
-        ),
-    ] = 8002,
-    host: Annotated[
-        str,
-        typer.Option(help="address to listen on: 127.0.0.1 (this machine only); 0.0.0.0 for every interface"),
-    ] = "127.0.0.1",
-    max_batch: Annotated[
-        int, typer.Option(help="largest batch Triton forms from concurrent requests (1: no dynamic batching)")
-    ] = 8,
-    batch_delay_us: Annotated[
-        int, typer.Option(help="how long a request waits for others to batch with, in microseconds")
-    ] = 2000,
-    instances: Annotated[int, typer.Option(help="model instances, each with its own worker process")] = 1,
-    name: Annotated[str, typer.Option(help="model name clients ask for")] = "rpol",
+    http_port: HttpPort = 8000,
+    grpc_port: GrpcPort = 8001,
+    metrics_port: MetricsPort = 8002,
+    host: Host = "127.0.0.1",
+    max_batch: MaxBatch = 8,
+    batch_delay_us: BatchDelayUs = 2000,
+    instances: Instances = 1,
+    name: Name = "rpol",
     runtime: RuntimeOpt = "auto",
     device: Device = "auto",
-    threads: Annotated[int, typer.Option(help="threads per instance's runtime (0: its default)")] = 0,
+    threads: Threads = 0,
     min_area: MinArea = 0.0,
     boxes: Boxes = None,
-    exit_timeout: Annotated[int, typer.Option(help="seconds in-flight requests get to finish on stop")] = 30,
+    exit_timeout: ExitTimeout = 30,
 ) -> None:
     """Serve MODEL on a Triton Inference Server (the one in nvidia-pytriton): send frames, get boxes.
 

@@ -100,7 +100,7 @@ def test_library_errors_name_the_field_and_the_cli_its_flag() -> None:
     import typer
 
     from rpol_edge.cli.app import app
-    from rpol_edge.cli.common import command_flags, to_flags
+    from rpol_edge.cli.errors import command_flags, to_flags
     from rpol_edge.cli.fit import ALIASES
     from rpol_edge.fitting.config import FitConfig
 

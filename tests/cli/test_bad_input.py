@@ -88,6 +88,14 @@ def test_unreadable_input_fails_without_empty_outputs(sample_model: Path, tmp_pa
     assert [json.loads(r)["stream"] for r in jsonl.read_text().splitlines()] == [1]
 
 
+def test_video_output_must_be_mp4_and_leaves_no_folder(sample_model: Path, tmp_path: Path) -> None:
+    """The plan's message names the Python parameter (``save=``); the command shows its flag."""
+    video = tmp_path / "new" / "out.avi"
+    line = error_line(*invoke("run", sample_model, "--source", PHOTOS[0], "--save", video))
+    assert line == f"error: --save {video}: give an .mp4 file name (mp4v codec)", line
+    assert not (tmp_path / "new").exists()
+
+
 def test_bad_line_of_a_sources_file_names_file_and_line(sample_model: Path, tmp_path: Path) -> None:
     sources = tmp_path / "sources.txt"
     sources.write_text(f"{SAMPLE / 'JPEGImages'}\n# a comment\nrtsp//bad uri\n")

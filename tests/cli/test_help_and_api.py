@@ -122,7 +122,7 @@ def test_progress_rate_counts_the_work_not_the_first_report(capsys: pytest.Captu
     and then reports 0 done starts the clock there, so its loading is not counted either."""
     import time
 
-    from rpol_edge.cli.common import progress_bar
+    from rpol_edge.cli.progress import progress_bar
 
     with progress_bar("predict") as update:
         time.sleep(0.3)  # the first (only) batch
@@ -186,7 +186,7 @@ def test_python_errors_name_parameters_and_the_cli_names_flags(tmp_path: Path) -
 
 
 def test_to_flags_speaks_the_commands_flags() -> None:
-    from rpol_edge.cli.common import Flag, to_flags
+    from rpol_edge.cli.errors import Flag, to_flags
 
     flags = {
         "simplify": Flag("--simplify", "--no-simplify", switch=True),
