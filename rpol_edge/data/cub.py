@@ -37,7 +37,7 @@ from typing import Literal
 
 import numpy as np
 
-from rpol_edge.data import DatasetError, Sample, check_box, parse_float, parse_int, text_lines
+from rpol_edge.data.samples import DatasetError, Sample, check_box, parse_float, parse_int, text_lines
 
 __all__ = ["SPLITS", "read"]
 

@@ -21,8 +21,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from rpol_edge.data import DatasetError, Sample, no_boxes
 from rpol_edge.data.images import is_image_path
+from rpol_edge.data.samples import DatasetError, Sample, no_boxes
 
 __all__ = ["expand_images", "list_images", "read"]
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from rpol_edge.core.geometry import CropTransform, resize_crop
-from rpol_edge.data import Sample
 from rpol_edge.data.images import ImageError, load_rgb
+from rpol_edge.data.samples import Sample
 
 Item = tuple[int, np.ndarray | None, CropTransform | None, str]
 """(index in the sample list, frame or None, transform or None, error message or "")."""

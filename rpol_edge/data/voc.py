@@ -26,8 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from rpol_edge.data import DatasetError, Sample, check_box, parse_float, parse_int, short_list, text_lines
 from rpol_edge.data.images import IMAGE_SUFFIXES
+from rpol_edge.data.samples import (
+    DatasetError,
+    Sample,
+    check_box,
+    parse_float,
+    parse_int,
+    short_list,
+    text_lines,
+)
 
 __all__ = ["read", "read_annotation"]
 

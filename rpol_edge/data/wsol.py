@@ -38,7 +38,15 @@ from typing import TypeVar
 
 import numpy as np
 
-from rpol_edge.data import DatasetError, Sample, check_box, parse_float, parse_int, short_list, text_lines
+from rpol_edge.data.samples import (
+    DatasetError,
+    Sample,
+    check_box,
+    parse_float,
+    parse_int,
+    short_list,
+    text_lines,
+)
 
 __all__ = ["read"]
 
