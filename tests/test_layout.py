@@ -134,3 +134,14 @@ def test_old_import_paths_resolve_to_the_new_modules() -> None:
     assert len(names) >= 5, names  # metadata, prepare, geometry, detect/box_mode, padded_boxes
     for module, name in names:
         assert hasattr(importlib.import_module(module), name), f"{module}.{name}"
+
+
+def test_module_names_say_their_job_once() -> None:
+    """No two modules of the package share a name (`__init__`/`__main__` aside): a name says one job.
+    CLI command modules are named for their command and may share it with nothing else."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((REPO / "rpol_edge").rglob("*.py")):
+        if path.name not in ("__init__.py", "__main__.py"):
+            seen.setdefault(path.stem, []).append(str(path.relative_to(REPO)))
+    twice = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert not twice, f"module names used twice: {twice}"

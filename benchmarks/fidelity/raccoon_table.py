@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.launch import module_command, repo_env
-from rpol_edge.cli.metrics import METRIC_KEYS
+from rpol_edge.cli.metrics_table import METRIC_KEYS
 from rpol_edge.core.files import write_text_atomic
 
 KEYS = METRIC_KEYS  # the columns `rpol-edge eval` prints

@@ -36,7 +36,7 @@ import numpy as np
 from rpol_edge.bench.runner import machine_record
 from rpol_edge.core.files import write_text_atomic
 from rpol_edge.data.images import load_rgb
-from rpol_edge.integrations.triton.client import RemoteModel, binary_infer_body
+from rpol_edge.integrations.triton.remote_model import RemoteModel, binary_infer_body
 from rpol_edge.integrations.triton.server import ServeConfig, TritonServer, free_ports
 from rpol_edge.integrations.triton.server_env import ServeError
 from rpol_edge.results.detection import detect_images

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rpol_edge.api.model import Model
-from rpol_edge.api.options import check_options as _checked
+from rpol_edge.api.option_check import check_options as _checked
 
 
 def fit(root: str | Path, output: str | Path, data: str = "folder", **options: Any) -> Model:

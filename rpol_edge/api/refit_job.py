@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rpol_edge.api.model import Model
-from rpol_edge.api.options import check_options
+from rpol_edge.api.option_check import check_options
 
 
 def refit(model: str | Path, output: str | Path, **options: Any) -> Model:

@@ -36,7 +36,7 @@ def client(
     ] = False,
 ) -> None:
     """Boxes from a Triton server: for IMAGES, exactly the files `rpol-edge predict` writes."""
-    from rpol_edge.integrations.triton.client import RemoteModel, predict_remote
+    from rpol_edge.integrations.triton.remote_model import RemoteModel, predict_remote
 
     with cli_errors():
         if bool(images) == bool(source):

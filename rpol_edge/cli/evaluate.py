@@ -11,7 +11,7 @@ import typer
 
 from rpol_edge.cli.console import err, out, report_skips
 from rpol_edge.cli.errors import cli_errors
-from rpol_edge.cli.metrics import TOPK_KEYS, metrics_table
+from rpol_edge.cli.metrics_table import TOPK_KEYS, metrics_table
 from rpol_edge.cli.options import (
     RUNTIME_CHOICES,
     BatchSize,

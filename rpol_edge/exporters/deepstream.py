@@ -36,7 +36,6 @@ from rpol_edge.core.metadata import ModelMeta
 from rpol_edge.core.onnx_meta import MAP_OUTPUTS as OUTPUTS
 from rpol_edge.exporters.onnx_export import DEFAULT_OPSET, EXPORTERS, _simplify, _trace
 from rpol_edge.exporters.onnx_finish import finish_graph, require_onnx
-from rpol_edge.integrations.deepstream.config import assumptions, config_text, readme_text
 from rpol_edge.integrations.deepstream.decode import (
     CONFIG_NAME,
     DS_META_KEY,
@@ -48,6 +47,7 @@ from rpol_edge.integrations.deepstream.decode import (
     engine_file_name,
     handoff_record,
 )
+from rpol_edge.integrations.deepstream.nvinfer_config import assumptions, config_text, readme_text
 
 NORMALIZATIONS = ("graph", "offsets", "config")
 

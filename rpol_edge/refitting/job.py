@@ -22,7 +22,7 @@ from rpol_edge.core.metadata import MetadataError, ModelMeta
 from rpol_edge.core.wstar import FeatureSums, solve
 from rpol_edge.data import DatasetError, Sample, read_dataset
 from rpol_edge.fitting.checkpoint import CheckpointOptions, FitState, StopRequest
-from rpol_edge.refitting.frames import Chunk, SourceCount, data_chunks, source_chunks
+from rpol_edge.refitting.frame_sources import Chunk, SourceCount, data_chunks, source_chunks
 from rpol_edge.refitting.models import KINDS, check_same_features, fit_runner, open_model
 from rpol_edge.refitting.onnx_graph import RefitError, check_refittable
 from rpol_edge.refitting.sums import Progress, accumulate, open_checkpoint, sourced

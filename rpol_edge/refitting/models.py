@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rpol_edge.core.metadata import ModelMeta
+from rpol_edge.refitting.fit_runtime import SumsRunner, pick_runtime
 from rpol_edge.refitting.onnx_graph import RefitError
-from rpol_edge.refitting.runner import SumsRunner, pick_runtime
 
 if TYPE_CHECKING:
     from rpol_edge.refitting.job import RefitRequest

@@ -23,7 +23,7 @@ from rpol_edge.fitting.checkpoint import (
 )
 from rpol_edge.fitting.checkpoint import load as load_checkpoint
 from rpol_edge.fitting.checkpoint import save as save_checkpoint
-from rpol_edge.refitting.frames import Chunk
+from rpol_edge.refitting.frame_sources import Chunk
 from rpol_edge.refitting.onnx_graph import RefitError
 
 if TYPE_CHECKING:

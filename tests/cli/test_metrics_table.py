@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TypedDict
 
 from rpol_edge.bench.stats import accuracy_keys
-from rpol_edge.cli.metrics import METRIC_KEYS, TOPK_KEYS, metrics_table, scalar_fields
+from rpol_edge.cli.metrics_table import METRIC_KEYS, TOPK_KEYS, metrics_table, scalar_fields
 from rpol_edge.evaluate.metrics import BoxAccuracy, TopKLocResult
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from rpol_edge.core.files import write_text_atomic
-from rpol_edge.integrations.triton.client import RemoteModel
+from rpol_edge.integrations.triton.remote_model import RemoteModel
 from rpol_edge.integrations.triton.server_env import ServeError
 from rpol_edge.live.source_registry import parse_source
 from rpol_edge.live.sources import CorruptFrame, StreamDropped, open_source

@@ -24,7 +24,7 @@ import rpol_edge  # noqa: E402
 from rpol_edge.core.model_file import read_meta  # noqa: E402
 from rpol_edge.data.images import load_rgb  # noqa: E402
 from rpol_edge.integrations.triton import server as server_module  # noqa: E402
-from rpol_edge.integrations.triton.client import RemoteModel, binary_infer_body, predict_remote  # noqa: E402
+from rpol_edge.integrations.triton.remote_model import RemoteModel, binary_infer_body, predict_remote  # noqa: E402
 from rpol_edge.integrations.triton.server import ServeConfig, TritonServer, free_ports  # noqa: E402
 from rpol_edge.integrations.triton.server_env import ServeError  # noqa: E402
 

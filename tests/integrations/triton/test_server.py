@@ -22,7 +22,7 @@ pytest.importorskip("tritonclient.http", reason="the serving tests need the serv
 
 import rpol_edge  # noqa: E402
 from rpol_edge.data.images import load_rgb  # noqa: E402
-from rpol_edge.integrations.triton.client import RemoteModel, binary_infer_body  # noqa: E402
+from rpol_edge.integrations.triton.remote_model import RemoteModel, binary_infer_body  # noqa: E402
 from rpol_edge.integrations.triton.server import ServeConfig, TritonServer, free_ports  # noqa: E402
 from rpol_edge.integrations.triton.server_env import ServeError  # noqa: E402
 from rpol_edge.results.detection import detect_images, predict_files  # noqa: E402
