@@ -184,7 +184,7 @@ def test_client_mistakes_are_bad_requests_server_faults_stay_internal(
     server: TritonServer, sample_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import tritonclient.grpc as grpcclient
-    from tests.serving.test_triton_step import _step, _Tensor, standin_pb_utils
+    from tests.integrations.triton.test_triton_step import _step, _Tensor, standin_pb_utils
     from tritonclient.utils import InferenceServerException
 
     from rpol_edge.exporters.onnx_export import export_onnx
