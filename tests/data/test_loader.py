@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rpol_edge.data import Sample, no_boxes
+from rpol_edge.data.samples import Sample, no_boxes
 from rpol_edge.data.loader import iterate_batches
 
 SAMPLE = Path(__file__).resolve().parents[2] / "rpol_edge" / "sample"
@@ -45,7 +45,7 @@ def test_ctrl_c_stops_the_pool_without_worker_tracebacks(tmp_path: Path) -> None
         # keeps it ignored: restore the handler a terminal's foreground job has.
         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from pathlib import Path\n"
-        "from rpol_edge.data import Sample, no_boxes\n"
+        "from rpol_edge.data.samples import Sample, no_boxes\n"
         "from rpol_edge.data.loader import iterate_batches\n"
         "paths = [Path(p) for p in sys.argv[1:]] * 50\n"
         "samples = [Sample(str(i), p, no_boxes()) for i, p in enumerate(paths)]\n"
