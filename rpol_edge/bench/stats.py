@@ -20,11 +20,16 @@ from rpol_edge.bench.spec import QUANTILES, STAGES
 
 def accuracy_keys() -> tuple[str, ...]:
     """The accuracies a row reports, in percent: the box-accuracy record's float fields less its
-    thresholds (``best_threshold``, ``operating_threshold``), in the record's order."""
+    thresholds (``best_threshold``, ``operating_threshold``) and the oracles (what the maps allow
+    with labels, `eval`'s concern, not a runtime's), in the record's order."""
     from rpol_edge.evaluate.metrics import BoxAccuracyResult  # not on the timing path
 
     fields = get_type_hints(BoxAccuracyResult)
-    return tuple(key for key, kind in fields.items() if kind is float and not key.endswith("threshold"))
+    return tuple(
+        key
+        for key, kind in fields.items()
+        if kind is float and not key.endswith("threshold") and not key.startswith("oracle_")
+    )
 
 
 @dataclass

@@ -18,12 +18,12 @@ import hashlib
 import json
 import os
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -216,3 +216,40 @@ def _signals_deferred() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+Item = TypeVar("Item")
+
+
+def fold_checkpointed(
+    items: Iterable[Item],
+    state: FitState,
+    step: Callable[[Item, FitState], FitState],
+    size: Callable[[Item], int],
+    progress: Callable[[int, int], None] | None,
+    total: int,
+    saver: Callable[[FitState], None] | None,
+    every: int,
+    stop: StopRequest,
+) -> FitState:
+    """Fold ``step`` over ``items`` (batches of a fit, chunks of a refit): checkpoint every ``every``
+    images (``size`` counts an item's), and on any failure the last whole-item state (``step``
+    builds a new state, never edits one). Ends early when ``stop`` was requested; what then is
+    saved and said is the caller's."""
+    start, since = state.position, 0
+    try:
+        for item in items:
+            state = step(item, state)
+            since += size(item)
+            if progress:
+                progress(state.position, total)
+            if stop.requested:
+                break
+            if saver is not None and every and since >= every:
+                saver(state)
+                since = 0
+    except BaseException:
+        if saver is not None and state.position > start:
+            saver(state)
+        raise
+    return state

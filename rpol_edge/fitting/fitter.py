@@ -26,6 +26,7 @@ from rpol_edge.fitting.checkpoint import (
     StopRequest,
     check_world,
     checkpoint_path,
+    fold_checkpointed,
     ignore_stop_signals,
     stable_hash,
 )
@@ -288,28 +289,22 @@ def stream(
     ckpt_file: Path,
     ctx: DistContext,
 ) -> FitState:
-    """Fold ``step`` over the batches; checkpoint every ``every`` images, on a stop request, and
-    on any failure (the last whole-batch state: ``step`` builds a new state, never edits one)."""
-    start = state.position
-    since = 0
-    if progress and start == 0:
+    """Fold ``step`` over the batches (`fold_checkpointed`); checkpoint also at the shard's end and
+    on a stop request."""
+    if progress and state.position == 0:
         progress(0, total)  # the backbone is loaded: the work (and the progress rate's clock) starts
-    try:
-        with torch.inference_mode():
-            for batch in batches:
-                state = step(batch, state)
-                since += len(batch.frames) + len(batch.skipped)
-                if progress:
-                    progress(state.position, total)
-                if stop.requested:
-                    break
-                if saver is not None and every and since >= every:
-                    saver(state)
-                    since = 0
-    except BaseException:
-        if saver is not None and state.position > start:
-            saver(state)
-        raise
+    with torch.inference_mode():
+        state = fold_checkpointed(
+            batches,
+            state,
+            step,
+            lambda b: len(b.frames) + len(b.skipped),
+            progress,
+            total,
+            saver,
+            every,
+            stop,
+        )
     if saver is not None:  # also at the shard's end: a stop while waiting for the others loses nothing
         saver(state)
     if stop.requested:

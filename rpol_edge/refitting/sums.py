@@ -19,6 +19,7 @@ from rpol_edge.fitting.checkpoint import (
     Identity,
     StopRequest,
     checkpoint_path,
+    fold_checkpointed,
     stable_hash,
 )
 from rpol_edge.fitting.checkpoint import load as load_checkpoint
@@ -124,24 +125,8 @@ def accumulate(
     stop: StopRequest,
     ckpt_file: Path,
 ) -> FitState:
-    """Fold ``step`` over the chunks; checkpoint every ``every`` frames, on a stop request and on
-    any failure (the last whole-chunk state: ``step`` builds a new state, never edits one)."""
-    start, since = state.position, 0
-    try:
-        for chunk in chunks:
-            state = step(chunk, state)
-            since += chunk.consumed
-            if progress:
-                progress(state.position, total)
-            if stop.requested:
-                break
-            if saver is not None and every and since >= every:
-                saver(state)
-                since = 0
-    except BaseException:
-        if saver is not None and state.position > start:
-            saver(state)
-        raise
+    """Fold ``step`` over the chunks (`fold_checkpointed`); checkpoint also on a stop request."""
+    state = fold_checkpointed(chunks, state, step, lambda c: c.consumed, progress, total, saver, every, stop)
     if saver is not None and stop.requested:
         saver(state)
         name = signal.Signals(stop.signal).name if stop.signal else "signal"

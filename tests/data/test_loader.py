@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rpol_edge.data.samples import Sample, no_boxes
 from rpol_edge.data.loader import iterate_batches
+from rpol_edge.data.samples import Sample, no_boxes
 
 SAMPLE = Path(__file__).resolve().parents[2] / "rpol_edge" / "sample"
 SAMPLE_IMAGES = sorted((SAMPLE / "JPEGImages").glob("*.jpg"))

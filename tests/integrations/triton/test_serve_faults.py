@@ -31,19 +31,6 @@ from rpol_edge.integrations.triton.server_env import ServeError  # noqa: E402
 PHOTOS = sorted((rpol_edge.SAMPLE_ROOT / "JPEGImages").glob("*.jpg"))
 
 
-@pytest.fixture(scope="module")
-def server(sample_onnx: Path) -> TritonServer:
-    http, grpc, metrics = free_ports(3)
-    cfg = ServeConfig(sample_onnx, http_port=http, grpc_port=grpc, metrics_port=metrics, device="cpu")
-    srv = TritonServer(cfg)
-    try:
-        srv.start()
-    except ServeError as exc:
-        pytest.fail(f"the Triton server did not start: {exc}")
-    yield srv
-    srv.stop()
-
-
 def _cli(*args: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "rpol_edge", *map(str, args)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -184,12 +171,12 @@ def test_client_mistakes_are_bad_requests_server_faults_stay_internal(
     server: TritonServer, sample_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import tritonclient.grpc as grpcclient
-    from tests.integrations.triton.test_triton_step import _step, _Tensor, standin_pb_utils
     from tritonclient.utils import InferenceServerException
 
     from rpol_edge.exporters.onnx_export import export_onnx
     from rpol_edge.integrations.triton.worker import serve_batch
     from rpol_edge.runtimes import open_runtime
+    from tests.integrations.triton.test_triton_step import _step, _Tensor, standin_pb_utils
 
     # The server (serve's model step): an empty frame is HTTP 400 and gRPC INVALID_ARGUMENT, with
     # the same message; so is a frame larger than the server takes.

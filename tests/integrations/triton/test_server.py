@@ -31,19 +31,6 @@ from rpol_edge.runtimes import open_runtime  # noqa: E402
 PHOTOS = sorted((rpol_edge.SAMPLE_ROOT / "JPEGImages").glob("*.jpg"))
 
 
-@pytest.fixture(scope="module")
-def server(sample_onnx: Path) -> TritonServer:
-    http, grpc, metrics = free_ports(3)
-    cfg = ServeConfig(sample_onnx, http_port=http, grpc_port=grpc, metrics_port=metrics, device="cpu")
-    srv = TritonServer(cfg)
-    try:
-        srv.start()
-    except ServeError as exc:
-        pytest.fail(f"the Triton server did not start: {exc}")
-    yield srv
-    srv.stop()
-
-
 def _status(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, str]:
     req = urllib.request.Request(url, data=body, headers=headers or {})
     try:
