@@ -16,8 +16,6 @@ so a failed refit leaves no half-written model.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,20 +82,13 @@ def write_ir(model: Opened, output: Path, meta: ModelMeta, w: np.ndarray) -> Non
     from rpol_edge.core.ir_meta import RT_INFO_KEY
     from rpol_edge.refitting.ov_graph import ov_modules
     from rpol_edge.refitting.ov_graph import replace_head as ov_replace_head
+    from rpol_edge.runtimes.openvino_runtime import save_ir
 
     ov, _ = ov_modules()
     graph = model.graph.clone()
     ov_replace_head(graph, meta, w, str(model.path))
     graph.set_rt_info(meta.to_json(), RT_INFO_KEY)
-    tmp = Path(tempfile.mkdtemp(prefix=".ir.", dir=output.parent))
-    try:
-        ov.save_model(graph, str(tmp / "m.xml"), compress_to_fp16=False)
-        os.replace(tmp / "m.bin", output.with_suffix(".bin"))
-        os.replace(tmp / "m.xml", output)  # the .xml last: it names the .bin, and readers look for it
-    finally:
-        for f in tmp.iterdir():
-            f.unlink()
-        tmp.rmdir()
+    save_ir(ov, graph, output)
 
 
 def rebuild_engine(engine: Path, onnx_path: Path, output: Path) -> None:

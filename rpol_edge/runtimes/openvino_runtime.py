@@ -11,6 +11,7 @@ are passed through by ``--device`` but have not been run here.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +123,6 @@ class OpenVinoRuntime(Runtime):
 def write_ir(onnx_path: Path, xml: Path, precision: str = "f32") -> ModelMeta:
     """An exported ONNX graph as an OpenVINO IR beside it, with the same metadata record (plus the
     precision to run it at) in its rt_info; written to temporary names, then renamed."""
-    import os
-    import tempfile
 
     import openvino as ov
 
@@ -132,13 +131,20 @@ def write_ir(onnx_path: Path, xml: Path, precision: str = "f32") -> ModelMeta:
     model = ov.convert_model(str(onnx_path))
     model.set_rt_info(meta.to_json(), RT_INFO_KEY)
     xml.parent.mkdir(parents=True, exist_ok=True)
+    save_ir(ov, model, xml)
+    return meta
+
+
+def save_ir(ov: Any, model: Any, xml: Path) -> None:
+    """Write an OpenVINO model as ``xml`` + its ``.bin``, atomically: both are written in a
+    temporary folder beside ``xml`` and moved into place, the ``.xml`` last (it names the ``.bin``,
+    and readers look for it)."""
     tmp = Path(tempfile.mkdtemp(prefix=".ir.", dir=xml.parent))
     try:
         ov.save_model(model, str(tmp / "m.xml"), compress_to_fp16=False)
         os.replace(tmp / "m.bin", xml.with_suffix(".bin"))
-        os.replace(tmp / "m.xml", xml)  # the .xml last: it names the .bin, and readers look for it
+        os.replace(tmp / "m.xml", xml)
     finally:
         for f in tmp.iterdir():
             f.unlink()
         tmp.rmdir()
-    return meta
