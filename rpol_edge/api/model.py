@@ -70,11 +70,12 @@ class Model:
 
     ``runtime`` is ``auto`` (by file type) or one of torch, ort, openvino, trt; ``device`` ``auto``
     picks CUDA where the runtime reaches it; ``min_area`` (a share of the input crop) reports "no
-    object" for smaller masks; ``boxes`` is ``largest`` (one box), ``all`` or ``objects`` (one box per
-    object) or None (the mode the model file records, ``largest`` unless set); further keyword options go to
+    object" for smaller masks; ``boxes`` is ``largest`` or ``peak`` (one box), ``all`` or ``objects``
+    (one box per object) or None (the mode the model file records, ``largest`` unless set); further
+    keyword options go to
     the runtime (for example ``precision="fp16"`` for torch, ``threads=2`` for ort). Close it (or use
     ``with``) to free sessions and GPU buffers. Errors name these parameters (``boxes='x': choose
-    largest, all or objects``).
+    largest, peak, all or objects``).
     """
 
     def __init__(

@@ -148,7 +148,7 @@ def eval_cmd(
             write_text_atomic(json_out, json.dumps(metrics, indent=1, default=str))
         if calibrate:
             meta = write_threshold(model, metrics["best_threshold"])
-            out.print(f"operating point of {model} set to the fixed threshold {meta.threshold}")
+            out.print(f"operating point of {model} set to {meta.operating.label()}")
 
 
 def compare(

@@ -55,7 +55,8 @@ OperatingPoint = Annotated[
     str | None,
     typer.Option(
         help="mask rule: sign (label-free: w*^T f > 0; the default with --head rpol) | fixed (the "
-        "paper's, at --threshold; the default with --head caam) | otsu | fraction (top --fraction)"
+        "paper's, at --threshold; the default with --head caam) | otsu | fraction (top --fraction) "
+        "| scene (a fixed camera: fit on its own frames; evidence against the scene at --scene-level)"
     ),
 ]
 Threshold = Annotated[
@@ -63,6 +64,7 @@ Threshold = Annotated[
     typer.Option(help="a fixed operating threshold (implies --operating-point fixed; default 0.5)"),
 ]
 Fraction = Annotated[float, typer.Option(help="share of each map the fraction rule keeps")]
+SceneLevel = Annotated[float, typer.Option(help="scene rule: keep evidence above this share of its maximum")]
 FitBatchSize = Annotated[int, typer.Option(help="images per backbone call")]
 CheckpointEvery = Annotated[
     int, typer.Option(help="save each rank's partial sums every N of its images (0: only on SIGTERM)")
@@ -91,6 +93,7 @@ def fit(
     operating_point: OperatingPoint = None,
     threshold: Threshold = None,
     fraction: Fraction = FIT.fraction,
+    scene_level: SceneLevel = FIT.scene_level,
     batch_size: FitBatchSize = FIT.batch_size,
     workers: Workers = FIT.workers,
     device: Device = FIT.device,

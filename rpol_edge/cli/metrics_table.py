@@ -25,7 +25,7 @@ TOPK_KEYS = tuple(key for key in scalar_fields(TopKLocResult) if key not in METR
 
 def metrics_table(title: str, metrics: dict[str, Any], more: tuple[str, ...] = ()) -> Table:
     table = Table(title, "value")
-    for key in METRIC_KEYS + more:
+    for key in dict.fromkeys(METRIC_KEYS + more):  # once each: ``more`` may name a metric field
         value = metrics[key]
         table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
     return table

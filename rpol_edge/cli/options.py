@@ -38,8 +38,9 @@ Boxes = Annotated[
     str | None,
     typer.Option(
         "--boxes",
-        help="largest: one box, around the mask's largest region | all: that box, then one per other "
-        "object | objects: one box per object, the strongest first; see docs/instances.md",
+        help="largest: one box, around the mask's largest region | peak: one box, around the region "
+        "holding the map's maximum | all: the largest box, then one per other object | objects: one "
+        "box per object, the strongest first; see docs/instances.md",
         # a literal "[default: ...]" in the help text would be read as rich markup and vanish
         show_default="the model's, see info; largest",
     ),

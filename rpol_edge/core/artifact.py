@@ -31,6 +31,8 @@ class ModelArtifact:
     count: np.ndarray
     taus: np.ndarray | None = None
     """(n_heads,) float64 tau of every head (the metadata keeps head 0's); None in older files."""
+    cells: np.ndarray | None = None
+    """(C, H, W) float64 per-cell sums of unit features: the scene model of a ``scene`` fit."""
 
     def save(self, path: Path) -> None:
         require_torch("writing a model file", with_timm=False)
@@ -46,6 +48,8 @@ class ModelArtifact:
         }
         if self.taus is not None:
             payload["taus"] = torch.from_numpy(np.asarray(self.taus, np.float64))
+        if self.cells is not None:
+            payload["cells"] = torch.from_numpy(np.asarray(self.cells, np.float64))
         atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
     @classmethod
@@ -74,7 +78,15 @@ class ModelArtifact:
         if array_sha256(w) != meta.w_sha256:
             raise MetadataError(f"{path}: w* does not match its recorded hash (file edited or damaged)")
         taus = obj["taus"].numpy() if isinstance(obj.get("taus"), torch.Tensor) else None
-        return cls(meta, w, obj["v_sum"].numpy(), obj["u_sum"].numpy(), obj["count"].numpy(), taus)
+        cells = obj["cells"].numpy() if isinstance(obj.get("cells"), torch.Tensor) else None
+        if (cells is not None) != (meta.operating_point == "scene"):
+            raise MetadataError(f"{path}: damaged model file (scene model and operating point disagree)")
+        if cells is not None and cells.shape[0] != meta.channels:
+            raise MetadataError(
+                f"{path}: scene model has {cells.shape[0]} channels, metadata says {meta.channels}"
+            )
+        counts = obj["count"].numpy()
+        return cls(meta, w, obj["v_sum"].numpy(), obj["u_sum"].numpy(), counts, taus, cells)
 
 
 ZIP_MAGIC = b"PK\x03\x04"

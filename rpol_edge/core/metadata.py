@@ -14,8 +14,13 @@ from typing import Any
 from rpol_edge import __version__
 
 FORMAT_VERSION = 1
-OPERATING_RULES: tuple[str, ...] = ("fixed", "sign", "otsu", "fraction")
+OPERATING_RULES: tuple[str, ...] = ("fixed", "sign", "otsu", "fraction", "scene")
 """The mask rules of rpol_edge/modeling/operating_point.py, named here so reading metadata needs no torch."""
+
+SCENE_LEVEL = 0.85
+"""Relative level of the ``scene`` rule (a fixed camera): keep the evidence map above this share of
+its maximum. Chosen on the CAVIAR lobby's train frames (plateau 0.82-0.90 there at input 640;
+benchmarks/research/per_image): a constant of one camera, so `fit --scene-level` can change it."""
 
 
 DEFAULT_OPERATING_POINT = "sign"
@@ -36,15 +41,15 @@ class OperatingPoint:
     def __post_init__(self) -> None:
         if self.rule not in OPERATING_RULES:
             raise ValueError(f"unknown operating point {self.rule!r} (choose {', '.join(OPERATING_RULES)})")
-        if self.rule == "fixed" and not 0.0 < self.threshold < 1.0:
+        if self.rule in ("fixed", "scene") and not 0.0 < self.threshold < 1.0:
             raise ValueError(f"operating threshold {self.threshold} is outside (0, 1)")
         if self.rule == "fraction" and not 0.0 < self.fraction <= 1.0:
             raise ValueError(f"foreground fraction {self.fraction} is outside (0, 1]")
 
     def label(self) -> str:
         """Short form for tables and JSON records: ``fixed 0.5``, ``sign``, ``fraction 0.2500``."""
-        if self.rule == "fixed":
-            return f"fixed {self.threshold:g}"
+        if self.rule in ("fixed", "scene"):
+            return f"{self.rule} {self.threshold:g}"
         if self.rule == "fraction":
             return f"fraction {self.fraction:.4f}"
         return self.rule
@@ -55,13 +60,15 @@ class OperatingPoint:
             "sign": "sign of w*^T f (label-free, no constant)",
             "otsu": "Otsu per image (label-free)",
             "fraction": f"top {self.fraction:.1%} of each map (label-free, share of ||f|| > tau)",
+            "scene": f"fixed camera: evidence against the scene above {self.threshold:g} x its maximum",
         }[self.rule]
 
 
 TAU_MODES = ("joint", "mean")
 
-BOX_MODES: tuple[str, ...] = ("largest", "all", "objects")
+BOX_MODES: tuple[str, ...] = ("largest", "peak", "all", "objects")
 """What `detect` reports: ``largest``, the box of the mask's largest region (one per image);
+``peak``, the box of the region holding the map's maximum (one per image; a ``scene`` fit's default);
 ``all``, that box first, then one per other object (rpol_edge/results/instances.py `ALL_BOXES`);
 ``objects``, one box per object, the strongest object's first (`OBJECTS`): the top box follows
 small and several objects, not the largest region (docs/instances.md)."""
@@ -73,6 +80,10 @@ DEFAULT_BOXES = "largest"
 """Recorded at fit time as ``extra["boxes"]``; files without it behave as ``largest``, as they did.
 ``all`` and ``objects`` are not the default: ``objects`` costs about a point of top-box accuracy on
 single-animal photos (docs/operating-points.md)."""
+
+
+SCENE_BOXES = "peak"
+"""The box mode a ``scene`` fit records (docs/operating-points.md, "A fixed camera")."""
 
 
 class MetadataError(ValueError):
@@ -155,7 +166,7 @@ class ModelMeta:
         """The fields that apply to this file, for people (``info``): no threshold under a rule
         that has none, no opset before export, no raw-frame fields without raw frames."""
         skip = set()
-        if self.operating_point != "fixed":
+        if self.operating_point not in ("fixed", "scene"):
             skip.add("threshold")
         if self.operating_point != "fraction":
             skip.add("fraction")
@@ -203,8 +214,9 @@ class ModelMeta:
 
     operating_point: str = "fixed"
     """How the map becomes the mask (rpol_edge/modeling/operating_point.py): ``fixed`` (the paper's rule at
-    ``threshold``), or a label-free rule: ``sign``, ``otsu``, ``fraction``. Files written before
-    this field existed are ``fixed`` and behave as they did."""
+    ``threshold``), a label-free rule: ``sign``, ``otsu``, ``fraction``, or ``scene`` (a fixed
+    camera: the map is the evidence against a per-cell model of the scene, kept above ``threshold``
+    x its maximum). Files written before this field existed are ``fixed`` and behave as they did."""
     fraction: float = 0.0
     """q of the ``fraction`` rule (keep the top q of each map); 0 for the other rules."""
 

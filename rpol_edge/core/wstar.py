@@ -30,6 +30,9 @@ class FeatureSums:
     """(n_heads,) float64: sum of ||f_i|| over every position of every image (the plain-mean tau)."""
     positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     """(n_heads,) int64: how many positions ``norm_sum`` adds up."""
+    cells: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """(C, H, W) float64: sum over images of the unit feature at each grid cell, for the scene model
+    of a fixed camera (`rpol_edge.core.scene`); empty when the fit does not keep one."""
 
     def __post_init__(self) -> None:
         # Older call sites build sums from (v, u, count) only; their norm sums start at zero.
@@ -39,12 +42,24 @@ class FeatureSums:
             self.positions = np.zeros(self.count.shape, np.int64)
 
     @classmethod
-    def zeros(cls, channels: int, n_heads: int = 1) -> FeatureSums:
+    def zeros(cls, channels: int, n_heads: int = 1, grid: tuple[int, int] | None = None) -> FeatureSums:
+        """Empty sums; ``grid`` (H, W) also keeps the per-cell sums of a scene model."""
+        cells = np.zeros((channels, *grid), np.float64) if grid else np.zeros(0)
         return cls(
             np.zeros((n_heads, channels), np.float64),
             np.zeros((n_heads, channels), np.float64),
             np.zeros(n_heads, np.int64),
+            cells=cells,
         )
+
+    def add_cell_sums(self, cells: np.ndarray) -> None:
+        """Add a batch's sum of unit features per cell, (C, H, W), to the scene model's sums."""
+        cells = np.asarray(cells, np.float64)
+        if cells.shape != self.cells.shape:
+            raise ValueError(
+                f"cell sums of shape {cells.shape} do not fit running sums of {self.cells.shape}"
+            )
+        self.cells += cells
 
     def add_image_sums(
         self,
@@ -79,6 +94,7 @@ class FeatureSums:
             self.count + other.count,
             self.norm_sum + other.norm_sum,
             self.positions + other.positions,
+            self.cells + other.cells,
         )
 
 

@@ -169,11 +169,11 @@ def reduce_accuracy(acc: BoxAccuracy, n_skipped: int, reduction: Reduction) -> i
 
 def calibrate(model_path: Path, best_threshold: float) -> ModelMeta:
     """Write the best threshold into a fitted model file as its operating point (``fixed``: a
-    threshold chosen with labels replaces any label-free rule)."""
+    threshold chosen with labels replaces any label-free rule). A ``scene`` model keeps its rule
+    and takes the threshold as its level: its map is the evidence against its scene."""
     artifact = ModelArtifact.load(model_path)
-    artifact.meta = artifact.meta.replace(
-        threshold=float(best_threshold), operating_point="fixed", fraction=0.0
-    )
+    rule = "scene" if artifact.meta.operating_point == "scene" else "fixed"
+    artifact.meta = artifact.meta.replace(threshold=float(best_threshold), operating_point=rule, fraction=0.0)
     artifact.meta.validate(str(model_path))
     artifact.save(model_path)
     return artifact.meta

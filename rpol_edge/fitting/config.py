@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rpol_edge.core.metadata import DEFAULT_OPERATING_POINT, OPERATING_RULES, TAU_MODES
+from rpol_edge.core.metadata import DEFAULT_OPERATING_POINT, OPERATING_RULES, SCENE_LEVEL, TAU_MODES
 from rpol_edge.runtimes import InferenceError, check_device
 
 
@@ -44,6 +44,8 @@ class FitConfig:
     threshold: float = 0.5
     fraction: float = 0.0
     """q of the ``fraction`` rule."""
+    scene_level: float = SCENE_LEVEL
+    """Level of the ``scene`` rule (a fixed camera), relative to each evidence map's maximum."""
     batch_size: int = 16
     workers: int = 2
     device: str = "auto"
@@ -72,6 +74,8 @@ class FitConfig:
             )
         if self.rule == "fraction" and not 0.0 < self.fraction <= 1.0:
             raise ValueError(f"fraction={self.fraction}: the fraction rule needs a share in (0, 1]")
+        if self.rule == "scene":
+            self._validate_scene()
         if self.head not in ("rpol", "caam"):
             raise ValueError(f"head={self.head!r}: choose rpol or caam")
         if self.tau_mode not in TAU_MODES:
@@ -88,3 +92,24 @@ class FitConfig:
             check_device(self.device)
         except InferenceError as exc:
             raise ValueError(str(exc)) from None
+
+    def _validate_scene(self) -> None:
+        """The scene model is kept per cell of the inference grid: the fit must see the frames
+        exactly as inference will (same size and framing), with one model for the view."""
+        if not 0.0 < self.scene_level < 1.0:
+            raise ValueError(f"scene_level={self.scene_level}: must be in (0, 1)")
+        if self.classwise:
+            raise ValueError(
+                "operating_point='scene' keeps one scene model for the view: drop classwise=True"
+            )
+        if self.reference_fit or (self.fit_size is not None and self.fit_size != self.input_size):
+            raise ValueError(
+                "operating_point='scene' fits the scene at the inference grid: leave fit_size and "
+                "reference_fit unset"
+            )
+        if self.fit_resize is not None and self.fit_resize != (
+            self.resize_size or default_resize(self.input_size)
+        ):
+            raise ValueError(
+                "operating_point='scene' needs the fit framed as inference: leave fit_resize unset"
+            )

@@ -14,7 +14,7 @@ import torch
 from rpol_edge.backbones.timm_backbone import Backbone, BackboneSpec, build_backbone
 from rpol_edge.core.artifact import ModelArtifact
 from rpol_edge.core.files import array_sha256
-from rpol_edge.core.metadata import DEFAULT_BOXES, ModelMeta
+from rpol_edge.core.metadata import DEFAULT_BOXES, SCENE_BOXES, ModelMeta
 from rpol_edge.core.wstar import FeatureSums, solve
 from rpol_edge.data import DatasetError, Sample, read_dataset, sample_list_sha256, sample_subset
 from rpol_edge.data.loader import Batch, iterate_batches
@@ -136,13 +136,15 @@ def fit(
     extractor = Localizer(bb.module, torch.zeros(1, bb.channels), bb.mean, bb.std, fit_size, 0.5).to(device)
 
     mine = shard(samples, ctx, unit=cfg.batch_size)
-    state = FitState(FeatureSums.zeros(bb.channels, n_heads), 0)
+    # A scene fit (fixed camera) also keeps per-cell sums at the inference grid (core/scene.py).
+    grid = (cfg.input_size // bb.stride,) * 2 if cfg.rule == "scene" else None
+    state = FitState(FeatureSums.zeros(bb.channels, n_heads, grid), 0)
     state, saver, resumed_at, ckpt_file = _checkpointing(
         cfg, checkpoints, ctx, bb.weights_sha256, (fit_size, fit_resize), samples, mine, state
     )
 
     def step(batch: Batch, st: FitState) -> FitState:
-        part = FeatureSums.zeros(bb.channels, n_heads)
+        part = FeatureSums.zeros(bb.channels, n_heads, grid)
         if len(batch.frames):
             f = extractor.features(torch.from_numpy(batch.frames).to(device))
             heads = torch.tensor([classes[s.label] for s in batch.samples]) if classes else None  # type: ignore[index]
@@ -243,7 +245,9 @@ def _artifact(
     extra = {"weights": str(Path(cfg.weights).expanduser().resolve())} if cfg.weights else {}
     if classes:
         extra["classes"] = ",".join(str(c) for c in classes)
-    extra["boxes"] = DEFAULT_BOXES  # so `info` shows it and every export carries it
+    # Recorded so `info` shows it and every export carries it; a fixed camera's objects are small
+    # and the scene's changes (light, a door) can be wide: its box is the strongest region's.
+    extra["boxes"] = SCENE_BOXES if cfg.rule == "scene" else DEFAULT_BOXES
     meta = ModelMeta(
         backbone=cfg.backbone,
         weights_sha256=bb.weights_sha256,
@@ -257,7 +261,7 @@ def _artifact(
         head=cfg.head,
         n_heads=int(w.shape[0]),
         tau=float(taus[0]),
-        threshold=cfg.threshold,
+        threshold=cfg.scene_level if cfg.rule == "scene" else cfg.threshold,
         operating_point=cfg.rule,
         fraction=cfg.fraction if cfg.rule == "fraction" else 0.0,
         w_sha256=array_sha256(w),
@@ -274,7 +278,8 @@ def _artifact(
         extra=extra,
     )
     meta.validate()
-    return ModelArtifact(meta, w, sums.v_sum, sums.u_sum, sums.count, taus)
+    cells = sums.cells if cfg.rule == "scene" else None
+    return ModelArtifact(meta, w, sums.v_sum, sums.u_sum, sums.count, taus, cells)
 
 
 def stream(

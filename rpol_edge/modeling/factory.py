@@ -10,6 +10,7 @@ import torch
 from rpol_edge.backbones.timm_backbone import BackboneError, BackboneSpec, build_backbone
 from rpol_edge.core.artifact import ModelArtifact
 from rpol_edge.core.metadata import ModelMeta
+from rpol_edge.core.scene import background
 from rpol_edge.modeling.localizer import Localizer
 
 
@@ -43,4 +44,5 @@ def build_localizer(artifact: ModelArtifact, weights: Path | None = None) -> Loc
         meta.threshold,
         meta.head,
         meta.operating,
+        None if artifact.cells is None else torch.from_numpy(background(artifact.cells)),
     )

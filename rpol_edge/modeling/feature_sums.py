@@ -23,7 +23,10 @@ def add_features(sums: FeatureSums, features: torch.Tensor, heads: torch.Tensor 
     f = features.detach().to(torch.float64)
     v = f.mean(dim=(2, 3)).cpu().numpy()
     n = f.norm(dim=1, keepdim=True)  # once: the unit features and the plain-mean tau both need it
-    u = (f / n.clamp_min(EPS)).mean(dim=(2, 3)).cpu().numpy()
+    unit = f / n.clamp_min(EPS)
+    u = unit.mean(dim=(2, 3)).cpu().numpy()
     norms = n.sum(dim=(1, 2, 3)).cpu().numpy()
     idx = None if heads is None else heads.cpu().numpy()
     sums.add_image_sums(v, u, norms, f.shape[2] * f.shape[3], idx)
+    if sums.cells.size:  # the scene model of a fixed camera (rpol_edge.core.scene)
+        sums.add_cell_sums(unit.sum(dim=0).cpu().numpy())

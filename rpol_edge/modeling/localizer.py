@@ -51,6 +51,7 @@ class Localizer(nn.Module):
     pixel_mean: torch.Tensor
     pixel_std: torch.Tensor
     cut_table: torch.Tensor
+    scene: torch.Tensor | None
 
     def __init__(
         self,
@@ -62,6 +63,7 @@ class Localizer(nn.Module):
         threshold: float,
         head: str = "rpol",
         operating_point: OperatingPoint | None = None,
+        scene: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if head not in ("rpol", "caam"):
@@ -79,6 +81,10 @@ class Localizer(nn.Module):
         self.operating_point = operating_point or OperatingPoint("fixed", threshold)
         self.register_buffer("cut_table", threshold_cuts(self.operating_point.threshold))
         self.input_size = int(input_size)
+        if (scene is None) != (self.operating_point.rule != "scene"):
+            raise ValueError("the scene operating point and a scene model (C, H, W) come together")
+        # (1, C, H, W) float32: the unit direction of the scene at each cell (rpol_edge.core.scene).
+        self.register_buffer("scene", None if scene is None else scene.to(torch.float32)[None])
         self.eval()
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
@@ -88,8 +94,12 @@ class Localizer(nn.Module):
         return self.backbone((x - self.pixel_mean) / self.pixel_std)
 
     def response(self, f: torch.Tensor) -> torch.Tensor:
-        """a_i = w*^T f_i / ||f_i|| (guarded: a zero feature gives 0), before the clamp."""
+        """a_i = w*^T f_i / ||f_i|| (guarded: a zero feature gives 0), before the clamp; with a
+        scene model, the evidence 1 - cos(f_i, b_i) against it instead (rpol_edge.core.scene)."""
         f = f.float()
+        if self.scene is not None:
+            cos = (f * self.scene).sum(dim=1, keepdim=True) / f.norm(dim=1, keepdim=True).clamp_min(EPS)
+            return 1.0 - cos
         a = self.head(f)
         if self.normalize_by_norm:
             a = a / f.norm(dim=1, keepdim=True).clamp_min(EPS)
@@ -116,7 +126,7 @@ class Localizer(nn.Module):
             return otsu_mask(score, grid)
         if rule == "fraction":
             return fraction_mask(score, grid, self.operating_point.fraction)
-        return self.binarize(score)
+        return self.binarize(score)  # fixed; scene: its level relative to the evidence maximum
 
     def half_backbone(self) -> Localizer:
         """FP16 backbone (and input normalization); head, min-max, upsampling and threshold stay FP32,

@@ -13,6 +13,9 @@ no loop, no arithmetic on UINT8 tensors. The rule is a constant of the module, c
 * ``otsu``: per image, Otsu's threshold on the 256-bin histogram of the feature-grid map.
 * ``fraction``: per image, keep the share q of feature cells with the highest scores; q is fitted
   without labels as the share of fit-image positions with ``||f_i|| > tau``.
+* ``scene``: a fixed camera. The response is the evidence 1 - cos(f_i, b_i) against the scene model
+  fitted on the camera's own frames (rpol_edge/core/scene.py), and the mask keeps it above a level
+  relative to its maximum, with the ``fixed`` rule's arithmetic.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import numpy as np
 
 from rpol_edge.core.metadata import ModelMeta
 from rpol_edge.core.onnx_meta import INPUT
-from rpol_edge.refitting.onnx_graph import SUMS, RefitError
+from rpol_edge.refitting.onnx_graph import CELLS, SUMS, RefitError
 from rpol_edge.runtimes import RUNTIMES as _RUNTIMES
 from rpol_edge.runtimes import InferenceError, RuntimeInfo, check_device, missing_modules, resolve_device
 
@@ -69,6 +69,8 @@ class SumsRunner:
         self.cache_dir = cache_dir
         """TensorRT execution provider's engine cache (on a GPU), as the ort runtime keeps it."""
         self.min_batch, self.max_batch = batch_range
+        self.outputs = (*SUMS, CELLS) if meta.operating_point == "scene" else SUMS
+        """The fit graph's outputs: a ``scene`` model's also gives the unit features per cell."""
         self.session: Any = None
         self.description = info.name
 
@@ -127,25 +129,38 @@ class SumsRunner:
 
     def _run(self, frames: np.ndarray) -> list[np.ndarray]:
         if self.info.name == "ort":
-            return [np.asarray(x) for x in self.session.run(list(SUMS), {INPUT: frames})]
+            return [np.asarray(x) for x in self.session.run(list(self.outputs), {INPUT: frames})]
         self.session.infer({INPUT: frames})
-        return [np.array(self.session.get_tensor(name).data) for name in SUMS]
+        return [np.array(self.session.get_tensor(name).data) for name in self.outputs]
 
     def sums(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Any number of frames, chunked and padded to the graph's batch range like `infer_all`."""
+        """(v_mean, u_mean, norm_sum) of any number of frames (`sums_and_cells` without the cells)."""
+        return self.sums_and_cells(frames)[:3]  # type: ignore[return-value]
+
+    def sums_and_cells(
+        self, frames: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Any number of frames, chunked and padded to the graph's batch range like `infer_all`;
+        the last item is a ``scene`` model's per-cell sum of unit features over the frames,
+        (C, h, w) float64 (None for other models)."""
         if self.session is None:
             raise RefitError("fit graph used outside its 'with' block")
         n = len(frames)
         hi = self.max_batch or max(n, 1)
         parts: list[list[np.ndarray]] = []
+        cells: np.ndarray | None = None
         for start in range(0, n, hi):
             chunk = frames[start : start + hi]
             real = len(chunk)
             if real < self.min_batch:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.min_batch - real, axis=0)])
-            parts.append([x[:real] for x in self._run(np.ascontiguousarray(chunk))])
+            got = [x[:real] for x in self._run(np.ascontiguousarray(chunk))]
+            if len(got) > 3:  # the padding is cut off before the per-cell sum
+                part = got.pop().astype(np.float64).sum(axis=0)
+                cells = part if cells is None else cells + part
+            parts.append(got)
         if not parts:
             c = self.meta.channels
-            return np.zeros((0, c), np.float32), np.zeros((0, c), np.float32), np.zeros(0, np.float32)
+            return np.zeros((0, c), np.float32), np.zeros((0, c), np.float32), np.zeros(0, np.float32), None
         v, u, s = (np.concatenate([p[i] for p in parts]) for i in range(3))
-        return v, u, s
+        return v, u, s, cells

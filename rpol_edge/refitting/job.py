@@ -19,6 +19,7 @@ import numpy as np
 
 from rpol_edge.core.files import array_sha256
 from rpol_edge.core.metadata import MetadataError, ModelMeta
+from rpol_edge.core.scene import background
 from rpol_edge.core.wstar import FeatureSums, solve
 from rpol_edge.data import DatasetError, Sample, read_dataset
 from rpol_edge.fitting.checkpoint import CheckpointOptions, FitState, StopRequest
@@ -122,7 +123,13 @@ def refit(
     total = len(samples) if req.data else req.frames
     c = model.meta.channels
     positions = (model.meta.input_size // model.meta.feature_stride) ** 2
-    state = FitState(FeatureSums.zeros(c), 0)
+    # A scene model (a fixed camera) also refits its per-cell scene (core/scene.py).
+    grid = (
+        (model.meta.input_size // model.meta.feature_stride,) * 2
+        if model.meta.operating_point == "scene"
+        else None
+    )
+    state = FitState(FeatureSums.zeros(c, grid=grid), 0)
     resume = open_checkpoint(req, checkpoints, model.path, features.path, samples, total, state)
     state = resume.state
     counts = SourceCount()
@@ -130,9 +137,12 @@ def refit(
         chunks = _chunks(req, features.meta, samples, state.position, counts)
 
         def step(chunk: Chunk, st: FitState) -> FitState:
-            part = FeatureSums.zeros(c)
+            part = FeatureSums.zeros(c, grid=grid)
             if len(chunk.frames):
-                part.add_image_sums(*runner.sums(chunk.frames), positions)
+                v, u, norms, cells = runner.sums_and_cells(chunk.frames)
+                part.add_image_sums(v, u, norms, positions)
+                if cells is not None:
+                    part.add_cell_sums(cells)
             return FitState(
                 st.sums.merge(part), st.position + chunk.consumed, st.skipped + tuple(chunk.skipped)
             )
@@ -152,7 +162,8 @@ def refit(
     meta = refit_meta(model.meta, w, taus, sums, req, len(state.skipped) + counts.corrupt, runner.description)
     from rpol_edge.refitting.writers import write_model
 
-    written = write_model(model, Path(req.output), meta, w)
+    # A scene model's graph holds its scene, not w* (modeling/localizer.py): that is what changes.
+    written = write_model(model, Path(req.output), meta, background(sums.cells) if grid else w)
     if checkpoints is not None:
         resume.ckpt_file.unlink(missing_ok=True)
         with suppress(OSError):  # not empty: files of another run; leave them

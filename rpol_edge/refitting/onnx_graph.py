@@ -26,6 +26,10 @@ from rpol_edge.core.metadata import MetadataError, ModelMeta
 
 SUMS = ("v_mean", "u_mean", "norm_sum")
 """The fit graph's outputs, in this order."""
+CELLS = "unit_cells"
+"""The fit graph of a ``scene`` model (a fixed camera) also outputs f / ||f|| per cell, (N, C, h, w):
+the per-cell sums of its scene model (core/scene.py), added on the host after the batch padding is
+cut off."""
 FIT_KEY = "rpol_edge_fit"
 """metadata_props key of a fit graph written to a file: the model's record, so nobody runs it as a
 model (it has no score or mask)."""
@@ -65,9 +69,33 @@ def check_refittable(meta: ModelMeta, source: str) -> None:
         )
 
 
+def scene_shape(meta: ModelMeta) -> list[int]:
+    """(1, C, h, w): the scene constant of a ``scene`` model's graph."""
+    cells = meta.input_size // meta.feature_stride
+    return [1, meta.channels, cells, cells]
+
+
+def find_scene(model: Any, meta: ModelMeta, source: str) -> HeadConv:
+    """A ``scene`` model's Mul of f by its float (1, C, h, w) scene constant: the node, the
+    constant and f (the localizer's response, modeling/localizer.py)."""
+    inits = {t.name: t for t in model.graph.initializer}
+    want = scene_shape(meta)
+    for node in model.graph.node:
+        if node.op_type != "Mul" or len(node.input) != 2:
+            continue
+        for k in (0, 1):
+            b = inits.get(node.input[k])
+            if b is not None and list(b.dims) == want and b.data_type == 1:  # FLOAT
+                return HeadConv(node, node.input[k], node.input[1 - k])
+    raise RefitError(f"{source}: no scene constant (a float {tuple(want)} Mul operand) in the graph")
+
+
 def find_head(model: Any, meta: ModelMeta, source: str) -> HeadConv:
     """The last Conv whose weight is a (n_heads, channels, 1, 1) initializer: the w* head (the
-    backbone's own 1x1 convolutions have another shape or come earlier)."""
+    backbone's own 1x1 convolutions have another shape or come earlier); for a ``scene`` model,
+    which has no w* in its graph, the scene constant's Mul (`find_scene`)."""
+    if meta.operating_point == "scene":
+        return find_scene(model, meta, source)
     inits = {t.name: t for t in model.graph.initializer}
     want = [meta.n_heads, meta.channels, 1, 1]
     for node in reversed(model.graph.node):
@@ -124,6 +152,11 @@ def fit_graph(model: Any, meta: ModelMeta, source: str) -> Any:
         onnx.helper.make_tensor_value_info(SUMS[1], onnx.TensorProto.FLOAT, [n, c]),
         onnx.helper.make_tensor_value_info(SUMS[2], onnx.TensorProto.FLOAT, [n]),
     ]
+    if meta.operating_point == "scene":
+        nodes.append(onnx.helper.make_node("Identity", ["fit/unit"], [CELLS], name=CELLS))
+        outputs.append(
+            onnx.helper.make_tensor_value_info(CELLS, onnx.TensorProto.FLOAT, [n, *scene_shape(meta)[1:]])
+        )
     kept = _needed(list(model.graph.node), {f})
     used = {i for node in kept for i in node.input}
     graph = onnx.helper.make_graph(
@@ -151,18 +184,26 @@ def _needed(nodes: list[Any], wanted: set[str]) -> list[Any]:
 
 
 def head_weight(model: Any, meta: ModelMeta, source: str) -> np.ndarray:
-    """w* as the graph holds it, (n_heads, C) float32."""
+    """w* as the graph holds it, (n_heads, C) float32 (a ``scene`` model: its scene, `weight_array`)."""
     onnx = onnx_module()
     head = find_head(model, meta, source)
     init = next(t for t in model.graph.initializer if t.name == head.weight)
-    return np.asarray(onnx.numpy_helper.to_array(init), np.float32).reshape(meta.n_heads, meta.channels)
+    return weight_array(onnx.numpy_helper.to_array(init), meta)
+
+
+def weight_array(value: Any, meta: ModelMeta) -> np.ndarray:
+    """A graph's w* as (n_heads, C) float32; a ``scene`` model's scene as (C, h, w)."""
+    shape = scene_shape(meta)[1:] if meta.operating_point == "scene" else [meta.n_heads, meta.channels]
+    return np.asarray(value, np.float32).reshape(shape)
 
 
 def replace_head(model: Any, meta: ModelMeta, w: np.ndarray, source: str) -> None:
-    """Put ``w`` (n_heads, C) into the w* convolution's weight, in place; nothing else changes."""
+    """Put ``w`` (n_heads, C) into the w* convolution's weight, in place; nothing else changes.
+    For a ``scene`` model ``w`` is its scene, (C, h, w), put into the scene constant."""
     onnx = onnx_module()
     head = find_head(model, meta, source)
-    w32 = np.asarray(w, np.float32).reshape(meta.n_heads, meta.channels, 1, 1)
+    shape = scene_shape(meta) if meta.operating_point == "scene" else [meta.n_heads, meta.channels, 1, 1]
+    w32 = np.asarray(w, np.float32).reshape(shape)
     for i, t in enumerate(model.graph.initializer):
         if t.name == head.weight:
             model.graph.initializer[i].CopyFrom(onnx.numpy_helper.from_array(w32, head.weight))

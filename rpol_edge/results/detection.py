@@ -63,7 +63,8 @@ def detect(
 ) -> Detection:
     """The one post-processing step every runtime shares: the mask and score map -> boxes.
 
-    ``boxes`` (`BOX_MODES`): ``largest`` (the largest contour of the mask), ``all`` (that box
+    ``boxes`` (`BOX_MODES`): ``largest`` (the largest contour of the mask), ``peak`` (the region
+    holding the score map's maximum: `peak_region_box`), ``all`` (the largest box
     first, then one per other object: rpol_edge/results/instances.py `all_boxes`) or ``objects``
     (one box per object, the strongest first: `object_boxes`); the last two work from the score
     map and mask and need ``cells``, the feature grid's cells per side (`box_mode`). ``min_area``:
@@ -93,6 +94,8 @@ def crop_boxes(
     if not mask.any() or (min_area > 0 and largest_region(mask) < min_area * mask.size):
         return empty
     mode = check_boxes(boxes)
+    if mode == "peak":
+        return peak_region_box(score, mask)
     if mode != "largest":
         if cells <= 0:
             raise ValueError(f"boxes={mode!r} needs the feature grid size (cells per side)")
@@ -104,6 +107,19 @@ def crop_boxes(
     b = boxes_from_mask(mask, multi_contour=False)[0]
     x0, y0, x1, y1 = (int(v) for v in b)
     return b[None], np.array([float(score[y0 : y1 + 1, x0 : x1 + 1].mean())])
+
+
+def peak_region_box(score: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The box of the mask's 8-connected region that holds the score map's maximum, with the mean
+    score inside it: the strongest evidence, not the widest (a fixed camera's small objects)."""
+    m = np.ascontiguousarray(mask, np.uint8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    at = int(np.argmax(np.where(m > 0, score, -np.inf)))
+    region = int(np.asarray(labels).reshape(-1)[at])
+    x, y, w, h = (int(v) for v in np.asarray(stats)[region, :4])
+    # The reference's box convention, as `largest` draws it (results/boxes.py `_bounding_box`).
+    x1, y1 = min(x + w, m.shape[1] - 1), min(y + h, m.shape[0] - 1)
+    return np.array([[x, y, x1, y1]], np.int64), np.array([float(score[y : y1 + 1, x : x1 + 1].mean())])
 
 
 def peak_of(out: Output, i: int, head: int = 0) -> float | None:

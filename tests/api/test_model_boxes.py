@@ -37,7 +37,7 @@ def test_model_default_is_the_files_recorded_mode_and_bad_modes_fail(sample_onnx
     with rpol_edge.load(sample_onnx) as model:
         assert model.boxes == "largest" == model.meta.boxes
         assert len(model.predict(tiled(2)[..., ::-1].copy(), boxes="all").boxes) >= 2
-        with pytest.raises(ValueError, match="choose largest, all or objects"):
+        with pytest.raises(ValueError, match="choose largest, peak, all or objects"):
             model.predict(tiled(2), boxes="some")
-    with pytest.raises(ValueError, match="choose largest, all or objects"):
+    with pytest.raises(ValueError, match="choose largest, peak, all or objects"):
         rpol_edge.load(sample_onnx, boxes="some")

@@ -47,7 +47,7 @@ def test_boxes_refuses_an_unknown_mode_in_one_line(sample_onnx: Path, tmp_path: 
         code, out = invoke(*args)
         lines = [ln for ln in out.splitlines() if ln.strip()]
         assert code == 2 and "Traceback" not in out, out
-        assert lines[-1] == "error: --boxes 'every': choose largest, all or objects", out
+        assert lines[-1] == "error: --boxes 'every': choose largest, peak, all or objects", out
     assert not (tmp_path / "p").exists()
 
 

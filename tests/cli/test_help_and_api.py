@@ -164,7 +164,7 @@ def test_python_errors_name_parameters_and_the_cli_names_flags(tmp_path: Path) -
     with rpol_edge.load(PRE_LAYOUT / "exp" / "model.onnx", device="cpu") as model:
         with pytest.raises(ValueError) as boxes:
             model.predict(SAMPLE_PHOTO, boxes="foo")
-    assert str(boxes.value) == "boxes='foo': choose largest, all or objects"
+    assert str(boxes.value) == "boxes='foo': choose largest, peak, all or objects"
     with pytest.raises(ExportError) as int8:
         rpol_edge.export(PRE_LAYOUT / "tiny.rpol", tmp_path / "o", int8=True)
     assert str(int8.value) == "int8=True needs calibration images: calib_data=KIND calib_root=DIR"
@@ -174,7 +174,7 @@ def test_python_errors_name_parameters_and_the_cli_names_flags(tmp_path: Path) -
 
     onnx = PRE_LAYOUT / "exp" / "model.onnx"
     code, out = _cli("predict", onnx, SAMPLE_PHOTO, "-o", tmp_path / "p", "--boxes", "foo")
-    want = "error: --boxes 'foo': choose largest, all or objects"
+    want = "error: --boxes 'foo': choose largest, peak, all or objects"
     assert (code, out.strip().splitlines()[-1]) == (2, want), out
     code, out = _cli("export", PRE_LAYOUT / "tiny.rpol", "--int8", "-o", tmp_path / "o")
     want = "error: --int8 needs calibration images: --calib-data KIND --calib-root DIR"

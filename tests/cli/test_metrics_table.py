@@ -28,6 +28,13 @@ def test_table_rows_are_the_accuracy_record_fields() -> None:
     assert set(TOPK_KEYS) == set(TopKLocResult.__annotations__) - {"n_images"}
     table = metrics_table("metric", result | {"operating_point": "sign"})
     assert table.row_count == len(METRIC_KEYS)
+    # eval names the oracle rows again (to place them beside the label-free result): once each
+    from rpol_edge.cli.evaluate import ORACLE_KEYS
+
+    assert set(ORACLE_KEYS) <= set(METRIC_KEYS)
+    assert metrics_table("metric", result | {"operating_point": "sign"}, ORACLE_KEYS).row_count == len(
+        METRIC_KEYS
+    )
 
 
 def test_bench_accuracies_are_the_record_percentages() -> None:

@@ -244,3 +244,20 @@ def test_box_from_all_zero_and_constant_maps() -> None:
     np.testing.assert_array_equal(box_from_score_map(np.zeros((32, 32)), 0.5), [0, 0, 0, 0])
     # Constant 0.3 -> uint8 76, level int(38.0) = 38: full mask -> whole image.
     np.testing.assert_array_equal(box_from_score_map(np.full((32, 32), 0.3), 0.5), [0, 0, 31, 31])
+
+
+def test_peak_box_is_the_region_holding_the_maximum_not_the_largest() -> None:
+    from rpol_edge.results.detection import crop_boxes
+
+    score = np.zeros((20, 20), np.float32)
+    mask = np.zeros((20, 20), np.uint8)
+    mask[0:10, 0:10] = 1  # the largest region, weak evidence
+    score[0:10, 0:10] = 0.6
+    mask[14:17, 14:17] = 1  # a small region holding the maximum
+    score[14:17, 14:17] = 0.9
+    score[15, 15] = 1.0
+    largest, _ = crop_boxes(score, mask, boxes="largest")
+    peak, peak_score = crop_boxes(score, mask, boxes="peak")
+    assert largest.tolist() == [[0, 0, 10, 10]]  # the reference's one-past-the-end corner
+    assert peak.tolist() == [[14, 14, 17, 17]]
+    assert np.isclose(peak_score[0], score[14:18, 14:18].mean())

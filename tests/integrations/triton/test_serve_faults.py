@@ -99,7 +99,7 @@ def test_serve_errors_are_one_line(sample_onnx: Path, tmp_path: Path) -> None:
     line = _one_error_line(_cli("serve", tmp_path / "nope.onnx"))
     assert "nope.onnx: no such model file" in line
     line = _one_error_line(_cli("serve", sample_onnx, "--boxes", "foo"))
-    assert "--boxes 'foo': choose largest, all or objects" in line
+    assert "--boxes 'foo': choose largest, peak, all or objects" in line
     line = _one_error_line(_cli("serve", sample_onnx, "--http-port", ports[0], "--grpc-port", ports[0]))
     assert "three different ports" in line
     with socket.socket() as other:  # any program, not a server of ours
