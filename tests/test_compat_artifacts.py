@@ -112,6 +112,12 @@ WORDING = [
     ("--batch-size <int> [", "--batch-size <int> images per inference call ["),
     ("--seed <int> [", "--seed <int> random seed of the --sampling-ratio draw ["),
     ("--calib-split <str> [", "--calib-split <str> split of the INT8 calibration data ["),
+    # the scene rule (a fixed camera) joined the operating points
+    (
+        "otsu | fraction (top --fraction) --threshold",
+        "otsu | fraction (top --fraction) | scene (a fixed camera: fit on its own frames; evidence against "
+        "the scene at --scene-level) --threshold",
+    ),
     ("--workspace-mb <int> [", "--workspace-mb <int> TensorRT builder workspace memory limit, in MB ["),
     (
         "--source <list[str]> camera, stream, video file, image file, folder or glob: camera://N (same as "
@@ -202,6 +208,7 @@ ADDED = {
     "export": ("openvino", "openvino_precision", "triton", "triton_name", "deepstream"),
     "compare": ("runtime", "ref_runtime"),
     "eval": ("boxes",),
+    "fit": ("scene_level",),
 }
 
 # Commands added since the layout change (all their options are new).

@@ -142,8 +142,10 @@ def test_fit_graph_of_every_flavour(
 ) -> None:
     """The fit graph of every ONNX flavour export writes passes the static TensorRT check for the
     versions the export was checked for and runs; FP32 graphs give the fit's w*, FP16 closely. The
-    INT8 graph's own sums are what an INT8 backbone sees (the sample's 8-image calibration moves
-    w* visibly: cosine about 0.94 here); with its FP32 graph's features the refit is the fit's."""
+    INT8 graph's own sums are what its INT8 backbone gives on this CPU (checked against that
+    backbone's features read out of the graph: how far they are from FP32 depends on the CPU's
+    INT8 kernels, cosine of w* about 0.94 on AVX-512 VNNI, 0.62 on AVX2 alone); with its FP32
+    graph's features the refit is the fit's."""
     from rpol_edge.exporters.trt.compat import recorded_targets
 
     path = variants[flavour]
@@ -153,8 +155,10 @@ def test_fit_graph_of_every_flavour(
     assert check_model(graph, recorded_targets(meta)) == []
     onnx.checker.check_model(graph, full_check=True)
     r = refit(RefitRequest(path, path.with_name(f"refit-{path.name}"), data="voc", root=SAMPLE, split="test"))
-    bound = {"fp32-static": COS, "dynamo-dynamic": COS, "fp16": 0.999, "int8-trt": 0.9}[flavour]
-    assert cosine(r.w, test_fit.w) > bound
+    if flavour == "int8-trt":
+        assert cosine(r.w, backbone_w(path, meta)) > 1 - 1e-6
+    else:
+        assert cosine(r.w, test_fit.w) > {"fp32-static": COS, "dynamo-dynamic": COS, "fp16": 0.999}[flavour]
     assert cosine(onnx_w(path.with_name(f"refit-{path.name}")), r.w) > COS
     if flavour == "int8-trt":
         fp32 = refit(
@@ -169,6 +173,38 @@ def test_fit_graph_of_every_flavour(
         )
         assert cosine(fp32.w, test_fit.w) > COS
         assert read_onnx_meta(path.with_name("refit-fp32-features.onnx")).precision == "int8"
+
+
+def backbone_w(path: Path, meta: ModelMeta, runtime: str = "ort") -> np.ndarray:
+    """w* from the graph's own backbone features f (the w* convolution's input made an output,
+    run on ONNX Runtime or OpenVINO at f32), reduced and solved in NumPy: the reference of the fit
+    graph's sums on that runtime and this CPU (INT8 kernels differ between CPUs and runtimes)."""
+    from rpol_edge.core.onnx_meta import INPUT
+    from rpol_edge.core.wstar import FeatureSums, solve
+    from rpol_edge.evaluate.compare import dataset_frames
+    from rpol_edge.refitting.onnx_graph import find_head
+
+    model = onnx.load(str(path))
+    f_name = find_head(model, meta, str(path)).features
+    model.graph.output.append(onnx.helper.make_tensor_value_info(f_name, onnx.TensorProto.FLOAT, None))
+    frames = dataset_frames(meta, "voc", SAMPLE, "test", workers=0)
+    if runtime == "ort":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        run = lambda x: session.run([f_name], {INPUT: x})[0]  # noqa: E731
+    else:
+        import openvino as ov
+
+        tmp = path.with_name(f"features-{path.name}")
+        onnx.save(model, str(tmp))
+        compiled = ov.Core().compile_model(str(tmp), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        run = lambda x: compiled({INPUT: x})[compiled.output(f_name)]  # noqa: E731
+    f = np.concatenate([run(frames[i : i + 1]) for i in range(len(frames))]).astype(np.float64)
+    n = np.linalg.norm(f, axis=1, keepdims=True)
+    sums = FeatureSums.zeros(meta.channels)
+    sums.add_image_sums(f.mean((2, 3)), (f / np.maximum(n, 1e-12)).mean((2, 3)), n.sum((1, 2, 3)), f[0, 0].size)
+    return solve(sums)[0]
 
 
 def test_engine_is_rebuilt_from_its_refitted_onnx(
@@ -428,9 +464,13 @@ def test_cpu_int8_graph_refits_without_a_tensorrt_claim(sample_onnx: Path, tmp_p
     meta = read_onnx_meta(tmp_path / "own.onnx")
     assert meta.precision == "int8" and "trt_targets" not in meta.extra
     assert "trt_targets" not in read_onnx_meta(int8).extra
-    assert cosine(own.w, fp32.w) > 0.9 and own.meta.n_images == fp32.meta.n_images == 12
+    # INT8 features differ from FP32 by what this CPU's INT8 kernels do (see the test above): each
+    # runtime's refit is checked against its own backbone's features instead
+    assert cosine(own.w, backbone_w(int8, meta, "ort")) > 1 - 1e-6
+    assert cosine(fp32.w, backbone_w(sample_onnx, read_onnx_meta(sample_onnx), "ort")) > 1 - 1e-6
+    assert own.meta.n_images == fp32.meta.n_images == 12
     pytest.importorskip("openvino", reason="the openvino extra")
     ov = refit(
         RefitRequest(int8, tmp_path / "ov.onnx", data="voc", root=SAMPLE, split="test", runtime="openvino")
     )
-    assert cosine(ov.w, own.w) > 0.99
+    assert cosine(ov.w, backbone_w(int8, meta, "openvino")) > 1 - 1e-6
