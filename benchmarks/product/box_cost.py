@@ -19,6 +19,7 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -74,10 +75,13 @@ def main() -> None:
         outputs = infer_all(rt, frames)
     transforms = []
     for s in kept:
-        h, w = cv2.imread(str(s.path), cv2.IMREAD_UNCHANGED).shape[:2]
+        image = cv2.imread(str(s.path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise SystemExit(f"{s.path}: unreadable")
+        h, w = image.shape[:2]
         transforms.append(CropTransform(src_w=w, src_h=h, resize=meta.resize_size, crop=meta.input_size))
     record = {
-        "command": "python -m benchmarks.product.box_cost " + " ".join(os.sys.argv[1:]),
+        "command": "python -m benchmarks.product.box_cost " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "machine": machine_record(with_torch=False),
         "model": args.model.name,

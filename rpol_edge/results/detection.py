@@ -111,12 +111,14 @@ def crop_boxes(
 
 def peak_region_box(score: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The box of the mask's 8-connected region that holds the score map's maximum, with the mean
-    score inside it: the strongest evidence, not the widest (a fixed camera's small objects)."""
-    m = np.ascontiguousarray(mask, np.uint8)
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    at = int(np.argmax(np.where(m > 0, score, -np.inf)))
-    region = int(np.asarray(labels).reshape(-1)[at])
-    x, y, w, h = (int(v) for v in np.asarray(stats)[region, :4])
+    score inside it: the strongest evidence, not the widest (a fixed camera's small objects).
+    Only that region is traced (a flood fill from the peak), not every region of the mask."""
+    m = (np.asarray(mask) != 0).astype(np.uint8)  # a copy (the fill writes into it), any non-zero is 1
+    at = int(np.argmax(score))
+    if not m.flat[at]:  # the map's maximum outside the mask (no rule here does that): the mask's own
+        at = int(np.argmax(np.where(m > 0, score, -np.inf)))
+    y, x = divmod(at, m.shape[1])
+    _, _, _, (x, y, w, h) = cv2.floodFill(m, None, (x, y), 2, flags=8)  # 8-connected
     # The reference's box convention, as `largest` draws it (results/boxes.py `_bounding_box`).
     x1, y1 = min(x + w, m.shape[1] - 1), min(y + h, m.shape[0] - 1)
     return np.array([[x, y, x1, y1]], np.int64), np.array([float(score[y : y1 + 1, x : x1 + 1].mean())])

@@ -203,7 +203,9 @@ def backbone_w(path: Path, meta: ModelMeta, runtime: str = "ort") -> np.ndarray:
     f = np.concatenate([run(frames[i : i + 1]) for i in range(len(frames))]).astype(np.float64)
     n = np.linalg.norm(f, axis=1, keepdims=True)
     sums = FeatureSums.zeros(meta.channels)
-    sums.add_image_sums(f.mean((2, 3)), (f / np.maximum(n, 1e-12)).mean((2, 3)), n.sum((1, 2, 3)), f[0, 0].size)
+    sums.add_image_sums(
+        f.mean((2, 3)), (f / np.maximum(n, 1e-12)).mean((2, 3)), n.sum((1, 2, 3)), f[0, 0].size
+    )
     return solve(sums)[0]
 
 

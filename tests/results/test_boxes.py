@@ -257,7 +257,28 @@ def test_peak_box_is_the_region_holding_the_maximum_not_the_largest() -> None:
     score[14:17, 14:17] = 0.9
     score[15, 15] = 1.0
     largest, _ = crop_boxes(score, mask, boxes="largest")
+    before = mask.copy()
     peak, peak_score = crop_boxes(score, mask, boxes="peak")
+    assert np.array_equal(mask, before)  # the caller's mask is left as it was
     assert largest.tolist() == [[0, 0, 10, 10]]  # the reference's one-past-the-end corner
     assert peak.tolist() == [[14, 14, 17, 17]]
     assert np.isclose(peak_score[0], score[14:18, 14:18].mean())
+    mask[0, 19] = 255  # a 0/255 mask, its maximum on a one-pixel region: that region
+    score[0, 19] = 2.0
+    assert crop_boxes(score, mask, boxes="peak")[0].tolist() == [[19, 0, 19, 1]]
+
+
+def test_peak_box_matches_the_labelled_region_on_random_masks() -> None:
+    """The flood fill from the peak gives the bounding box of the 8-connected component that
+    `cv2.connectedComponentsWithStats` labels there, on random blobby masks."""
+    from rpol_edge.results.detection import crop_boxes
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        score = cv2.GaussianBlur(rng.random((64, 64)).astype(np.float32), (0, 0), 3)
+        mask = (score > np.quantile(score, 0.7)).astype(np.uint8)
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        y, x = np.unravel_index(int(np.argmax(score)), score.shape)
+        bx, by, bw, bh = stats[labels[y, x], :4]
+        want = [bx, by, min(bx + bw, 63), min(by + bh, 63)]
+        assert crop_boxes(score, mask, boxes="peak")[0].tolist() == [want]
