@@ -86,6 +86,11 @@ class Explanation:
 
 
 def _training_set(cfg: ExplainConfig, meta_fields: dict[str, Any]) -> tuple[str, Path, str]:
+    if meta_fields["fit_data"] == "source" and not cfg.data:
+        raise MetadataError(
+            f"{cfg.model} was fitted on frames of a source ({meta_fields['fit_root']}), which explain "
+            "cannot stream again: pass --data, --root and --split of images to explain against"
+        )
     data = cfg.data or meta_fields["fit_data"]
     root = cfg.root or (Path(meta_fields["fit_root"]) if meta_fields["fit_root"] else None)
     split = cfg.split or meta_fields["fit_split"]
