@@ -19,6 +19,12 @@ def default_resize(input_size: int) -> int:
 DEFAULT_SPLIT = "train"
 
 
+def source_record(source: str, frames: int, every: float) -> dict[str, str]:
+    """The metadata ``extra`` fields of a fit on a source (``fit`` and ``refit``): the frames asked
+    for and the seconds between two; none for a data set."""
+    return {"fit_frames": str(frames), "fit_every": f"{every:g}"} if source else {}
+
+
 @dataclass
 class FitConfig:
     data: str = ""

@@ -34,7 +34,7 @@ from rpol_edge.fitting.checkpoint import (
 )
 from rpol_edge.fitting.checkpoint import load as load_checkpoint
 from rpol_edge.fitting.checkpoint import save as save_checkpoint
-from rpol_edge.fitting.config import FitConfig, default_resize
+from rpol_edge.fitting.config import FitConfig, default_resize, source_record
 from rpol_edge.fitting.distributed import (
     SINGLE,
     DistContext,
@@ -54,7 +54,6 @@ from rpol_edge.fitting.inputs import (
     fit_samples,
     nothing_read,
     recorded_root,
-    source_record,
 )
 from rpol_edge.modeling.feature_sums import add_features
 from rpol_edge.modeling.localizer import Localizer
@@ -252,7 +251,7 @@ def _artifact(
     extra = {"weights": str(Path(cfg.weights).expanduser().resolve())} if cfg.weights else {}
     if classes:
         extra["classes"] = ",".join(str(c) for c in classes)
-    extra |= source_record(cfg)
+    extra |= source_record(cfg.source, cfg.frames, cfg.every)
     extra["boxes"] = DEFAULT_BOXES  # so `info` shows it and every export carries it
     meta = ModelMeta(
         backbone=cfg.backbone,

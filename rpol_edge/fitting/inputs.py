@@ -97,8 +97,3 @@ def recorded_root(cfg: FitConfig) -> str:
         return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}"))
     except ValueError:  # not a parsable URL: kept as typed (opening it said why)
         return cfg.source
-
-
-def source_record(cfg: FitConfig) -> dict[str, str]:
-    """The ``extra`` fields of a source fit: the frames asked for and the seconds between them."""
-    return {"fit_frames": str(cfg.frames), "fit_every": f"{cfg.every:g}"} if cfg.source else {}

@@ -22,6 +22,7 @@ from rpol_edge.core.metadata import MetadataError, ModelMeta
 from rpol_edge.core.wstar import FeatureSums, solve
 from rpol_edge.data import DatasetError, Sample, read_dataset
 from rpol_edge.fitting.checkpoint import CheckpointOptions, FitState, StopRequest
+from rpol_edge.fitting.config import source_record
 from rpol_edge.live.sampling import Chunk, SourceCount, source_chunks
 from rpol_edge.refitting.frame_sources import data_chunks, model_framer
 from rpol_edge.refitting.models import KINDS, check_same_features, fit_runner, open_model
@@ -188,7 +189,9 @@ def refit_meta(
     on, when and through what); the graph's own fields (input, pre-processing, opset, precision)
     stay. The operating point is the graph's: its rule is built into the mask ops, and its
     constant is the user's (fixed t, fraction q) or none (sign, otsu); re-validated here."""
-    extra = {k: v for k, v in old.extra.items() if not k.startswith("refit_")}
+    stale = ("refit_", "fit_frames", "fit_every")  # an earlier refit's, a source fit's
+    extra = {k: v for k, v in old.extra.items() if not k.startswith(stale)}
+    extra |= source_record(req.source, req.frames, req.every)
     extra |= {
         "refit_date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "refit_runtime": runtime,
