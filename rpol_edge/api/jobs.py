@@ -62,10 +62,9 @@ def fit_job(
     from rpol_edge.fitting.fitter import fit_to_file
     from rpol_edge.live.sampling import SourceCount, source_reader
 
-    counts = SourceCount()
-    reader = source_reader(cfg.source, cfg.frames, cfg.every, cfg.batch_size, counts) if cfg.source else None
+    reader = source_reader(cfg.source, cfg.frames, cfg.every, cfg.batch_size) if cfg.source else None
     result, ctx = fit_to_file(cfg, output, checkpoints, progress_for, reader)
-    return result, ctx, counts
+    return result, ctx, reader.counts if reader is not None else SourceCount()
 
 
 def export(model: str | Path, out_dir: str | Path, **options: Any) -> dict[str, Path]:

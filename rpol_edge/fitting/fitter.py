@@ -176,7 +176,8 @@ def fit(
         state = stream(batches, state, step, len(mine), progress, saver, every, stop, ckpt_file, ctx, unit)
 
     sums = all_reduce_fields(state.sums, ctx)
-    n_skipped = all_reduce_ints([len(state.skipped)], ctx)[0]
+    corrupt = reader.corrupt if reader is not None and cfg.source else 0  # a source's undecodable frames
+    n_skipped = all_reduce_ints([len(state.skipped)], ctx)[0] + corrupt
     skipped = gather_examples(list(state.skipped), ctx)
     if int(sums.count.sum()) == 0:
         raise nothing_read(cfg, len(samples), skipped)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -23,9 +24,19 @@ from rpol_edge.fitting.config import FitConfig
 Framer = Callable[[np.ndarray, bool], np.ndarray]
 """(uint8 (H, W, 3) frame, whether it is RGB) -> the fit's K x K RGB crop."""
 
-SourceReader = Callable[[Framer, int], Iterable[np.ndarray]]
-"""Called with the fit's framer and the frames a resumed fit already added: the source's next
-frames, in batches of (n, K, K, 3) uint8."""
+
+class SourceReader(Protocol):
+    """A source bound to its sampling (`rpol_edge.live.sampling.SourceFrames`)."""
+
+    def __call__(self, framer: Framer, skip: int) -> Iterable[np.ndarray]:
+        """Called with the fit's framer and the frames a resumed fit already added: the source's
+        next frames, in batches of (n, K, K, 3) uint8."""
+        ...
+
+    @property
+    def corrupt(self) -> int:
+        """Undecodable frames met so far: counted as skipped, as a data set's unreadable images."""
+        ...
 
 
 def fit_samples(cfg: FitConfig, distributed: bool, reader: SourceReader | None) -> list[Sample]:

@@ -118,19 +118,45 @@ def _sampled(
         source.close()
 
 
-def source_reader(
-    uri: str, frames: int, every: float, batch_size: int, counts: SourceCount, open_timeout: float = 10.0
-) -> Callable[[Framer, int], Iterator[np.ndarray]]:
+@dataclass
+class SourceFrames:
     """`source_chunks` bound to one source, as ``fit --source`` reads it (the fit sits below the
-    sources): called with the fit's framer and the frames a resumed fit already added. The URI is
-    parsed here, so a missing file or an unknown scheme is told before the backbone loads."""
+    sources): called with the fit's framer and the frames a resumed fit already added, it yields
+    the frames in batches; what the source met on the way is in ``counts``."""
+
+    source: Source
+    frames: int
+    every: float
+    batch_size: int
+    open_timeout: float = 10.0
+    counts: SourceCount = field(default_factory=SourceCount)
+
+    @property
+    def corrupt(self) -> int:
+        """Undecodable frames met so far (the model's ``n_skipped``)."""
+        return self.counts.corrupt
+
+    def __call__(self, framer: Framer, skip: int) -> Iterator[np.ndarray]:
+        for chunk in source_chunks(
+            self.source,
+            framer,
+            self.frames,
+            self.every,
+            self.batch_size,
+            skip,
+            self.open_timeout,
+            self.counts,
+        ):
+            yield chunk.frames
+
+
+def source_reader(
+    uri: str, frames: int, every: float, batch_size: int, open_timeout: float = 10.0
+) -> SourceFrames:
+    """`SourceFrames` of ``uri``, parsed here: a missing file or an unknown scheme is told before
+    the backbone loads."""
     try:
         source = parse_source(uri)
     except SourceError as exc:
         raise DatasetError(str(exc)) from None
-
-    def read(framer: Framer, skip: int) -> Iterator[np.ndarray]:
-        for chunk in source_chunks(source, framer, frames, every, batch_size, skip, open_timeout, counts):
-            yield chunk.frames
-
-    return read
+    return SourceFrames(source, frames, every, batch_size, open_timeout)

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -19,11 +18,13 @@ import pytest
 
 from benchmarks.product.mjpeg_server import MjpegServer
 from rpol_edge.core.artifact import ModelArtifact
+from rpol_edge.core.metadata import MetadataError
 from rpol_edge.data import DatasetError
+from rpol_edge.explain.explainer import ExplainConfig, explain
 from rpol_edge.fitting.checkpoint import CheckpointOptions, FitStopped
 from rpol_edge.fitting.config import FitConfig
 from rpol_edge.fitting.fitter import fit
-from rpol_edge.live.sampling import SourceCount, source_reader
+from rpol_edge.live.sampling import SourceCount, SourceFrames, source_reader
 from tests.conftest import SAMPLE
 from tests.live.live_support import cli, frames_bgr, write_video
 
@@ -56,9 +57,8 @@ def source_fit(
     cfg: FitConfig, checkpoints: CheckpointOptions | None = None
 ) -> tuple[ModelArtifact, SourceCount]:
     """The library fit of ``cfg.source``, read through the sampler the command and the API use."""
-    counts = SourceCount()
-    reader = source_reader(cfg.source, cfg.frames, cfg.every, cfg.batch_size, counts)
-    return fit(cfg, checkpoints=checkpoints, reader=reader).artifact, counts
+    reader = source_reader(cfg.source, cfg.frames, cfg.every, cfg.batch_size)
+    return fit(cfg, checkpoints=checkpoints, reader=reader).artifact, reader.counts
 
 
 def cli_fit(tmp_path: Path, name: str, *args: object) -> ModelArtifact:
@@ -96,6 +96,9 @@ def test_folder_as_source_gives_the_folder_data_w(tmp_path: Path) -> None:
     assert (m.fit_data, m.fit_root, m.fit_split, m.n_images) == ("source", str(photos), "", 6)
     assert (m.extra["fit_frames"], m.extra["fit_every"]) == ("6", "0")
     assert data.meta.fit_data == "folder" and "fit_frames" not in data.meta.extra
+    query = [sorted(photos.glob("*.jpg"))[0]]  # explain reads a folder source again as that folder
+    got = explain(ExplainConfig(tmp_path / "src.rpol", query, workers=0, top=1))
+    assert len(got) == 1 and got[0].record()["queries"]
 
 
 def test_video_file_gives_the_w_of_its_frames_as_a_folder(
@@ -110,6 +113,8 @@ def test_video_file_gives_the_w_of_its_frames_as_a_folder(
     folder = png_folder(decoded[::2], tmp_path / "every")
     assert_same_fit(sampled, cli_fit(tmp_path, "f.rpol", "--data", "folder", "--root", folder))
     assert (sampled.meta.fit_root, sampled.meta.extra["fit_every"]) == (str(path), "0.2")
+    with pytest.raises(MetadataError, match="clip.mp4, which explain cannot read again"):
+        explain(ExplainConfig(tmp_path / "e.rpol", [tmp_path / "every" / "000.png"], workers=0))
 
 
 def test_mjpeg_stream_counts_a_corrupt_part_and_fits_the_rest(tmp_path: Path) -> None:
@@ -123,7 +128,7 @@ def test_mjpeg_stream_counts_a_corrupt_part_and_fits_the_rest(tmp_path: Path) ->
         art, counts = source_fit(cfg)
     finally:
         server.stop()
-    assert (counts.corrupt, art.meta.n_images, art.meta.fit_root) == (1, 4, server.url)
+    assert (counts.corrupt, art.meta.n_images, art.meta.n_skipped, art.meta.fit_root) == (1, 4, 1, server.url)
     ref = fit(FitConfig(root=png_folder(kept, tmp_path / "kept"), input_size=K, workers=0, batch_size=2))
     assert_same_fit(art, ref.artifact)
 
@@ -140,8 +145,8 @@ def test_stop_and_resume_give_the_uninterrupted_w(
         if done == 2:
             os.kill(os.getpid(), signal.SIGINT)
 
-    def reader() -> Callable[[Callable[[np.ndarray, bool], np.ndarray], int], Iterator[np.ndarray]]:
-        return source_reader(cfg.source, cfg.frames, cfg.every, cfg.batch_size, SourceCount())
+    def reader() -> SourceFrames:
+        return source_reader(cfg.source, cfg.frames, cfg.every, cfg.batch_size)
 
     with pytest.raises(FitStopped, match=r"stopped by SIGINT after 2/6 frames of the source"):
         fit(cfg, interrupt, checkpoints=CheckpointOptions(tmp_path / "ckpt"), reader=reader())
@@ -160,8 +165,7 @@ def test_a_stream_that_dies_is_one_error_and_a_resumable_checkpoint(tmp_path: Pa
     server = MjpegServer(frames_bgr(4), fps=2.0)
     server.start()
     cfg = FitConfig(source=server.url, frames=20, input_size=K, workers=0, batch_size=2)
-    counts = SourceCount()
-    reader = source_reader(cfg.source, cfg.frames, cfg.every, cfg.batch_size, counts, open_timeout=1.0)
+    reader = source_reader(cfg.source, cfg.frames, cfg.every, cfg.batch_size, open_timeout=1.0)
 
     def kill(done: int, total: int) -> None:
         if done == 2:
@@ -172,7 +176,7 @@ def test_a_stream_that_dies_is_one_error_and_a_resumable_checkpoint(tmp_path: Pa
             fit(cfg, kill, checkpoints=CheckpointOptions(tmp_path / "ckpt"), reader=reader)
     finally:
         server.stop()
-    assert counts.reconnects == 1 and len(list((tmp_path / "ckpt").glob("*.npz"))) == 1
+    assert reader.counts.reconnects == 1 and len(list((tmp_path / "ckpt").glob("*.npz"))) == 1
 
 
 def test_cli_ctrl_c_exits_130_with_a_resumable_checkpoint(tmp_path: Path) -> None:
