@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from rpol_edge.live.sampling import SourceCount
 
 err = Console(stderr=True)
 # Results on stdout are never hard-wrapped when they go to a pipe or a file: a box or a table row
@@ -21,6 +24,14 @@ def report_skips(skipped: list[tuple[Any, str]], total: int | None = None) -> No
     if skipped:
         n = len(skipped) if total is None else total
         err.print(f"[yellow]skipped {n} unreadable image(s)[/], e.g. {skipped[0][1]}", highlight=False)
+
+
+def report_source(counts: SourceCount) -> None:
+    """What a ``--source`` met besides its frames, if anything."""
+    if counts.corrupt or counts.reconnects:
+        err.print(
+            f"{counts.corrupt} undecodable frames skipped, {counts.reconnects} reconnects", highlight=False
+        )
 
 
 class ConsoleHandler(logging.Handler):

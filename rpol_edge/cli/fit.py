@@ -7,15 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from rpol_edge.cli.console import err, out, report_skips
+from rpol_edge.cli.console import err, out, report_skips, report_source
 from rpol_edge.cli.errors import cli_errors
-from rpol_edge.cli.options import Data, Device, Root, Split, Weights, Workers
+from rpol_edge.cli.options import Device, Every, FitSource, Frames, Weights, Workers
 from rpol_edge.cli.paths import check_writable
 from rpol_edge.cli.progress import rank_progress
 from rpol_edge.core.extras import require_torch
 from rpol_edge.fitting.config import FitConfig
 
-FIT = FitConfig(data="folder", root=Path("."))
+FIT = FitConfig()
 """The library's defaults: every default below is read from here, not typed again."""
 
 # Library names (FitConfig's fields) that differ from this command's parameter names.
@@ -36,6 +36,11 @@ def fit_config(options: dict[str, Any]) -> FitConfig:
 
 
 Output = Annotated[Path, typer.Option("-o", "--output", help="model file to write (.rpol)")]
+Root = Annotated[Path | None, typer.Option("--root", help="data-set root folder", show_default=False)]
+Data = Annotated[str, typer.Option("--data", help="cub | wsol | voc | folder", show_default="folder")]
+Split = Annotated[
+    str | None, typer.Option("--split", help="split name (train, test, ...)", show_default="train")
+]
 Backbone = Annotated[
     str, typer.Option(help="preset (lite0, moco_r50, dino_vits16, dino_r50, sup_r50) or timm name")
 ]
@@ -70,13 +75,22 @@ CheckpointEvery = Annotated[
     int, typer.Option(help="save each rank's partial sums every N of its images (0: only on SIGTERM)")
 ]
 CheckpointDir = Annotated[Path | None, typer.Option(help="folder for the checkpoints (default: OUTPUT.ckpt)")]
-Resume = Annotated[bool, typer.Option(help="continue from the checkpoints of the same command")]
+Resume = Annotated[
+    bool,
+    typer.Option(
+        help="continue from the checkpoints of the same command (a --source video or folder is read "
+        "again and the frames already added are passed over; a live source goes on)"
+    ),
+]
 
 
 def fit(
-    root: Root,
-    data: Data = "folder",
+    root: Root = None,
+    data: Data = FIT.data,
     split: Split = FIT.split,
+    source: FitSource = FIT.source,
+    frames: Frames = FIT.frames,
+    every: Every = FIT.every,
     output: Output = Path("model.rpol"),
     backbone: Backbone = FIT.backbone,
     weights: Weights = None,
@@ -103,13 +117,15 @@ def fit(
 ) -> None:
     """Fit w* on unlabeled images (closed form, frozen backbone) and write the model file.
 
-    Under torchrun (`torchrun --nproc-per-node N -m rpol_edge fit ...`) each rank fits its shard
-    and rank 0 writes the file (docs/scale-out.md)."""
+    The images: a data set (--data, --root, --split) or --frames N frames of a camera, stream,
+    video file or folder (--source), one every --every seconds. Ctrl-C saves a checkpoint; run
+    again with --resume. Under torchrun (`torchrun --nproc-per-node N -m rpol_edge fit ...`) each
+    rank fits its shard of a data set and rank 0 writes the file (docs/scale-out.md)."""
     options = dict(locals())  # the command's options by name, before any other local
     with cli_errors(ALIASES):
         require_torch("rpol-edge fit")
+        from rpol_edge.api.jobs import fit_job
         from rpol_edge.fitting.checkpoint import CheckpointOptions, FitStopped
-        from rpol_edge.fitting.fitter import fit_to_file
 
         cfg = fit_config(options)
         cfg.validate()
@@ -118,16 +134,18 @@ def fit(
         ckpt = CheckpointOptions(ckpt_dir, checkpoint_every, resume)
         ckpt.validate()
         try:
-            result, ctx = fit_to_file(cfg, output, ckpt, rank_progress("fit"))
+            result, ctx, counts = fit_job(cfg, output, ckpt, rank_progress("fit"))
         except FitStopped as exc:
             err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(128 + exc.signum) from None
         m = result.artifact.meta
         if result.resumed_at is not None:
             where = f"{ctx.label}: " if ctx.enabled else ""
-            err.print(f"{where}resumed at image {result.resumed_at} of its shard", highlight=False)
+            at = f"frame {result.resumed_at}" if source else f"image {result.resumed_at} of its shard"
+            err.print(f"{where}resumed at {at}", highlight=False)
         if ctx.is_main:
             report_skips(result.skipped, m.n_skipped)
+            report_source(counts)
             out.print(
                 f"wrote {output}: {m.backbone} K={m.input_size} tau={m.tau:.4f} ({m.tau_mode}) "
                 f"images={m.n_images} skipped={m.n_skipped} operating point: {m.operating.label()}"

@@ -15,6 +15,19 @@ RUNTIME_CHOICES = " | ".join(["auto", *RUNTIMES])
 Data = Annotated[str, typer.Option("--data", help="cub | wsol | voc | folder")]
 Root = Annotated[Path, typer.Option("--root", help="data-set root folder")]
 Split = Annotated[str, typer.Option("--split", help="split name (train, test, ...)")]
+FitSource = Annotated[
+    str,
+    typer.Option(
+        "--source",
+        help="fit on frames of this source instead of a data set: camera://N, rtsp://, http(s):// "
+        "MJPEG, a video file, a folder or a glob",
+    ),
+]
+Frames = Annotated[int, typer.Option("--frames", help="how many frames of --source to fit on")]
+Every = Annotated[
+    float,
+    typer.Option("--every", help="seconds between two sampled frames of --source (0: every frame)"),
+]
 RuntimeOpt = Annotated[str, typer.Option("--runtime", help=RUNTIME_CHOICES)]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA when reachable) | cpu | cuda | cuda:N")]
 Weights = Annotated[Path | None, typer.Option("--weights", help="backbone checkpoint file")]

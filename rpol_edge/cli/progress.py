@@ -97,6 +97,10 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
 
     try:
         yield update
+    except BaseException:
+        if task and not bar.tasks[0].completed:
+            bar.live.transient = True  # nothing done (a source with no readable frame): the error alone
+        raise
     finally:
         if task:
             bar.stop()

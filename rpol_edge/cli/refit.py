@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from rpol_edge.cli.console import err, out, report_skips
+from rpol_edge.cli.console import err, out, report_skips, report_source
 from rpol_edge.cli.errors import cli_errors
-from rpol_edge.cli.options import Device, RuntimeOpt
+from rpol_edge.cli.options import Device, Every, FitSource, Frames, RuntimeOpt
 from rpol_edge.cli.paths import check_writable
 from rpol_edge.cli.progress import progress_bar
 from rpol_edge.refitting.job import RefitRequest
@@ -21,17 +21,9 @@ def refit(
     data: Annotated[str, typer.Option("--data", help="cub | wsol | voc | folder (with --root)")] = "",
     root: Annotated[Path | None, typer.Option("--root", help="data-set root folder")] = None,
     split: Annotated[str, typer.Option("--split", help="split name (train, test, ...)")] = "train",
-    source: Annotated[
-        str,
-        typer.Option(
-            "--source",
-            help="any source run takes: camera://N, rtsp://, http(s):// MJPEG, video, folder, glob",
-        ),
-    ] = "",
-    frames: Annotated[int, typer.Option("--frames", help="frames of --source to fit on")] = 0,
-    every: Annotated[
-        float, typer.Option("--every", help="seconds between sampled frames of --source (0: every frame)")
-    ] = 0.0,
+    source: FitSource = "",
+    frames: Frames = 0,
+    every: Every = 0.0,
     runtime: RuntimeOpt = "auto",
     device: Device = "auto",
     threads: Annotated[int | None, typer.Option(help="runtime threads (default: the runtime's)")] = None,
@@ -82,11 +74,7 @@ def refit(
         if result.resumed_at is not None:
             err.print(f"resumed at frame {result.resumed_at}", highlight=False)
         report_skips(result.skipped, len(result.skipped))
-        if result.counts.corrupt or result.counts.reconnects:
-            err.print(
-                f"{result.counts.corrupt} undecodable frames skipped, {result.counts.reconnects} reconnects",
-                highlight=False,
-            )
+        report_source(result.counts)
         out.print(
             f"wrote {', '.join(str(p) for p in result.written)}: tau={m.tau:.4f} ({m.tau_mode}) "
             f"images={m.n_images} skipped={m.n_skipped} sums on {result.runtime} "

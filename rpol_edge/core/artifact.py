@@ -131,11 +131,12 @@ def portable(meta: ModelMeta, folder: Path) -> ModelMeta:
     """The record as a model file keeps it: each recorded path (fit data root, backbone checkpoint)
     as it is, made absolute, and also relative to the folder the file is written to, so that
     `located` finds them on this machine and in a folder moved together with its data. (Exported
-    graphs and engines carry neither: `ModelMeta.shipped`.)"""
+    graphs and engines carry neither: `ModelMeta.shipped`.) A source's URL (``fit --source
+    rtsp://...``) is no path: it stays as it is."""
     extra = {k: v for k, v in meta.extra.items() if k not in RELATIVE.values()}
     for key, rel_key in RELATIVE.items():
         text = _get(meta, key)
-        if not text:
+        if not text or "://" in text:
             continue
         path = os.path.abspath(text)  # a relative --weights path was typed relative to the cwd
         meta = _set(meta, key, path, extra)

@@ -38,9 +38,17 @@ def prepare(image: np.ndarray, meta: ModelMeta, is_rgb: bool) -> tuple[np.ndarra
         if is_rgb != (meta.frame_format == "rgb"):
             image = image[..., ::-1]  # a source in the other order: one reversed copy
         return np.ascontiguousarray(image), CropTransform(w, h, meta.resize_size, meta.input_size)
+    return resize_crop_rgb(image, meta.resize_size, meta.input_size, is_rgb)
+
+
+def resize_crop_rgb(
+    image: np.ndarray, resize: int, crop: int, is_rgb: bool
+) -> tuple[np.ndarray, CropTransform]:
+    """The host's framing: resize to ``resize`` x ``resize``, centre-crop ``crop`` x ``crop``, RGB;
+    what a K x K model takes, and what ``fit --source`` fits on (the data-set loader's framing)."""
     # Resize and crop first, then convert only the K x K crop: resizing works per channel, so this
     # is bit-identical to converting the whole frame first, at a fraction of the cost.
-    x, transform = resize_crop(image, meta.resize_size, meta.input_size)
+    x, transform = resize_crop(image, resize, crop)
     if not is_rgb:
         x = cv2.cvtColor(x, cv2.COLOR_BGR2RGB)
     return x, transform

@@ -86,6 +86,8 @@ class Explanation:
 
 
 def _training_set(cfg: ExplainConfig, meta_fields: dict[str, Any]) -> tuple[str, Path, str]:
+    if meta_fields["fit_data"] == "source" and not cfg.data:
+        return _source_folder(cfg, meta_fields["fit_root"])
     data = cfg.data or meta_fields["fit_data"]
     root = cfg.root or (Path(meta_fields["fit_root"]) if meta_fields["fit_root"] else None)
     split = cfg.split or meta_fields["fit_split"]
@@ -95,6 +97,17 @@ def _training_set(cfg: ExplainConfig, meta_fields: dict[str, Any]) -> tuple[str,
             "pass --data, --root and --split"
         )
     return data, Path(root), split
+
+
+def _source_folder(cfg: ExplainConfig, source: str) -> tuple[str, Path, str]:
+    """A fit on a folder source (``fit --source DIR``) read its images in the folder reader's order:
+    explain reads them again as that folder. A camera, stream or video is not read again."""
+    if source and "://" not in source and Path(source).is_dir():
+        return "folder", cfg.root or Path(source), cfg.split or ""
+    raise MetadataError(
+        f"{cfg.model} was fitted on frames of {source or 'a source'}, which explain cannot read again: "
+        "save those frames as images and pass --data folder --root DIR"
+    )
 
 
 def _stream(

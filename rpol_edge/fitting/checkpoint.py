@@ -81,6 +81,14 @@ class FitState:
     """(sample, reason) of every unreadable image so far (saved by image id)."""
 
 
+class FrameSlots(list):  # type: ignore[type-arg]
+    """The sample list a source's checkpoint is loaded against (``fit`` or ``refit`` with
+    ``--source``): a source has none, only its length (the frame budget) counts."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__([None] * n)
+
+
 def stable_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -16,11 +16,24 @@ def default_resize(input_size: int) -> int:
     return int(round(input_size * 480 / 448))
 
 
+DEFAULT_SPLIT = "train"
+
+
+def source_record(source: str, frames: int, every: float) -> dict[str, str]:
+    """The metadata ``extra`` fields of a fit on a source (``fit`` and ``refit``): the frames asked
+    for and the seconds between two; none for a data set."""
+    return {"fit_frames": str(frames), "fit_every": f"{every:g}"} if source else {}
+
+
 @dataclass
 class FitConfig:
-    data: str
-    root: Path
-    split: str = "train"
+    data: str = ""
+    """Data-set reader of the images under ``root``: ``folder`` (also when empty), ``voc``, ``cub``
+    or ``wsol``."""
+    root: Path | None = None
+    """The data set's folder; or give ``source`` instead."""
+    split: str | None = None
+    """The data set's split (None: ``train``; a folder without that subfolder is read whole)."""
     backbone: str = "lite0"
     weights: Path | None = None
     output_stride: int = 32
@@ -49,14 +62,57 @@ class FitConfig:
     batch_size: int = 16
     workers: int = 2
     device: str = "auto"
+    source: str = ""
+    """Fit on frames of any source `run` takes (camera://N, rtsp://..., http(s):// MJPEG, a video
+    file, a folder, a glob) instead of a data set: ``frames`` of them, one every ``every`` seconds
+    (0: every frame), framed as a data set's images are."""
+    frames: int = 0
+    every: float = 0.0
 
     @property
     def rule(self) -> str:
         return self.operating_point or ("fixed" if self.head == "caam" else DEFAULT_OPERATING_POINT)
 
+    @property
+    def kind(self) -> str:
+        """What the fit reads: ``source``, or the data set's reader (``folder`` unless named)."""
+        return "source" if self.source else (self.data or "folder")
+
+    @property
+    def data_split(self) -> str:
+        return DEFAULT_SPLIT if self.split is None else self.split
+
+    def validate_input(self) -> None:
+        """One data set or one source, and what each needs."""
+        if self.source:
+            given = [f"{k}={v}" for k, v in (("data", self.data), ("root", self.root), ("split", self.split))
+                     if v not in ("", None)]  # fmt: skip
+            if given:
+                raise ValueError(
+                    f"source={self.source} with {', '.join(given)}: fit on a source (source=URI, "
+                    "frames=N) or on a data set (data=KIND, root=DIR, split=S), not both"
+                )
+            if self.frames < 1:
+                raise ValueError(f"frames={self.frames}: how many frames of the source to fit on (>= 1)")
+            if self.sampling_ratio != 1.0:
+                raise ValueError(
+                    f"sampling_ratio={self.sampling_ratio} draws from a data set; with a source, "
+                    "`frames` and `every` choose the frames"
+                )
+            if self.classwise:
+                raise ValueError("classwise=True needs class labels, which a source's frames do not have")
+        elif self.root is None:
+            raise ValueError("give a data set (data=KIND, root=DIR) or a source (source=URI, frames=N)")
+        elif self.frames or self.every:
+            which = "frames" if self.frames else "every"
+            raise ValueError(f"{which}={getattr(self, which)} samples a source: it needs source=URI")
+        if self.every < 0:
+            raise ValueError(f"every={self.every}: seconds between sampled frames, >= 0")
+
     def validate(self) -> None:
         """Refuse a bad configuration before the backbone is built and the data streamed. Messages
         name the field (``input_size=16: ...``); the CLI shows them with its flags."""
+        self.validate_input()
         if self.input_size < 32:
             raise ValueError(f"input_size={self.input_size}: at least 32 (one stride-32 feature cell)")
         if self.resize_size is not None and self.resize_size < self.input_size:

@@ -1,4 +1,5 @@
-"""Fitting w*: stream a data set through the frozen backbone, keep float64 sums, solve in closed form."""
+"""Fitting w*: stream a data set or a source's frames through the frozen backbone, keep float64 sums,
+solve in closed form."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from rpol_edge.core.artifact import ModelArtifact
 from rpol_edge.core.files import array_sha256
 from rpol_edge.core.metadata import DEFAULT_BOXES, SCENE_BOXES, ModelMeta
 from rpol_edge.core.wstar import FeatureSums, solve
-from rpol_edge.data import DatasetError, Sample, read_dataset, sample_list_sha256, sample_subset
-from rpol_edge.data.loader import Batch, iterate_batches
+from rpol_edge.data import DatasetError, Sample, sample_list_sha256
+from rpol_edge.data.loader import Batch
 from rpol_edge.fitting.checkpoint import (
     CheckpointOptions,
     FitState,
     FitStopped,
+    FrameSlots,
     Identity,
     StopRequest,
     check_world,
@@ -32,7 +34,7 @@ from rpol_edge.fitting.checkpoint import (
 )
 from rpol_edge.fitting.checkpoint import load as load_checkpoint
 from rpol_edge.fitting.checkpoint import save as save_checkpoint
-from rpol_edge.fitting.config import FitConfig, default_resize
+from rpol_edge.fitting.config import FitConfig, default_resize, source_record
 from rpol_edge.fitting.distributed import (
     SINGLE,
     DistContext,
@@ -40,9 +42,18 @@ from rpol_edge.fitting.distributed import (
     all_reduce_ints,
     barrier,
     gather_examples,
+    launched_by_torchrun,
     process_group,
     rank_device,
     shard,
+)
+from rpol_edge.fitting.inputs import (
+    SourceReader,
+    check_source_run,
+    fit_batches,
+    fit_samples,
+    nothing_read,
+    recorded_root,
 )
 from rpol_edge.modeling.feature_sums import add_features
 from rpol_edge.modeling.localizer import Localizer
@@ -87,11 +98,13 @@ def fit_device(cfg: FitConfig) -> str:
 def config_hash(cfg: FitConfig, weights_sha256: str, fit_size: int, fit_resize: int) -> str:
     """Hash of everything that changes the running sums or their batch boundaries (not the head,
     threshold, workers or device), so a checkpoint is resumed only into the same sums."""
+    source = {"source": cfg.source, "frames": cfg.frames, "every": cfg.every} if cfg.source else {}
     return stable_hash(
         {
-            "data": cfg.data,
-            "root": str(Path(cfg.root).expanduser().resolve()),
-            "split": cfg.split,
+            **source,
+            "data": cfg.kind,
+            "root": str(Path(cfg.root).expanduser().resolve()) if cfg.root is not None else "",
+            "split": "" if cfg.source else cfg.data_split,
             "backbone": cfg.backbone,
             "weights_sha256": weights_sha256,
             "output_stride": cfg.output_stride,
@@ -111,8 +124,10 @@ def fit(
     *,
     ctx: DistContext = SINGLE,
     checkpoints: CheckpointOptions | None = None,
+    reader: SourceReader | None = None,
 ) -> FitResult:
-    """Stream the data set through the frozen backbone and solve w* in closed form.
+    """Stream the data set (or, with ``cfg.source``, ``reader``'s frames) through the frozen
+    backbone and solve w* in closed form.
 
     In a torchrun job (``ctx`` from :func:`rpol_edge.distributed.process_group`) this rank streams
     its contiguous shard and the sums are all-reduced, so every rank returns the same artifact
@@ -121,7 +136,7 @@ def fit(
     With ``checkpoints``, SIGTERM/SIGINT save this rank's sums and stop (:class:`FitStopped`).
     """
     cfg.validate()
-    samples = sample_subset(read_dataset(cfg.data, cfg.root, cfg.split), cfg.sampling_ratio, cfg.seed)
+    samples = fit_samples(cfg, ctx.enabled, reader)
     classes = class_index(samples) if cfg.classwise else {}
     n_heads = max(1, len(classes))
     resize, fit_size, fit_resize = _fit_sizes(cfg)
@@ -135,7 +150,7 @@ def fit(
     # A Localizer with an empty head gives the one shared normalization path.
     extractor = Localizer(bb.module, torch.zeros(1, bb.channels), bb.mean, bb.std, fit_size, 0.5).to(device)
 
-    mine = shard(samples, ctx, unit=cfg.batch_size)
+    mine = FrameSlots(cfg.frames) if cfg.source else shard(samples, ctx, unit=cfg.batch_size)
     # A scene fit (fixed camera) also keeps per-cell sums at the inference grid (core/scene.py).
     grid = (cfg.input_size // bb.stride,) * 2 if cfg.rule == "scene" else None
     state = FitState(FeatureSums.zeros(bb.channels, n_heads, grid), 0)
@@ -154,26 +169,20 @@ def fit(
 
     # Workers ignore SIGTERM/SIGINT only when this process handles them (saves, then shuts them
     # down); otherwise a group-wide SIGTERM must end them as it ends the main process.
-    batches = iterate_batches(
-        mine[state.position :],
-        fit_resize,
-        fit_size,
-        cfg.batch_size,
-        cfg.workers,
-        ignore_stop_signals if saver is not None else None,
-    )
+    worker_init = ignore_stop_signals if saver is not None else None
+    batches = fit_batches(cfg, reader, mine, state.position, (fit_resize, fit_size), worker_init)
     stop = StopRequest()
     every = checkpoints.every if checkpoints is not None else 0
+    unit = "frames of the source" if cfg.source else "images of its shard"
     with stop.installed() if saver is not None else nullcontext(stop):
-        state = stream(batches, state, step, len(mine), progress, saver, every, stop, ckpt_file, ctx)
+        state = stream(batches, state, step, len(mine), progress, saver, every, stop, ckpt_file, ctx, unit)
 
     sums = all_reduce_fields(state.sums, ctx)
-    n_skipped = all_reduce_ints([len(state.skipped)], ctx)[0]
+    corrupt = reader.corrupt if reader is not None and cfg.source else 0  # a source's undecodable frames
+    n_skipped = all_reduce_ints([len(state.skipped)], ctx)[0] + corrupt
     skipped = gather_examples(list(state.skipped), ctx)
     if int(sums.count.sum()) == 0:
-        raise DatasetError(
-            f"none of the {len(samples)} images could be read ({skipped[0][1] if skipped else ''})"
-        )
+        raise nothing_read(cfg, len(samples), skipped)
     artifact = _artifact(cfg, bb, sums, classes, (resize, fit_size, fit_resize), n_skipped)
     return FitResult(artifact, skipped, resumed_at)
 
@@ -209,7 +218,7 @@ def _checkpointing(
         checkpoints.validate()
         ident = Identity(
             config_hash(cfg, weights_sha256, fit_size, fit_resize),
-            sample_list_sha256(samples),
+            sample_list_sha256(samples) if samples else "source",
             ctx.world_size,
             ctx.rank,
         )
@@ -245,6 +254,7 @@ def _artifact(
     extra = {"weights": str(Path(cfg.weights).expanduser().resolve())} if cfg.weights else {}
     if classes:
         extra["classes"] = ",".join(str(c) for c in classes)
+    extra |= source_record(cfg.source, cfg.frames, cfg.every)
     # Recorded so `info` shows it and every export carries it; a fixed camera's objects are small
     # and the scene's changes (light, a door) can be wide: its box is the strongest region's.
     extra["boxes"] = SCENE_BOXES if cfg.rule == "scene" else DEFAULT_BOXES
@@ -270,9 +280,9 @@ def _artifact(
         fit_size=fit_size,
         fit_resize=fit_resize,
         tau_mode=cfg.tau_mode,
-        fit_data=cfg.data,
-        fit_root=str(Path(cfg.root).expanduser().resolve()),
-        fit_split=cfg.split,
+        fit_data=cfg.kind,
+        fit_root=recorded_root(cfg),
+        fit_split="" if cfg.source else cfg.data_split,
         sampling_ratio=cfg.sampling_ratio,
         seed=cfg.seed,
         extra=extra,
@@ -293,9 +303,10 @@ def stream(
     stop: StopRequest,
     ckpt_file: Path,
     ctx: DistContext,
+    unit: str = "images of its shard",
 ) -> FitState:
     """Fold ``step`` over the batches (`fold_checkpointed`); checkpoint also at the shard's end and
-    on a stop request."""
+    on a stop request (the message counts ``unit``)."""
     if progress and state.position == 0:
         progress(0, total)  # the backbone is loaded: the work (and the progress rate's clock) starts
     with torch.inference_mode():
@@ -316,7 +327,7 @@ def stream(
         name = signal.Signals(stop.signal).name if stop.signal else "signal"
         who = f"{ctx.label}: " if ctx.enabled else ""
         raise FitStopped(
-            f"{who}stopped by {name} after {state.position}/{total} images of its shard; "
+            f"{who}stopped by {name} after {state.position}/{total} {unit}; "
             f"checkpoint {ckpt_file}; run the same command with --resume to continue",
             stop.signal or signal.SIGTERM,
         )
@@ -328,16 +339,19 @@ def fit_to_file(
     output: Path,
     checkpoints: CheckpointOptions | None = None,
     progress_for: Callable[[DistContext], AbstractContextManager[Progress]] | None = None,
+    reader: SourceReader | None = None,
 ) -> tuple[FitResult, DistContext]:
-    """The whole fit job, in one process or as one rank of a torchrun job.
+    """The whole fit job, in one process or as one rank of a torchrun job (``cfg.source``, read
+    through ``reader``: one process only).
 
     Joins the process group, fits (``progress_for(ctx)`` gives this rank's progress callback),
     rank 0 writes the model file atomically while the others wait at a barrier; then each rank
     removes its checkpoint, which is no longer needed.
     """
+    check_source_run(cfg, launched_by_torchrun())  # before the process group: one line, no hang
     with process_group(fit_device(cfg)) as ctx:
         with progress_for(ctx) if progress_for else nullcontext(None) as update:
-            result = fit(cfg, update, ctx=ctx, checkpoints=checkpoints)
+            result = fit(cfg, update, ctx=ctx, checkpoints=checkpoints, reader=reader)
         if ctx.is_main:
             result.artifact.save(output)
         barrier(ctx)

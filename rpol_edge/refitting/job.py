@@ -23,10 +23,12 @@ from rpol_edge.core.scene import background
 from rpol_edge.core.wstar import FeatureSums, solve
 from rpol_edge.data import DatasetError, Sample, read_dataset
 from rpol_edge.fitting.checkpoint import CheckpointOptions, FitState, StopRequest
-from rpol_edge.refitting.frame_sources import Chunk, SourceCount, data_chunks, source_chunks
+from rpol_edge.fitting.config import source_record
+from rpol_edge.live.sampling import Chunk, SourceCount, source_chunks
+from rpol_edge.refitting.frame_sources import data_chunks, model_framer
 from rpol_edge.refitting.models import KINDS, check_same_features, fit_runner, open_model
 from rpol_edge.refitting.onnx_graph import RefitError, check_refittable
-from rpol_edge.refitting.sums import Progress, accumulate, open_checkpoint, sourced
+from rpol_edge.refitting.sums import Progress, accumulate, open_checkpoint
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ def refit(
         every = checkpoints.every if checkpoints is not None else 0
         with stop.installed() if resume.saver is not None else nullcontext(stop):
             state = accumulate(
-                sourced(chunks), state, step, total, progress, resume.saver, every, stop, resume.ckpt_file
+                chunks, state, step, total, progress, resume.saver, every, stop, resume.ckpt_file
             )
 
     sums = state.sums
@@ -179,8 +181,9 @@ def _chunks(
     """The frames to fit on from ``position`` on: the data set's, or the source's (counted)."""
     if req.data:
         return data_chunks(samples[position:], meta, req.batch_size, req.workers)
+    framer = model_framer(meta)
     return source_chunks(
-        req.source, meta, req.frames, req.every, req.batch_size, position, req.open_timeout, counts
+        req.source, framer, req.frames, req.every, req.batch_size, position, req.open_timeout, counts
     )
 
 
@@ -197,7 +200,9 @@ def refit_meta(
     on, when and through what); the graph's own fields (input, pre-processing, opset, precision)
     stay. The operating point is the graph's: its rule is built into the mask ops, and its
     constant is the user's (fixed t, fraction q) or none (sign, otsu); re-validated here."""
-    extra = {k: v for k, v in old.extra.items() if not k.startswith("refit_")}
+    stale = ("refit_", "fit_frames", "fit_every")  # an earlier refit's, a source fit's
+    extra = {k: v for k, v in old.extra.items() if not k.startswith(stale)}
+    extra |= source_record(req.source, req.frames, req.every)
     extra |= {
         "refit_date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "refit_runtime": runtime,

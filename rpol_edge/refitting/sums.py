@@ -16,6 +16,7 @@ from rpol_edge.fitting.checkpoint import (
     CheckpointOptions,
     FitState,
     FitStopped,
+    FrameSlots,
     Identity,
     StopRequest,
     checkpoint_path,
@@ -24,8 +25,7 @@ from rpol_edge.fitting.checkpoint import (
 )
 from rpol_edge.fitting.checkpoint import load as load_checkpoint
 from rpol_edge.fitting.checkpoint import save as save_checkpoint
-from rpol_edge.refitting.frame_sources import Chunk
-from rpol_edge.refitting.onnx_graph import RefitError
+from rpol_edge.live.sampling import Chunk
 
 if TYPE_CHECKING:
     from rpol_edge.refitting.job import RefitRequest
@@ -88,30 +88,13 @@ def open_checkpoint(
     if checkpoints.resume:
         resumed_at = 0
         if ckpt_file.is_file():
-            state = load_checkpoint(ckpt_file, ident, state.sums, samples if samples else _Slots(total))
+            state = load_checkpoint(ckpt_file, ident, state.sums, samples if samples else FrameSlots(total))
             resumed_at = state.position
 
     def saver(st: FitState) -> None:
         save_checkpoint(ckpt_file, st, ident)
 
     return Resume(state, saver, resumed_at, ckpt_file)
-
-
-class _Slots(list):  # type: ignore[type-arg]
-    """A stand-in sample list for a source's checkpoint: only its length (the frame budget) counts."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__([None] * n)
-
-
-def sourced(chunks: Iterable[Chunk]) -> Iterable[Chunk]:
-    """A source that cannot be opened or a frame of the wrong size: one line, not a traceback."""
-    from rpol_edge.live.sources import SourceError
-
-    try:
-        yield from chunks
-    except SourceError as exc:
-        raise RefitError(str(exc)) from None
 
 
 def accumulate(

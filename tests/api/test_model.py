@@ -113,8 +113,9 @@ def test_library_errors_name_the_field_and_the_cli_its_flag() -> None:
     assert to_flags("tau_mode=x: choose joint or mean", flags) == "--tau x: choose joint or mean"
     # the CLI's defaults are the record's: one place to change a default
     defaults = {p.name: p.default for p in fit_cmd.params}
-    expected = {"split": "train", "backbone": "lite0", "input_size": 448, "head": "rpol", "seed": 0,
+    expected = {"split": None, "backbone": "lite0", "input_size": 448, "head": "rpol", "seed": 0,
                 "batch_size": 16, "workers": 2, "device": "auto", "tau": "joint"}  # fmt: skip
     assert {k: defaults[k] for k in expected} == expected
     record = FitConfig("x", Path("."))
     assert {k: getattr(record, "tau_mode" if k == "tau" else k) for k in expected} == expected
+    assert record.data_split == "train"  # no split given: a data set's train split

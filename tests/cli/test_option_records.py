@@ -48,7 +48,7 @@ def test_fit_options_are_config_fields() -> None:
 
 def test_fit_defaults_and_the_threshold_rule() -> None:
     base = _defaults(fit) | {"root": Path("images")}
-    assert fit_config(base) == FitConfig(data="folder", root=Path("images"))
+    assert fit_config(base) == FitConfig(root=Path("images"))
     fixed = fit_config(base | {"threshold": 0.3, "tau": "mean"})
     assert (fixed.operating_point, fixed.threshold, fixed.tau_mode) == ("fixed", 0.3, "mean")
     assert fit_config(base | {"threshold": 0.3, "operating_point": "otsu"}).operating_point == "otsu"
