@@ -112,6 +112,24 @@ WORDING = [
     ("--batch-size <int> [", "--batch-size <int> images per inference call ["),
     ("--seed <int> [", "--seed <int> random seed of the --sampling-ratio draw ["),
     ("--calib-split <str> [", "--calib-split <str> split of the INT8 calibration data ["),
+    # fit takes frames of a source (--source, --frames, --every) instead of a data set
+    (
+        "write the model file. Under torchrun (`torchrun --nproc-per-node N -m rpol_edge fit ...`) each "
+        "rank fits its shard and rank 0",
+        "write the model file. The images: a data set (--data, --root, --split) or --frames N frames of a "
+        "camera, stream, video file or folder (--source), one every --every seconds. Ctrl-C saves a "
+        "checkpoint; run again with --resume. Under torchrun (`torchrun --nproc-per-node N -m rpol_edge "
+        "fit ...`) each rank fits its shard of a data set and rank 0",
+    ),
+    ("Options * --root <path> data-set root folder [required] --data <str> cub | wsol | voc | folder "
+     "[default: folder] --split <str> split name (train, test, ...) [default: train]",
+     "Options --root <path> data-set root folder --data <str> cub | wsol | voc | folder "
+     "[default: (folder)] --split <str> split name (train, test, ...) [default: (train)]"),  # fmt: skip
+    (
+        "continue from the checkpoints of the same command [default: no-resume]",
+        "continue from the checkpoints of the same command (a --source video or folder is read again and "
+        "the frames already added are passed over; a live source goes on) [default: no-resume]",
+    ),
     # the scene rule (a fixed camera) joined the operating points
     (
         "otsu | fraction (top --fraction) --threshold",
@@ -131,7 +149,14 @@ WORDING = [
 ]
 
 # Options that now take more than they did (the old use still works): the recorded field changed.
-WIDENED = {("run", "source"): {"multiple": True}}
+WIDENED = {
+    ("run", "source"): {"multiple": True},
+    # fit takes a source instead of a data set: --root is no longer required, and the data-set
+    # defaults (folder, train) are shown as they were but applied only without --source
+    ("fit", "root"): {"required": False},
+    ("fit", "data"): {"default": ""},
+    ("fit", "split"): {"default": None},
+}
 
 
 @pytest.mark.parametrize("kind", list(ARTIFACTS))
@@ -208,21 +233,32 @@ ADDED = {
     "export": ("openvino", "openvino_precision", "triton", "triton_name", "deepstream"),
     "compare": ("runtime", "ref_runtime"),
     "eval": ("boxes",),
-    "fit": ("scene_level",),
+    "fit": ("source", "frames", "every", "scene_level"),
 }
 
 # Commands added since the layout change (all their options are new).
 NEW_COMMANDS = ("serve", "client", "refit")
 
 
+def _long(param: dict[str, object]) -> str:
+    """The flag a help entry begins with: its long form (``--output``, not ``-o``)."""
+    opts = [str(o) for o in param["opts"]]  # type: ignore[attr-defined]
+    return next((o for o in opts if o.startswith("--")), opts[0])
+
+
 def _without_added(words: str, params: list[dict[str, object]], added: tuple[str, ...]) -> str:
-    """The help words without an added option's entry: from its flag to the next option's flag."""
-    flags = [str(p["opts"][0]) for p in params] + ["--help"]  # type: ignore[index]
+    """The help words without the added options' entries: from an added flag to the next kept
+    option's flag (a description may name an added flag: "frames of --source"; only the options
+    list, after "Options", is searched)."""
+    kept = [_long(p) for p in params if p["name"] not in added] + ["--help"]
+    options_at = max(words.find(" Options "), 0)
     for p in params:
         if p["name"] in added:
-            flag = str(p["opts"][0])  # type: ignore[index]
-            start = words.index(f" {flag} ") + 1
-            ends = [i for f in flags if f != flag and (i := words.find(f" {f} ", start)) != -1]
+            flag = _long(p)
+            start = words.find(f" {flag} ", options_at) + 1
+            if start == 0:  # removed with an added entry before it
+                continue
+            ends = [i for f in kept if (i := words.find(f" {f} ", start)) != -1]
             words = words[:start] + words[min(ends) + 1 :] if ends else words[:start]
     return words
 
