@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from rpol_edge.core.metadata import DEFAULT_OPERATING_POINT, OPERATING_RULES, SCENE_LEVEL, TAU_MODES
 from rpol_edge.runtimes import InferenceError, check_device
@@ -17,6 +18,21 @@ def default_resize(input_size: int) -> int:
 
 
 DEFAULT_SPLIT = "train"
+
+
+def without_password(uri: str) -> str:
+    """A source URI as a model file may record it: a URL's password left out (``rtsp://user@host``),
+    anything else as typed. ``fit`` and ``refit`` both record their source through this."""
+    if "://" not in uri:
+        return uri
+    try:
+        parts = urlsplit(uri)
+        if parts.password is None:
+            return uri
+        host = parts.netloc.rsplit("@", 1)[-1]
+        return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}"))
+    except ValueError:  # not a parsable URL: kept as typed (opening it said why)
+        return uri
 
 
 def source_record(source: str, frames: int, every: float) -> dict[str, str]:

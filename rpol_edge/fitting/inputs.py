@@ -12,14 +12,13 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
 from rpol_edge.core.prepare import resize_crop_rgb
 from rpol_edge.data import DatasetError, Sample, read_dataset, sample_subset
 from rpol_edge.data.loader import Batch, iterate_batches
-from rpol_edge.fitting.config import FitConfig
+from rpol_edge.fitting.config import FitConfig, without_password
 
 Framer = Callable[[np.ndarray, bool], np.ndarray]
 """(uint8 (H, W, 3) frame, whether it is RGB) -> the fit's K x K RGB crop."""
@@ -100,11 +99,4 @@ def recorded_root(cfg: FitConfig) -> str:
         return str(Path(cfg.root or ".").expanduser().resolve())
     if "://" not in cfg.source:
         return os.path.abspath(os.path.expanduser(cfg.source))
-    try:
-        parts = urlsplit(cfg.source)
-        if parts.password is None:
-            return cfg.source
-        host = parts.netloc.rsplit("@", 1)[-1]
-        return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}"))
-    except ValueError:  # not a parsable URL: kept as typed (opening it said why)
-        return cfg.source
+    return without_password(cfg.source)

@@ -23,7 +23,7 @@ from rpol_edge.core.scene import background
 from rpol_edge.core.wstar import FeatureSums, solve
 from rpol_edge.data import DatasetError, Sample, read_dataset
 from rpol_edge.fitting.checkpoint import CheckpointOptions, FitState, StopRequest
-from rpol_edge.fitting.config import source_record
+from rpol_edge.fitting.config import source_record, without_password
 from rpol_edge.live.sampling import Chunk, SourceCount, source_chunks
 from rpol_edge.refitting.frame_sources import data_chunks, model_framer
 from rpol_edge.refitting.models import KINDS, check_same_features, fit_runner, open_model
@@ -206,7 +206,7 @@ def refit_meta(
     extra |= {
         "refit_date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "refit_runtime": runtime,
-        "refit_from": req.source or f"{req.data}:{Path(req.root or '.').name}/{req.split}",
+        "refit_from": without_password(req.source) or f"{req.data}:{Path(req.root or '.').name}/{req.split}",
     }
     if req.features_from is not None:
         extra["refit_features"] = Path(req.features_from).name

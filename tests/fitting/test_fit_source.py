@@ -244,3 +244,13 @@ def test_source_under_torchrun_is_refused(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("RANK", "0")
     res = cli("fit", "--source", SAMPLE / "JPEGImages", "--frames", 2, *COMMON, "-o", tmp_path / "o.rpol")
     assert res.exit_code == 2 and "run this fit without torchrun" in res.output, res.output
+
+
+def test_a_recorded_source_keeps_no_password() -> None:
+    """`fit` (fit_root) and `refit` (refit_from) record a source through one function."""
+    from rpol_edge.fitting.config import without_password
+
+    assert without_password("rtsp://cam:secret@10.0.0.5:554/s1") == "rtsp://cam@10.0.0.5:554/s1"
+    assert without_password("http://10.0.0.5/stream.mjpg") == "http://10.0.0.5/stream.mjpg"
+    assert without_password("camera://0") == "camera://0"
+    assert without_password("video.mp4") == "video.mp4"
