@@ -20,13 +20,13 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.host_timing import timed  # noqa: E402
 from rpol_edge.bench.runner import machine_record  # noqa: E402
 from rpol_edge.core.geometry import CropTransform  # noqa: E402
 from rpol_edge.data import read_dataset  # noqa: E402
@@ -36,22 +36,12 @@ from rpol_edge.runtimes import infer_all, open_runtime  # noqa: E402
 
 
 def time_mode(outputs, transforms, mode: str, cells: int, repeats: int) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """ms of `detect` per frame and pass (3 untimed passes first)."""
+    """ms of `detect` per frame and pass (`benchmarks.host_timing.timed`)."""
 
     def run(i: int) -> None:
         detect(outputs.score[i, 0], outputs.mask[i, 0], transforms[i], 0.0, mode, cells, peak_of(outputs, i))
 
-    n = len(transforms)
-    for _ in range(3):
-        for i in range(n):
-            run(i)
-    ms = []
-    for _ in range(repeats):
-        for i in range(n):
-            t0 = time.perf_counter()
-            run(i)
-            ms.append(1000 * (time.perf_counter() - t0))
-    return np.array(ms)
+    return timed(run, len(transforms), repeats)
 
 
 def main() -> None:

@@ -32,25 +32,12 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from benchmarks.host_timing import timed  # noqa: E402
 from benchmarks.research.instance_data import build_data, fit_w, load_sets, responses  # noqa: E402
 from benchmarks.research.instance_detectors import candidates, graph_outputs  # noqa: E402
 from benchmarks.research.instances import machine  # noqa: E402
 from rpol_edge.core.geometry import resize_crop  # noqa: E402
 from rpol_edge.results.detection import detect  # noqa: E402
-
-
-def timed(run: Any, n: int, repeats: int) -> np.ndarray:
-    """ms of ``run(i)`` for every frame i, 3 untimed passes first, then ``repeats`` timed ones."""
-    for _ in range(3):
-        for i in range(n):
-            run(i)
-    ms = []
-    for _ in range(repeats):
-        for i in range(n):
-            t0 = time.perf_counter()
-            run(i)
-            ms.append(1000 * (time.perf_counter() - t0))
-    return np.array(ms)
 
 
 def summary(a: np.ndarray, n: int) -> dict[str, Any]:

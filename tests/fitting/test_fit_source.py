@@ -7,9 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -26,7 +23,7 @@ from rpol_edge.fitting.config import FitConfig
 from rpol_edge.fitting.fitter import fit
 from rpol_edge.live.sampling import SourceCount, SourceFrames, source_reader
 from tests.conftest import SAMPLE
-from tests.live.live_support import cli, frames_bgr, write_video
+from tests.live.live_support import cli, ctrl_c_at_first_checkpoint, frames_bgr, write_video
 
 K = 64
 """A small input keeps every fit here to a few seconds on a CPU; the framing is the same at any K."""
@@ -182,22 +179,11 @@ def test_a_stream_that_dies_is_one_error_and_a_resumable_checkpoint(tmp_path: Pa
 def test_cli_ctrl_c_exits_130_with_a_resumable_checkpoint(tmp_path: Path) -> None:
     """Ctrl-C on `fit --source` (its own process, a live MJPEG stream that keeps it busy): exit 130,
     the checkpoint kept, one line naming it and --resume, no traceback."""
-    server = MjpegServer(frames_bgr(4), fps=4.0)
-    server.start()
-    try:
-        cmd = [sys.executable, "-c", "from rpol_edge.cli.app import main; main()", "fit"]
-        cmd += ["--source", server.url, "--frames", "100", "-o", str(tmp_path / "c.rpol")]
-        cmd += ["--input-size", "64", "--batch-size", "1", "--checkpoint-every", "1"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        ckpt = tmp_path / "c.rpol.ckpt"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (any(ckpt.glob("*.npz")) or proc.poll() is not None):
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        server.stop()
-    assert proc.returncode == 130, stderr
+    ckpt = tmp_path / "c.rpol.ckpt"
+    args = ["fit", "--source", "{url}", "--frames", "100", "-o", str(tmp_path / "c.rpol")]
+    args += ["--input-size", "64", "--batch-size", "1", "--checkpoint-every", "1"]
+    returncode, stderr = ctrl_c_at_first_checkpoint(args, ckpt)
+    assert returncode == 130, stderr
     assert "frames of the source" in stderr and "--resume" in stderr and "Traceback" not in stderr
     assert any(ckpt.glob("*.npz")) and not (tmp_path / "c.rpol").exists()
 

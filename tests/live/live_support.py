@@ -134,3 +134,27 @@ class JunkServer:
         self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def ctrl_c_at_first_checkpoint(args: list[str], ckpt: Path, stream_frames: int = 4) -> tuple[int, str]:
+    """Run ``rpol-edge ARGS`` in a subprocess against a live MJPEG stream on 127.0.0.1 (``{url}``
+    in ARGS is its address), press Ctrl-C (SIGINT) once a checkpoint is in ``ckpt``, and return
+    the exit code and stderr."""
+    import signal
+
+    from benchmarks.product.mjpeg_server import MjpegServer
+
+    server = MjpegServer(frames_bgr(stream_frames), fps=4.0)
+    server.start()
+    try:
+        cmd = [sys.executable, "-c", "from rpol_edge.cli.app import main; main()"]
+        cmd += [a.replace("{url}", server.url) for a in args]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (any(ckpt.glob("*.npz")) or proc.poll() is not None):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        server.stop()
+    return proc.returncode, stderr

@@ -35,7 +35,7 @@ from rpol_edge.refitting.job import RefitRequest, refit  # noqa: E402
 from rpol_edge.refitting.onnx_graph import SUMS, fit_graph, head_weight  # noqa: E402
 from rpol_edge.runtimes import infer_all, open_runtime  # noqa: E402
 from tests.conftest import SAMPLE, TEST_INPUT  # noqa: E402
-from tests.live.live_support import cli, frames_bgr, write_video  # noqa: E402
+from tests.live.live_support import cli, ctrl_c_at_first_checkpoint, frames_bgr, write_video  # noqa: E402
 
 TAU_REL = 1e-6
 COS = 1 - 1e-9
@@ -327,24 +327,12 @@ def test_stop_and_resume_give_the_uninterrupted_w(sample_onnx: Path, tmp_path: P
 def test_cli_ctrl_c_exits_130_with_a_resumable_checkpoint(sample_onnx: Path, tmp_path: Path) -> None:
     """Ctrl-C on the command (its own process, an MJPEG stream that keeps it busy): exit 130, one
     line naming the checkpoint and --resume."""
-    server = MjpegServer(frames_bgr(4), fps=4.0)
-    server.start()
-    try:
-        cmd = [sys.executable, "-c", "from rpol_edge.cli.app import main; main()", "refit", str(sample_onnx)]
-        cmd += ["-o", str(tmp_path / "c.onnx"), "--source", server.url, "--frames", "100"]
-        cmd += ["--batch-size", "1", "--checkpoint-every", "1"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        ckpt = tmp_path / "c.onnx.ckpt"
-        import time
-
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (any(ckpt.glob("*.npz")) or proc.poll() is not None):
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        server.stop()
-    assert proc.returncode == 130, stderr
+    ckpt = tmp_path / "c.onnx.ckpt"
+    args = ["refit", str(sample_onnx), "-o", str(tmp_path / "c.onnx"), "--source", "{url}", "--frames", "100"]
+    returncode, stderr = ctrl_c_at_first_checkpoint(
+        [*args, "--batch-size", "1", "--checkpoint-every", "1"], ckpt
+    )
+    assert returncode == 130, stderr
     assert "--resume" in stderr and "Traceback" not in stderr
     assert any(ckpt.glob("*.npz")) and not (tmp_path / "c.onnx").exists()
 
