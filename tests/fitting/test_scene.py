@@ -258,3 +258,18 @@ def test_calibrate_sets_the_scene_level_and_keeps_the_scene(
     art = ModelArtifact.load(model)
     assert art.meta.operating_point == "scene" and art.cells is not None
     assert f"set to scene {art.meta.threshold:g}" in res.output
+
+
+def test_a_camera_fits_its_scene_from_a_source(camera: Path, tmp_path: Path) -> None:
+    """`fit --source` takes the scene rule too: the camera's frames read as a source give the
+    scene model the same frames read as a data set give."""
+    import rpol_edge
+
+    frames = camera / "JPEGImages"
+    opts = {"operating_point": "scene", "input_size": K, "resize_size": K, "workers": 0}
+    rpol_edge.fit(frames, tmp_path / "folder.rpol", data="folder", **opts).close()
+    rpol_edge.fit(output=tmp_path / "source.rpol", source=str(frames), frames=42, **opts).close()
+    a, b = (ModelArtifact.load(tmp_path / f"{n}.rpol") for n in ("folder", "source"))
+    assert a.cells is not None and b.cells is not None and b.meta.fit_data == "source"
+    assert b.meta.n_images == a.meta.n_images == 42
+    assert (background(a.cells) * background(b.cells)).sum(0).min() >= 0.99999
