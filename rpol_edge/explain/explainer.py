@@ -155,6 +155,11 @@ def _load_head(cfg: ExplainConfig) -> _Head:
     meta = artifact.meta
     if meta.head != "rpol":
         raise MetadataError(f"{cfg.model}: a {meta.head} model has no w* built from training points")
+    if meta.operating_point == "scene":
+        raise MetadataError(
+            f"{cfg.model}: a scene model's map is the evidence against its scene, not w*'s response: "
+            "it has no training points to show (explain a model fitted without --operating-point scene)"
+        )
     if not 0 <= cfg.head_index < meta.n_heads:
         raise ValueError(f"--head-index {cfg.head_index}: the model has {meta.n_heads} head(s)")
     h_idx = cfg.head_index

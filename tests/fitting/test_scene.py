@@ -273,3 +273,10 @@ def test_a_camera_fits_its_scene_from_a_source(camera: Path, tmp_path: Path) -> 
     assert a.cells is not None and b.cells is not None and b.meta.fit_data == "source"
     assert b.meta.n_images == a.meta.n_images == 42
     assert (background(a.cells) * background(b.cells)).sum(0).min() >= 0.99999
+
+
+def test_explain_refuses_a_scene_model_in_one_line(scene_model: Path, camera: Path, tmp_path: Path) -> None:
+    photo = next((camera / "JPEGImages").glob("test*.jpg"))
+    res = CliRunner().invoke(app, ["explain", str(scene_model), str(photo), "-o", str(tmp_path / "x")])
+    assert res.exit_code == 2, res.output
+    assert "evidence against its scene" in res.output and "Traceback" not in res.output
