@@ -13,6 +13,7 @@ from functools import partial
 import numpy as np
 
 from benchmarks.research.per_image import levels as L
+from benchmarks.research.per_image.coverage_rule import coverage_box
 from benchmarks.research.per_image.feature_graph import lost_seed, tokencut
 
 TopBox = Callable[[np.ndarray, np.ndarray, np.ndarray | None, int], np.ndarray | None]
@@ -59,6 +60,16 @@ def _tokencut(g: np.ndarray, a: np.ndarray, f: np.ndarray | None, size: int) -> 
     return tokencut(a, f, size, 0.0)
 
 
+def _coverage(
+    q: float, fallback: str, g: np.ndarray, a: np.ndarray, f: object, size: int
+) -> np.ndarray | None:
+    return coverage_box(g, a, size, q, fallback)
+
+
+COVERAGE_RULES = ((0.4, "peak_rel0.2"), (0.5, "halfmax"))
+"""coverage.py's CV pick on photos + canvases and its a-priori rule (coverage_448.md)."""
+
+
 def _field_rules(kind: str) -> dict[str, Candidate]:
     p = "" if kind == "wstar" else kind + ":"
     c: dict[str, Candidate] = {}
@@ -100,4 +111,6 @@ def candidates() -> dict[str, Candidate]:
     c["lost_peak"] = ("wstar", "lost", partial(_lost, "peak"))
     c["lost_degree"] = ("wstar", "lost", partial(_lost, "degree"))
     c["tokencut"] = ("wstar", "tokencut", _tokencut)
+    for q, fb in COVERAGE_RULES:
+        c[f"cov_q{q}_{fb}"] = ("wstar", "coverage", partial(_coverage, q, fb))
     return c
