@@ -134,7 +134,8 @@ WORDING = [
     (
         "otsu | fraction (top --fraction) --threshold",
         "otsu | fraction (top --fraction) | scene (a fixed camera: fit on its own frames; evidence against "
-        "the scene at --scene-level) --threshold",
+        "the scene at --scene-level) | zscore (a fixed camera: w* response in its cell's standard "
+        "deviations, above --zscore-level) --threshold",
     ),
     ("--workspace-mb <int> [", "--workspace-mb <int> TensorRT builder workspace memory limit, in MB ["),
     (
@@ -233,7 +234,7 @@ ADDED = {
     "export": ("openvino", "openvino_precision", "triton", "triton_name", "deepstream"),
     "compare": ("runtime", "ref_runtime"),
     "eval": ("boxes",),
-    "fit": ("source", "frames", "every", "scene_level"),
+    "fit": ("source", "frames", "every", "scene_level", "zscore_level"),
 }
 
 # Commands added since the layout change (all their options are new).

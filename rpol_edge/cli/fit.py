@@ -61,7 +61,8 @@ OperatingPoint = Annotated[
     typer.Option(
         help="mask rule: sign (label-free: w*^T f > 0; the default with --head rpol) | fixed (the "
         "paper's, at --threshold; the default with --head caam) | otsu | fraction (top --fraction) "
-        "| scene (a fixed camera: fit on its own frames; evidence against the scene at --scene-level)"
+        "| scene (a fixed camera: fit on its own frames; evidence against the scene at --scene-level) "
+        "| zscore (a fixed camera: w* response in its cell's standard deviations, above --zscore-level)"
     ),
 ]
 Threshold = Annotated[
@@ -70,6 +71,9 @@ Threshold = Annotated[
 ]
 Fraction = Annotated[float, typer.Option(help="share of each map the fraction rule keeps")]
 SceneLevel = Annotated[float, typer.Option(help="scene rule: keep evidence above this share of its maximum")]
+ZscoreLevel = Annotated[
+    float, typer.Option(help="zscore rule: keep responses this many std above their cell's mean")
+]
 FitBatchSize = Annotated[int, typer.Option(help="images per backbone call")]
 CheckpointEvery = Annotated[
     int, typer.Option(help="save each rank's partial sums every N of its images (0: only on SIGTERM)")
@@ -108,6 +112,7 @@ def fit(
     threshold: Threshold = None,
     fraction: Fraction = FIT.fraction,
     scene_level: SceneLevel = FIT.scene_level,
+    zscore_level: ZscoreLevel = FIT.zscore_level,
     batch_size: FitBatchSize = FIT.batch_size,
     workers: Workers = FIT.workers,
     device: Device = FIT.device,

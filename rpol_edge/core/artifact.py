@@ -33,6 +33,8 @@ class ModelArtifact:
     """(n_heads,) float64 tau of every head (the metadata keeps head 0's); None in older files."""
     cells: np.ndarray | None = None
     """(C, H, W) float64 per-cell sums of unit features: the scene model of a ``scene`` fit."""
+    zstats: np.ndarray | None = None
+    """(2, H, W) float32: mean and standard deviation of the w* response per cell (``zscore``)."""
 
     def save(self, path: Path) -> None:
         require_torch("writing a model file", with_timm=False)
@@ -50,6 +52,8 @@ class ModelArtifact:
             payload["taus"] = torch.from_numpy(np.asarray(self.taus, np.float64))
         if self.cells is not None:
             payload["cells"] = torch.from_numpy(np.asarray(self.cells, np.float64))
+        if self.zstats is not None:
+            payload["zstats"] = torch.from_numpy(np.asarray(self.zstats, np.float32))
         atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
     @classmethod
@@ -85,8 +89,12 @@ class ModelArtifact:
             raise MetadataError(
                 f"{path}: scene model has {cells.shape[0]} channels, metadata says {meta.channels}"
             )
+        zstats = obj["zstats"].numpy() if isinstance(obj.get("zstats"), torch.Tensor) else None
+        wrong = zstats is not None and len(zstats) != 2
+        if wrong or (zstats is not None) != (meta.operating_point == "zscore"):
+            raise MetadataError(f"{path}: damaged model file (cell statistics and operating point disagree)")
         counts = obj["count"].numpy()
-        return cls(meta, w, obj["v_sum"].numpy(), obj["u_sum"].numpy(), counts, taus, cells)
+        return cls(meta, w, obj["v_sum"].numpy(), obj["u_sum"].numpy(), counts, taus, cells, zstats)
 
 
 ZIP_MAGIC = b"PK\x03\x04"

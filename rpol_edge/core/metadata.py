@@ -14,13 +14,18 @@ from typing import Any
 from rpol_edge import __version__
 
 FORMAT_VERSION = 1
-OPERATING_RULES: tuple[str, ...] = ("fixed", "sign", "otsu", "fraction", "scene")
+OPERATING_RULES: tuple[str, ...] = ("fixed", "sign", "otsu", "fraction", "scene", "zscore")
 """The mask rules of rpol_edge/modeling/operating_point.py, named here so reading metadata needs no torch."""
 
 SCENE_LEVEL = 0.85
 """Relative level of the ``scene`` rule (a fixed camera): keep the evidence map above this share of
 its maximum. Chosen on the CAVIAR lobby's train frames (plateau 0.82-0.90 there at input 640;
 benchmarks/research/per_image): a constant of one camera, so `fit --scene-level` can change it."""
+
+ZSCORE_LEVEL = 1.0
+"""z of the ``zscore`` rule (a fixed camera whose w* map finds the objects): keep the w* response
+where it is more than this many of its cell's standard deviations above its cell's mean over the
+fit frames. One standard deviation, set before measuring (benchmarks/research/per_image/response_z.py)."""
 
 
 DEFAULT_OPERATING_POINT = "sign"
@@ -45,10 +50,12 @@ class OperatingPoint:
             raise ValueError(f"operating threshold {self.threshold} is outside (0, 1)")
         if self.rule == "fraction" and not 0.0 < self.fraction <= 1.0:
             raise ValueError(f"foreground fraction {self.fraction} is outside (0, 1]")
+        if self.rule == "zscore" and not 0.0 < self.threshold <= 10.0:
+            raise ValueError(f"zscore level {self.threshold} is outside (0, 10]")
 
     def label(self) -> str:
         """Short form for tables and JSON records: ``fixed 0.5``, ``sign``, ``fraction 0.2500``."""
-        if self.rule in ("fixed", "scene"):
+        if self.rule in ("fixed", "scene", "zscore"):
             return f"{self.rule} {self.threshold:g}"
         if self.rule == "fraction":
             return f"fraction {self.fraction:.4f}"
@@ -61,6 +68,7 @@ class OperatingPoint:
             "otsu": "Otsu per image (label-free)",
             "fraction": f"top {self.fraction:.1%} of each map (label-free, share of ||f|| > tau)",
             "scene": f"fixed camera: evidence against the scene above {self.threshold:g} x its maximum",
+            "zscore": f"fixed camera: w*^T f over {self.threshold:g} std above its cell's mean",
         }[self.rule]
 
 
@@ -166,7 +174,7 @@ class ModelMeta:
         """The fields that apply to this file, for people (``info``): no threshold under a rule
         that has none, no opset before export, no raw-frame fields without raw frames."""
         skip = set()
-        if self.operating_point not in ("fixed", "scene"):
+        if self.operating_point not in ("fixed", "scene", "zscore"):
             skip.add("threshold")
         if self.operating_point != "fraction":
             skip.add("fraction")
@@ -214,9 +222,11 @@ class ModelMeta:
 
     operating_point: str = "fixed"
     """How the map becomes the mask (rpol_edge/modeling/operating_point.py): ``fixed`` (the paper's rule at
-    ``threshold``), a label-free rule: ``sign``, ``otsu``, ``fraction``, or ``scene`` (a fixed
+    ``threshold``), a label-free rule: ``sign``, ``otsu``, ``fraction``, ``scene`` (a fixed
     camera: the map is the evidence against a per-cell model of the scene, kept above ``threshold``
-    x its maximum). Files written before this field existed are ``fixed`` and behave as they did."""
+    x its maximum) or ``zscore`` (a fixed camera: the w* response in standard deviations of its
+    cell over the fit frames, kept above ``threshold``). Files written before this field existed
+    are ``fixed`` and behave as they did."""
     fraction: float = 0.0
     """q of the ``fraction`` rule (keep the top q of each map); 0 for the other rules."""
 
@@ -260,7 +270,10 @@ class ModelMeta:
         return cls.from_dict(json_object(text, source), source)
 
     def validate(self, source: str = "artifact") -> None:
-        if not 0.0 < self.threshold < 1.0:
+        if self.operating_point == "zscore":  # its threshold is a z, in standard deviations
+            if not 0.0 < self.threshold <= 10.0:
+                raise MetadataError(f"{source}: zscore level {self.threshold} is outside (0, 10]")
+        elif not 0.0 < self.threshold < 1.0:
             raise MetadataError(f"{source}: operating threshold {self.threshold} is outside (0, 1)")
         if self.input_size <= 0 or self.resize_size < self.input_size:
             raise MetadataError(

@@ -172,6 +172,11 @@ def calibrate(model_path: Path, best_threshold: float) -> ModelMeta:
     threshold chosen with labels replaces any label-free rule). A ``scene`` model keeps its rule
     and takes the threshold as its level: its map is the evidence against its scene."""
     artifact = ModelArtifact.load(model_path)
+    if artifact.meta.operating_point == "zscore":
+        raise ValueError(
+            f"{model_path}: a zscore model's level is in standard deviations, not a share of the map's "
+            "maximum: fit it again with zscore_level= instead of calibrating"
+        )
     rule = "scene" if artifact.meta.operating_point == "scene" else "fixed"
     artifact.meta = artifact.meta.replace(threshold=float(best_threshold), operating_point=rule, fraction=0.0)
     artifact.meta.validate(str(model_path))

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from rpol_edge.core.metadata import DEFAULT_OPERATING_POINT, OPERATING_RULES, SCENE_LEVEL, TAU_MODES
+from rpol_edge.core.metadata import (
+    DEFAULT_OPERATING_POINT,
+    OPERATING_RULES,
+    SCENE_LEVEL,
+    TAU_MODES,
+    ZSCORE_LEVEL,
+)
 from rpol_edge.runtimes import InferenceError, check_device
 
 
@@ -75,6 +81,8 @@ class FitConfig:
     """q of the ``fraction`` rule."""
     scene_level: float = SCENE_LEVEL
     """Level of the ``scene`` rule (a fixed camera), relative to each evidence map's maximum."""
+    zscore_level: float = ZSCORE_LEVEL
+    """z of the ``zscore`` rule (a fixed camera): standard deviations above each cell's mean."""
     batch_size: int = 16
     workers: int = 2
     device: str = "auto"
@@ -146,8 +154,8 @@ class FitConfig:
             )
         if self.rule == "fraction" and not 0.0 < self.fraction <= 1.0:
             raise ValueError(f"fraction={self.fraction}: the fraction rule needs a share in (0, 1]")
-        if self.rule == "scene":
-            self._validate_scene()
+        if self.rule in ("scene", "zscore"):
+            self._validate_per_cell()
         if self.head not in ("rpol", "caam"):
             raise ValueError(f"head={self.head!r}: choose rpol or caam")
         if self.tau_mode not in TAU_MODES:
@@ -165,23 +173,26 @@ class FitConfig:
         except InferenceError as exc:
             raise ValueError(str(exc)) from None
 
-    def _validate_scene(self) -> None:
-        """The scene model is kept per cell of the inference grid: the fit must see the frames
-        exactly as inference will (same size and framing), with one model for the view."""
-        if not 0.0 < self.scene_level < 1.0:
+    def _validate_per_cell(self) -> None:
+        """The ``scene`` and ``zscore`` rules keep statistics per cell of the inference grid: the
+        fit must see the frames exactly as inference will (same size and framing), with one model
+        for the view; ``zscore`` reads its frames twice (its statistics need w* first)."""
+        rule = f"operating_point={self.rule!r}"
+        if self.rule == "scene" and not 0.0 < self.scene_level < 1.0:
             raise ValueError(f"scene_level={self.scene_level}: must be in (0, 1)")
-        if self.classwise:
+        if self.rule == "zscore" and not 0.0 < self.zscore_level <= 10.0:
+            raise ValueError(f"zscore_level={self.zscore_level}: must be in (0, 10]")
+        if self.rule == "zscore" and (self.head != "rpol" or self.source):
             raise ValueError(
-                "operating_point='scene' keeps one scene model for the view: drop classwise=True"
+                f"{rule} needs w* (head='rpol') and a data set or folder it can read twice, not a source"
             )
+        if self.classwise:
+            raise ValueError(f"{rule} keeps one model of the view: drop classwise=True")
         if self.reference_fit or (self.fit_size is not None and self.fit_size != self.input_size):
             raise ValueError(
-                "operating_point='scene' fits the scene at the inference grid: leave fit_size and "
-                "reference_fit unset"
+                f"{rule} fits per cell of the inference grid: leave fit_size and reference_fit unset"
             )
         if self.fit_resize is not None and self.fit_resize != (
             self.resize_size or default_resize(self.input_size)
         ):
-            raise ValueError(
-                "operating_point='scene' needs the fit framed as inference: leave fit_resize unset"
-            )
+            raise ValueError(f"{rule} needs the fit framed as inference: leave fit_resize unset")

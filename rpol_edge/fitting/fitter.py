@@ -16,9 +16,11 @@ from rpol_edge.backbones.timm_backbone import Backbone, BackboneSpec, build_back
 from rpol_edge.core.artifact import ModelArtifact
 from rpol_edge.core.files import array_sha256
 from rpol_edge.core.metadata import DEFAULT_BOXES, SCENE_BOXES, ModelMeta
+from rpol_edge.core.scene import response_stats
 from rpol_edge.core.wstar import FeatureSums, solve
 from rpol_edge.data import DatasetError, Sample, sample_list_sha256
 from rpol_edge.data.loader import Batch
+from rpol_edge.fitting.cell_stats import response_sums
 from rpol_edge.fitting.checkpoint import (
     CheckpointOptions,
     FitState,
@@ -152,7 +154,8 @@ def fit(
 
     mine = FrameSlots(cfg.frames) if cfg.source else shard(samples, ctx, unit=cfg.batch_size)
     # A scene fit (fixed camera) also keeps per-cell sums at the inference grid (core/scene.py).
-    grid = (cfg.input_size // bb.stride,) * 2 if cfg.rule == "scene" else None
+    grid_of = (cfg.input_size // bb.stride,) * 2
+    grid = grid_of if cfg.rule == "scene" else None
     state = FitState(FeatureSums.zeros(bb.channels, n_heads, grid), 0)
     state, saver, resumed_at, ckpt_file = _checkpointing(
         cfg, checkpoints, ctx, bb.weights_sha256, (fit_size, fit_resize), samples, mine, state
@@ -184,6 +187,18 @@ def fit(
     if int(sums.count.sum()) == 0:
         raise nothing_read(cfg, len(samples), skipped)
     artifact = _artifact(cfg, bb, sums, classes, (resize, fit_size, fit_resize), n_skipped)
+    if cfg.rule == "zscore":  # its cell statistics need w*: a second pass over the same shard
+        cell = response_sums(
+            extractor,
+            artifact.w,
+            mine,
+            grid_of,
+            (fit_resize, fit_size),
+            cfg.batch_size,
+            cfg.workers,
+            progress,
+        )
+        artifact.zstats = np.stack(response_stats(all_reduce_fields(cell, ctx)))
     return FitResult(artifact, skipped, resumed_at)
 
 
@@ -271,7 +286,7 @@ def _artifact(
         head=cfg.head,
         n_heads=int(w.shape[0]),
         tau=float(taus[0]),
-        threshold=cfg.scene_level if cfg.rule == "scene" else cfg.threshold,
+        threshold={"scene": cfg.scene_level, "zscore": cfg.zscore_level}.get(cfg.rule, cfg.threshold),
         operating_point=cfg.rule,
         fraction=cfg.fraction if cfg.rule == "fraction" else 0.0,
         w_sha256=array_sha256(w),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from rpol_edge.backbones.timm_backbone import BackboneError, BackboneSpec, build_backbone
@@ -45,4 +46,5 @@ def build_localizer(artifact: ModelArtifact, weights: Path | None = None) -> Loc
         meta.head,
         meta.operating,
         None if artifact.cells is None else torch.from_numpy(background(artifact.cells)),
+        None if artifact.zstats is None else torch.from_numpy(np.asarray(artifact.zstats, np.float32)),
     )

@@ -52,6 +52,8 @@ class Localizer(nn.Module):
     pixel_std: torch.Tensor
     cut_table: torch.Tensor
     scene: torch.Tensor | None
+    cell_mean: torch.Tensor | None
+    cell_std: torch.Tensor | None
 
     def __init__(
         self,
@@ -64,6 +66,7 @@ class Localizer(nn.Module):
         head: str = "rpol",
         operating_point: OperatingPoint | None = None,
         scene: torch.Tensor | None = None,
+        zstats: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if head not in ("rpol", "caam"):
@@ -85,6 +88,11 @@ class Localizer(nn.Module):
             raise ValueError("the scene operating point and a scene model (C, H, W) come together")
         # (1, C, H, W) float32: the unit direction of the scene at each cell (rpol_edge.core.scene).
         self.register_buffer("scene", None if scene is None else scene.to(torch.float32)[None])
+        if (zstats is None) != (self.operating_point.rule != "zscore"):
+            raise ValueError("the zscore operating point and the cell statistics (2, H, W) come together")
+        # (1, 1, H, W) each: the w* response's mean and spread per cell over the fit frames.
+        self.register_buffer("cell_mean", None if zstats is None else zstats[0].to(torch.float32)[None, None])
+        self.register_buffer("cell_std", None if zstats is None else zstats[1].to(torch.float32)[None, None])
         self.eval()
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
@@ -95,7 +103,8 @@ class Localizer(nn.Module):
 
     def response(self, f: torch.Tensor) -> torch.Tensor:
         """a_i = w*^T f_i / ||f_i|| (guarded: a zero feature gives 0), before the clamp; with a
-        scene model, the evidence 1 - cos(f_i, b_i) against it instead (rpol_edge.core.scene)."""
+        scene model, the evidence 1 - cos(f_i, b_i) against it instead; with cell statistics, a_i
+        in standard deviations of its cell, (a_i - mean_i) / std_i (rpol_edge.core.scene)."""
         f = f.float()
         if self.scene is not None:
             cos = (f * self.scene).sum(dim=1, keepdim=True) / f.norm(dim=1, keepdim=True).clamp_min(EPS)
@@ -103,6 +112,8 @@ class Localizer(nn.Module):
         a = self.head(f)
         if self.normalize_by_norm:
             a = a / f.norm(dim=1, keepdim=True).clamp_min(EPS)
+        if self.cell_mean is not None and self.cell_std is not None:  # zscore: in its cell's terms
+            a = (a - self.cell_mean) / self.cell_std
         return a
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -122,6 +133,8 @@ class Localizer(nn.Module):
         rule = self.operating_point.rule
         if rule == "sign":
             return sign_mask(raw, self.input_size)
+        if rule == "zscore":  # z above the level: the sign rule's ops on z - level
+            return sign_mask(raw - self.operating_point.threshold, self.input_size)
         if rule == "otsu":
             return otsu_mask(score, grid)
         if rule == "fraction":

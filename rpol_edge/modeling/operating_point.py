@@ -16,6 +16,9 @@ no loop, no arithmetic on UINT8 tensors. The rule is a constant of the module, c
 * ``scene``: a fixed camera. The response is the evidence 1 - cos(f_i, b_i) against the scene model
   fitted on the camera's own frames (rpol_edge/core/scene.py), and the mask keeps it above a level
   relative to its maximum, with the ``fixed`` rule's arithmetic.
+* ``zscore``: a fixed camera whose w* map finds the objects but whose scene responds too. The
+  response is taken in its cell's terms, (a_i - mean_i) / std_i over the fit frames, and the mask
+  keeps it above a level (the sign rule's ops on z minus the level).
 """
 
 from __future__ import annotations

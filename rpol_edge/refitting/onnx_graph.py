@@ -63,6 +63,11 @@ def check_refittable(meta: ModelMeta, source: str) -> None:
     the class-agnostic rpol head."""
     if meta.head != "rpol":
         raise RefitError(f"{source}: head {meta.head!r} has no w* to refit (the caam baseline sums channels)")
+    if meta.operating_point == "zscore":
+        raise RefitError(
+            f"{source}: a zscore model's cell statistics need a second pass over the frames, which "
+            "refit does not run yet; fit it again with `rpol-edge fit --operating-point zscore`"
+        )
     if meta.n_heads != 1:
         raise RefitError(
             f"{source}: a class-wise model ({meta.n_heads} heads) needs labels; refit a class-agnostic one"

@@ -187,7 +187,7 @@ def test_scene_options_refused_with_one_line(camera: Path, tmp_path: Path) -> No
         str(tmp_path / "m.rpol"),
     ]
     for extra, words in (
-        (["--classwise"], "one scene model"),
+        (["--classwise"], "one model of the view"),
         (["--fit-size", "160"], "inference grid"),
         (["--scene-level", "1.5"], "--scene-level"),
     ):
