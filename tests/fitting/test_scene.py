@@ -81,12 +81,17 @@ def make_camera(root: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def scene_model(camera: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("scene") / "camera.rpol"
-    cfg = FitConfig("voc", camera, "train", operating_point="scene", input_size=K, resize_size=K, workers=0)
+def camera_fit(camera: Path, rule: str, folder: Path) -> Path:
+    """A model of ``rule`` fitted on the camera's train frames, at the size inference uses."""
+    path = folder / f"{rule}.rpol"
+    cfg = FitConfig("voc", camera, "train", operating_point=rule, input_size=K, resize_size=K, workers=0)
     fit(cfg).artifact.save(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def scene_model(camera: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return camera_fit(camera, "scene", tmp_path_factory.mktemp("scene"))
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -134,66 +139,73 @@ def test_scene_model_is_the_mean_unit_feature_per_cell(scene_model: Path, camera
     assert np.abs(raw - evidence(f, background(art.cells))).max() < 1e-5
 
 
-def test_scene_boxes_follow_what_crosses_the_view(scene_model: Path, camera: Path, tmp_path: Path) -> None:
-    """On frames it was not fitted on, the scene model's box lies on the raccoon; the w* map of a
-    fit on the same frames (`sign`) boxes the scene instead."""
-    sign = tmp_path / "sign.rpol"
-    fit(FitConfig("voc", camera, "train", input_size=K, resize_size=K, workers=0)).artifact.save(sign)
-    hits = {}
-    for name, model in (("scene", scene_model), ("sign", sign)):
-        with open_runtime(model, "torch") as rt:
-            frames = dataset_frames(rt.meta, "voc", camera, "test", workers=0)
-            out = infer_all(rt, frames)
-        scale = np.array([W / K, H / K, W / K, H / K])
-        got = [
-            crop_boxes(sc[0], m[0], boxes=rt.meta.boxes)[0][0] * scale
-            for sc, m in zip(out.score, out.mask, strict=True)
-        ]
-        truth = [np.asarray(s.boxes[0], float) for s in read_dataset("voc", camera, "test")]
-        hits[name] = sum(_iou(g, t) >= 0.5 for g, t in zip(got, truth, strict=True))
-    assert hits["scene"] >= 6, hits  # of 10 (7 when written; the misses overlap at IoU 0.2-0.45)
-    assert hits["scene"] >= hits["sign"] + 3, hits
+def camera_hits(model: Path, camera: Path) -> int:
+    """Of the camera's 10 test frames, how many the model's top box (its recorded box mode) lands on
+    the raccoon (IoU >= 0.5)."""
+    with open_runtime(model, "torch") as rt:
+        out = infer_all(rt, dataset_frames(rt.meta, "voc", camera, "test", workers=0))
+        mode = rt.meta.boxes
+    scale = np.array([W / K, H / K, W / K, H / K])
+    got = [crop_boxes(sc[0], m[0], boxes=mode)[0] for sc, m in zip(out.score, out.mask, strict=True)]
+    truth = [np.asarray(s.boxes[0], float) for s in read_dataset("voc", camera, "test")]
+    return sum(len(g) > 0 and _iou(g[0] * scale, t) >= 0.5 for g, t in zip(got, truth, strict=True))
 
 
-def test_scene_graph_exports_and_matches_on_ort(scene_model: Path, camera: Path, tmp_path: Path) -> None:
-    """The scene is a constant of the exported graph: ONNX Runtime gives torch's maps and boxes."""
+def sign_model(camera: Path, folder: Path) -> Path:
+    """The default fit (w*, `sign`) on the camera's train frames, at the same size."""
+    return camera_fit(camera, "sign", folder)
+
+
+def exports_like_torch(model: Path, camera: Path, folder: Path, label: str) -> None:
+    """The model's ONNX export records ``label`` and gives torch's maps and boxes on ONNX Runtime."""
     pytest.importorskip("onnx", reason="ONNX export needs the onnx extra")
     if missing_modules(RUNTIMES["ort"]):
         pytest.skip("ort runtime not installed")
     from rpol_edge.core.onnx_meta import read_onnx_meta
     from rpol_edge.exporters.onnx_export import export_onnx
 
-    path = tmp_path / "camera.onnx"
-    export_onnx(scene_model, path, batch=(1, 4, 8))
-    assert read_onnx_meta(path).operating.label() == "scene 0.85"
-    with open_runtime(scene_model, "torch") as ref, open_runtime(path, "ort", device="cpu") as rt:
+    path = folder / "camera.onnx"
+    export_onnx(model, path, batch=(1, 4, 8))
+    assert read_onnx_meta(path).operating.label() == label
+    with open_runtime(model, "torch") as ref, open_runtime(path, "ort", device="cpu") as rt:
         frames = dataset_frames(ref.meta, "voc", camera, "test", workers=0)
         a, b = infer_all(ref, frames), infer_all(rt, frames)
     assert np.abs(a.score - b.score).max() <= 1e-4
     assert agreement(a, b).boxes_identical == len(frames)
 
 
+def test_scene_boxes_follow_what_crosses_the_view(scene_model: Path, camera: Path, tmp_path: Path) -> None:
+    """On frames it was not fitted on, the scene model's box lies on the raccoon; the w* map of a
+    fit on the same frames (`sign`) boxes the scene instead."""
+    hits = {
+        "scene": camera_hits(scene_model, camera),
+        "sign": camera_hits(sign_model(camera, tmp_path), camera),
+    }
+    assert hits["scene"] >= 6, hits  # of 10 (7 when written; the misses overlap at IoU 0.2-0.45)
+    assert hits["scene"] >= hits["sign"] + 3, hits
+
+
+def test_scene_graph_exports_and_matches_on_ort(scene_model: Path, camera: Path, tmp_path: Path) -> None:
+    """The scene is a constant of the exported graph: ONNX Runtime gives torch's maps and boxes."""
+    exports_like_torch(scene_model, camera, tmp_path, "scene 0.85")
+
+
+def assert_refused(args: list[str], words: str) -> None:
+    """The command exits 2 with one line naming ``words``, no traceback."""
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert words in res.output and "Traceback" not in res.output
+
+
+def fit_args(camera: Path, rule: str, out: Path) -> list[str]:
+    return ["fit", "--data", "voc", "--root", str(camera), "--operating-point", rule, "-o", str(out)]
+
+
 def test_scene_options_refused_with_one_line(camera: Path, tmp_path: Path) -> None:
-    runner = CliRunner()
-    base = [
-        "fit",
-        "--data",
-        "voc",
-        "--root",
-        str(camera),
-        "--operating-point",
-        "scene",
-        "-o",
-        str(tmp_path / "m.rpol"),
-    ]
-    for extra, words in (
-        (["--classwise"], "one model of the view"),
-        (["--fit-size", "160"], "inference grid"),
-        (["--scene-level", "1.5"], "--scene-level"),
-    ):
-        res = runner.invoke(app, [*base, *extra])
-        assert res.exit_code == 2, res.output
-        assert words in res.output and "Traceback" not in res.output
+    base = fit_args(camera, "scene", tmp_path / "m.rpol")
+    assert_refused([*base, "--classwise"], "one model of the view")
+    assert_refused([*base, "--fit-size", "160"], "inference grid")
+    assert_refused([*base, "--scene-level", "1.5"], "--scene-level")
 
 
 @pytest.mark.parametrize("runtime", ["ort", "openvino"])

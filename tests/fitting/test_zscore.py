@@ -10,18 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from rpol_edge.cli import app
 from rpol_edge.core.artifact import ModelArtifact
 from rpol_edge.core.scene import ResponseSums, response_stats, zscores
-from rpol_edge.data import read_dataset
-from rpol_edge.evaluate.compare import agreement, dataset_frames
-from rpol_edge.fitting.config import FitConfig
-from rpol_edge.fitting.fitter import fit
-from rpol_edge.results.detection import crop_boxes
-from rpol_edge.runtimes import RUNTIMES, infer_all, missing_modules, open_runtime
-from tests.fitting.test_scene import H, K, W, _iou, make_camera
+from rpol_edge.evaluate.compare import dataset_frames
+from tests.fitting.test_scene import (
+    assert_refused,
+    camera_fit,
+    camera_hits,
+    exports_like_torch,
+    fit_args,
+    make_camera,
+    sign_model,
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +32,7 @@ def camera(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def zscore_model(camera: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("zscore") / "camera.rpol"
-    cfg = FitConfig("voc", camera, "train", operating_point="zscore", input_size=K, resize_size=K, workers=0)
-    fit(cfg).artifact.save(path)
-    return path
+    return camera_fit(camera, "zscore", tmp_path_factory.mktemp("zscore"))
 
 
 def test_response_stats_by_hand() -> None:
@@ -70,70 +68,25 @@ def test_zscore_model_keeps_the_response_statistics_of_its_frames(zscore_model: 
 def test_zscore_boxes_follow_what_crosses_the_view(zscore_model: Path, camera: Path, tmp_path: Path) -> None:
     """On frames it was not fitted on, the box lands on the raccoon far more often than `sign`'s
     (whose largest region spans the scene's responding parts too)."""
-    sign = tmp_path / "sign.rpol"
-    fit(FitConfig("voc", camera, "train", input_size=K, resize_size=K, workers=0)).artifact.save(sign)
-    truth = [np.asarray(s.boxes[0], float) for s in read_dataset("voc", camera, "test")]
-    scale = np.array([W / K, H / K, W / K, H / K])
-    hits = {}
-    for name, model in (("zscore", zscore_model), ("sign", sign)):
-        with open_runtime(model, "torch") as rt:
-            out = infer_all(rt, dataset_frames(rt.meta, "voc", camera, "test", workers=0))
-        got = [crop_boxes(s[0], m[0])[0] for s, m in zip(out.score, out.mask, strict=True)]
-        hits[name] = sum(len(g) > 0 and _iou(g[0] * scale, t) >= 0.5 for g, t in zip(got, truth, strict=True))
+    hits = {
+        "zscore": camera_hits(zscore_model, camera),
+        "sign": camera_hits(sign_model(camera, tmp_path), camera),
+    }
     assert hits["zscore"] >= hits["sign"] + 3, hits  # 5 against 0 of 10 when written
 
 
 def test_zscore_graph_exports_and_matches_on_ort(zscore_model: Path, camera: Path, tmp_path: Path) -> None:
-    pytest.importorskip("onnx", reason="ONNX export needs the onnx extra")
-    if missing_modules(RUNTIMES["ort"]):
-        pytest.skip("ort runtime not installed")
-    from rpol_edge.core.onnx_meta import read_onnx_meta
-    from rpol_edge.exporters.onnx_export import export_onnx
-
-    path = tmp_path / "camera.onnx"
-    export_onnx(zscore_model, path, batch=(1, 4, 8))
-    assert read_onnx_meta(path).operating.label() == "zscore 1"
-    with open_runtime(zscore_model, "torch") as ref, open_runtime(path, "ort", device="cpu") as rt:
-        frames = dataset_frames(ref.meta, "voc", camera, "test", workers=0)
-        a, b = infer_all(ref, frames), infer_all(rt, frames)
-    assert np.abs(a.score - b.score).max() <= 1e-4
-    assert agreement(a, b).boxes_identical == len(frames)
+    """The statistics are two constants of the exported graph: ONNX Runtime gives torch's boxes."""
+    exports_like_torch(zscore_model, camera, tmp_path, "zscore 1")
 
 
 def test_zscore_refusals_are_one_line(zscore_model: Path, camera: Path, tmp_path: Path) -> None:
-    runner = CliRunner()
-    base = [
-        "fit",
-        "--data",
-        "voc",
-        "--root",
-        str(camera),
-        "--operating-point",
-        "zscore",
-        "-o",
-        str(tmp_path / "m.rpol"),
-    ]
-    for extra, words in (
-        (["--zscore-level", "0"], "--zscore-level"),
-        (["--head", "caam"], "needs w*"),
-        (["--fit-size", "160"], "inference grid"),
-    ):
-        res = runner.invoke(app, [*base, *extra])
-        assert res.exit_code == 2, res.output
-        assert words in res.output and "Traceback" not in res.output
-    args = [
-        "eval",
-        str(zscore_model),
-        "--data",
-        "voc",
-        "--root",
-        str(camera),
-        "--workers",
-        "0",
-        "--calibrate",
-    ]
-    res = runner.invoke(app, args)
-    assert res.exit_code == 2 and "standard deviations" in res.output and "Traceback" not in res.output
+    base = fit_args(camera, "zscore", tmp_path / "m.rpol")
+    assert_refused([*base, "--zscore-level", "0"], "--zscore-level")
+    assert_refused([*base, "--head", "caam"], "needs w*")
+    assert_refused([*base, "--fit-size", "160"], "inference grid")
+    root = ["--data", "voc", "--root", str(camera), "--workers", "0"]
+    assert_refused(["eval", str(zscore_model), *root, "--calibrate"], "standard deviations")
 
 
 def test_refit_refuses_a_zscore_model(zscore_model: Path, camera: Path, tmp_path: Path) -> None:
@@ -143,7 +96,7 @@ def test_refit_refuses_a_zscore_model(zscore_model: Path, camera: Path, tmp_path
 
     path = tmp_path / "camera.onnx"
     export_onnx(zscore_model, path)
-    res = CliRunner().invoke(
-        app, ["refit", str(path), "--data", "voc", "--root", str(camera), "-o", str(tmp_path / "r.onnx")]
+    assert_refused(
+        ["refit", str(path), "--data", "voc", "--root", str(camera), "-o", str(tmp_path / "r.onnx")],
+        "second pass",
     )
-    assert res.exit_code == 2 and "second pass" in res.output and "Traceback" not in res.output

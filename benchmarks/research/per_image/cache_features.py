@@ -53,12 +53,18 @@ def features(
     return feats, boxes
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def data_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The arguments every feature-caching job takes: the cache, the two data sets, the input size."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, required=True, help="folder to write the npz files to")
     ap.add_argument("--raccoon", type=Path, default=Path("../shared/data/raccoon"), help="raccoon set (VOC)")
     ap.add_argument("--lobby", type=Path, default=Path("../shared/data/caviar-lobby"), help="lobby set (VOC)")
     ap.add_argument("--size", type=int, default=448, help="input size K (default 448)")
+    return ap
+
+
+def main() -> None:
+    ap = data_arguments(__doc__)
     ap.add_argument("--sets", default="photos,multi,lobby", help="comma-separated: photos, multi, lobby")
     ap.add_argument("--stride16", default="", choices=("", "dilated"), help="Lite0 at output stride 16")
     args = ap.parse_args()

@@ -15,7 +15,6 @@ writes CACHE/camera_{train,test}_<size>.npz (the cache_features layout, plus the
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import cv2
@@ -24,7 +23,7 @@ import torch
 
 from benchmarks.research.multi_object import CUT_MARGIN, cut_alpha
 from benchmarks.research.operating_point_stats import folds
-from benchmarks.research.per_image.cache_features import features, save
+from benchmarks.research.per_image.cache_features import data_arguments, features, save
 from benchmarks.research.scale_shift import background, free_strip
 from rpol_edge.backbones.timm_backbone import BackboneSpec, build_backbone
 from rpol_edge.data import Sample, read_dataset
@@ -142,11 +141,7 @@ def build(raccoon: Path, lobby: Path, seed: int) -> dict[str, tuple[Items, list[
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cache", type=Path, required=True, help="folder to write the npz files to")
-    ap.add_argument("--raccoon", type=Path, default=Path("../shared/data/raccoon"), help="raccoon set (VOC)")
-    ap.add_argument("--lobby", type=Path, default=Path("../shared/data/caviar-lobby"), help="lobby set (VOC)")
-    ap.add_argument("--size", type=int, default=448, help="input size K (default 448)")
+    ap = data_arguments(__doc__)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--examples", type=Path, default=None, help="write a few frames as JPEG here")
     args = ap.parse_args()
