@@ -140,10 +140,33 @@ def build(raccoon: Path, lobby: Path, seed: int) -> dict[str, tuple[Items, list[
     return out
 
 
+def write_voc(root: Path, split: str, items: Items) -> None:
+    """The frames as a Pascal VOC folder (JPEG quality 95, boxes 1-based inclusive), so the product's
+    own `rpol-edge fit` and `eval` run on the same proxy camera."""
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    names = []
+    for j, (rgb, boxes) in enumerate(items):
+        name = f"{split}{j:04d}"
+        names.append(name)
+        cv2.imwrite(str(root / "JPEGImages" / f"{name}.jpg"), rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        objs = "".join(
+            f"<object><name>raccoon</name><bndbox><xmin>{int(b[0]) + 1}</xmin><ymin>{int(b[1]) + 1}</ymin>"
+            f"<xmax>{int(b[2]) + 1}</xmax><ymax>{int(b[3]) + 1}</ymax></bndbox></object>"
+            for b in boxes
+        )
+        (root / "Annotations" / f"{name}.xml").write_text(
+            f"<annotation><filename>{name}.jpg</filename><size><width>{rgb.shape[1]}</width>"
+            f"<height>{rgb.shape[0]}</height><depth>3</depth></size>{objs}</annotation>"
+        )
+    (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(names) + "\n")
+
+
 def main() -> None:
     ap = data_arguments(__doc__)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--examples", type=Path, default=None, help="write a few frames as JPEG here")
+    ap.add_argument("--voc", type=Path, default=None, help="also write every frame as a VOC folder here")
     args = ap.parse_args()
     torch.set_num_threads(1)
     bb = build_backbone(BackboneSpec("lite0", "", 32), args.size)
@@ -156,6 +179,8 @@ def main() -> None:
                 for b in bx:
                     cv2.rectangle(im, (int(b[0]), int(b[1])), (int(b[2]), int(b[3])), (255, 0, 0), 1)
                 cv2.imwrite(str(args.examples / f"{split}_{j:03d}.jpg"), im[:, :, ::-1])
+        if args.voc is not None:
+            write_voc(args.voc, split, items)
         feats, boxes = features(bb, args.size, items, f"camera {split}")
         save(args.cache, f"camera_{split}", str(args.size), feats, boxes, {"view": np.array(vid)})
 
