@@ -1,10 +1,11 @@
-"""Run a model's fit graph on a runtime: uint8 frames in (the model's own input), per-image sums out.
+"""Run a model's fit graph on a runtime: uint8 frames in (the model's own input), per-image sums out
+(and, for a scene model, the unit features per cell).
 
 ONNX Runtime runs the fit graph of an ``.onnx`` (CPU, or CUDA / TensorRT execution providers on a
 GPU: the provider chain of the ort runtime); OpenVINO runs it for an ``.xml`` IR or an ``.onnx``,
 at f32 (its bf16 default on AMX / AVX-512 BF16 CPUs is not exact, see docs/runtimes.md). A
 TensorRT engine's sums come from the ONNX it was built from, through ONNX Runtime's TensorRT
-execution provider on the GPU (`job.sums_source`).
+execution provider on the GPU (`models.open_model` finds that ONNX beside the engine).
 """
 
 from __future__ import annotations
