@@ -50,7 +50,7 @@ def main() -> None:
 
     def graph() -> None:
         for i in range(0, len(frames), 4):  # refit's batch size
-            runner.sums(frames[i : i + 4])
+            runner.sums(frames[i : i + 4])  # (v, u, norms, cells)
 
     rounds = []
     with runner:

@@ -134,16 +134,12 @@ class SumsRunner:
         self.session.infer({INPUT: frames})
         return [np.array(self.session.get_tensor(name).data) for name in self.outputs]
 
-    def sums(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(v_mean, u_mean, norm_sum) of any number of frames (`sums_and_cells` without the cells)."""
-        return self.sums_and_cells(frames)[:3]  # type: ignore[return-value]
-
-    def sums_and_cells(
+    def sums(
         self, frames: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        """Any number of frames, chunked and padded to the graph's batch range like `infer_all`;
-        the last item is a ``scene`` model's per-cell sum of unit features over the frames,
-        (C, h, w) float64 (None for other models)."""
+        """(v_mean, u_mean, norm_sum, cells) of any number of frames, chunked and padded to the
+        graph's batch range like `infer_all`; ``cells`` is a ``scene`` model's per-cell sum of unit
+        features over the frames, (C, h, w) float64 (None for other models)."""
         if self.session is None:
             raise RefitError("fit graph used outside its 'with' block")
         n = len(frames)

@@ -27,7 +27,7 @@ from rpol_edge.fitting.config import source_record, without_password
 from rpol_edge.live.sampling import Chunk, SourceCount, source_chunks
 from rpol_edge.refitting.frame_sources import data_chunks, model_framer
 from rpol_edge.refitting.models import KINDS, check_same_features, fit_runner, open_model
-from rpol_edge.refitting.onnx_graph import RefitError, check_refittable
+from rpol_edge.refitting.onnx_graph import RefitError, check_refittable, scene_shape
 from rpol_edge.refitting.sums import Progress, accumulate, open_checkpoint
 
 
@@ -126,11 +126,8 @@ def refit(
     c = model.meta.channels
     positions = (model.meta.input_size // model.meta.feature_stride) ** 2
     # A scene model (a fixed camera) also refits its per-cell scene (core/scene.py).
-    grid = (
-        (model.meta.input_size // model.meta.feature_stride,) * 2
-        if model.meta.operating_point == "scene"
-        else None
-    )
+    _, _, rows, cols = scene_shape(model.meta)
+    grid = (rows, cols) if model.meta.operating_point == "scene" else None
     state = FitState(FeatureSums.zeros(c, grid=grid), 0)
     resume = open_checkpoint(req, checkpoints, model.path, features.path, samples, total, state)
     state = resume.state
@@ -141,7 +138,7 @@ def refit(
         def step(chunk: Chunk, st: FitState) -> FitState:
             part = FeatureSums.zeros(c, grid=grid)
             if len(chunk.frames):
-                v, u, norms, cells = runner.sums_and_cells(chunk.frames)
+                v, u, norms, cells = runner.sums(chunk.frames)
                 part.add_image_sums(v, u, norms, positions)
                 if cells is not None:
                     part.add_cell_sums(cells)
